@@ -26,6 +26,7 @@ public final class LocalNode {
         Settings initial = Settings.builder().put("path.home", home.toString()).build();
         Environment environment = InternalSettingsPreparer.prepareEnvironment(
             initial, Collections.emptyMap(), config, () -> "local-1");
+        LogConfigurator.setNodeName(Node.NODE_NAME_SETTING.get(environment.settings()));
         LogConfigurator.configure(environment);
 
         Node node = new Node(environment);

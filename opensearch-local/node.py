@@ -20,6 +20,7 @@ Environment:
     AUDIT_OPENSEARCH_PORT   HTTP port (default 9200); transport uses port + 100
     AUDIT_OPENSEARCH_HEAP   JVM heap (default 1g)
     AUDIT_OPENSEARCH_PLUGINS_DIR  extra plugin zips to install (default <home>/plugins.d)
+    AUDIT_OPENSEARCH_NODE_DIR     data, logs, snapshots and pid of this node (default <home>/node)
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def install_dir() -> Path:
 
 
 def node_dir() -> Path:
-    return home() / "node"
+    # separate from the install, so tests can run a second node on the same install
+    return Path(os.environ.get("AUDIT_OPENSEARCH_NODE_DIR", home() / "node"))
 
 
 def pid_file() -> Path:

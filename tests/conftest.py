@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from audit_middleware import config as audit_config
+from audit_middleware import context as audit_context
+from audit_middleware.sinks import MemorySink
+
 ROOT = Path(__file__).resolve().parent.parent
 NODE_SCRIPT = ROOT / "opensearch-local" / "node.py"
 OPENSEARCH_URL = os.environ.get(
@@ -69,3 +73,22 @@ def require_plugin(client: object, plugin: str) -> None:
 def unique_name() -> str:
     """A lowercase name no other test uses, for indices, policies and repositories."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def audit_sink() -> Iterator[MemorySink]:
+    """Each test runs with a fresh audit configuration whose records go to a new MemorySink.
+
+    The previous configuration comes back afterwards, unclosed (this fixture only swaps
+    it), and no request context leaks from one test into the next.
+    """
+    sink = MemorySink()
+    previous = audit_config.use_config(audit_config.AuditConfig(sink=sink))
+    token = audit_context.bind(None)
+    try:
+        yield sink
+    finally:
+        audit_context.unbind(token)
+        configured = audit_config.use_config(previous)
+        if configured is not None and configured.sink is not sink:
+            configured.sink.close(timeout=2.0)  # a sink the test configured: stop its threads

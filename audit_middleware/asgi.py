@@ -1,0 +1,101 @@
+"""Pure ASGI middleware (no Starlette ``BaseHTTPMiddleware``: it hides ContextVar changes
+from the caller and costs far more per request).
+
+    app = ASGIAuditMiddleware(app)
+
+Only ``http`` scopes are audited; ``websocket`` and ``lifespan`` pass straight through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from audit_middleware.config import get_config
+from audit_middleware.context import RequestContext, bind, unbind
+from audit_middleware.recorder import finish_request, resolve_late
+from audit_middleware.request_info import decode_header
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_MAX_PATH = 2048
+_RAW = frozenset(("x_forwarded_for", "forwarded"))
+_WANTED = {
+    b"x-forwarded-for": "x_forwarded_for",
+    b"forwarded": "forwarded",
+    b"user-agent": "user_agent_raw",
+    b"x-request-id": "request_id_raw",
+    b"traceparent": "traceparent",
+}
+
+
+def context_from_scope(scope: Scope) -> RequestContext:
+    """Read what the audit record needs from an ASGI HTTP scope."""
+    config = get_config()
+    found: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        key = _WANTED.get(name.lower() if not name.islower() else name)
+        if key is not None:
+            # Forwarding headers stay raw: their trusted entries are at the end, which a
+            # length-bounded decode could cut off (clientip bounds them itself).
+            text = value.decode("latin-1") if key in _RAW else (decode_header(value) or "")
+            # repeated headers are one list, in order (RFC 9110 section 5.3)
+            found[key] = f"{found[key]}, {text}" if key in found else text
+    client = scope.get("client")
+    root = scope.get("root_path", "")
+    path = scope.get("path", "")
+    if root and not path.startswith(root):
+        path = root + path
+    return RequestContext(
+        method=str(scope.get("method", "GET")).upper(),
+        path=path[:_MAX_PATH] or "/",
+        peer=client[0] if client else None,
+        trust=config.trust,
+        user_agent_limit=config.user_agent_limit,
+        native_request=scope,
+        x_forwarded_for=found.get("x_forwarded_for"),
+        forwarded=found.get("forwarded"),
+        user_agent_raw=found.get("user_agent_raw"),
+        request_id_raw=found.get("request_id_raw"),
+        traceparent=found.get("traceparent"),
+    )
+
+
+class ASGIAuditMiddleware:
+    """Wrap an ASGI application so its HTTP requests produce audit records.
+
+    >>> async def app(scope, receive, send): ...
+    >>> wrapped = ASGIAuditMiddleware(app)
+    """
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one connection scope."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        context = context_from_scope(scope)
+        token = bind(context)
+
+        async def audited_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                context.status_code = int(message["status"])
+                resolve_late(context)
+            await send(message)
+
+        failed = True
+        try:
+            await self.app(scope, receive, audited_send)
+            failed = False
+        finally:
+            # BaseException too: a cancelled task (client gone) still leaves its record
+            finish_request(context, failed=failed)
+            unbind(token)

@@ -1,0 +1,40 @@
+"""Django integration: a middleware for ``MIDDLEWARE``, under WSGI and ASGI alike.
+
+    MIDDLEWARE = [
+        ...
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "audit_middleware.django.AuditMiddleware",  # after the auth middleware
+        ...
+    ]
+
+It binds the request's audit context itself (no need to wrap the WSGI/ASGI app as well),
+records the URL pattern as the route, takes the actor from ``request.user``, and sends
+the request's record when the response is done (for a streamed response: when it is
+closed). Optional settings, applied at start-up when ``"audit_middleware.django"`` is
+in ``INSTALLED_APPS``::
+
+    AUDIT_MIDDLEWARE = {
+        "rules": [Rule("POST", "/pods/<pod_id>/start", action="start", resource_type="pod")],
+        "tenant_resolver": "myapp.audit.tenant_of",   # dotted paths or the objects themselves
+        "user_mapper": "myapp.audit.actor_of",
+    }
+
+Its keys are the keyword arguments of :func:`audit_middleware.configure`, plus
+``user_mapper`` (a ``user -> Actor | None`` callable; default :func:`actor_from_user`).
+"""
+
+from __future__ import annotations
+
+from audit_middleware.errors import MissingDependencyError
+
+try:
+    import django  # noqa: F401 - only to fail early with the clear message
+except ImportError as exc:  # the one clear message this adapter's users need
+    raise MissingDependencyError(
+        "audit_middleware.django needs Django, which is not installed: install audit-middleware[django]"
+    ) from exc
+
+from audit_middleware.django.middleware import AuditMiddleware, UserMapper, actor_from_user
+
+__all__ = ["AuditMiddleware", "UserMapper", "actor_from_user"]

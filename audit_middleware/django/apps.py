@@ -1,0 +1,35 @@
+"""The Django app that applies ``settings.AUDIT_MIDDLEWARE`` at start-up.
+
+INSTALLED_APPS = [..., "audit_middleware.django"]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.core.signals import setting_changed
+
+from audit_middleware.django.conf import SETTING, apply_settings
+
+
+class AuditMiddlewareConfig(AppConfig):  # type: ignore[misc]  # Django ships no type hints
+    """Applies the settings once, before any request (and again under ``override_settings``).
+
+    At start-up rather than when the middleware is first built: that happens on the first
+    request of each test client, which would undo a test's ``capture_events()``.
+    """
+
+    name = "audit_middleware.django"
+    label = "audit_middleware"
+    verbose_name = "Audit middleware"
+
+    def ready(self) -> None:
+        """Apply ``settings.AUDIT_MIDDLEWARE``."""
+        apply_settings()
+        setting_changed.connect(_reapply, dispatch_uid="audit_middleware.django.reapply")
+
+
+def _reapply(*, setting: str, **_kwargs: Any) -> None:
+    if setting == SETTING:
+        apply_settings()

@@ -1,0 +1,219 @@
+"""The Django middleware: binds the audit context, finds route and actor, sends the record."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import Token
+from typing import Any
+
+import structlog
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.apps import apps
+from django.contrib.auth.signals import user_logged_out
+from django.core.exceptions import ImproperlyConfigured
+
+from audit_middleware.context import RequestContext, bind, current, unbind
+from audit_middleware.django.conf import ADAPTER_KEYS, SETTING, option, raw_options
+from audit_middleware.recorder import finish_request, may_record, resolve_late
+from audit_middleware.schema import Actor
+from audit_middleware.wsgi import context_from_environ
+
+__all__ = ["AuditMiddleware", "UserMapper", "actor_from_user"]
+
+UserMapper = Callable[[Any], "Actor | None"]
+
+_log = structlog.get_logger("audit_middleware")
+
+
+def actor_from_user(user: Any) -> Actor | None:
+    """Map an authenticated Django user to an audit ``Actor`` (None for anonymous users).
+
+    Reads ``pk``, ``get_username()``, the model's email field and the ``superuser`` /
+    ``staff`` flags as roles: attributes only, never a query. Name your own mapper in
+    ``settings.AUDIT_MIDDLEWARE["user_mapper"]`` to add groups or an impersonator.
+
+    >>> from django.contrib.auth.models import User  # doctest: +SKIP
+    >>> actor_from_user(User(pk=7, username="ann", email="ann@example.com"))  # doctest: +SKIP
+    Actor(id='7', name='ann', email='ann@example.com', roles=(), kind='user', impersonator=None)
+    """
+    if not getattr(user, "is_authenticated", False):
+        return None
+    flags = (("superuser", getattr(user, "is_superuser", False)), ("staff", getattr(user, "is_staff", False)))
+    return Actor(
+        id=user.pk,
+        name=user.get_username(),
+        email=getattr(user, user.get_email_field_name(), None) or None,
+        roles=tuple(role for role, flag in flags if flag),
+    )
+
+
+class AuditMiddleware:
+    """Audit each request: put ``"audit_middleware.django.AuditMiddleware"`` in
+    ``MIDDLEWARE`` after ``AuthenticationMiddleware``.
+
+    Sync and async capable: under ASGI it runs on the event loop and moves only the
+    user lookup and the app's resolvers (which may query the database) to a thread.
+    When the app is also wrapped in :class:`audit_middleware.AuditMiddleware` (or the ASGI
+    one), that outer middleware owns the request and this one only adds what Django
+    knows (route, actor, the Django request for the resolvers).
+
+    >>> MIDDLEWARE = [
+    ...     "django.contrib.sessions.middleware.SessionMiddleware",
+    ...     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ...     "audit_middleware.django.AuditMiddleware",
+    ... ]
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        if set(raw_options()) - ADAPTER_KEYS and not apps.is_installed("audit_middleware.django"):
+            raise ImproperlyConfigured(
+                f"{SETTING} is applied at start-up by the app 'audit_middleware.django': "
+                "add it to INSTALLED_APPS"
+            )
+        self.get_response = get_response
+        self.user_mapper: UserMapper = option("user_mapper", actor_from_user)
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            # Tells Django (and asgiref) that calling this instance returns a coroutine.
+            markcoroutinefunction(self)
+        # logout() replaces request.user before the response: catch who logged out.
+        user_logged_out.connect(self._on_logout)
+
+    def __call__(self, request: Any) -> Any:
+        """Handle one request (returns a coroutine when the chain is async)."""
+        if self._async:
+            return self._acall(request)
+        context, token = _begin(request)
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            self._settle(request, context, owned=token is not None, failed=True)
+            raise
+        else:
+            self._settle(request, context, owned=token is not None, response=response)
+            return response
+        finally:
+            if token is not None:
+                unbind(token)
+
+    async def _acall(self, request: Any) -> Any:
+        context, token = _begin(request)
+        try:
+            response = await self.get_response(request)
+        except BaseException:  # CancelledError too: a client that left still leaves a record
+            await self._asettle(request, context, owned=token is not None, failed=True)
+            raise
+        else:
+            await self._asettle(request, context, owned=token is not None, response=response)
+            return response
+        finally:
+            if token is not None:
+                unbind(token)
+
+    async def _asettle(self, request: Any, context: RequestContext, **outcome: Any) -> None:
+        if may_record(context):
+            # request.user and the app's resolvers may query the database: not on the loop.
+            await sync_to_async(self._settle)(request, context, **outcome)
+        else:
+            self._settle(request, context, **outcome)  # touches neither user nor resolvers
+
+    def _settle(
+        self,
+        request: Any,
+        context: RequestContext,
+        *,
+        owned: bool,
+        response: Any = None,
+        failed: bool = False,
+    ) -> None:
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.route:
+            context.route = match.route if match.route.startswith("/") else "/" + match.route
+        if response is not None:
+            context.status_code = response.status_code
+        if may_record(context):
+            if context.actor is None:
+                context.actor = self._guarded(getattr(request, "user", None))
+            resolve_late(context)
+        if not owned:
+            return
+        if response is not None and response.streaming:
+            _finish_when_closed(response, context)
+        else:
+            finish_request(context, failed=failed)
+
+    def _on_logout(self, user: Any = None, **_signal: Any) -> None:
+        context = current()
+        if context is not None and context.actor is None and user is not None:
+            context.actor = self._guarded(user)
+
+    def _guarded(self, user: Any) -> Actor | None:
+        # An app's mapper bug (or a failing user query) must cost neither the request nor its record.
+        if user is None:
+            return None
+        try:
+            return self.user_mapper(user)
+        except Exception as exc:  # noqa: BLE001 - the app's bug is logged, not raised
+            _log.warning("audit actor lookup failed", error=f"{type(exc).__name__}: {exc}")
+            return None
+
+
+def _begin(request: Any) -> tuple[RequestContext, Token[RequestContext | None] | None]:
+    context = current()
+    if context is not None:  # an outer audit middleware binds, finishes and unbinds
+        context.native_request = request
+        return context, None
+    # Under ASGI Django fills request.META like a WSGI environ, so one reader serves both.
+    context = context_from_environ(request.META)
+    context.native_request = request
+    return context, bind(context)
+
+
+class _StreamEnd:
+    """Sends a streamed response's record once: when its content fails, or when it is closed."""
+
+    __slots__ = ("_context", "_done")
+
+    def __init__(self, context: RequestContext) -> None:
+        self._context = context
+        self._done = False
+
+    def __call__(self, failed: bool = False) -> None:
+        if not self._done:
+            self._done = True
+            finish_request(self._context, failed=failed)
+
+    def watch(self, content: Iterator[bytes]) -> Iterator[bytes]:
+        try:
+            yield from content
+        except Exception:
+            self(failed=True)
+            raise
+
+    async def awatch(self, content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in content:
+                yield chunk
+        except Exception:
+            await sync_to_async(self)(failed=True)
+            raise
+
+
+def _finish_when_closed(response: Any, context: RequestContext) -> None:
+    # The record waits for the end of the stream, via HttpResponseBase.close(), which
+    # runs response._resource_closers. Both handlers call close() when the response is
+    # done: the WSGI server when the body is sent or the client has gone, the ASGI
+    # handler after sending (a disconnect included), and close() runs whether or not
+    # the content was ever iterated. Wrapping streaming_content alone would not do: an
+    # unstarted generator's close() runs no code. The wrapper is there to record a
+    # failure: a generator that raises mid-stream ends the ASGI handler before close().
+    end = _StreamEnd(context)
+    if (
+        getattr(response, "file_to_stream", None) is None
+    ):  # re-setting a FileResponse's content loses sendfile
+        content = response.streaming_content
+        response.streaming_content = end.awatch(content) if response.is_async else end.watch(content)
+    response._resource_closers.append(end)

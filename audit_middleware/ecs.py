@@ -1,0 +1,39 @@
+"""The slice of the ECS 9.4 field list that audit records use, read from ``ecs_fields.json``.
+
+The JSON is extracted from the machine-readable ECS field list by ``tools/ecs_extract.py``;
+record validation and the OpenSearch mapping both read it, so neither relies on memory.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+ECS_VERSION = "9.4.0"
+
+
+@cache
+def fields() -> dict[str, dict[str, Any]]:
+    """ECS field definitions by flat name (type, normalize, allowed values...)."""
+    text = resources.files("audit_middleware").joinpath("ecs_fields.json").read_text("utf-8")
+    loaded: dict[str, dict[str, Any]] = json.loads(text)
+    return loaded
+
+
+def field_type(flat_name: str) -> str:
+    """The ECS data type of a field, e.g. ``"keyword"`` for ``user.email``."""
+    return str(fields()[flat_name]["type"])
+
+
+@cache
+def expected_event_types() -> dict[str, frozenset[str]]:
+    """ECS event.category values and, for each, the event.type values it allows."""
+    allowed = fields()["event.category"]["allowed_values"]
+    return {entry["name"]: frozenset(entry.get("expected_event_types", ())) for entry in allowed}
+
+
+def allowed_values(flat_name: str) -> frozenset[str]:
+    """The allowed values of an enumerated ECS field such as ``event.outcome``."""
+    return frozenset(entry["name"] for entry in fields()[flat_name].get("allowed_values", ()))

@@ -1,0 +1,542 @@
+"""Install the audit layout in OpenSearch, idempotently: ISM policies, templates, data streams.
+
+``plan()`` compares what the cluster holds with what this version wants and returns
+one ``Step`` per object, each saying whether applying it will create, update or leave
+it unchanged; ``apply()`` carries the plan out. The order matters:
+
+1. ISM policies (one per retention tier): ISM attaches a policy through its
+   ``ism_template`` only to indices created after the policy, so they come first;
+2. the component template (settings and mappings), then the index template using it;
+3. the data streams (one per tier), whose first backing indices the policies manage;
+4. for data streams that already existed, backing indices without a policy get
+   the tier's policy, and indices on an outdated version of it move to the new one.
+
+Without the ISM plugin nothing would ever roll over or delete the data: that is an
+error unless ``require_ism=False``, which installs the rest and warns
+(``RetentionNotManagedWarning``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from opensearchpy import (
+    AuthenticationException,
+    AuthorizationException,
+    ConflictError,
+    ConnectionError,
+    ConnectionTimeout,
+    NotFoundError,
+    OpenSearch,
+    SSLError,
+    TransportError,
+)
+
+from audit_middleware.errors import AuditError, AuditValidationError
+from audit_middleware.opensearch.connection import ENV_PASSWORD, ENV_USERNAME
+from audit_middleware.opensearch.retention import RetentionTier, build_policy, default_tiers, policy_id
+from audit_middleware.opensearch.templates import (
+    build_component_template,
+    build_index_template,
+    component_template_name,
+    index_template_name,
+)
+from audit_middleware.opensearch.tiers import (
+    DEFAULT_PREFIX,
+    STANDARD_TIER,
+    TierCallback,
+    TierRouter,
+    data_stream_name,
+    validate_name,
+)
+
+Status = Literal["created", "updated", "unchanged"]
+
+ISM_PLUGIN = "opensearch-index-management"
+_POLICY_ID_KEY = "index.plugins.index_state_management.policy_id"
+_LEGACY_POLICY_ID_KEY = "index.opendistro.index_state_management.policy_id"
+# Index names per ISM request, so a stream with hundreds of backing indices stays under URL limits.
+_INDICES_PER_REQUEST = 50
+
+
+class SetupError(AuditError):
+    """Setup could not finish; the message says what failed and what to do.
+
+    ``completed`` lists the steps applied before the failure.
+    """
+
+    def __init__(self, message: str, completed: Sequence[StepResult] = ()) -> None:
+        super().__init__(message)
+        self.completed: tuple[StepResult, ...] = tuple(completed)
+
+
+class RetentionNotManagedWarning(UserWarning):
+    """The cluster has no ISM plugin: audit data is never rolled over or deleted."""
+
+
+@dataclass(frozen=True)
+class SetupConfig:
+    """What to install: names, retention tiers, shard and replica counts.
+
+    ``replicas=None`` leaves the replica count to the cluster's default. With
+    ``require_ism=False`` a cluster without the ISM plugin gets everything except
+    the retention policies, and a ``RetentionNotManagedWarning``.
+    """
+
+    prefix: str = DEFAULT_PREFIX
+    tiers: tuple[RetentionTier, ...] = field(default_factory=default_tiers)
+    shards: int = 1
+    replicas: int | None = 1
+    require_ism: bool = True
+
+    def __post_init__(self) -> None:
+        validate_name(self.prefix, "prefix")
+        object.__setattr__(self, "tiers", tuple(self.tiers))
+        names = [tier.name for tier in self.tiers]
+        if not names:
+            raise AuditValidationError("at least one retention tier is needed")
+        if len(set(names)) != len(names):
+            raise AuditValidationError(f"tier names must be unique, got {names}")
+        if self.shards < 1:
+            raise AuditValidationError(f"shards must be at least 1, not {self.shards}")
+        if self.replicas is not None and self.replicas < 0:
+            raise AuditValidationError(f"replicas must be 0 or more, not {self.replicas}")
+
+    @property
+    def data_streams(self) -> tuple[str, ...]:
+        """The data streams setup creates, one per tier, e.g. ``("audit-standard", "audit-extended")``."""
+        return tuple(data_stream_name(self.prefix, tier.name) for tier in self.tiers)
+
+    def router(
+        self,
+        *,
+        tenant_tiers: Mapping[str, str] | None = None,
+        callback: TierCallback | None = None,
+        default_tier: str = STANDARD_TIER,
+    ) -> TierRouter:
+        """A ``TierRouter`` over exactly these tiers and data streams."""
+        return TierRouter(
+            prefix=self.prefix,
+            tiers=[tier.name for tier in self.tiers],
+            tenant_tiers=tenant_tiers,
+            callback=callback,
+            default_tier=default_tier,
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    """One object setup manages, and what applying the plan will do to it."""
+
+    kind: str
+    """``ism policy``, ``component template``, ``index template``, ``data stream`` or ``ism attachment``."""
+    name: str
+    status: Status
+    detail: str = ""
+    run: Callable[[], Status] | None = field(default=None, repr=False, compare=False)
+    """Makes the change and returns what it did; ``None`` when there is nothing to do."""
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What applying a step did (or, in a dry run, would do)."""
+
+    step: Step
+    status: Status
+
+    def __str__(self) -> str:
+        return f"{self.status:<9}  {self.step}"
+
+
+def _where(client: OpenSearch) -> str:
+    hosts = getattr(client.transport, "hosts", None) or []
+    urls = [
+        "{}://{}:{}{}".format(
+            "https" if host.get("use_ssl") else "http",
+            host.get("host"),
+            host.get("port"),
+            host.get("url_prefix", ""),
+        )
+        for host in hosts
+    ]
+    return ", ".join(urls) or "the configured hosts"
+
+
+def _reason(exc: TransportError) -> str:
+    info = exc.info
+    if isinstance(info, Mapping):
+        error = info.get("error")
+        if isinstance(error, Mapping):
+            return f"{error.get('type', exc.error)}: {error.get('reason', '')}".rstrip(": ")
+        if error:
+            return str(error)
+    return str(exc.error)
+
+
+@contextmanager
+def _explained(client: OpenSearch, what: str) -> Iterator[None]:
+    """Turn client errors raised while doing ``what`` into one ``SetupError`` a person can act on."""
+    try:
+        yield
+    except SetupError:
+        raise
+    except AuthenticationException as exc:
+        raise SetupError(
+            f"OpenSearch at {_where(client)} rejected the credentials (401) when trying to {what}: "
+            f"check {ENV_USERNAME} / {ENV_PASSWORD}, or the AWS credentials when signing with SigV4"
+        ) from exc
+    except AuthorizationException as exc:
+        raise SetupError(
+            f"the OpenSearch user may not {what} (403 {_reason(exc)}): setup needs the cluster permissions "
+            "to manage index templates, component templates, data streams and ISM policies"
+        ) from exc
+    except ConflictError as exc:
+        raise SetupError(
+            f"could not {what}: it was changed by someone else while setup ran ({_reason(exc)}); "
+            "run setup again"
+        ) from exc
+    except SSLError as exc:
+        raise SetupError(
+            f"TLS handshake with OpenSearch at {_where(client)} failed when trying to {what}: {exc.error}. "
+            "Set AUDIT_OPENSEARCH_CA_CERTS to the CA bundle that signed the server certificate"
+        ) from exc
+    except ConnectionTimeout as exc:
+        raise SetupError(
+            f"OpenSearch at {_where(client)} did not answer in time when trying to {what}"
+        ) from exc
+    except ConnectionError as exc:
+        raise SetupError(f"cannot connect to OpenSearch at {_where(client)} to {what}: {exc.error}") from exc
+    except TransportError as exc:
+        raise SetupError(f"OpenSearch refused to {what}: HTTP {exc.status_code} {_reason(exc)}") from exc
+
+
+def _get_or_none(client: OpenSearch, what: str, call: Callable[[], Any]) -> Any:
+    with _explained(client, what):
+        try:
+            return call()
+        except NotFoundError:
+            return None
+
+
+def _contains(stored: Any, desired: Any) -> bool:
+    """Whether ``stored`` holds everything in ``desired`` (extra keys added by the server are fine)."""
+    if isinstance(desired, Mapping):
+        return isinstance(stored, Mapping) and all(
+            key in stored and _contains(stored[key], value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(stored, list)
+            and len(stored) == len(desired)
+            and all(_contains(s, d) for s, d in zip(stored, desired, strict=True))
+        )
+    return bool(stored == desired)
+
+
+def _setting_text(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_setting_text(item) for item in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _flat_settings(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Settings as OpenSearch compares them: dotted ``index.*`` keys, values as strings."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flat_settings(value, f"{name}."))
+        else:
+            flat[name if name.startswith("index.") else f"index.{name}"] = _setting_text(value)
+    return flat
+
+
+def _component_template_matches(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    template = stored.get("template", {})
+    return (
+        stored.get("version") == desired["version"]
+        and stored.get("_meta") == desired["_meta"]
+        and template.get("mappings") == desired["template"]["mappings"]
+        and _flat_settings(template.get("settings", {})) == _flat_settings(desired["template"]["settings"])
+        and not template.get("aliases")
+    )
+
+
+def _index_template_matches(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    # An inline "template" would override the component template's settings and mappings.
+    return _contains(stored, desired) and not stored.get("template")
+
+
+def ism_installed(client: OpenSearch) -> bool:
+    """Whether the cluster runs the Index State Management plugin."""
+    with _explained(client, "list the installed plugins"):
+        rows = client.cat.plugins(format="json")
+    return any(row.get("component") == ISM_PLUGIN for row in rows)
+
+
+def _no_ism_message(client: OpenSearch) -> str:
+    return (
+        f"OpenSearch at {_where(client)} has no Index State Management plugin ({ISM_PLUGIN}), "
+        "so audit retention (rollover, snapshot, delete after N days) would not be managed and "
+        "records would be kept until deleted by hand"
+    )
+
+
+def _check_snapshot_repositories(client: OpenSearch, config: SetupConfig) -> None:
+    # An ISM snapshot action to a missing repository fails months later and blocks the delete.
+    for repository in sorted({tier.snapshot_repository for tier in config.tiers if tier.snapshot_repository}):
+        with _explained(client, f"read snapshot repository {repository}"):
+            try:
+                client.snapshot.get_repository(repository=repository)
+            except NotFoundError:
+                raise SetupError(
+                    f"snapshot repository {repository!r} is not registered on the cluster: register it "
+                    f"(PUT _snapshot/{repository}) before setup, or leave the snapshot repository out"
+                ) from None
+
+
+def _plan_policy(client: OpenSearch, prefix: str, tier: RetentionTier) -> tuple[Step, int | None]:
+    """The step for one tier's policy, and the policy's current ``_seq_no`` (``None``: absent)."""
+    pid = policy_id(prefix, tier.name)
+    path = f"/_plugins/_ism/policies/{pid}"
+    desired = build_policy(prefix, tier)
+    stored = _get_or_none(
+        client, f"read ISM policy {pid}", lambda: client.transport.perform_request("GET", path)
+    )
+
+    def put(status: Status, params: dict[str, Any] | None = None) -> Callable[[], Status]:
+        def run() -> Status:
+            verb = "create" if status == "created" else "update"
+            with _explained(client, f"{verb} ISM policy {pid}"):
+                client.transport.perform_request("PUT", path, params=params, body=desired)
+            return status
+
+        return run
+
+    if stored is None:
+        return Step("ism policy", pid, "created", run=put("created")), None
+    seq_no, primary_term = stored["_seq_no"], stored["_primary_term"]
+    if _contains(stored.get("policy"), desired["policy"]):
+        return Step("ism policy", pid, "unchanged"), seq_no
+    # Optimistic concurrency: the update fails if the policy changed since we read it.
+    params = {"if_seq_no": seq_no, "if_primary_term": primary_term}
+    return Step("ism policy", pid, "updated", run=put("updated", params)), seq_no
+
+
+def _plan_component_template(client: OpenSearch, config: SetupConfig) -> Step:
+    name = component_template_name(config.prefix)
+    desired = build_component_template(shards=config.shards, replicas=config.replicas)
+    found = _get_or_none(
+        client, f"read component template {name}", lambda: client.cluster.get_component_template(name=name)
+    )
+
+    def run() -> Status:
+        with _explained(client, f"write component template {name}"):
+            client.cluster.put_component_template(name=name, body=desired)
+        return "created" if found is None else "updated"
+
+    if found is None:
+        return Step("component template", name, "created", run=run)
+    stored = found["component_templates"][0]["component_template"]
+    if _component_template_matches(stored, desired):
+        return Step("component template", name, "unchanged")
+    return Step("component template", name, "updated", _revision_detail(stored, desired), run=run)
+
+
+def _plan_index_template(client: OpenSearch, config: SetupConfig) -> Step:
+    name = index_template_name(config.prefix)
+    desired = build_index_template(config.prefix)
+    found = _get_or_none(
+        client, f"read index template {name}", lambda: client.indices.get_index_template(name=name)
+    )
+
+    def run() -> Status:
+        with _explained(client, f"write index template {name}"):
+            client.indices.put_index_template(name=name, body=desired)
+        return "created" if found is None else "updated"
+
+    if found is None:
+        return Step("index template", name, "created", run=run)
+    stored = found["index_templates"][0]["index_template"]
+    if _index_template_matches(stored, desired):
+        return Step("index template", name, "unchanged")
+    return Step("index template", name, "updated", _revision_detail(stored, desired), run=run)
+
+
+def _revision_detail(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> str:
+    before, after = stored.get("version"), desired["version"]
+    return f"revision {before} -> {after}" if before != after else f"revision {after}, content changed"
+
+
+def _plan_data_stream(client: OpenSearch, name: str) -> tuple[Step, list[str]]:
+    """The step for one data stream, and its backing indices (empty when it is to be created)."""
+    found = _get_or_none(
+        client, f"read data stream {name}", lambda: client.indices.get_data_stream(name=name)
+    )
+    # A regular index of that name answers 200 with no data streams.
+    streams = found["data_streams"] if found else []
+    if streams:
+        backing = [index["index_name"] for index in streams[0]["indices"]]
+        return Step("data stream", name, "unchanged"), backing
+    with _explained(client, f"check for an index named {name}"):
+        taken = client.indices.exists(index=name)
+    if taken:
+        raise SetupError(
+            f"an index or alias named {name!r} already exists and is not a data stream: audit records "
+            "were probably written before setup ran. Reindex it elsewhere and delete it, "
+            "or choose another prefix"
+        )
+
+    def run() -> Status:
+        with _explained(client, f"create data stream {name}"):
+            try:
+                client.indices.create_data_stream(name=name)
+            except TransportError as exc:
+                # The shipper's first write may have created it since we looked.
+                if exc.error == "resource_already_exists_exception":
+                    return "unchanged"
+                raise
+        return "created"
+
+    return Step("data stream", name, "created", run=run), []
+
+
+def _chunks(names: Sequence[str]) -> Iterator[str]:
+    for start in range(0, len(names), _INDICES_PER_REQUEST):
+        yield ",".join(names[start : start + _INDICES_PER_REQUEST])
+
+
+def _plan_attachment(
+    client: OpenSearch,
+    stream: str,
+    *,
+    pid: str,
+    backing: Sequence[str],
+    policy: Step,
+    policy_seq_no: int | None,
+) -> Step:
+    """Give an existing stream's backing indices the tier's policy, at its current version."""
+    explained: dict[str, Any] = {}
+    for names in _chunks(backing):
+        with _explained(client, f"explain ISM state of {stream}"):
+            explained.update(client.transport.perform_request("GET", f"/_plugins/_ism/explain/{names}"))
+    unmanaged: list[str] = []
+    outdated: list[str] = []
+    for index in backing:
+        state = explained.get(index) or {}
+        attached = state.get(_POLICY_ID_KEY) or state.get(_LEGACY_POLICY_ID_KEY)
+        if not attached:
+            unmanaged.append(index)
+        elif attached == pid and (
+            policy.status == "updated" or state.get("policy_seq_no") not in (None, policy_seq_no)
+        ):
+            outdated.append(index)
+        # An index under another policy was put there by someone on purpose: leave it.
+
+    def run() -> Status:
+        _ism_post(client, "add", pid, unmanaged, stream)
+        _ism_post(client, "change_policy", pid, outdated, stream)
+        return "created" if unmanaged else "updated"
+
+    if unmanaged:
+        detail = f"{pid} on {len(unmanaged)} unmanaged backing indices" + (
+            f", new version on {len(outdated)}" if outdated else ""
+        )
+        return Step("ism attachment", stream, "created", detail, run=run)
+    if outdated:
+        return Step(
+            "ism attachment", stream, "updated", f"new version of {pid} on {len(outdated)} indices", run=run
+        )
+    return Step("ism attachment", stream, "unchanged")
+
+
+def _ism_post(client: OpenSearch, endpoint: str, pid: str, indices: Sequence[str], stream: str) -> None:
+    for names in _chunks(indices):
+        with _explained(client, f"{endpoint.replace('_', ' ')} {pid} on {stream}"):
+            answer = client.transport.perform_request(
+                "POST", f"/_plugins/_ism/{endpoint}/{names}", body={"policy_id": pid}
+            )
+        failed = [
+            f"{item.get('index_name')}: {item.get('reason')}"
+            for item in answer.get("failed_indices", ())
+            # Another setup run, or ism_template itself, got there first.
+            if "already has a policy" not in str(item.get("reason"))
+        ]
+        if failed:
+            raise SetupError(f"could not {endpoint.replace('_', ' ')} {pid} on {stream}: {'; '.join(failed)}")
+
+
+def plan(client: OpenSearch, config: SetupConfig) -> list[Step]:
+    """What ``apply`` would do, in order, without changing anything.
+
+    Raises ``SetupError`` when setup cannot succeed (no ISM plugin while
+    ``config.require_ism``, a missing snapshot repository, an index squatting a data
+    stream's name, or a connection/authentication failure), before anything changes.
+    """
+    return _plan(client, config)
+
+
+def _plan(client: OpenSearch, config: SetupConfig) -> list[Step]:
+    with_ism = ism_installed(client)
+    if not with_ism:
+        if config.require_ism:
+            raise SetupError(
+                _no_ism_message(client) + ". Install the plugin, or run setup with --skip-ism "
+                "(require_ism=False) to install the templates and data streams without retention"
+            )
+        warnings.warn(
+            RetentionNotManagedWarning(
+                _no_ism_message(client) + ": installing templates and data streams without retention policies"
+            ),
+            stacklevel=3,  # the caller of plan() or apply(), which both call _plan()
+        )
+    _check_snapshot_repositories(client, config)
+
+    steps: list[Step] = []
+    policies: list[tuple[Step, int | None]] = []
+    if with_ism:
+        policies = [_plan_policy(client, config.prefix, tier) for tier in config.tiers]
+        steps.extend(step for step, _ in policies)
+    steps.append(_plan_component_template(client, config))
+    steps.append(_plan_index_template(client, config))
+    streams = [_plan_data_stream(client, name) for name in config.data_streams]
+    steps.extend(step for step, _ in streams)
+    for index, (tier, (stream, backing)) in enumerate(zip(config.tiers, streams, strict=True)):
+        # New streams get their policy from ism_template; existing ones may predate it.
+        if with_ism and backing:
+            policy, seq_no = policies[index]
+            pid = policy_id(config.prefix, tier.name)
+            steps.append(
+                _plan_attachment(
+                    client, stream.name, pid=pid, backing=backing, policy=policy, policy_seq_no=seq_no
+                )
+            )
+    return steps
+
+
+def apply(client: OpenSearch, config: SetupConfig, dry_run: bool = False) -> list[StepResult]:
+    """Install or update everything ``plan`` lists, in order; ``dry_run`` changes nothing.
+
+    Running it twice in a row reports every step ``unchanged`` the second time. On
+    failure the ``SetupError`` carries the steps completed before it.
+    """
+    results: list[StepResult] = []
+    for step in _plan(client, config):
+        if dry_run or step.run is None:
+            results.append(StepResult(step, step.status))
+            continue
+        try:
+            results.append(StepResult(step, step.run()))
+        except SetupError as exc:
+            exc.completed = tuple(results)
+            raise
+    return results

@@ -1,0 +1,294 @@
+"""The background thread that moves records from memory and the spool into OpenSearch.
+
+Batches close at about 5 MiB, 1,000 documents or 1 s, whichever comes first. Items that
+fail for a retryable reason are retried with jittered exponential backoff; if they still
+fail they go to the disk spool (memory stays bounded) and are replayed, oldest first,
+once OpenSearch answers again. Rejected items go to the dead-letter file with the reason.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import TransportError
+
+from audit_middleware.deadletter import DeadLetterFile
+from audit_middleware.metrics import DeliveryMetrics
+from audit_middleware.opensearch import bulk
+from audit_middleware.opensearch.bulk import BulkOutcome, Item
+from audit_middleware.schema import AuditEvent
+from audit_middleware.spool import Spool
+
+
+@dataclass(frozen=True, slots=True)
+class ShipperOptions:
+    """Batching, retry and queue limits."""
+
+    batch_docs: int = 1000
+    batch_bytes: int = 5 << 20
+    flush_interval: float = 1.0
+    max_queue: int = 10_000
+    quick_retries: int = 3
+    backoff_base: float = 0.2
+    backoff_max: float = 30.0
+    request_timeout: float = 30.0
+
+
+class Shipper:
+    """Owns the queue and the delivery thread of one process."""
+
+    def __init__(
+        self,
+        client: OpenSearch,
+        *,
+        encode: Callable[[AuditEvent], Item],
+        spool: Spool,
+        dead_letters: DeadLetterFile,
+        metrics: DeliveryMetrics,
+        options: ShipperOptions,
+        readiness: Callable[[OpenSearch], str | None],
+        durable: bool = False,
+    ) -> None:
+        self._client = client
+        self._encode = encode
+        self._spool = spool
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._options = options
+        self._readiness = readiness
+        self._durable = durable
+        self._queue: deque[AuditEvent] = deque()
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._idle = threading.Event()
+        self._ready_error: str | None = "not checked yet"
+        self._failures = 0
+        self._in_flight: list[Item] = []
+        self._next_orphan_scan = 0.0
+        self._thread = threading.Thread(target=self._run, name="audit-middleware-shipper", daemon=True)
+
+    # -- request path ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the delivery thread."""
+        self._thread.start()
+
+    def offer(self, event: AuditEvent) -> bool:
+        """Queue an event; False when the queue is full (the caller spools it instead)."""
+        with self._wake:
+            if len(self._queue) >= self._options.max_queue:
+                return False
+            self._queue.append(event)
+            self._idle.clear()
+            if len(self._queue) >= self._options.batch_docs:
+                self._wake.notify()
+        return True
+
+    def queue_depth(self) -> int:
+        """Events waiting in memory."""
+        return len(self._queue)
+
+    @property
+    def ready_error(self) -> str | None:
+        """Why delivery cannot start (bad URL, credentials, missing set-up), or None."""
+        return self._ready_error
+
+    # -- control --------------------------------------------------------------------
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until memory and this process's spool are empty (True) or the timeout passes."""
+        deadline = time.monotonic() + timeout
+        with self._wake:
+            self._idle.clear()
+            self._wake.notify()
+        while time.monotonic() < deadline:
+            if self._idle.wait(min(0.05, max(0.0, deadline - time.monotonic()))) and not self._queue:
+                return self._spool.stats().records == 0
+        return False
+
+    def stop(self, timeout: float) -> None:
+        """Drain within ``timeout``; whatever is left in memory is spooled."""
+        self._stopping.set()
+        with self._wake:
+            self._wake.notify()
+        self._thread.join(timeout)
+        leftover = [self._encode(e) for e in self._drain_queue()]
+        if self._thread.is_alive():
+            # still blocked on the network: keep a copy of the batch in flight too; if it
+            # lands after all, its replay is a harmless 409 (op_type=create, _id=event.id)
+            leftover.extend(self._in_flight)
+        if leftover:
+            self._spool_items(leftover)
+        self._spool.sync()
+
+    # -- delivery thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        while self._guarded_step():
+            pass
+
+    def _guarded_step(self) -> bool:
+        try:
+            return self._step()
+        except Exception as exc:  # noqa: BLE001 - the thread must survive anything and keep records
+            self._metrics.degraded(f"shipper error: {type(exc).__name__}: {exc}")
+            self._pause()
+            return True
+
+    def _step(self) -> bool:
+        """One round: check readiness, replay the spool, ship one fresh batch. False to exit."""
+        if self._ready_error is not None and not self._check_ready():
+            self._spool_fresh_batch()
+            if self._stopping.is_set():
+                return False
+            self._pause()
+            return True
+        if not self._replay_spool():
+            self._spool_fresh_batch()
+            if self._stopping.is_set():
+                return False
+            self._pause()
+            return True
+        batch = self._take_batch()
+        if batch:
+            self._ship([self._encode(event) for event in batch])
+        elif self._stopping.is_set():
+            return False
+        if not self._queue and self._spool.stats().records == 0:
+            self._idle.set()
+        return True
+
+    def _check_ready(self) -> bool:
+        try:
+            problem = self._readiness(self._client)
+        except (OSConnectionError, TransportError) as exc:
+            problem = f"cannot reach OpenSearch: {exc}"
+        self._ready_error = problem
+        if problem is not None:
+            self._failures += 1
+            self._metrics.degraded(problem)
+            return False
+        self._failures = 0
+        return True
+
+    def _take_batch(self) -> list[AuditEvent]:
+        options = self._options
+        deadline = time.monotonic() + options.flush_interval
+        with self._wake:
+            while len(self._queue) < options.batch_docs and not self._stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._idle_requested():
+                    break
+                self._wake.wait(remaining)
+            return self._pop(options.batch_docs)
+
+    def _idle_requested(self) -> bool:
+        # flush() clears _idle and notifies: ship what is there without waiting the interval
+        return not self._idle.is_set() and bool(self._queue)
+
+    def _pop(self, count: int) -> list[AuditEvent]:
+        queue = self._queue
+        return [queue.popleft() for _ in range(min(count, len(queue)))]
+
+    def _drain_queue(self) -> list[AuditEvent]:
+        with self._wake:
+            return self._pop(len(self._queue))
+
+    def _spool_fresh_batch(self) -> None:
+        """While OpenSearch is away, move queued events to disk so memory stays bounded."""
+        batch = self._take_batch()
+        if batch:
+            self._spool_items([self._encode(event) for event in batch])
+
+    def _replay_spool(self) -> bool:
+        """Deliver spooled batches, oldest first; False when delivery failed again."""
+        now = time.monotonic()
+        if now >= self._next_orphan_scan:
+            self._next_orphan_scan = now + 10.0
+            self._spool.adopt_orphans()
+        if self._spool.stats().records == 0:
+            return True
+        self._spool.seal_active()  # only sealed segments are replayed
+        for spooled in self._spool.replay(
+            limit_records=self._options.batch_docs, limit_bytes=self._options.batch_bytes
+        ):
+            items = [Item.from_spool(payload, spooled.segment_id) for payload in spooled.records]
+            left = self._deliver(items, attempts=1)
+            if left:
+                # keep the undelivered ones (any position in the batch) before the
+                # segment is acked as a whole; they are replayed from the newest segment
+                self._spool.append([item.spool_payload() for item in left])
+            self._spool.ack(spooled.segment_id, len(items))
+            if not self._durable:
+                self._metrics.add("replayed", len(items) - len(left))
+            if left:
+                return False
+        return True
+
+    def _ship(self, items: list[Item]) -> None:
+        self._in_flight = items
+        try:
+            left = self._deliver(items, attempts=self._options.quick_retries)
+        finally:
+            self._in_flight = []
+        if left:
+            self._spool_items(left)
+
+    def _spool_items(self, items: list[Item]) -> None:
+        self._spool.append([item.spool_payload() for item in items])
+        self._metrics.add("spooled", len(items))
+
+    def _deliver(self, items: list[Item], *, attempts: int) -> list[Item]:
+        """Send with retries; return the items still undelivered after ``attempts`` tries."""
+        pending = items
+        for attempt in range(attempts):
+            if attempt:
+                self._metrics.add("retried", len(pending))
+                if self._sleep(self._backoff(attempt)):
+                    break
+            pending = self._send_splitting(pending)
+            if not pending:
+                self._failures = 0
+                self._metrics.recovered()
+                return []
+        self._failures += 1
+        return pending
+
+    def _send_splitting(self, items: list[Item]) -> list[Item]:
+        """One bulk request; a 413 splits the batch in halves. Returns items to retry."""
+        outcome: BulkOutcome = bulk.send(self._client, items, timeout=self._options.request_timeout)
+        if outcome.too_large:
+            if len(items) == 1:
+                self._dead_letter(items[0], 413, outcome.error or "request entity too large")
+                return []
+            middle = len(items) // 2
+            return self._send_splitting(items[:middle]) + self._send_splitting(items[middle:])
+        self._metrics.add("delivered", len(outcome.delivered) + len(outcome.conflicts))
+        self._metrics.add("conflicts", len(outcome.conflicts))
+        for rejection in outcome.rejected:
+            self._dead_letter(rejection.item, rejection.status, rejection.reason)
+        if outcome.retry:
+            self._metrics.degraded(outcome.error or "retryable bulk failure")
+        return outcome.retry
+
+    def _dead_letter(self, item: Item, status: int | None, reason: str) -> None:
+        self._dead_letters.write(item.document, reason=reason, status=status)
+        self._metrics.add("dead_lettered")
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self._options.backoff_max, self._options.backoff_base * (2**attempt))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+
+    def _pause(self) -> None:
+        self._sleep(self._backoff(min(self._failures + 1, 8)))
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless asked to stop; True when stopping."""
+        return self._stopping.wait(seconds)

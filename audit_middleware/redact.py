@@ -1,0 +1,326 @@
+r"""Redaction of secrets and personal data before an audit record leaves the process.
+
+Pure: no framework imports, no I/O. One :class:`Redactor` is built from configuration
+at start-up and shared by every thread; its methods never mutate their input.
+
+Key matching. A key is *normalised* by lowercasing it and removing the separators
+``_``, ``-`` and space, so ``X-API-Key``, ``x_api_key``, ``apiKey`` and ``API KEY``
+are one name (``apikey``): this also catches the camelCase keys of JSON APIs
+(``accessToken``, ``privateKey``, ``sessionId``). A normalised key is *denied* when
+
+* it equals a name of the denylist (``keys`` plus ``extra_keys``, normalised alike), or
+* it contains one of :data:`DENIED_SUBSTRINGS` (``password``, ``secret``, ``token``,
+  ``apikey``, ``privatekey``), which catches ``db_password``, ``x-api-key``,
+  ``github_token`` and ``clientSecret``,
+
+unless it equals a name of ``allow_keys`` (normalised alike). The substring rules also
+hit harmless names such as ``token_type``, ``max_tokens``, ``password_changed_at`` or
+``secretary``; those are masked, the safe mistake. Exempt the ones you need with
+``allow_keys``: it matches whole names only, so allowing ``token_type`` does not allow
+``token``. ``keys`` replaces the exact-name list; the substring rules always apply.
+
+>>> Redactor().redact_mapping({"user": "ana", "db_password": "hunter2", "tokens": [{"id": 1}]})
+{'user': 'ana', 'db_password': '[REDACTED]', 'tokens': '[REDACTED]'}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+__all__ = [
+    "CYCLE_MARKER",
+    "DEFAULT_DENYLIST",
+    "DENIED_SUBSTRINGS",
+    "DEPTH_MARKER",
+    "DROPPED_HEADERS",
+    "MAX_DEPTH",
+    "Redactor",
+]
+
+DEFAULT_DENYLIST: Final[frozenset[str]] = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "auth",
+        "cookie",
+        "set_cookie",
+        "csrf",
+        "csrftoken",
+        "xsrf",
+        "session",
+        "sessionid",
+        "private_key",
+        "ssh_private_key",
+        "credentials",
+        "otp",
+        "pin",
+        "ssn",
+        "card_number",
+        "cvv",
+    }
+)
+"""Key names whose values are masked, matched whole on the normalised key."""
+
+DENIED_SUBSTRINGS: Final[tuple[str, ...]] = ("password", "secret", "token", "apikey", "privatekey")
+"""A normalised key containing one of these is masked (normalised: ``api_key`` is ``apikey``)."""
+
+DROPPED_HEADERS: Final[frozenset[str]] = frozenset(
+    {"authorization", "proxyauthorization", "cookie", "setcookie"}
+)
+"""Normalised header names never captured, whatever ``allow_keys`` says."""
+
+MAX_DEPTH: Final = 32
+"""Deepest container nesting redacted; the top-level mapping is level 1."""
+
+DEPTH_MARKER: Final = "[REDACTED: nested too deep]"
+"""Replaces a container nested deeper than :data:`MAX_DEPTH`: unread, so it may hold secrets."""
+
+CYCLE_MARKER: Final = "[REDACTED: cycle]"
+"""Replaces a container that contains itself."""
+
+_PSEUDONYM_DOMAIN: Final = "@pseudonym.invalid"
+_MIN_KEY_BYTES: Final = 16
+# Distinct keys remembered per Redactor: records repeat their shapes, and the bound stops
+# a flood of unique keys (from request bodies) from growing memory.
+_DECISION_CACHE_SIZE: Final = 4096
+_SEPARATORS: Final = str.maketrans("", "", "_- ")
+# Exact types that hold no keys: most values, returned without the slower abstract-class checks.
+_SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
+
+
+class Redactor:
+    """Masks secrets in records; truncates IPs and pseudonymises emails when asked.
+
+    >>> redactor = Redactor(allow_keys=["token_type"], truncate_ips=True)
+    >>> redactor.redact_mapping({"token_type": "bearer", "access_token": "abc"})
+    {'token_type': 'bearer', 'access_token': '[REDACTED]'}
+    >>> redactor.ip("203.0.113.77")
+    '203.0.113.0'
+    """
+
+    __slots__ = ("_allow", "_decisions", "_deny", "_email_key", "_mask", "_truncate_ips")
+
+    def __init__(
+        self,
+        *,
+        keys: Iterable[str] = DEFAULT_DENYLIST,
+        extra_keys: Iterable[str] = (),
+        allow_keys: Iterable[str] = (),
+        mask: str = "[REDACTED]",
+        truncate_ips: bool = False,
+        email_pseudonym_key: bytes | None = None,
+    ) -> None:
+        if email_pseudonym_key is not None and len(email_pseudonym_key) < _MIN_KEY_BYTES:
+            # A short key can be guessed, and then every pseudonym reversed by hashing known emails.
+            raise ValueError(
+                f"email_pseudonym_key must be at least {_MIN_KEY_BYTES} random bytes (32 recommended)"
+            )
+        self._deny = frozenset(
+            _normalise(k) for k in (*_names(keys, "keys"), *_names(extra_keys, "extra_keys"))
+        )
+        self._allow = frozenset(_normalise(k) for k in _names(allow_keys, "allow_keys"))
+        self._mask = mask
+        self._truncate_ips = truncate_ips
+        self._email_key = email_pseudonym_key
+        self._decisions: dict[object, bool] = {}
+
+    @property
+    def truncate_ips(self) -> bool:
+        """Whether :meth:`ip` truncates addresses."""
+        return self._truncate_ips
+
+    @property
+    def email_pseudonym_key(self) -> bytes | None:
+        """The key :meth:`email` pseudonymises with; ``None`` leaves emails as they are."""
+        return self._email_key
+
+    def is_denied(self, key: object) -> bool:
+        """Whether values under this key are masked (see the module docstring for the rules).
+
+        >>> Redactor().is_denied("X-API-Key"), Redactor().is_denied("author")
+        (True, False)
+        """
+        decision = self._decisions.get(key)
+        if decision is None:
+            name = _normalise(key if isinstance(key, str) else str(key))
+            decision = name not in self._allow and (
+                name in self._deny or any(part in name for part in DENIED_SUBSTRINGS)
+            )
+            if len(self._decisions) < _DECISION_CACHE_SIZE:
+                self._decisions[key] = decision
+        return decision
+
+    def redact_mapping(self, data: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A copy of ``data`` with every value under a denied key masked, at any depth.
+
+        Recurses into mappings, lists and tuples; other values are returned as given.
+        Parts nested deeper than :data:`MAX_DEPTH` or cyclic become a marker string.
+
+        >>> Redactor().redact_mapping({"items": [{"name": "a", "secret": {"k": 1}}]})
+        {'items': [{'name': 'a', 'secret': '[REDACTED]'}]}
+        """
+        if not data:
+            return {}
+        return self._mapping(data, 1, [id(data)])
+
+    def redact_changes(
+        self,
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any] | None,
+        fields: Iterable[str],
+    ) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]:
+        r"""Redact a change set given as plain values: ``(before, after, fields)``.
+
+        A denied field stays in ``fields``, so readers see that it changed, while its
+        values are masked on both sides. A path running through a denied key is cut
+        at that key, since the key names below it may be secrets themselves. Paths use
+        ``audit_middleware.diff``'s convention: ``.`` joins keys, and inside a key ``\.``
+        is a dot and ``\\`` a backslash. The fields come back sorted and without duplicates.
+
+        >>> Redactor().redact_changes({"password": "a"}, {"password": "b"}, ["password"])
+        ({'password': '[REDACTED]'}, {'password': '[REDACTED]'}, ('password',))
+        >>> Redactor().redact_changes({}, {"tokens": {"ghp_x": 1}}, ["tokens.ghp_x"])[2]
+        ('tokens',)
+        """
+        return (
+            self.redact_mapping(before),
+            self.redact_mapping(after),
+            tuple(sorted({self._cut_path(field) for field in fields})),
+        )
+
+    def redact_headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        """A copy of the headers without credentials.
+
+        ``Authorization``, ``Proxy-Authorization``, ``Cookie`` and ``Set-Cookie`` are
+        dropped entirely; other denied names keep their name with a masked value.
+
+        >>> Redactor().redact_headers({"Cookie": "s=1", "X-Api-Key": "k", "Accept": "*/*"})
+        {'X-Api-Key': '[REDACTED]', 'Accept': '*/*'}
+        """
+        if not headers:
+            return {}
+        kept: dict[str, str] = {}
+        for name, value in headers.items():
+            if _normalise(name) in DROPPED_HEADERS:
+                continue
+            kept[name] = self._mask if self.is_denied(name) else value
+        return kept
+
+    def ip(self, value: str | None) -> str | None:
+        """The address, truncated when ``truncate_ips`` is on.
+
+        IPv4 keeps its /24 network (``x.y.z.0``), IPv6 its /48 network; an IPv4-mapped
+        IPv6 address is truncated as IPv4 and written as IPv4. When truncating, a value
+        that is not an IP address gives ``None``, since it may still hold the address.
+
+        >>> Redactor(truncate_ips=True).ip("2001:db8:1234:5678::1")
+        '2001:db8:1234::'
+        """
+        if value is None or not self._truncate_ips:
+            return value
+        return _truncate_ip(value)
+
+    def email(self, value: str | None) -> str | None:
+        """A keyed pseudonym of the email when ``email_pseudonym_key`` is set, else the email.
+
+        The pseudonym is ``u-<24 hex digits of HMAC-SHA256(key, trimmed lowercased
+        email)>@pseudonym.invalid``: stable across processes sharing the key, not
+        reversible without it, and still shaped like an email, so dashboards can group
+        by it. A pseudonym or a blank value is returned unchanged.
+
+        >>> Redactor(email_pseudonym_key=b"k" * 32).email("Ana@Example.com")
+        'u-ee715d102aea93a80cf5b2e5@pseudonym.invalid'
+        """
+        if value is None or self._email_key is None:
+            return value
+        address = value.strip().lower()
+        if not address or address.endswith(_PSEUDONYM_DOMAIN):
+            return value
+        # surrogatepass: text decoded from bad UTF-8 must not make auditing raise.
+        digest = hmac.new(self._email_key, address.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return f"u-{digest.hexdigest()[:24]}{_PSEUDONYM_DOMAIN}"
+
+    def _mapping(self, data: Mapping[Any, Any], depth: int, walked: list[int]) -> dict[Any, Any]:
+        """Redact one mapping whose id is already on ``walked``."""
+        return {
+            key: self._mask if self.is_denied(key) else self._value(value, depth + 1, walked)
+            for key, value in data.items()
+        }
+
+    def _value(self, value: Any, depth: int, walked: list[int]) -> Any:
+        """Redact a value found at ``depth``; only containers are rebuilt."""
+        if type(value) in _SCALARS or not isinstance(value, (Mapping, list, tuple)):
+            return value
+        if depth > MAX_DEPTH:
+            return DEPTH_MARKER
+        if id(value) in walked:
+            return CYCLE_MARKER
+        walked.append(id(value))
+        redacted: Any
+        if isinstance(value, Mapping):
+            redacted = self._mapping(value, depth, walked)
+        elif isinstance(value, list):
+            redacted = [self._value(item, depth + 1, walked) for item in value]
+        else:
+            redacted = tuple(self._value(item, depth + 1, walked) for item in value)
+        walked.pop()
+        return redacted
+
+    def _cut_path(self, path: str) -> str:
+        """The path up to its first denied key that has keys below it."""
+        if "." not in path:
+            return path
+        segment: list[str] = []
+        escaped = False
+        for index, char in enumerate(path):
+            if escaped:
+                segment.append(char)
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == ".":
+                if self.is_denied("".join(segment)):
+                    return path[:index]
+                segment.clear()
+            else:
+                segment.append(char)
+        return path
+
+
+def _normalise(name: str) -> str:
+    """The form keys are matched in: lowercase, without ``_``, ``-`` and spaces."""
+    return name.lower().translate(_SEPARATORS)
+
+
+def _names(names: Iterable[str], parameter: str) -> tuple[str, ...]:
+    """The names of an option, refusing a bare string (it would iterate as letters)."""
+    if isinstance(names, str):
+        raise TypeError(f"{parameter} takes a list of names, not a single string: [{names!r}]")
+    return tuple(names)
+
+
+def _truncate_ip(value: str) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) network address of an IP, or None for a non-IP."""
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is None:
+            return str(ipaddress.IPv6Address(int(address) >> 80 << 80))
+        address = address.ipv4_mapped
+    return str(ipaddress.IPv4Address(int(address) >> 8 << 8))

@@ -1,0 +1,154 @@
+"""Route rules: which requests are audited, and as what action on which resource.
+
+Rules use werkzeug's URL rule syntax (``/pods/<pod_id>/start``); FastAPI-style
+``{pod_id}`` placeholders are accepted too. A request that matches no rule is audited
+with a generic action when its method changes state (POST/PUT/PATCH/DELETE)::
+
+    rules = RouteRules([
+        Rule("POST", "/pods/<pod_id>/start", action="start", resource_type="pod", id_param="pod_id"),
+        Rule("GET", "/audit/export", action="audit_exported", resource_type="audit_log"),
+    ])
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map
+from werkzeug.routing import Rule as WerkzeugRule
+
+from audit_middleware.schema import Resource
+
+STATE_CHANGING_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+_GENERIC_ACTIONS = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+_BRACES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}")
+_RESOURCE_SEGMENT = re.compile(r"[^a-z0-9_.-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Audit requests of ``method`` to ``path`` as ``action`` on a ``resource_type``.
+
+    ``id_param`` / ``name_param`` name the path placeholders holding the resource id and
+    name. ``audit=False`` silences a route (health checks, for example).
+    """
+
+    method: str
+    path: str
+    action: str | None = None
+    resource_type: str | None = None
+    id_param: str | None = None
+    name_param: str | None = None
+    audit: bool = True
+
+    def __post_init__(self) -> None:
+        if self.resource_type is not None:
+            Resource(self.resource_type)  # a bad type fails here, at set-up, not on every request
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to record for a request: an action id and the resource it touched."""
+
+    action: str
+    resource: Resource | None
+
+
+class RouteRules:
+    """Matches requests against the app's declared rules, with a generic fallback."""
+
+    __slots__ = ("_by_template", "_map", "_methods", "_rules")
+
+    def __init__(self, rules: Iterable[Rule] = ()) -> None:
+        self._rules = tuple(rules)
+        self._map = Map(
+            [
+                WerkzeugRule(_werkzeug_path(r.path), methods=[r.method.upper()], endpoint=index)
+                for index, r in enumerate(self._rules)
+            ],
+            strict_slashes=False,
+            merge_slashes=False,
+        )
+        # Adapters report the framework's route template: an exact lookup skips URL matching.
+        self._by_template = {(r.method.upper(), _werkzeug_path(r.path)): r for r in self._rules}
+        self._methods = frozenset(r.method.upper() for r in self._rules)
+
+    @property
+    def methods(self) -> frozenset[str]:
+        """Methods that some rule names (GET is audited only through a rule)."""
+        return self._methods
+
+    def match(self, method: str, path: str, route: str | None = None) -> tuple[Rule, dict[str, str]] | None:
+        """The rule for this request and its path parameters, or None."""
+        if not self._rules or method not in self._methods:
+            return None
+        if route is not None:
+            rule = self._by_template.get((method, _werkzeug_path(route)))
+            if rule is not None:
+                return rule, self._params(method, path)
+        try:
+            endpoint, params = self._map.bind("audit.invalid").match(path, method=method)
+        except HTTPException:
+            return None
+        return self._rules[int(endpoint)], {k: str(v) for k, v in params.items()}
+
+    def _params(self, method: str, path: str) -> dict[str, str]:
+        try:
+            _, params = self._map.bind("audit.invalid").match(path, method=method)
+        except HTTPException:
+            return {}
+        return {k: str(v) for k, v in params.items()}
+
+    def decide(
+        self,
+        method: str,
+        path: str,
+        route: str | None,
+        *,
+        generic_methods: frozenset[str] = STATE_CHANGING_METHODS,
+        force: bool = False,
+    ) -> Decision | None:
+        """What to record for this request, or None when it is not audited.
+
+        Unmatched requests with a method in ``generic_methods`` (or ``force``) get the
+        generic action for their method.
+        """
+        matched = self.match(method, path, route)
+        if matched is not None:
+            rule, params = matched
+            if not rule.audit:
+                return None
+            resource = None
+            if rule.resource_type is not None:
+                resource = Resource(
+                    rule.resource_type,
+                    params.get(rule.id_param) if rule.id_param else None,
+                    params.get(rule.name_param) if rule.name_param else None,
+                )
+            return Decision(rule.action or generic_action(method), resource)
+        if method in generic_methods or force:
+            return Decision(generic_action(method), generic_resource(path))
+        return None
+
+
+def generic_action(method: str) -> str:
+    """The action id of an unmatched request: POST creates, PUT/PATCH update, DELETE deletes."""
+    return _GENERIC_ACTIONS.get(method, "read")
+
+
+def generic_resource(path: str) -> Resource | None:
+    """A best guess from the path: ``/pods/7/start`` is resource type ``pods``, id ``7``."""
+    segments = [s for s in path.split("/") if s]
+    if not segments:
+        return None
+    type_id = _RESOURCE_SEGMENT.sub("_", segments[0].lower()).strip("_.-")[:64]
+    if not type_id or not type_id[0].isalpha():
+        return Resource("http")
+    return Resource(type_id, segments[1][:256] if len(segments) > 1 else None)
+
+
+def _werkzeug_path(path: str) -> str:
+    return _BRACES.sub(r"<\1>", path)

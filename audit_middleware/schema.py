@@ -1,0 +1,368 @@
+"""The audit record: a typed model and its ECS-aligned OpenSearch document.
+
+``AuditEvent`` is what the request path builds (cheaply); ``to_document()`` turns it into
+the stored JSON shape and runs on the sink's side, off the request path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, cast
+
+from audit_middleware.actions import CATALOG, Action
+from audit_middleware.ecs import ECS_VERSION
+from audit_middleware.errors import AuditValidationError
+
+ActorKind = Literal["user", "api_token", "service", "system"]
+Outcome = Literal["success", "failure", "unknown"]
+ACTOR_KINDS: frozenset[str] = frozenset(("user", "api_token", "service", "system"))
+OUTCOMES: frozenset[str] = frozenset(("success", "failure", "unknown"))
+DATASET = "audit_middleware.audit"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+_RESOURCE_TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+
+# Built-in resource types and their labels; apps name any others they need.
+RESOURCE_TYPES: dict[str, str] = {
+    "pod": "Pod",
+    "virtual_machine": "Virtual Machine",
+    "storage": "Storage",
+    "project": "Project",
+    "ssh_key": "SSH Key",
+    "api_token": "API Token",
+    "member": "Member",
+    "invite": "Invite",
+    "session": "Session",
+    "audit_log": "Audit Log",
+}
+
+
+def register_resource_type(type_id: str, label: str) -> None:
+    """Name an application resource type, so viewers can show its label."""
+    _check_resource_type(type_id)
+    RESOURCE_TYPES[type_id] = label
+
+
+def _check_resource_type(type_id: object) -> str:
+    if not isinstance(type_id, str) or not _RESOURCE_TYPE.match(type_id):
+        raise AuditValidationError(
+            f"resource type {type_id!r} must be 1-64 chars of a-z, 0-9, '_', '.', '-' starting with a letter"
+        )
+    return type_id
+
+
+def _opt_str(value: object, what: str, limit: int = 1024) -> str | None:
+    """Ids may come as ints or UUIDs; store text, bounded so one field cannot bloat a record."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        raise AuditValidationError(f"{what} must be text, not bytes")
+    text = str(value)
+    return text if len(text) <= limit else text[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acted. ``impersonator`` is the real person when someone acts as another.
+
+    >>> Actor(id="42", email="ann@example.com", roles=("admin",))
+    Actor(id='42', name=None, email='ann@example.com', roles=('admin',), kind='user', impersonator=None)
+    """
+
+    id: str | None = None
+    name: str | None = None
+    email: str | None = None
+    roles: tuple[str, ...] = ()
+    kind: ActorKind = "user"
+    impersonator: Actor | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ACTOR_KINDS:
+            raise AuditValidationError(f"actor kind {self.kind!r} must be one of {sorted(ACTOR_KINDS)}")
+        for name in ("id", "name", "email"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, name, _opt_str(value, f"actor {name}"))
+        roles: object = self.roles  # typed as a tuple, but callers pass lists (or, by mistake, a string)
+        if not isinstance(roles, tuple):
+            if isinstance(roles, str):
+                raise AuditValidationError("actor roles must be a sequence of names, not one string")
+            object.__setattr__(self, "roles", tuple(str(r) for r in cast(Iterable[object], roles)))
+        impersonator: object = self.impersonator
+        if impersonator is not None and not isinstance(impersonator, Actor):
+            raise AuditValidationError("actor impersonator must be an Actor")
+
+
+SYSTEM_ACTOR = Actor(id="system", name="system", kind="system")
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """What was acted on: a type (``"pod"``), and its id and human name when known."""
+
+    type: str
+    id: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_resource_type(self.type)
+        # typed as text, but apps pass ints and UUIDs
+        for name in ("id", "name"):
+            value: object = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, name, _opt_str(value, f"resource {name}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A tenant (organization) or a project: an id and an optional display name."""
+
+    id: str
+    name: str | None = None
+
+    @classmethod
+    def of(cls, value: Scope | str | int | None) -> Scope | None:
+        """Accept a Scope, a bare id, or None."""
+        if value is None or isinstance(value, Scope):
+            return value
+        return cls(id=str(value))
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """The change of an update: previous values, new values and the modified fields."""
+
+    before: Mapping[str, Any]
+    after: Mapping[str, Any]
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What the HTTP request tells about an event; absent outside a request."""
+
+    method: str | None = None
+    path: str | None = None
+    route: str | None = None
+    request_id: str | None = None
+    status_code: int | None = None
+    client_ip: str | None = None
+    forwarded_chain: tuple[str, ...] = ()
+    user_agent: str | None = None
+    trace_id: str | None = None
+
+
+@dataclass(slots=True)
+class AuditEvent:
+    """One audit record. Build it with ``audit_middleware.record()`` or the middleware."""
+
+    id: str
+    unix_ms: int
+    action: Action
+    actor: Actor
+    outcome: Outcome = "success"
+    resource: Resource | None = None
+    targets: tuple[Resource, ...] = ()
+    changes: ChangeSet | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    tenant: Scope | None = None
+    project: Scope | None = None
+    request: RequestFacts | None = None
+    service: str | None = None
+
+    @property
+    def timestamp(self) -> datetime:
+        """When the event happened, in UTC."""
+        return datetime.fromtimestamp(self.unix_ms / 1000, tz=timezone.utc)
+
+    def to_document(self) -> dict[str, Any]:
+        """The ECS-aligned document stored in OpenSearch (and SQLite, and JSON lines)."""
+        action = self.action
+        doc: dict[str, Any] = {
+            "@timestamp": format_timestamp(self.unix_ms),
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "id": self.id,
+                "kind": "event",
+                "action": action.id,
+                "category": list(action.category),
+                "type": list(action.type),
+                "outcome": self.outcome,
+                "dataset": DATASET,
+            },
+        }
+        audit: dict[str, Any] = {
+            "actor": {"kind": self.actor.kind},
+            "action": {"label": action.label, "group": action.group},
+        }
+        doc["user"] = _user_document(self.actor)
+        if self.tenant is not None:
+            doc["organization"] = _compact({"id": self.tenant.id, "name": self.tenant.name})
+        if self.project is not None:
+            audit["project"] = _compact({"id": self.project.id, "name": self.project.name})
+        if self.resource is not None:
+            audit["resource"] = _resource_document(self.resource)
+        if self.targets:
+            audit["targets"] = [_resource_document(t) for t in self.targets]
+        if self.changes is not None:
+            audit["changes"] = {
+                "before": dict(self.changes.before),
+                "after": dict(self.changes.after),
+                "fields": list(self.changes.fields),
+            }
+        if self.details:
+            audit["details"] = dict(self.details)
+        if self.service:
+            doc["service"] = {"name": self.service}
+        if self.request is not None:
+            _add_request(doc, audit, self.request)
+        doc["audit"] = audit
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> AuditEvent:
+        """Rebuild an event from its stored document (the inverse of ``to_document``)."""
+        event = doc["event"]
+        audit = doc.get("audit", {})
+        action_id = event["action"]
+        action = CATALOG.get(action_id) if action_id in CATALOG else _unknown_action(event, audit)
+        user = doc.get("user", {})
+        actor = _actor_from_document(user, audit.get("actor", {}).get("kind", "user"))
+        changes = audit.get("changes")
+        http = doc.get("http", {})
+        request = RequestFacts(
+            method=http.get("request", {}).get("method"),
+            path=doc.get("url", {}).get("path"),
+            route=audit.get("http", {}).get("route"),
+            request_id=http.get("request", {}).get("id"),
+            status_code=http.get("response", {}).get("status_code"),
+            client_ip=doc.get("source", {}).get("ip"),
+            forwarded_chain=tuple(audit.get("source", {}).get("forwarded", ())),
+            user_agent=doc.get("user_agent", {}).get("original"),
+            trace_id=doc.get("trace", {}).get("id"),
+        )
+        organization = doc.get("organization")
+        project = audit.get("project")
+        return cls(
+            id=event["id"],
+            unix_ms=parse_timestamp(doc["@timestamp"]),
+            action=action,
+            actor=actor,
+            outcome=event.get("outcome", "unknown"),
+            resource=_resource_from(audit.get("resource")),
+            targets=tuple(r for r in map(_resource_from, audit.get("targets", ())) if r is not None),
+            changes=ChangeSet(
+                changes.get("before", {}), changes.get("after", {}), tuple(changes.get("fields", ()))
+            )
+            if changes
+            else None,
+            details=audit.get("details", {}),
+            tenant=Scope(organization["id"], organization.get("name")) if organization else None,
+            project=Scope(project["id"], project.get("name")) if project else None,
+            request=request if (http or "url" in doc or "source" in doc) else None,
+            service=doc.get("service", {}).get("name"),
+        )
+
+
+def format_timestamp(unix_ms: int) -> str:
+    """ISO 8601 in UTC with milliseconds and ``Z``, as ECS and OpenSearch expect."""
+    moment = datetime.fromtimestamp(unix_ms // 1000, tz=timezone.utc)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{unix_ms % 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> int:
+    """Milliseconds since the epoch from an ISO 8601 timestamp (``Z`` or an offset)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    # integer arithmetic: float timestamp() * 1000 is off by one ms for some values
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _compact(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None and v != ()}
+
+
+def _identity(actor: Actor) -> dict[str, Any]:
+    return _compact({"id": actor.id, "name": actor.name, "email": actor.email})
+
+
+def _user_document(actor: Actor) -> dict[str, Any]:
+    # ECS: user.* is who performed the action; with impersonation that is the real person,
+    # and user.effective.* is the identity whose privileges were used.
+    if actor.impersonator is None:
+        user = _identity(actor)
+        if actor.roles:
+            user["roles"] = list(actor.roles)
+        return user
+    user = _identity(actor.impersonator)
+    if actor.impersonator.roles:
+        user["roles"] = list(actor.impersonator.roles)
+    user["effective"] = _identity(actor)
+    if actor.roles:
+        user["effective"]["roles"] = list(actor.roles)
+    return user
+
+
+def _actor_from_document(user: Mapping[str, Any], kind: ActorKind) -> Actor:
+    effective = user.get("effective")
+    roles = tuple(user.get("roles", ()))
+    real = Actor(id=user.get("id"), name=user.get("name"), email=user.get("email"), roles=roles)
+    if not effective:
+        return Actor(real.id, real.name, real.email, real.roles, kind)
+    return Actor(
+        effective.get("id"),
+        effective.get("name"),
+        effective.get("email"),
+        tuple(effective.get("roles", ())),
+        kind,
+        impersonator=real,
+    )
+
+
+def _resource_document(resource: Resource) -> dict[str, Any]:
+    return _compact({"type": resource.type, "id": resource.id, "name": resource.name})
+
+
+def _resource_from(value: Mapping[str, Any] | None) -> Resource | None:
+    if not value:
+        return None
+    return Resource(value["type"], value.get("id"), value.get("name"))
+
+
+def _unknown_action(event: Mapping[str, Any], audit: Mapping[str, Any]) -> Action:
+    # A record written by another app version with an action this process never registered.
+    label = audit.get("action", {}).get("label") or event["action"]
+    return Action(
+        event["action"],
+        label,
+        tuple(event.get("category", ("configuration",))),
+        tuple(event.get("type", ("info",))),
+        audit.get("action", {}).get("group", "custom"),
+    )
+
+
+def _add_request(doc: dict[str, Any], audit: dict[str, Any], request: RequestFacts) -> None:
+    http_request = _compact({"method": request.method, "id": request.request_id})
+    http: dict[str, Any] = {}
+    if http_request:
+        http["request"] = http_request
+    if request.status_code is not None:
+        http["response"] = {"status_code": request.status_code}
+    if http:
+        doc["http"] = http
+    if request.path is not None:
+        doc["url"] = {"path": request.path}
+    if request.client_ip is not None:
+        doc["source"] = {"ip": request.client_ip}
+    if request.user_agent is not None:
+        doc["user_agent"] = {"original": request.user_agent}
+    if request.trace_id is not None:
+        doc["trace"] = {"id": request.trace_id}
+    if request.forwarded_chain:
+        audit["source"] = {"forwarded": list(request.forwarded_chain)}
+    if request.route is not None:
+        audit["http"] = {"route": request.route}

@@ -1,0 +1,29 @@
+"""The sink interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from audit_middleware.schema import AuditEvent
+
+
+class Sink(ABC):
+    """Receives finished, redacted audit events.
+
+    ``emit`` runs on the request path: it must return quickly, must not wait on the
+    network and must not raise for delivery problems (keep or spool the record instead).
+    """
+
+    @abstractmethod
+    def emit(self, event: AuditEvent) -> None:
+        """Take one event."""
+
+    def flush(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - for subclasses
+        """Deliver what is pending; True when nothing is left. Default: nothing pending."""
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush and release resources. Default: flush."""
+        self.flush(timeout)

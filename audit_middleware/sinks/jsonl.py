@@ -1,0 +1,78 @@
+"""A JSON-lines sink: one ECS document per line, to a file or a stream such as stdout."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from audit_middleware.serialization import dumps
+from audit_middleware.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from audit_middleware.schema import AuditEvent
+
+
+class JsonLinesSink(Sink):
+    """Appends each event as one JSON line.
+
+    With a path the file is opened in append mode (safe to share between worker
+    processes: each line is one ``write`` of a whole record, under ``O_APPEND``).
+    ``fsync=True`` makes every record durable before ``emit`` returns.
+
+    >>> import io; stream = io.StringIO(); sink = JsonLinesSink(stream=stream)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        stream: IO[str] | None = None,
+        fsync: bool = False,
+    ) -> None:
+        if (path is None) == (stream is None):
+            raise ValueError("give exactly one of path or stream")
+        self._lock = threading.Lock()
+        self._fsync = fsync
+        self._fd: int | None = None
+        self._stream = stream
+        if path is not None:
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.path = None if path is None else Path(path)
+
+    @classmethod
+    def stdout(cls) -> JsonLinesSink:
+        """A sink writing to standard output (for containers that ship stdout)."""
+        return cls(stream=sys.stdout)
+
+    def emit(self, event: AuditEvent) -> None:
+        """Write the event as one line."""
+        line = dumps(event.to_document()) + b"\n"
+        with self._lock:
+            if self._fd is not None:
+                os.write(self._fd, line)
+                if self._fsync:
+                    os.fsync(self._fd)
+            elif self._stream is not None:
+                self._stream.write(line.decode("utf-8"))
+
+    def flush(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - a local write is quick
+        """Flush the stream or fsync the file."""
+        with self._lock:
+            if self._fd is not None:
+                os.fsync(self._fd)
+            elif self._stream is not None:
+                self._stream.flush()
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush and close the file (a stream is left open: it is the caller's)."""
+        self.flush(timeout)
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None

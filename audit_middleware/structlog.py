@@ -1,0 +1,131 @@
+"""structlog integration: request context on every log line, and log events as audit records.
+
+    import structlog
+    from audit_middleware.structlog import AuditProcessor, add_audit_context
+
+    structlog.configure(processors=[
+        add_audit_context,          # request id, client IP, actor, tenant on every line
+        AuditProcessor(),           # log.info("...", audit="restart", resource=...) -> record
+        structlog.processors.JSONRenderer(),
+    ])
+
+``AuditProcessor`` must sit before any final renderer (it reads the event dict).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+from audit_middleware.context import current
+from audit_middleware.recorder import record
+from audit_middleware.schema import Actor, Resource
+
+EventDict = MutableMapping[str, Any]
+
+# Keys structlog and its stock processors add: they describe the log line, not the action.
+_LOG_KEYS = frozenset(
+    (
+        "event",
+        "timestamp",
+        "level",
+        "logger",
+        "log_level",
+        "exc_info",
+        "stack_info",
+        "_record",
+        "_from_structlog",
+    )
+)
+_RECORD_KEYS = frozenset(("audit", "resource", "targets", "changes", "outcome", "actor", "tenant", "project"))
+
+
+def add_audit_context(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:  # noqa: ARG001
+    """Put the current request's audit context on the log line; explicit values win."""
+    context = current()
+    if context is None:
+        return event_dict
+    event_dict.setdefault("http.request.id", context.request_id)
+    event_dict.setdefault("http.request.method", context.method)
+    event_dict.setdefault("url.path", context.path)
+    client_ip = context.client.ip
+    if client_ip is not None:
+        event_dict.setdefault("source.ip", client_ip)
+    if context.trace_id is not None:
+        event_dict.setdefault("trace.id", context.trace_id)
+    actor = context.actor
+    if actor is not None:
+        if actor.id is not None:
+            event_dict.setdefault("user.id", actor.id)
+        if actor.email is not None:
+            event_dict.setdefault("user.email", actor.email)
+    if context.tenant is not None:
+        event_dict.setdefault("organization.id", context.tenant.id)
+    if context.project is not None:
+        event_dict.setdefault("audit.project.id", context.project.id)
+    return event_dict
+
+
+class AuditProcessor:
+    """Turn log events marked with ``audit=<action id>`` into audit records.
+
+    The log line goes on, with the record's id under ``audit.event_id``. Recognised keys:
+    ``resource`` (a Resource or ``{"type", "id", "name"}``), ``targets``, ``changes``,
+    ``outcome``, ``actor``, ``tenant``, ``project``; other keys (and the message) become
+    the record's details unless ``details_keys`` names the ones to keep.
+    """
+
+    __slots__ = ("_details_keys",)
+
+    def __init__(self, details_keys: Iterable[str] | None = None) -> None:
+        self._details_keys = None if details_keys is None else frozenset(details_keys)
+
+    def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:  # noqa: ARG002
+        """Record the marked event; unmarked events pass unchanged."""
+        action = event_dict.get("audit")
+        if action is None or action is False:
+            return event_dict
+        event = record(
+            event_dict.pop("audit"),
+            resource=_resource(event_dict.get("resource")),
+            targets=[r for r in map(_resource, event_dict.get("targets") or ()) if r is not None],
+            changes=event_dict.get("changes"),
+            details=self._details(event_dict),
+            outcome=event_dict.get("outcome"),
+            actor=_actor(event_dict.get("actor")),
+            tenant=event_dict.get("tenant"),
+            project=event_dict.get("project"),
+        )
+        event_dict["audit.event_id"] = event.id
+        return event_dict
+
+    def _details(self, event_dict: EventDict) -> dict[str, Any]:
+        keys = self._details_keys
+        details = {
+            k: v
+            for k, v in event_dict.items()
+            if k not in _RECORD_KEYS
+            and k not in _LOG_KEYS
+            and (keys is None or k in keys)
+            and not k.startswith(("http.", "url.", "source.", "user.", "trace.", "organization.", "audit."))
+        }
+        message = event_dict.get("event")
+        if isinstance(message, str):
+            details["message"] = message
+        return details
+
+
+def _resource(value: object) -> Resource | None:
+    if value is None or isinstance(value, Resource):
+        return value
+    if isinstance(value, Mapping):
+        return Resource(str(value["type"]), value.get("id"), value.get("name"))
+    raise TypeError(f"resource must be a Resource or a mapping, not {type(value).__name__}")
+
+
+def _actor(value: object) -> Actor | None:
+    if value is None or isinstance(value, Actor):
+        return value
+    if isinstance(value, Mapping):
+        return Actor(**value)
+    raise TypeError(f"actor must be an Actor or a mapping, not {type(value).__name__}")

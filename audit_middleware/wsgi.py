@@ -1,0 +1,152 @@
+"""WSGI middleware: one line gives any WSGI app (Flask, Django, plain) its audit trail.
+
+    app = AuditMiddleware(app)
+
+For each request it binds a ``RequestContext``, watches the status passed to
+``start_response``, and when the response is closed sends the request's audit record:
+the explicit ``record()`` calls made while handling it, or one automatic record for a
+state-changing request. An exception from the app is recorded as a 500 failure and
+re-raised untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from audit_middleware.config import get_config
+from audit_middleware.context import RequestContext, bind, unbind
+from audit_middleware.recorder import finish_request, resolve_late
+from audit_middleware.request_info import decode_header
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+_MAX_PATH = 2048
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+
+
+def _text(value: str | None) -> str | None:
+    # WSGI hands headers over as latin-1 decoded str; re-decode as UTF-8 without raising.
+    if value is None or value.isascii():
+        return value
+    return decode_header(value)
+
+
+def context_from_environ(environ: WSGIEnvironment) -> RequestContext:
+    """Read what the audit record needs from a WSGI environ (raw values, parsed later)."""
+    config = get_config()
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    if not path.isascii():
+        path = decode_header(path) or ""
+    return RequestContext(
+        method=environ.get("REQUEST_METHOD", "GET").upper(),
+        path=path[:_MAX_PATH] or "/",
+        peer=environ.get("REMOTE_ADDR"),
+        x_forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
+        forwarded=environ.get("HTTP_FORWARDED"),
+        user_agent_raw=_text(environ.get("HTTP_USER_AGENT")),
+        request_id_raw=environ.get("HTTP_X_REQUEST_ID"),
+        traceparent=environ.get("HTTP_TRACEPARENT"),
+        trust=config.trust,
+        user_agent_limit=config.user_agent_limit,
+        native_request=environ,
+    )
+
+
+class AuditMiddleware:
+    """Wrap a WSGI application so its requests produce audit records.
+
+    ``context_hook`` (used by framework adapters) is called with the new context and the
+    environ before the app runs.
+
+    >>> def app(environ, start_response):
+    ...     start_response("204 No Content", [])
+    ...     return []
+    >>> wrapped = AuditMiddleware(app)
+    """
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Handle one request."""
+        context = context_from_environ(environ)
+        token = bind(context)
+
+        def audited_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            try:
+                context.status_code = int(status[:3])
+            except ValueError:
+                context.status_code = None
+            # The app's authentication has run; the framework's request is still alive.
+            resolve_late(context)
+            return start_response(status, headers, exc_info)
+
+        try:
+            response = self.app(environ, audited_start_response)
+        except BaseException:
+            finish_request(context, failed=True)
+            raise
+        finally:
+            unbind(token)
+        return AuditedResponse(response, context)
+
+
+class AuditedResponse:
+    """The app's response iterable, re-binding the context while it is iterated and
+    sending the audit record once, when the server closes it (or iteration fails)."""
+
+    __slots__ = ("_context", "_finished", "_iterator", "_response")
+
+    def __init__(self, response: Iterable[bytes], context: RequestContext) -> None:
+        self._response = response
+        self._context = context
+        self._iterator: Iterator[bytes] | None = None
+        self._finished = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        token = bind(self._context)
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._response)
+            return next(self._iterator)
+        except StopIteration:
+            self._finish(failed=False)
+            raise
+        except BaseException:
+            self._finish(failed=True)
+            raise
+        finally:
+            unbind(token)
+
+    def close(self) -> None:
+        """Close the app's iterable (PEP 3333) and send the record."""
+        token = bind(self._context)
+        try:
+            close = getattr(self._response, "close", None)
+            if close is not None:
+                close()
+        except BaseException:
+            self._finish(failed=True)
+            raise
+        finally:
+            unbind(token)
+        self._finish(failed=False)
+
+    def _finish(self, *, failed: bool) -> None:
+        if not self._finished:
+            self._finished = True
+            finish_request(self._context, failed=failed)
+
+    def __getattr__(self, name: str) -> Any:
+        # Servers look for extras such as file_wrapper's attributes on the iterable.
+        return getattr(self._response, name)

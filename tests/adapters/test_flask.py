@@ -1,0 +1,278 @@
+"""The Flask adapter, through the example app and Flask's own test client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+flask = pytest.importorskip("flask")
+pytest.importorskip("flask_login")
+
+from flask.testing import FlaskClient  # noqa: E402
+
+from audit_middleware import Actor, configure, record, set_actor  # noqa: E402
+from audit_middleware.flask import AuditExtension, actor_from_user  # noqa: E402
+from audit_middleware.sinks import MemorySink  # noqa: E402
+from audit_middleware.testing import CapturedEvents  # noqa: E402
+from audit_middleware.wsgi import AuditMiddleware  # noqa: E402
+from integrations.flask_app import create_app  # noqa: E402
+from tests.adapters.support import ALICE_TOKEN, only  # noqa: E402
+
+
+class ClosingClient(FlaskClient):
+    """Reads and closes every response, as a WSGI server does (the record is sent on close)."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def app() -> flask.Flask:
+    app = create_app(sink=MemorySink())
+    app.config["TESTING"] = True  # exceptions propagate to the test, as the brief asks to check
+    app.test_client_class = ClosingClient
+
+    @app.post("/pods/<pod_id>/explode")
+    def explode(pod_id: str) -> str:
+        raise RuntimeError(f"pod {pod_id} exploded")
+
+    return app
+
+
+@pytest.fixture
+def client(app: flask.Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def create_pod(client: FlaskClient, headers: dict[str, str] = ALICE_TOKEN) -> str:
+    response = client.post("/pods", json={"name": "web", "image": "nginx:1.27"}, headers=headers)
+    assert response.status_code == 201
+    pod_id: str = response.json["id"]
+    return pod_id
+
+
+def test_session_user_from_flask_login_is_the_actor(client: FlaskClient, events: CapturedEvents) -> None:
+    """After a session login, flask-login's current_user is the record's actor."""
+    assert client.post("/login", json={"username": "bob", "password": "builder"}).status_code == 200
+    create_pod(client, headers={})  # the session cookie only, no token
+    login, create = (event.to_document() for event in events)
+    assert login["event"]["action"] == "login"
+    assert create["event"]["action"] == "create"
+    for document in (login, create):
+        assert document["user"] == {"id": "u-2", "name": "bob", "email": "bob@globex.example"}
+        assert document["organization"] == {"id": "globex"}
+
+
+def test_bearer_token_user_is_the_actor(client: FlaskClient, events: CapturedEvents) -> None:
+    """A request authenticated by ``Authorization: Bearer`` records the token's user."""
+    create_pod(client)
+    document = only(events)
+    assert document["user"]["id"] == "u-1"
+    assert document["user"]["roles"] == ["admin"]
+    assert document["organization"] == {"id": "acme"}
+    assert document["audit"]["resource"]["type"] == "pod"
+
+
+def test_route_template_and_rule_action(client: FlaskClient, events: CapturedEvents) -> None:
+    """The URL rule is recorded as the route; the start rule names action and pod."""
+    pod_id = create_pod(client)
+    events.clear()
+    assert client.post(f"/pods/{pod_id}/start", headers=ALICE_TOKEN).status_code == 200
+    document = only(events)
+    assert document["audit"]["http"]["route"] == "/pods/<pod_id>/start"
+    assert document["event"]["action"] == "start"
+    assert document["audit"]["resource"] == {"type": "pod", "id": pod_id}
+    assert document["url"]["path"] == f"/pods/{pod_id}/start"
+
+
+def test_update_records_the_change(client: FlaskClient, events: CapturedEvents) -> None:
+    """An update's record holds previous values, new values and the modified fields."""
+    pod_id = create_pod(client)
+    events.clear()
+    client.patch(f"/pods/{pod_id}", json={"name": "web-2", "spec": {"cpu": 2}}, headers=ALICE_TOKEN)
+    changes = only(events)["audit"]["changes"]
+    assert changes == {
+        "before": {"name": "web", "spec": {"cpu": 1}},
+        "after": {"name": "web-2", "spec": {"cpu": 2}},
+        "fields": ["name", "spec.cpu"],
+    }
+
+
+def test_get_is_not_audited(client: FlaskClient, events: CapturedEvents) -> None:
+    """Reading pods leaves no record."""
+    pod_id = create_pod(client)
+    events.clear()
+    assert client.get("/pods", headers=ALICE_TOKEN).status_code == 200
+    assert client.get(f"/pods/{pod_id}", headers=ALICE_TOKEN).status_code == 200
+    assert events == []
+
+
+def test_exception_is_a_500_failure_and_propagates(client: FlaskClient, events: CapturedEvents) -> None:
+    """A view's exception reaches the caller; the record says 500 failure, with actor and route."""
+    with pytest.raises(RuntimeError, match="exploded"):
+        client.post("/pods/p-1/explode", headers=ALICE_TOKEN)
+    document = only(events)
+    assert document["event"]["outcome"] == "failure"
+    assert document["http"]["response"]["status_code"] == 500
+    assert document["user"]["id"] == "u-1"  # resolved in teardown, inside the request context
+    assert document["organization"] == {"id": "acme"}
+    assert document["audit"]["http"]["route"] == "/pods/<pod_id>/explode"
+
+
+def test_handled_exception_is_a_500_failure(
+    app: flask.Flask, client: FlaskClient, events: CapturedEvents
+) -> None:
+    """In production mode Flask answers 500 itself; the record says so."""
+    app.config["TESTING"] = False
+    assert client.post("/pods/p-1/explode", headers=ALICE_TOKEN).status_code == 500
+    document = only(events)
+    assert document["event"]["outcome"] == "failure"
+    assert document["http"]["response"]["status_code"] == 500
+    assert document["user"]["id"] == "u-1"
+
+
+def test_streamed_response_is_recorded_once_when_closed(client: FlaskClient, events: CapturedEvents) -> None:
+    """A streamed restart is recorded once, when the server closes the response."""
+    pod_id = create_pod(client)
+    events.clear()
+    response = client.post(f"/pods/{pod_id}/restart", headers=ALICE_TOKEN, buffered=False)
+    assert events == []  # still streaming
+    assert response.get_data(as_text=True).endswith("running\n")
+    response.close()
+    document = only(events)
+    assert document["event"]["action"] == "restart"
+    assert document["user"]["id"] == "u-1"
+
+
+def test_logout_records_who_logged_out(client: FlaskClient, events: CapturedEvents) -> None:
+    """logout_user() clears current_user, yet the logout record names the user."""
+    client.post("/login", json={"username": "alice", "password": "wonderland"})
+    events.clear()
+    assert client.post("/logout").status_code == 204
+    document = only(events)
+    assert document["event"]["action"] == "logout"
+    assert document["user"]["id"] == "u-1"
+
+
+def test_failed_login_is_anonymous_with_tenant_header(client: FlaskClient, events: CapturedEvents) -> None:
+    """A wrong password: a login_failed failure by nobody, in the tenant the header names."""
+    response = client.post(
+        "/login", json={"username": "bob", "password": "nope"}, headers={"X-Tenant-ID": "globex"}
+    )
+    assert response.status_code == 401
+    document = only(events)
+    assert document["event"]["action"] == "login_failed"
+    assert document["event"]["outcome"] == "failure"
+    assert document["user"] == {"name": "anonymous"}
+    assert document["organization"] == {"id": "globex"}
+
+
+# --- the extension without flask-login, on a bare app -------------------------------------
+
+
+def bare_app(extension: AuditExtension) -> flask.Flask:
+    app = flask.Flask("bare")
+    app.test_client_class = ClosingClient
+    extension.init_app(app)
+
+    @app.post("/things/<thing_id>")
+    def change(thing_id: str) -> str:
+        flask.g.user = flask.request.headers.get("X-User")
+        return thing_id
+
+    return app
+
+
+@pytest.fixture
+def sink() -> MemorySink:
+    sink = MemorySink()
+    configure(sink=sink)
+    return sink
+
+
+def test_actor_resolver_without_flask_login(sink: MemorySink) -> None:
+    """Without flask-login the callback finds the actor, given the Flask request in its context."""
+    seen: list[object] = []
+
+    def resolver(request: flask.Request) -> Actor | None:
+        seen.append((type(request), flask.has_request_context()))
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return Actor(id=token, kind="api_token") if token else None
+
+    bare_app(AuditExtension(actor_resolver=resolver)).test_client().post("/things/1", headers=ALICE_TOKEN)
+    (event,) = sink.events
+    assert event.actor == Actor(id="demo-token-alice", kind="api_token")
+    assert seen == [(flask.Request, True)]
+
+
+def test_core_resolves_inside_the_flask_request_context(sink: MemorySink) -> None:
+    """Flask calls start_response inside its request context: configured resolvers see ``g``."""
+    configure(
+        sink=sink, actor_resolver=lambda request: Actor(id=flask.g.user), tenant_resolver=lambda r: "t-1"
+    )
+    bare_app(AuditExtension()).test_client().post("/things/1", headers={"X-User": "carol"})
+    (event,) = sink.events
+    assert event.actor.id == "carol"
+    assert event.tenant is not None
+    assert event.tenant.id == "t-1"
+    assert event.request is not None
+    assert event.request.route == "/things/<thing_id>"
+
+
+def test_init_app_twice_wraps_once(sink: MemorySink) -> None:
+    """A second init_app on the same app adds no second middleware (no duplicate records)."""
+    extension = AuditExtension()
+    app = bare_app(extension)
+    extension.init_app(app)
+    assert isinstance(app.wsgi_app, AuditMiddleware)
+    assert not isinstance(app.wsgi_app.app, AuditMiddleware)
+    app.test_client().post("/things/1")
+    assert len(sink.events) == 1
+
+
+def test_broken_mapper_costs_neither_request_nor_record(app: flask.Flask, events: CapturedEvents) -> None:
+    """A user mapper that raises is logged; the request succeeds and is recorded."""
+
+    def broken(user: Any) -> Actor | None:
+        raise LookupError("directory down")
+
+    app.extensions["audit_middleware"].user_mapper = broken
+    response = app.test_client().post("/pods", json={"name": "web", "image": "nginx"}, headers=ALICE_TOKEN)
+    assert response.status_code == 201
+    assert only(events)["user"] == {"name": "anonymous"}
+
+
+def test_explicit_set_actor_wins(app: flask.Flask, events: CapturedEvents) -> None:
+    """An actor the view sets itself is not replaced by flask-login's user."""
+
+    @app.post("/impersonate")
+    def impersonate() -> str:
+        set_actor(Actor(id="svc-1", kind="service"))
+        record("restart")
+        return "ok"
+
+    app.test_client().post("/impersonate", headers=ALICE_TOKEN)
+    assert only(events)["user"] == {"id": "svc-1"}
+
+
+def test_default_mapper_reads_flask_login_attributes() -> None:
+    """actor_from_user reads get_id(), name or username, email and roles."""
+
+    class User:
+        username = "ann"
+        email = "ann@example.com"
+        roles = ("ops",)
+
+        def get_id(self) -> str:
+            return "7"
+
+    assert actor_from_user(User()) == Actor(id="7", name="ann", email="ann@example.com", roles=("ops",))
+
+
+@pytest.fixture(autouse=True)
+def _no_request_context_left() -> Iterator[None]:
+    yield
+    assert not flask.has_request_context()

@@ -1,0 +1,619 @@
+"""`audit-middleware setup` against the real local node: idempotence, mappings, routing, errors, ISM."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from click.testing import CliRunner
+from opensearchpy import ConflictError, NotFoundError, RequestError, RequestsHttpConnection
+
+from audit_middleware.cli import main
+from audit_middleware.ids import uuid7
+from audit_middleware.opensearch import templates
+from audit_middleware.opensearch.connection import ConnectionSettings, build_client
+from audit_middleware.opensearch.retention import RetentionTier, default_tiers, policy_id
+from audit_middleware.opensearch.setup import (
+    ISM_PLUGIN,
+    RetentionNotManagedWarning,
+    SetupConfig,
+    SetupError,
+    StepResult,
+    apply,
+    ism_installed,
+)
+from tests.conftest import OPENSEARCH_URL, require_plugin
+
+pytestmark = pytest.mark.opensearch
+
+_ENV_VARIABLES = (
+    "AUDIT_OPENSEARCH_URL",
+    "AUDIT_OPENSEARCH_USERNAME",
+    "AUDIT_OPENSEARCH_PASSWORD",
+    "AUDIT_OPENSEARCH_CA_CERTS",
+    "AUDIT_OPENSEARCH_VERIFY_CERTS",
+    "AUDIT_OPENSEARCH_AWS_REGION",
+    "AUDIT_OPENSEARCH_AWS_SERVICE",
+    "AUDIT_OPENSEARCH_TIMEOUT",
+    "AUDIT_OPENSEARCH_PREFIX",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's own AUDIT_OPENSEARCH_* settings must not leak into these tests.
+    for name in _ENV_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _ignore_missing(call: Callable[[], Any]) -> None:
+    with contextlib.suppress(NotFoundError):
+        call()
+
+
+def _remove_layout(client: Any, prefix: str) -> None:
+    _ignore_missing(lambda: client.indices.delete_data_stream(name=f"{prefix}-*"))
+    _ignore_missing(lambda: client.indices.delete(index=f"{prefix}-*", params={"expand_wildcards": "all"}))
+    _ignore_missing(lambda: client.indices.delete_index_template(name=templates.index_template_name(prefix)))
+    _ignore_missing(
+        lambda: client.cluster.delete_component_template(name=templates.component_template_name(prefix))
+    )
+    if ism_installed(client):
+        for tier in ("standard", "extended"):
+            _ignore_missing(
+                lambda tier=tier: client.transport.perform_request(
+                    "DELETE", f"/_plugins/_ism/policies/{policy_id(prefix, tier)}"
+                )
+            )
+
+
+@pytest.fixture
+def prefix(opensearch: Any, unique_name: str) -> Iterator[str]:
+    """A prefix no other test uses; everything setup created under it is removed afterwards."""
+    yield unique_name
+    _remove_layout(opensearch, unique_name)
+
+
+@pytest.fixture
+def snapshot_repository(opensearch: Any, unique_name: str) -> Iterator[str]:
+    """A registered fs snapshot repository under the node's path.repo, removed afterwards."""
+    settings = opensearch.nodes.info(metric="settings")["nodes"].popitem()[1]["settings"]
+    location = Path(settings["path"]["repo"][0]) / f"{unique_name}-repo"
+    name = f"{unique_name}-repo"
+    opensearch.snapshot.create_repository(
+        repository=name, body={"type": "fs", "settings": {"location": str(location)}}
+    )
+    yield name
+    for snapshot in opensearch.snapshot.get(repository=name, snapshot="_all")["snapshots"]:
+        opensearch.snapshot.delete(repository=name, snapshot=snapshot["snapshot"])
+    opensearch.snapshot.delete_repository(repository=name)
+
+
+def _config(prefix: str, **overrides: Any) -> SetupConfig:
+    # replicas=0 keeps the single-node test cluster green; require_ism=False lets the
+    # layout tests run on a node without ISM (where present, policies are installed too).
+    return SetupConfig(**{"prefix": prefix, "replicas": 0, "require_ism": False, **overrides})
+
+
+def _apply(client: Any, config: SetupConfig, *, dry_run: bool = False) -> list[StepResult]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RetentionNotManagedWarning)
+        return apply(client, config, dry_run=dry_run)
+
+
+def _statuses(results: list[StepResult]) -> dict[str, str]:
+    return {f"{r.step.kind} {r.step.name}": r.status for r in results}
+
+
+def _skip_if_ism(client: Any) -> None:
+    if ism_installed(client):
+        pytest.skip(f"{ISM_PLUGIN} is installed on this node: the no-ISM behaviour cannot be shown here")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sample_document(**audit_overrides: Any) -> dict[str, Any]:
+    """A record with every field of the record contract filled in."""
+    audit: dict[str, Any] = {
+        "actor": {"kind": "user"},
+        "action": {"label": "Update", "group": "resource"},
+        "project": {"id": "p-1", "name": "Production Cluster"},
+        "resource": {"type": "virtual_machine", "id": "vm-7", "name": "Prod-Database Éast"},
+        "targets": [
+            {"type": "disk", "id": "d-1", "name": "Data Disk"},
+            {"type": "nic", "id": "n-1", "name": "eth0"},
+        ],
+        "changes": {
+            "before": {"size": "small", "tags": {"env": "prod"}},
+            "after": {"size": 10, "tags": {"env": "prod", "tier": "gold"}},
+            "fields": ["size", "tags.tier"],
+        },
+        "details": {"ticket": "OPS-42", "reason": {"text": "scale up"}},
+        "source": {"forwarded": ["203.0.113.9", "10.0.0.2"]},
+        "http": {"route": "/api/projects/{project}/vms/{vm}"},
+        "tier": "standard",
+    }
+    audit.update(audit_overrides)
+    return {
+        "@timestamp": "2025-01-15T10:20:30.123Z",
+        "ecs": {"version": "9.4.0"},
+        "event": {
+            "id": uuid7(),
+            "kind": "event",
+            "action": "update",
+            "category": ["configuration"],
+            "type": ["change"],
+            "outcome": "success",
+            "dataset": "audit_middleware.audit",
+        },
+        "user": {
+            "id": "u-1",
+            "name": "Alice Admin",
+            "email": "Alice.Admin@Example.COM",
+            "roles": ["admin", "ops"],
+            "effective": {"id": "u-2", "name": "Bob Builder", "email": "bob@example.com"},
+        },
+        "source": {"ip": "203.0.113.9"},
+        "user_agent": {"original": "Mozilla/5.0 (X11; Linux x86_64)"},
+        "http": {"request": {"method": "PATCH", "id": "req-123"}, "response": {"status_code": 200}},
+        "url": {"path": "/api/projects/p-1/vms/vm-7"},
+        "trace": {"id": "4bf92f3577b34da6a3ce929d0e0e4736"},
+        "service": {"name": "cloud-console"},
+        "organization": {"id": "acme", "name": "ACME Corp"},
+        "audit": audit,
+    }
+
+
+def _create(client: Any, stream: str, document: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = client.index(
+        index=stream, id=document["event"]["id"], body=document, op_type="create", refresh=True
+    )
+    return result
+
+
+def _mapping_of(client: Any, stream: str) -> dict[str, dict[str, Any]]:
+    """The leaf field mappings of a stream's write index, by dotted name."""
+    answer = client.indices.get_mapping(index=stream)
+    (mapping,) = (entry["mappings"] for entry in answer.values())
+
+    def walk(properties: dict[str, Any], prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        for name, field in properties.items():
+            if "properties" in field:
+                yield from walk(field["properties"], f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}", field
+
+    return dict(walk(mapping["properties"], ""))
+
+
+def _hits(client: Any, stream: str, query: dict[str, Any]) -> int:
+    return int(client.search(index=stream, body={"query": query})["hits"]["total"]["value"])
+
+
+# --- idempotence -----------------------------------------------------------------------------
+
+
+def test_setup_twice_reports_everything_unchanged(opensearch, prefix):
+    """The first run creates every object in order; an immediate second run changes nothing."""
+    first = _apply(opensearch, _config(prefix))
+    kinds = [r.step.kind for r in first]
+    assert kinds[-4:] == ["component template", "index template", "data stream", "data stream"]
+    assert {r.status for r in first} == {"created"}
+    second = _apply(opensearch, _config(prefix))
+    assert [str(r.step) for r in second] == [str(r.step) for r in first]
+    assert {r.status for r in second} == {"unchanged"}
+    streams = opensearch.indices.get_data_stream(name=f"{prefix}-*")["data_streams"]
+    assert {(s["name"], s["template"]) for s in streams} == {
+        (f"{prefix}-standard", f"{prefix}-events"),
+        (f"{prefix}-extended", f"{prefix}-events"),
+    }
+
+
+def test_new_template_revision_reports_updated(opensearch, prefix, monkeypatch):
+    """Bumping the template revision updates both templates and nothing else."""
+    _apply(opensearch, _config(prefix))
+    monkeypatch.setattr(templates, "TEMPLATE_REVISION", templates.TEMPLATE_REVISION + 1)
+    statuses = _statuses(_apply(opensearch, _config(prefix)))
+    assert statuses.pop(f"component template {prefix}-events-mappings") == "updated"
+    assert statuses.pop(f"index template {prefix}-events") == "updated"
+    assert set(statuses.values()) == {"unchanged"}
+    stored = opensearch.indices.get_index_template(name=f"{prefix}-events")["index_templates"][0]
+    assert stored["index_template"]["version"] == templates.TEMPLATE_REVISION
+    assert {r.status for r in _apply(opensearch, _config(prefix))} == {"unchanged"}
+
+
+def test_changed_settings_update_the_component_template(opensearch, prefix):
+    """A different replica count is a content change of the component template alone."""
+    _apply(opensearch, _config(prefix, replicas=0))
+    results = _apply(opensearch, _config(prefix, replicas=1))
+    updated = [r for r in results if r.status == "updated"]
+    revision = templates.TEMPLATE_REVISION
+    assert [str(r.step) for r in updated] == [
+        f"component template {prefix}-events-mappings (revision {revision}, content changed)"
+    ]
+
+
+def test_dry_run_changes_nothing(opensearch, prefix):
+    """A dry run reports the plan ("created" for everything) and leaves the cluster untouched."""
+    results = _apply(opensearch, _config(prefix), dry_run=True)
+    assert {r.status for r in results} == {"created"}
+    assert not opensearch.indices.exists_index_template(name=f"{prefix}-events")
+    assert not opensearch.cluster.exists_component_template(name=f"{prefix}-events-mappings")
+    with pytest.raises(NotFoundError):
+        opensearch.indices.get_data_stream(name=f"{prefix}-standard")
+
+
+# --- documents and mappings ------------------------------------------------------------------
+
+
+def test_full_record_indexes_with_the_designed_types(opensearch, prefix):
+    """A complete record is created with _id = event.id and the mapping holds the designed types."""
+    _apply(opensearch, _config(prefix))
+    stream = f"{prefix}-standard"
+    document = sample_document()
+    result = _create(opensearch, stream, document)
+    assert result["result"] == "created"
+    assert result["_id"] == document["event"]["id"]
+    mapping = _mapping_of(opensearch, stream)
+    expected = {
+        "@timestamp": "date",
+        "source.ip": "ip",
+        "user.email": "keyword",
+        "user.roles": "keyword",
+        "http.response.status_code": "long",
+        "url.path": "wildcard",
+        "audit.changes.before": "flat_object",
+        "audit.changes.after": "flat_object",
+        "audit.details": "flat_object",
+        "audit.changes.fields": "keyword",
+        "audit.targets.id": "keyword",
+        "audit.tier": "keyword",
+    }
+    assert {name: mapping[name]["type"] for name in expected} == expected
+    assert mapping["user.email"]["fields"]["lower"]["normalizer"] == templates.NORMALIZER
+    assert mapping["user.name"]["fields"]["text"]["type"] == "match_only_text"
+    # A GET by id needs the backing index: data streams resolve ids only in searches.
+    assert opensearch.get(index=result["_index"], id=result["_id"])["_source"] == document
+
+
+def test_second_create_with_same_id_conflicts(opensearch, prefix):
+    """Replaying a delivered record is a 409 conflict, never a duplicate."""
+    _apply(opensearch, _config(prefix))
+    stream = f"{prefix}-standard"
+    document = sample_document()
+    _create(opensearch, stream, document)
+    with pytest.raises(ConflictError) as conflict:
+        _create(opensearch, stream, document)
+    assert conflict.value.status_code == 409
+    assert opensearch.count(index=stream)["count"] == 1
+
+
+def test_unknown_fields_are_kept_but_not_indexed(opensearch, prefix):
+    """dynamic: false accepts unknown fields into _source without mapping or indexing them."""
+    _apply(opensearch, _config(prefix))
+    stream = f"{prefix}-standard"
+    document = sample_document()
+    document["surprise"] = {"nested": {"value": 1}}
+    document["user"]["nickname"] = "ally"
+    created = _create(opensearch, stream, document)
+    stored = opensearch.get(index=created["_index"], id=created["_id"])["_source"]
+    assert stored["surprise"] == {"nested": {"value": 1}}
+    mapping = _mapping_of(opensearch, stream)
+    assert not any(name.startswith("surprise") for name in mapping)
+    assert "user.nickname" not in mapping
+    assert _hits(opensearch, stream, {"exists": {"field": "surprise.nested.value"}}) == 0
+    assert _hits(opensearch, stream, {"term": {"user.nickname": "ally"}}) == 0
+
+
+def test_value_of_the_wrong_type_is_rejected(opensearch, prefix):
+    """A mapped field with an impossible value fails with a mapping error (the shipper dead-letters it)."""
+    _apply(opensearch, _config(prefix))
+    document = sample_document()
+    document["source"]["ip"] = "not-an-ip"
+    with pytest.raises(RequestError) as rejected:
+        _create(opensearch, f"{prefix}-standard", document)
+    assert rejected.value.status_code == 400
+    assert rejected.value.error == "mapper_parsing_exception"
+
+
+def test_oversized_keyword_is_stored_not_rejected(opensearch, prefix):
+    """A resource name past ignore_above is kept in _source instead of failing the record."""
+    _apply(opensearch, _config(prefix))
+    name = "x" * 40_000
+    document = sample_document(resource={"type": "file", "id": "f-1", "name": name})
+    assert _create(opensearch, f"{prefix}-standard", document)["result"] == "created"
+    assert _hits(opensearch, f"{prefix}-standard", {"term": {"audit.resource.id": "f-1"}}) == 1
+
+
+def test_email_search_is_case_insensitive(opensearch, prefix):
+    """user.email.lower finds an email whatever its case, by whole value or prefix; the raw field does not."""
+    _apply(opensearch, _config(prefix))
+    stream = f"{prefix}-standard"
+    _create(opensearch, stream, sample_document())
+    assert _hits(opensearch, stream, {"term": {"user.email.lower": "alice.admin@example.com"}}) == 1
+    assert _hits(opensearch, stream, {"term": {"user.email.lower": "ALICE.ADMIN@EXAMPLE.COM"}}) == 1
+    assert _hits(opensearch, stream, {"prefix": {"user.email.lower": "ALICE.A"}}) == 1
+    assert _hits(opensearch, stream, {"term": {"user.email": "alice.admin@example.com"}}) == 0
+
+
+def test_resource_name_and_action_search_by_word_prefix(opensearch, prefix):
+    """Word prefixes find resource names (accents folded) and action labels, case-insensitively."""
+    _apply(opensearch, _config(prefix))
+    stream = f"{prefix}-standard"
+    _create(opensearch, stream, sample_document())
+    assert _hits(opensearch, stream, {"match_bool_prefix": {"audit.resource.name.text": "datab"}}) == 1
+    assert _hits(opensearch, stream, {"match_bool_prefix": {"audit.resource.name.text": "EAST"}}) == 1
+    assert _hits(opensearch, stream, {"match_bool_prefix": {"audit.resource.name.text": "staging"}}) == 0
+    assert _hits(opensearch, stream, {"match_bool_prefix": {"audit.action.label.text": "upd"}}) == 1
+    assert _hits(opensearch, stream, {"prefix": {"audit.resource.name.lower": "prod-data"}}) == 1
+
+
+def test_tenant_tier_routes_records_to_its_data_stream(opensearch, prefix):
+    """An extended tenant's records land in the extended stream, everyone else's in standard."""
+    config = _config(prefix, tiers=default_tiers(extended_days=2555))
+    _apply(opensearch, config)
+    router = config.router(tenant_tiers={"acme": "extended"})
+    for tenant in ("acme", "globex", None):
+        document = sample_document(tier=router.tier_for(tenant))
+        _create(opensearch, router.data_stream_for_tenant(tenant), document)
+    assert opensearch.count(index=f"{prefix}-extended")["count"] == 1
+    assert opensearch.count(index=f"{prefix}-standard")["count"] == 2
+    hits = opensearch.search(index=f"{prefix}-extended", body={"query": {"match_all": {}}})["hits"]["hits"]
+    assert hits[0]["_index"].startswith(f".ds-{prefix}-extended-")
+    assert hits[0]["_source"]["audit"]["tier"] == "extended"
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def test_without_ism_setup_refuses_and_installs_nothing(opensearch, prefix):
+    """On a node without ISM, setup says retention would not be managed and changes nothing."""
+    _skip_if_ism(opensearch)
+    with pytest.raises(SetupError, match="no Index State Management plugin") as refused:
+        apply(opensearch, _config(prefix, require_ism=True))
+    assert "--skip-ism" in str(refused.value)
+    assert not opensearch.indices.exists_index_template(name=f"{prefix}-events")
+
+
+def test_without_ism_require_ism_false_installs_the_rest_and_warns(opensearch, prefix):
+    """require_ism=False installs templates and data streams, warning that retention is unmanaged."""
+    _skip_if_ism(opensearch)
+    with pytest.warns(RetentionNotManagedWarning, match="retention"):
+        results = apply(opensearch, _config(prefix))
+    assert "ism policy" not in {r.step.kind for r in results}
+    assert opensearch.indices.get_data_stream(name=f"{prefix}-standard")["data_streams"]
+
+
+def test_missing_snapshot_repository_is_reported_before_any_change(opensearch, prefix):
+    """A snapshot repository that is not registered fails the plan, naming the repository."""
+    tiers = default_tiers(snapshot_repository=f"{prefix}-nowhere")
+    with pytest.raises(SetupError, match=f"{prefix}-nowhere.*not registered"):
+        _apply(opensearch, _config(prefix, tiers=tiers))
+    assert not opensearch.cluster.exists_component_template(name=f"{prefix}-events-mappings")
+
+
+def test_registered_snapshot_repository_is_accepted(opensearch, prefix, snapshot_repository):
+    """With a registered repository setup succeeds (and, with ISM, archives before delete)."""
+    results = _apply(
+        opensearch, _config(prefix, tiers=default_tiers(snapshot_repository=snapshot_repository))
+    )
+    assert {r.status for r in results} == {"created"}
+
+
+def test_index_squatting_a_stream_name_is_a_clear_error(opensearch, prefix):
+    """A regular index where a data stream belongs stops setup before it changes anything."""
+    opensearch.indices.create(index=f"{prefix}-standard")
+    with pytest.raises(SetupError, match=f"{prefix}-standard.*not a data stream"):
+        _apply(opensearch, _config(prefix))
+    assert not opensearch.indices.exists_index_template(name=f"{prefix}-events")
+
+
+def test_unreachable_node_is_a_clear_error(prefix):
+    """A URL nobody listens on gives 'cannot connect' with the URL."""
+    port = _closed_port()
+    client = build_client(ConnectionSettings(urls=(f"http://127.0.0.1:{port}",), timeout=2))
+    with pytest.raises(SetupError, match=f"cannot connect to OpenSearch at http://127.0.0.1:{port}"):
+        apply(client, _config(prefix))
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        pytest.param(401, "rejected the credentials", id="401"),
+        pytest.param(403, "may not list the installed plugins", id="403"),
+    ],
+)
+def test_auth_failures_are_clear_errors(prefix, status, message):
+    """401 and 403 (which the security-less local node cannot produce) name the problem; no password leaks."""
+    settings = ConnectionSettings(
+        urls=("http://opensearch.invalid:9200",), username="auditor", password="s3cret"
+    )
+    client = build_client(settings, connection_class=RequestsHttpConnection)
+    body = {
+        "error": {"type": "security_exception", "reason": "no permissions for [cluster:monitor/nodes/info]"}
+    }
+    with responses.RequestsMock() as mock:
+        mock.add(responses.GET, re.compile(r"http://opensearch\.invalid:9200/.*"), json=body, status=status)
+        with pytest.raises(SetupError, match=message) as failed:
+            apply(client, _config(prefix))
+    assert "s3cret" not in str(failed.value)
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> Any:
+    return CliRunner().invoke(main, ["setup", "--url", OPENSEARCH_URL, *args])
+
+
+def test_cli_setup_prints_one_line_per_step(opensearch, prefix):
+    """`setup` prints created lines, then unchanged lines on a second run, exiting 0."""
+    first = _cli("--prefix", prefix, "--replicas", "0", "--skip-ism")
+    assert first.exit_code == 0, first.output
+    assert f"created    index template {prefix}-events" in first.stdout.splitlines()
+    assert f"created    data stream {prefix}-extended" in first.stdout.splitlines()
+    second = _cli("--prefix", prefix, "--replicas", "0", "--skip-ism")
+    assert second.exit_code == 0, second.output
+    lines = second.stdout.splitlines()
+    assert lines
+    assert all(line.startswith("unchanged") for line in lines)
+
+
+def test_cli_dry_run_prints_the_plan_only(opensearch, prefix):
+    """`setup --dry-run` says what it would create and creates nothing."""
+    result = _cli("--prefix", prefix, "--skip-ism", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f"would create  component template {prefix}-events-mappings" in result.stdout
+    assert result.stdout.rstrip().endswith("dry run: nothing was changed")
+    assert not opensearch.cluster.exists_component_template(name=f"{prefix}-events-mappings")
+
+
+def test_cli_without_ism_fails_or_warns(opensearch, prefix):
+    """Without ISM, `setup` exits 1 naming --skip-ism; with --skip-ism it warns on stderr and succeeds."""
+    _skip_if_ism(opensearch)
+    refused = _cli("--prefix", prefix, "--replicas", "0")
+    assert refused.exit_code == 1
+    assert "no Index State Management plugin" in refused.stderr
+    assert "--skip-ism" in refused.stderr
+    accepted = _cli("--prefix", prefix, "--replicas", "0", "--skip-ism")
+    assert accepted.exit_code == 0, accepted.output
+    assert accepted.stderr.startswith("warning: ")
+    assert "retention" in accepted.stderr
+
+
+def test_cli_reports_bad_configuration_and_unreachable_node(prefix):
+    """A bad URL or an unreachable node is one clear error and exit status 1."""
+    bad = CliRunner().invoke(main, ["setup", "--url", "ftp://search.example", "--prefix", prefix])
+    assert bad.exit_code == 1
+    assert "http:// or https://" in bad.stderr
+    port = _closed_port()
+    down = CliRunner().invoke(main, ["setup", "--url", f"http://127.0.0.1:{port}", "--prefix", prefix])
+    assert down.exit_code == 1
+    assert "cannot connect to OpenSearch" in down.stderr
+
+
+def test_cli_reads_connection_settings_from_the_environment(opensearch, prefix):
+    """AUDIT_OPENSEARCH_URL and AUDIT_OPENSEARCH_PREFIX are used when no option overrides them."""
+    env = {"AUDIT_OPENSEARCH_URL": OPENSEARCH_URL, "AUDIT_OPENSEARCH_PREFIX": prefix}
+    result = CliRunner(env=env).invoke(main, ["setup", "--skip-ism", "--replicas", "0"])
+    assert result.exit_code == 0, result.output
+    assert opensearch.indices.exists_index_template(name=f"{prefix}-events")
+
+
+# --- ISM (needs the index-management plugin) --------------------------------------------------
+
+
+def _wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(1)
+
+
+def _policy_of(client: Any, index: str) -> str | None:
+    explained = client.transport.perform_request("GET", f"/_plugins/_ism/explain/{index}")
+    policy: str | None = explained.get(index, {}).get("index.plugins.index_state_management.policy_id")
+    return policy
+
+
+def _backing_indices(client: Any, stream: str) -> list[str]:
+    return [
+        i["index_name"] for i in client.indices.get_data_stream(name=stream)["data_streams"][0]["indices"]
+    ]
+
+
+def test_ism_policies_installed_with_stream_templates(opensearch, prefix):
+    """Each tier's policy exists, with an ism_template on exactly its data stream."""
+    require_plugin(opensearch, ISM_PLUGIN)
+    results = apply(opensearch, _config(prefix, require_ism=True))
+    assert [r.step.kind for r in results][:2] == ["ism policy", "ism policy"]
+    for tier in ("standard", "extended"):
+        stored = opensearch.transport.perform_request(
+            "GET", f"/_plugins/_ism/policies/{policy_id(prefix, tier)}"
+        )
+        (template,) = stored["policy"]["ism_template"]
+        assert template["index_patterns"] == [f"{prefix}-{tier}"]
+        assert [s["name"] for s in stored["policy"]["states"]] == ["hot", "delete"]
+
+
+def test_ism_manages_the_backing_indices(opensearch, prefix):
+    """The explain API shows each stream's first backing index managed by its tier's policy."""
+    require_plugin(opensearch, ISM_PLUGIN)
+    apply(opensearch, _config(prefix, require_ism=True))
+    for tier in ("standard", "extended"):
+        (index,) = _backing_indices(opensearch, f"{prefix}-{tier}")
+        _wait_for(lambda index=index: _policy_of(opensearch, index), 60, f"ISM to manage {index}")
+        assert _policy_of(opensearch, index) == policy_id(prefix, tier)
+
+
+def test_ism_attaches_policy_to_an_existing_unmanaged_stream(opensearch, prefix):
+    """A backing index without a policy (e.g. created before ISM) gets its tier's policy on re-run."""
+    require_plugin(opensearch, ISM_PLUGIN)
+    apply(opensearch, _config(prefix, require_ism=True))
+    (index,) = _backing_indices(opensearch, f"{prefix}-standard")
+    _wait_for(lambda: _policy_of(opensearch, index), 60, f"ISM to manage {index}")
+    opensearch.transport.perform_request("POST", f"/_plugins/_ism/remove/{index}")
+    _wait_for(lambda: not _policy_of(opensearch, index), 60, f"the policy to leave {index}")
+    statuses = _statuses(apply(opensearch, _config(prefix, require_ism=True)))
+    assert statuses[f"ism attachment {prefix}-standard"] == "created"
+    _wait_for(lambda: _policy_of(opensearch, index), 60, f"the policy to return to {index}")
+    assert _policy_of(opensearch, index) == policy_id(prefix, "standard")
+
+
+def test_ism_policy_change_is_an_update(opensearch, prefix):
+    """A new extended retention updates that policy (with seq_no) and moves its indices to it."""
+    require_plugin(opensearch, ISM_PLUGIN)
+    apply(opensearch, _config(prefix, require_ism=True, tiers=default_tiers(extended_days=365)))
+    (index,) = _backing_indices(opensearch, f"{prefix}-extended")
+    _wait_for(lambda: _policy_of(opensearch, index), 60, f"ISM to manage {index}")
+    statuses = _statuses(
+        apply(opensearch, _config(prefix, require_ism=True, tiers=default_tiers(extended_days=400)))
+    )
+    assert statuses[f"ism policy {policy_id(prefix, 'extended')}"] == "updated"
+    assert statuses[f"ism policy {policy_id(prefix, 'standard')}"] == "unchanged"
+    assert statuses[f"ism attachment {prefix}-extended"] == "updated"
+    stored = opensearch.transport.perform_request(
+        "GET", f"/_plugins/_ism/policies/{policy_id(prefix, 'extended')}"
+    )
+    assert stored["policy"]["states"][0]["transitions"][0]["conditions"]["min_index_age"] == "400d"
+
+
+@pytest.mark.slow
+def test_accelerated_retention_rolls_over_snapshots_and_deletes(opensearch, prefix, snapshot_repository):
+    """With a policy in minutes, ISM rolls the stream over, snapshots the old index, then deletes it."""
+    require_plugin(opensearch, ISM_PLUGIN)
+    fast = {"plugins.index_state_management.job_interval": 1, "plugins.index_state_management.jitter": 0.0}
+    opensearch.cluster.put_settings(body={"persistent": fast})
+    try:
+        tier = RetentionTier(
+            "standard", 0, rollover_max_age="1m", delete_after="3m", snapshot_repository=snapshot_repository
+        )
+        apply(opensearch, _config(prefix, require_ism=True, tiers=(tier,)))
+        stream = f"{prefix}-standard"
+        (first,) = _backing_indices(opensearch, stream)
+        _create(opensearch, stream, sample_document())
+        _wait_for(lambda: len(_backing_indices(opensearch, stream)) >= 2, 600, "ISM to roll the stream over")
+        _wait_for(lambda: first not in _backing_indices(opensearch, stream), 900, f"ISM to delete {first}")
+        snapshots = opensearch.snapshot.get(repository=snapshot_repository, snapshot="_all")["snapshots"]
+        archived = [s for s in snapshots if s["snapshot"].startswith(first)]
+        assert archived, f"no snapshot of {first} in {[s['snapshot'] for s in snapshots]}"
+        assert archived[0]["state"] == "SUCCESS"
+        assert archived[0]["indices"] == [first]
+    finally:
+        opensearch.cluster.put_settings(body={"persistent": dict.fromkeys(fast)})

@@ -1,0 +1,343 @@
+"""record(): outside and inside requests, outcome, late actor, broken resolvers and sinks, redaction."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+
+import pytest
+from structlog.testing import capture_logs
+
+from audit_middleware import (
+    Actor,
+    AuditValidationError,
+    Resource,
+    Rule,
+    Scope,
+    configure,
+    current,
+    diff,
+    record,
+    set_actor,
+)
+from audit_middleware.rules import RouteRules
+from audit_middleware.schema import SYSTEM_ACTOR
+from audit_middleware.sinks import MemorySink, Sink
+from tests.wsgi_support import request, simple_app
+
+
+def test_record_outside_a_request_is_emitted_at_once(audit_sink):
+    """Outside a request the record goes to the sink immediately, by the system actor."""
+    event = record("restart", resource=Resource("pod", "web-1"), details={"why": "deploy"})
+    assert audit_sink.events == [event]
+    assert event.actor == SYSTEM_ACTOR
+    assert event.actor.kind == "system"
+    assert event.request is None
+    assert event.outcome == "success"
+    assert event.details == {"why": "deploy"}
+
+
+def test_record_outside_a_request_with_an_actor(audit_sink):
+    """A background job can name the actor it acts for."""
+    actor = Actor(id="svc", name="billing", kind="service")
+    record(
+        "delete", resource=Resource("storage", "vol-1"), actor=actor, tenant="org-1", project=Scope("p", "P")
+    )
+    (event,) = audit_sink.events
+    assert event.actor == actor
+    assert event.tenant == Scope("org-1")
+    assert event.project == Scope("p", "P")
+
+
+def test_action_default_outcome_applies(audit_sink):
+    """Login Failed defaults to a failure outcome."""
+    assert record("login_failed").outcome == "failure"
+
+
+def test_explicit_record_replaces_the_automatic_one(audit_sink):
+    """A record() during a POST is the request's only entry, completed with the request facts."""
+
+    def handle(environ):
+        record("restart", resource=Resource("pod", "web-1"))
+
+    response = request(simple_app(action=handle), "POST", "/pods/web-1/restart")
+    assert response.code == 200
+    (event,) = audit_sink.events
+    assert event.action.id == "restart"
+    assert event.resource == Resource("pod", "web-1")
+    assert event.request is not None
+    assert event.request.method == "POST"
+    assert event.request.path == "/pods/web-1/restart"
+    assert event.request.status_code == 200
+
+
+def test_request_without_record_gets_one_automatic_entry(audit_sink):
+    """Without record() a state-changing request still makes exactly one entry."""
+    request(simple_app(), "DELETE", "/pods/7")
+    (event,) = audit_sink.events
+    assert event.action.id == "delete"
+    assert event.resource == Resource("pods", "7")
+
+
+def test_record_is_sent_only_when_the_response_is_known(audit_sink):
+    """Inside a request nothing reaches the sink until the response is finished."""
+    seen_during_request: list[int] = []
+
+    def handle(environ):
+        record("create", resource=Resource("pod"))
+        seen_during_request.append(len(audit_sink.events))
+
+    request(simple_app(action=handle))
+    assert seen_during_request == [0]
+    assert len(audit_sink.events) == 1
+
+
+@pytest.mark.parametrize(
+    "status", ["400 Bad Request", "403 Forbidden", "404 Not Found", "503 Service Unavailable"]
+)
+def test_outcome_is_failure_for_error_statuses(audit_sink, status):
+    """A response of 400 or more turns a record's default outcome into failure."""
+    request(simple_app(status, action=lambda environ: record("delete", resource=Resource("pod", "1"))))
+    (event,) = audit_sink.events
+    assert event.outcome == "failure"
+    assert event.request is not None
+    assert event.request.status_code == int(status[:3])
+
+
+def test_automatic_record_outcome_follows_status(audit_sink):
+    """The automatic record of a failed request is a failure; of a 2xx/3xx, a success."""
+    request(simple_app("422 Unprocessable Entity"), "POST", "/pods")
+    request(simple_app("302 Found"), "POST", "/pods")
+    assert [e.outcome for e in audit_sink.events] == ["failure", "success"]
+
+
+def test_explicit_outcome_wins_over_status(audit_sink):
+    """An outcome given to record() is kept even when the response is an error."""
+    request(simple_app("409 Conflict", action=lambda environ: record("update", outcome="success")))
+    request(simple_app("200 OK", action=lambda environ: record("update", outcome="unknown")))
+    assert [e.outcome for e in audit_sink.events] == ["success", "unknown"]
+
+
+def test_actor_is_resolved_late(audit_sink):
+    """The resolver runs at response time, after the app's own authentication set the user."""
+    calls: list[object] = []
+
+    def resolver(environ):
+        calls.append(environ.get("app.user"))
+        user = environ.get("app.user")
+        return None if user is None else Actor(id=user, email=f"{user}@example.com")
+
+    configure(sink=audit_sink, actor_resolver=resolver)
+
+    def authenticate(environ):
+        # the app authenticates (e.g. a bearer token) while handling the request
+        environ["app.user"] = "ana"
+        record("update", resource=Resource("project", "p1"))
+
+    request(simple_app(action=authenticate), "PATCH", "/projects/p1")
+    (event,) = audit_sink.events
+    assert event.actor == Actor(id="ana", email="ana@example.com")
+    assert calls
+    assert calls[0] == "ana"
+
+
+def test_unauthenticated_request_is_anonymous(audit_sink):
+    """With no actor known, the record names an anonymous user rather than none."""
+    request(simple_app(), "POST", "/login")
+    (event,) = audit_sink.events
+    assert event.actor.kind == "user"
+    assert event.actor.name == "anonymous"
+
+
+def test_set_actor_wins_over_resolver(audit_sink):
+    """An actor handed over with set_actor() is used and the resolver is not needed."""
+    configure(sink=audit_sink, actor_resolver=lambda environ: Actor(id="from-resolver"))
+    request(simple_app(action=lambda environ: set_actor(Actor(id="from-dependency"))))
+    (event,) = audit_sink.events
+    assert event.actor.id == "from-dependency"
+
+
+def test_explicit_actor_is_kept(audit_sink):
+    """An actor given to record() inside a request is not replaced by the request's actor."""
+    configure(sink=audit_sink, actor_resolver=lambda environ: Actor(id="requester"))
+    admin = Actor(id="admin", impersonator=Actor(id="support"))
+    request(simple_app(action=lambda environ: record("update", actor=admin)))
+    (event,) = audit_sink.events
+    assert event.actor == admin
+
+
+def test_tenant_and_project_resolvers(audit_sink):
+    """Tenant and project come from their resolvers when the app did not set them."""
+    configure(
+        sink=audit_sink,
+        tenant_resolver=lambda environ: "org-9",
+        project_resolver=lambda environ: Scope("proj-1", "Shop"),
+    )
+    request(simple_app(), "POST", "/pods")
+    (event,) = audit_sink.events
+    assert event.tenant == Scope("org-9")
+    assert event.project == Scope("proj-1", "Shop")
+
+
+def test_raising_resolver_still_produces_the_record(audit_sink):
+    """A resolver bug costs the actor's identity, never the record, and is logged."""
+
+    def resolver(environ):
+        raise RuntimeError("session store down")
+
+    configure(sink=audit_sink, actor_resolver=resolver, tenant_resolver=resolver)
+    with capture_logs() as logs:
+        response = request(simple_app(action=lambda environ: record("delete", resource=Resource("pod", "1"))))
+    assert response.code == 200
+    (event,) = audit_sink.events
+    assert event.action.id == "delete"
+    assert event.actor.name == "unresolved"
+    assert event.tenant is None
+    assert any("actor resolver raised RuntimeError: session store down" in log["event"] for log in logs)
+    assert any("tenant resolver raised RuntimeError" in log["event"] for log in logs)
+
+
+class BrokenSink(Sink):
+    """A sink that always fails."""
+
+    def emit(self, event):
+        raise ConnectionError("sink is down")
+
+
+def test_raising_sink_sends_record_to_stderr(capsys):
+    """When the sink raises, the record is written to stderr and the app's response is unaffected."""
+    configure(sink=BrokenSink())
+    response = request(
+        simple_app(body=b"done", action=lambda environ: record("restart", resource=Resource("pod", "p9")))
+    )
+    assert response.code == 200
+    assert response.body == b"done"
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    undelivered = json.loads(line)
+    assert "sink is down" in undelivered["error"]
+    assert undelivered["audit_middleware_undelivered"]["event"]["action"] == "restart"
+    assert undelivered["audit_middleware_undelivered"]["audit"]["resource"] == {"type": "pod", "id": "p9"}
+
+
+def test_raising_sink_outside_a_request(capsys):
+    """record() in a background job does not raise when the sink fails."""
+    configure(sink=BrokenSink())
+    event = record("stop", resource=Resource("virtual_machine", "vm-1"))
+    assert event.action.id == "stop"
+    assert '"action":"stop"' in capsys.readouterr().err
+
+
+def test_redaction_before_the_sink(audit_sink):
+    """Secrets in changes and details are masked before the sink sees them; the field stays listed."""
+    changes = diff({"password": "old-pw", "name": "a"}, {"password": "new-pw", "name": "b"})
+    record("update", resource=Resource("member", "u1"), changes=changes, details={"api_key": "k-123", "n": 1})
+    (event,) = audit_sink.events
+    assert event.changes is not None
+    assert event.changes.before == {"password": "[REDACTED]", "name": "a"}
+    assert event.changes.after == {"password": "[REDACTED]", "name": "b"}
+    assert event.changes.fields == ("name", "password")
+    assert event.details == {"api_key": "[REDACTED]", "n": 1}
+    assert "old-pw" not in json.dumps(event.to_document())
+
+
+def test_redaction_inside_a_request(audit_sink):
+    """Records completed at the end of a request are redacted too."""
+
+    def handle(environ):
+        record("update", changes=({"token": "t1", "x": 1}, {"token": "t2", "x": 2}))
+
+    request(simple_app(action=handle), "PUT", "/tokens/1")
+    (event,) = audit_sink.events
+    assert event.changes is not None
+    assert event.changes.after == {"token": "[REDACTED]", "x": 2}
+    assert "token" in event.changes.fields
+
+
+def test_changes_given_as_a_pair_are_diffed(audit_sink):
+    """changes=(before, after) records only what changed."""
+    record("update", changes=({"a": 1, "b": 2}, {"a": 1, "b": 3}))
+    (event,) = audit_sink.events
+    assert event.changes is not None
+    assert (dict(event.changes.before), dict(event.changes.after), event.changes.fields) == (
+        {"b": 2},
+        {"b": 3},
+        ("b",),
+    )
+
+
+def test_record_validates_its_arguments():
+    """Bad arguments to record() raise clear validation errors."""
+    with pytest.raises(AuditValidationError, match="outcome 'ok'"):
+        record("create", outcome="ok")  # type: ignore[arg-type]
+    with pytest.raises(AuditValidationError, match="details must be a mapping"):
+        record("create", details=["x"])  # type: ignore[arg-type]
+    with pytest.raises(AuditValidationError, match="resource must be"):
+        record("create", resource={"type": "pod"})  # type: ignore[arg-type]
+    with pytest.raises(AuditValidationError, match="targets must be"):
+        record("create", targets=["pod"])  # type: ignore[list-item]
+    with pytest.raises(AuditValidationError, match="unknown action 'frobnicate'"):
+        record("frobnicate")
+
+
+def test_record_after_the_request_finished_is_not_lost(audit_sink):
+    """A record made by work that outlives its request (same context) is sent at once, not dropped."""
+    leftover: list[contextvars.Context] = []
+
+    def handle(environ):
+        leftover.append(contextvars.copy_context())
+
+    request(simple_app(action=handle), "POST", "/jobs")
+    assert len(audit_sink.events) == 1  # the automatic record
+    event = leftover[0].run(record, "stop", resource=Resource("virtual_machine", "vm-2"))
+    assert audit_sink.events[-1] is event
+    assert event.request is not None
+    assert event.request.path == "/jobs"
+    assert current() is None
+
+
+def test_unregistered_rule_action_keeps_the_record(audit_sink):
+    """A rule naming an unregistered action still yields a record, with the generic action, and a warning."""
+    configure(sink=audit_sink, rules=[Rule("POST", "/pods/<pod_id>/freeze", action="pod.freeze")])
+    with capture_logs() as logs:
+        request(simple_app(), "POST", "/pods/7/freeze")
+    (event,) = audit_sink.events
+    assert event.action.id == "create"
+    assert any("'pod.freeze' is not registered" in log["event"] for log in logs)
+
+
+def test_failure_while_building_the_record_never_reaches_the_app(audit_sink, monkeypatch):
+    """A bug while completing the request's record is logged; the response is untouched."""
+
+    def broken_decide(self, *args, **kwargs):
+        raise RuntimeError("rules exploded")
+
+    monkeypatch.setattr(RouteRules, "decide", broken_decide)
+    with capture_logs() as logs:
+        response = request(simple_app(body=b"fine"), "POST", "/pods")
+    assert response.body == b"fine"
+    assert any("rules exploded" in log["event"] for log in logs)
+
+
+def test_two_operations_make_two_entries(audit_sink):
+    """Two record() calls in one request are two operations: two entries, no automatic one."""
+
+    def handle(environ):
+        record("delete", resource=Resource("pod", "a"))
+        record("delete", resource=Resource("pod", "b"))
+
+    request(simple_app(action=handle), "POST", "/pods/bulk-delete")
+    assert [e.resource for e in audit_sink.events] == [Resource("pod", "a"), Resource("pod", "b")]
+
+
+def test_service_name_is_added(audit_sink):
+    """The configured service name is put on every record."""
+    configure(sink=audit_sink, service_name="shop-api")
+    record("create")
+    assert audit_sink.events[0].service == "shop-api"
+
+
+def test_memory_sink_isolated_per_test(audit_sink):
+    """Each test starts with an empty sink of its own (the autouse fixture)."""
+    assert isinstance(audit_sink, MemorySink)
+    assert audit_sink.events == []
+    assert current() is None

@@ -1,0 +1,463 @@
+"""The WSGI middleware, every request checked by wsgiref.validate on both sides."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import warnings
+from dataclasses import replace
+from wsgiref.validate import WSGIWarning
+
+import pytest
+
+from audit_middleware import Actor, Resource, Rule, config, configure, current, record, set_actor
+from audit_middleware.clientip import ProxyTrust
+from tests.wsgi_support import make_environ, request, serve, serve_unguarded, simple_app, wrap
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_harness_turns_wsgi_warnings_into_errors():
+    """The validator check is live: an app breaking a WSGI rule fails the request."""
+    with pytest.raises(WSGIWarning, match="three-digit integer followed by a single space"):
+        request(simple_app(status="200"))
+
+
+def test_harness_checks_the_middleware_side():
+    """The outer validator checks what the middleware gives the server (here: a broken environ)."""
+    environ = make_environ()
+    del environ["QUERY_STRING"]
+    with pytest.raises(WSGIWarning, match="QUERY_STRING"):
+        serve(simple_app(), environ)
+
+
+@pytest.mark.parametrize(
+    ("method", "action"), [("POST", "create"), ("PUT", "update"), ("PATCH", "update"), ("DELETE", "delete")]
+)
+def test_state_changing_request_makes_one_event(audit_sink, method, action):
+    """POST/PUT/PATCH/DELETE produce exactly one event with the request's facts."""
+    response = request(
+        simple_app("201 Created"),
+        method,
+        "/pods/p-1",
+        headers={"User-Agent": "curl/8.5.0", "X-Request-ID": "req-123"},
+    )
+    assert response.code == 201
+    (event,) = audit_sink.events
+    assert event.action.id == action
+    assert event.outcome == "success"
+    assert event.resource == Resource("pods", "p-1")
+    facts = event.request
+    assert facts is not None
+    assert facts.method == method
+    assert facts.path == "/pods/p-1"
+    assert facts.status_code == 201
+    assert facts.request_id == "req-123"
+    assert facts.user_agent == "curl/8.5.0"
+    assert facts.client_ip == "192.0.2.10"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
+def test_safe_methods_make_no_event(audit_sink, method):
+    """GET, HEAD and OPTIONS are not audited without a rule."""
+    assert request(simple_app(), method, "/pods").code == 200
+    assert audit_sink.events == []
+
+
+def test_get_with_a_rule_is_audited(audit_sink):
+    """A GET named by a rule produces its event."""
+    configure(
+        sink=audit_sink,
+        rules=[Rule("GET", "/audit/export", action="audit_exported", resource_type="audit_log")],
+    )
+    request(simple_app(), "GET", "/audit/export")
+    request(simple_app(), "GET", "/audit/other")
+    (event,) = audit_sink.events
+    assert event.action.id == "audit_exported"
+
+
+def test_script_name_is_part_of_the_path(audit_sink):
+    """An app mounted under SCRIPT_NAME records the full path."""
+    serve(simple_app(), make_environ("POST", "/pods", SCRIPT_NAME="/api"))
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert event.request.path == "/api/pods"
+
+
+class BoomError(Exception):
+    """The app's own error."""
+
+
+def test_app_exception_is_recorded_as_500_and_re_raised(audit_sink):
+    """An exception from the app gives a 500 failure record and reaches the server untouched."""
+    error = BoomError("database gone")
+
+    def app(environ, start_response):
+        raise error
+
+    with pytest.raises(BoomError) as raised:
+        request(app, "POST", "/pods")
+    assert raised.value is error
+    (event,) = audit_sink.events
+    assert event.outcome == "failure"
+    assert event.request is not None
+    assert event.request.status_code == 500
+    assert current() is None
+
+
+def test_app_exception_after_explicit_record(audit_sink):
+    """A record() made before the app raised is kept and marked as failed."""
+
+    def app(environ, start_response):
+        record("delete", resource=Resource("pod", "x"))
+        raise BoomError
+
+    with pytest.raises(BoomError):
+        request(app, "DELETE", "/pods/x")
+    (event,) = audit_sink.events
+    assert event.action.id == "delete"
+    assert event.outcome == "failure"
+
+
+def test_app_exception_on_get_is_not_audited(audit_sink):
+    """A failing GET without a rule is re-raised and still not audited."""
+
+    def app(environ, start_response):
+        raise BoomError
+
+    with pytest.raises(BoomError):
+        request(app, "GET", "/pods")
+    assert audit_sink.events == []
+
+
+def test_generator_raising_mid_iteration(audit_sink):
+    """A streamed body that raises after the first chunk yields a failure record and re-raises."""
+    closed: list[bool] = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            try:
+                yield b"first"
+                raise BoomError("stream broke")
+            finally:
+                closed.append(True)
+
+        return body()
+
+    with pytest.raises(BoomError, match="stream broke"):
+        request(app, "POST", "/exports")
+    (event,) = audit_sink.events
+    assert event.outcome == "failure"
+    assert event.request is not None
+    assert event.request.status_code == 500
+    assert closed == [True]
+    assert current() is None
+
+
+class ClosingBody:
+    """A response iterable that counts close() calls."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self.closes = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def test_close_sends_the_record_once(audit_sink):
+    """The record is sent once when the response ends, and the app's close() is called once."""
+    body = ClosingBody([b"a", b"b"])
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body
+
+    response = request(app, "POST", "/pods")
+    assert response.body == b"ab"
+    assert body.closes == 1
+    assert len(audit_sink.events) == 1
+
+
+def test_close_without_full_iteration(audit_sink):
+    """A server that stops reading (client gone) and closes still gets exactly one record."""
+    body = ClosingBody([b"a", b"b", b"c"])
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body
+
+    stack = wrap(app)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)
+        result = stack(make_environ("PUT", "/pods/1"), lambda status, headers, exc_info=None: None)
+        assert next(iter(result)) == b"a"
+        assert audit_sink.events == []
+        result.close()
+    assert body.closes == 1
+    (event,) = audit_sink.events
+    assert event.action.id == "update"
+    assert current() is None
+
+
+def test_record_inside_a_streamed_body(audit_sink):
+    """The request context is current while the body generator runs: record() there works."""
+    seen: list[object] = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            seen.append(current())
+            yield b"exporting"
+            set_actor(Actor(id="streamer"))
+            record("audit_exported", resource=Resource("audit_log"))
+            yield b"done"
+
+        return body()
+
+    response = request(app, "POST", "/audit/export")
+    assert response.body == b"exportingdone"
+    assert seen[0] is not None
+    (event,) = audit_sink.events
+    assert event.action.id == "audit_exported"
+    assert event.actor.id == "streamer"
+    assert current() is None
+
+
+def test_start_response_called_lazily_in_generator(audit_sink):
+    """An app that calls start_response only when its body is first iterated is recorded with that status."""
+
+    def app(environ, start_response):
+        def body():
+            start_response("202 Accepted", [("Content-Type", "text/plain")])
+            yield b"later"
+
+        return body()
+
+    assert request(app, "POST", "/jobs").code == 202
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert event.request.status_code == 202
+
+
+def test_start_response_with_exc_info(audit_sink):
+    """An app that handles its error and answers 500 with exc_info is recorded as a failure."""
+
+    def fail() -> None:
+        raise BoomError
+
+    def app(environ, start_response):
+        try:
+            fail()
+        except BoomError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
+        return [b"sorry"]
+
+    assert request(app, "POST", "/pods").code == 500
+    (event,) = audit_sink.events
+    assert event.outcome == "failure"
+
+
+def test_invalid_utf8_in_path(audit_sink):
+    """A PATH_INFO carrying invalid UTF-8 (latin-1 decoded bytes) is recorded with U+FFFD."""
+    raw_path = b"/pods/caf\xc3\xa9/\xff\xfe".decode("latin-1")
+    response = request(simple_app(), "POST", raw_path)
+    assert response.code == 200
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert event.request.path == "/pods/café/\ufffd\ufffd"
+    event.to_document()
+
+
+def test_invalid_utf8_in_headers(audit_sink):
+    """Headers with high bytes (PEP 3333 latin-1 strings) are decoded safely or ignored."""
+    headers = {
+        "User-Agent": b"agent \xe2\x9c\x93 \xff\xc0".decode("latin-1"),
+        "X-Request-ID": b"id-\xff".decode("latin-1"),
+        "X-Forwarded-For": b"\xff\xfe, 1.2.3.4".decode("latin-1"),
+        "Forwarded": b'for="\xff"'.decode("latin-1"),
+        "Traceparent": b"00-\xff".decode("latin-1"),
+    }
+    assert request(simple_app(), "POST", "/pods", headers=headers).code == 200
+    (event,) = audit_sink.events
+    facts = event.request
+    assert facts is not None
+    assert facts.user_agent == "agent \u2713 \ufffd\ufffd"
+    assert facts.request_id is not None
+    assert facts.request_id != "id-\xff"
+    assert facts.client_ip == "192.0.2.10"
+    assert facts.trace_id is None
+
+
+def test_giant_user_agent_is_truncated_with_marker(audit_sink):
+    """A 64 KB user agent is cut to the configured limit with a marker saying how much was dropped."""
+    agent = "A" * 65536
+    request(simple_app(), "POST", "/pods", headers={"User-Agent": agent})
+    (event,) = audit_sink.events
+    assert event.request is not None
+    user_agent = event.request.user_agent or ""
+    limit = config.get_config().user_agent_limit
+    assert user_agent.startswith("A" * limit)
+    assert user_agent.endswith(f"[truncated {65536 - limit} chars]")
+    assert len(user_agent) < 600
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    [
+        'for="[2001:db8::1',
+        "for=;for=1.2.3.4",
+        "garbage,,,;;;===",
+        'for="\\"1.2.3.4"',
+        "for=unknown",
+        "for=_hidden, for=999.1.1.1",
+        "\x00\x01\x7f",
+    ],
+)
+def test_malformed_forwarded_header(audit_sink, forwarded):
+    """A malformed Forwarded header never breaks the request; the peer is recorded instead."""
+    trusted = replace(config.get_config(), trust=ProxyTrust(hops=1, header="forwarded"))
+    config.use_config(trusted)
+    assert request(simple_app(), "POST", "/pods", headers={"Forwarded": forwarded}).code == 200
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert event.request.client_ip == "192.0.2.10"
+
+
+def test_trusted_forwarded_header(audit_sink):
+    """With one trusted proxy writing Forwarded, its last for= is the client."""
+    config.use_config(replace(config.get_config(), trust=ProxyTrust(hops=1, header="forwarded")))
+    request(simple_app(), "POST", "/pods", headers={"Forwarded": "for=6.6.6.6, for=198.51.100.7;proto=https"})
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert event.request.client_ip == "198.51.100.7"
+    assert event.request.forwarded_chain == ("for=6.6.6.6", "for=198.51.100.7;proto=https")
+
+
+def test_spoofed_forwarded_for_without_trust(audit_sink):
+    """By default no proxy is trusted: a client's X-Forwarded-For cannot choose the recorded IP."""
+    request(simple_app(), "POST", "/pods", headers={"X-Forwarded-For": "1.2.3.4"})
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert event.request.client_ip == "192.0.2.10"
+    assert event.request.forwarded_chain == ("1.2.3.4",)
+
+
+def test_well_formed_request_id_is_reused(audit_sink):
+    """A well-formed X-Request-ID is kept as the record's request id."""
+    request(simple_app(), "POST", "/pods", headers={"X-Request-ID": "0f8fad5b-d9cb-469f-a165-70867728950e"})
+    assert audit_sink.events[0].request.request_id == "0f8fad5b-d9cb-469f-a165-70867728950e"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("bad", ["has space", "x" * 129, "semi;colon", "", "new\nline", "<script>"])
+def test_invalid_request_id_is_replaced(audit_sink, bad):
+    """A malformed X-Request-ID is replaced by a fresh generated id."""
+    request(simple_app(), "POST", "/pods", headers={"X-Request-ID": bad})
+    request_id = audit_sink.events[0].request.request_id  # type: ignore[union-attr]
+    assert request_id != bad
+    assert request_id is not None
+    assert len(request_id) == 32
+    int(request_id, 16)
+
+
+def test_request_id_is_stable_within_a_request(audit_sink):
+    """The generated request id is the same for every record of one request."""
+
+    def handle(environ):
+        record("create")
+        record("update")
+
+    request(simple_app(action=handle))
+    first, second = audit_sink.events
+    assert first.request.request_id == second.request.request_id  # type: ignore[union-attr]
+
+
+def test_traceparent_gives_trace_id(audit_sink):
+    """A valid W3C traceparent sets the record's trace id; an invalid one is ignored."""
+    request(simple_app(), "POST", "/pods", headers={"Traceparent": TRACEPARENT})
+    request(simple_app(), "POST", "/pods", headers={"Traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"})
+    assert [e.request.trace_id for e in audit_sink.events] == [  # type: ignore[union-attr]
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        None,
+    ]
+
+
+def test_context_is_set_during_and_cleared_after_the_request():
+    """current() is the request's context inside the app and None once the response is done."""
+    seen: list[object] = []
+    request(simple_app(action=lambda environ: seen.append(current())), "GET", "/pods")
+    assert seen[0] is not None
+    assert current() is None
+
+
+def test_context_cleared_after_app_exception():
+    """After an app exception no request context is left behind."""
+
+    def app(environ, start_response):
+        set_actor(Actor(id="leak?"))
+        raise BoomError
+
+    with pytest.raises(BoomError):
+        request(app, "POST", "/pods")
+    assert current() is None
+
+
+def test_thread_isolation(audit_sink):
+    """Two requests running at the same time in two threads never see each other's context."""
+    both_inside = threading.Barrier(2, timeout=10)
+    seen: dict[str, str | None] = {}
+
+    def handle(environ):
+        name = environ["PATH_INFO"].rsplit("/", 1)[-1]
+        set_actor(Actor(id=name))
+        both_inside.wait()  # the other request has now set its actor too
+        context = current()
+        seen[name] = context.actor.id if context and context.actor else None
+
+    stack = wrap(simple_app(action=handle))
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            serve_unguarded(stack, make_environ("POST", f"/users/{name}"))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)
+        threads = [threading.Thread(target=run, args=(name,)) for name in ("alice", "bob")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert seen == {"alice": "alice", "bob": "bob"}
+    actors = {e.request.path.rsplit("/", 1)[-1]: e.actor.id for e in audit_sink.events}  # type: ignore[union-attr]
+    assert actors == {"alice": "alice", "bob": "bob"}
+
+
+def test_many_threads_each_get_their_own_record(audit_sink):
+    """Under a thread pool each request's record carries its own actor and path."""
+    stack = wrap(simple_app(action=lambda environ: set_actor(Actor(id=environ["PATH_INFO"][1:]))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)
+        threads = [
+            threading.Thread(target=serve_unguarded, args=(stack, make_environ("POST", f"/u{i}")))
+            for i in range(20)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    events = audit_sink.events
+    assert len(events) == 20
+    assert all(e.actor.id == e.request.path[1:] for e in events)  # type: ignore[union-attr]
