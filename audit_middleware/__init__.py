@@ -19,7 +19,7 @@ from audit_middleware.context import (
     set_route,
     set_tenant,
 )
-from audit_middleware.diff import diff
+from audit_middleware.changes import diff
 from audit_middleware.errors import AuditError, AuditValidationError, MissingDependencyError
 from audit_middleware.recorder import record
 from audit_middleware.redact import Redactor

@@ -17,9 +17,9 @@ from typing import Any
 import structlog
 
 from audit_middleware.actions import CATALOG, Action
+from audit_middleware.changes import diff
 from audit_middleware.config import AuditConfig, get_config
 from audit_middleware.context import RequestContext, current
-from audit_middleware.diff import Changes, diff
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.ids import uuid7
 from audit_middleware.rules import generic_action
@@ -53,7 +53,7 @@ def record(
     *,
     resource: Resource | None = None,
     targets: Iterable[Resource] | None = None,
-    changes: ChangeSet | Changes | tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] | None = None,
+    changes: ChangeSet | tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] | None = None,
     details: Mapping[str, Any] | None = None,
     outcome: Outcome | None = None,
     actor: Actor | None = None,
@@ -80,9 +80,7 @@ def record(
     target_list = tuple(targets or ())
     if any(not isinstance(t, Resource) for t in target_list):
         raise AuditValidationError("targets must be audit_middleware.Resource objects")
-    found = diff(*changes) if isinstance(changes, tuple) else changes
-    # diff() returns its own Changes type: store one shape, so events compare equal
-    change_set = None if found is None else ChangeSet(found.before, found.after, tuple(found.fields))
+    change_set = diff(*changes) if isinstance(changes, tuple) else changes
     unix_ms = time.time_ns() // 1_000_000
     event = AuditEvent(
         id=uuid7(unix_ms),

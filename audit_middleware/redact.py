@@ -188,7 +188,7 @@ class Redactor:
         A denied field stays in ``fields``, so readers see that it changed, while its
         values are masked on both sides. A path running through a denied key is cut
         at that key, since the key names below it may be secrets themselves. Paths use
-        ``audit_middleware.diff``'s convention: ``.`` joins keys, and inside a key ``\.``
+        ``audit_middleware.changes``'s convention: ``.`` joins keys, and inside a key ``\.``
         is a dot and ``\\`` a backslash. The fields come back sorted and without duplicates.
 
         >>> Redactor().redact_changes({"password": "a"}, {"password": "b"}, ["password"])

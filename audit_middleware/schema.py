@@ -139,6 +139,11 @@ class ChangeSet:
     after: Mapping[str, Any]
     fields: tuple[str, ...]
 
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing changed."""
+        return not self.fields
+
 
 @dataclass(frozen=True, slots=True)
 class RequestFacts:

@@ -892,3 +892,30 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def inspect(directory: str | Path) -> SpoolStats:
+    """What a spool directory holds, across every process's segments, without taking it over.
+
+    Read-only (no locks, nothing adopted or deleted): for ``audit-middleware status``.
+    Records already delivered from a segment that is still on disk are counted too.
+    """
+    root = Path(directory)
+    total_bytes = records = segments = corrupt = 0
+    oldest: int | None = None
+    for segment in sorted(root.glob("*/seg-*.log")) if root.is_dir() else ():
+        try:
+            data = segment.read_bytes()
+        except OSError:
+            continue  # deleted while we looked: delivered
+        segments += 1
+        total_bytes += len(data)
+        first_write, offset = _read_header(data)
+        for frame in _iter_frames(data, offset):
+            if frame.valid:
+                records += 1
+            else:
+                corrupt += 1
+        if first_write is not None:
+            oldest = first_write if oldest is None else min(oldest, first_write)
+    return SpoolStats(total_bytes, records, segments, oldest, 0, corrupt)

@@ -37,13 +37,13 @@ def tenant_of(req: Any) -> str | None:
     return header
 
 
-def create_app(sink: Sink | None = None) -> Flask:
+def create_app(sink: Sink | None = None, tokens: pods.Tokens | None = None) -> Flask:
     """The example app; ``sink`` receives the audit records (default: stdout)."""
     configure(sink=sink or JsonLinesSink.stdout(), rules=pods.RULES, tenant_resolver=tenant_of)
     app = Flask(__name__)
     app.secret_key = os.environ.get("FLASK_SECRET_KEY", "dev-only-not-secret")
     store = pods.PodStore()
-    tokens = pods.Tokens()
+    tokens = tokens or pods.Tokens()
 
     login_manager = LoginManager(app)
     login_manager.user_loader(pods.user_by_id)

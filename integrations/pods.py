@@ -49,6 +49,8 @@ USERS = {
     for user in (
         User("u-1", "alice", "alice@acme.example", "acme", "wonderland", ("admin",)),
         User("u-2", "bob", "bob@globex.example", "globex", "builder"),
+        User("u-3", "dave", "dave@acme.example", "acme", "diver", ("developer",)),
+        User("u-4", "erin", "erin@globex.example", "globex", "eagle", ("admin",)),
     )
 }
 _USERS_BY_ID = {user.id: user for user in USERS.values()}
@@ -85,6 +87,11 @@ class Tokens:
         """Forget the token."""
         with self._lock:
             self._users.pop(token, None)
+
+    def find(self, prefix: str, username: str) -> str | None:
+        """The token of ``username`` starting with ``prefix`` (as audit records show it)."""
+        with self._lock:
+            return next((t for t, u in self._users.items() if u == username and t.startswith(prefix)), None)
 
     def user(self, token: str) -> User | None:
         """Who the token belongs to, or None."""

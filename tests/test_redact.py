@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from audit_middleware.diff import diff
+from audit_middleware.changes import diff
 from audit_middleware.redact import (
     CYCLE_MARKER,
     DEFAULT_DENYLIST,

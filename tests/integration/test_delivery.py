@@ -38,7 +38,7 @@ def layout(opensearch, unique_name):
     """A freshly set-up prefix (templates and data streams), removed afterwards."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no ISM on the local node: retention is not managed
-        apply(opensearch, SetupConfig(prefix=unique_name, replicas=None, require_ism=False))
+        apply(opensearch, SetupConfig(prefix=unique_name, replicas=0, require_ism=False))
     yield unique_name
     opensearch.indices.delete_data_stream(name=f"{unique_name}-*")
     opensearch.indices.delete_index_template(name=f"{unique_name}-*")
@@ -197,7 +197,7 @@ def test_node_stopped_mid_stream_loses_nothing_and_duplicates_nothing(opensearch
         second = OpenSearch(["http://127.0.0.1:9251"], timeout=30)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            apply(second, SetupConfig(prefix=unique_name, replicas=None, require_ism=False))
+            apply(second, SetupConfig(prefix=unique_name, replicas=0, require_ism=False))
         sink = make_sink(unique_name, tmp_path / "state", url="http://127.0.0.1:9251")
         audit_middleware.configure(sink=sink)
         produced = [record("start", resource=Resource("vm", str(n))).id for n in range(200)]

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["MAX_DEPTH", "Changes", "diff"]
+from audit_middleware.schema import ChangeSet
+
+__all__ = ["MAX_DEPTH", "diff"]
 
 MAX_DEPTH: Final = 32
 """Deepest container nesting :func:`diff` walks; the top-level mapping is level 1."""
@@ -41,33 +42,7 @@ _MISSING: Final = object()
 _PLAIN: Final = frozenset({str, int, type(None), bytes})
 
 
-@dataclass(frozen=True, slots=True)
-class Changes:
-    """What changed between two versions of a resource.
-
-    ``before`` and ``after`` keep the nested shape of the inputs but hold only the
-    changed branches; ``fields`` lists the changed leaf paths, sorted. Values are the
-    caller's objects, not copies.
-
-    >>> diff({"spec": {"replicas": 2, "image": "a"}}, {"spec": {"replicas": 3, "image": "a"}})
-    Changes(before={'spec': {'replicas': 2}}, after={'spec': {'replicas': 3}}, fields=('spec.replicas',))
-    """
-
-    before: dict[str, Any]
-    after: dict[str, Any]
-    fields: tuple[str, ...]
-
-    @property
-    def is_empty(self) -> bool:
-        """True when nothing changed.
-
-        >>> diff({"a": 1}, {"a": 1}).is_empty
-        True
-        """
-        return not self.fields
-
-
-def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> Changes:
+def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> ChangeSet:
     r"""Compare two versions of a resource; ``None`` stands for "did not exist".
 
     Raises ``ValueError`` when a walked part nests deeper than :data:`MAX_DEPTH` or
@@ -86,11 +61,11 @@ def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> C
     old: Mapping[str, Any] = {} if before is None else before
     new: Mapping[str, Any] = {} if after is None else after
     if old is new or not (old or new):
-        return Changes({}, {}, ())
+        return ChangeSet({}, {}, ())
     differ = _Differ()
     old_changed, new_changed = differ.mappings(old, new, "", 1)
     differ.fields.sort()
-    return Changes(old_changed, new_changed, tuple(differ.fields))
+    return ChangeSet(old_changed, new_changed, tuple(differ.fields))
 
 
 class _Differ:
@@ -216,7 +191,7 @@ def _equal(old: Any, new: Any) -> bool:
     """``old == new`` for arbitrary objects, counting a comparison that fails as a change."""
     try:
         return bool(old == new)
-    except Exception:  # e.g. an array's ambiguous truth value: never crash the host app's audit
+    except Exception:  # noqa: BLE001 - e.g. an array's ambiguous truth value: never crash the audit
         return False
 
 

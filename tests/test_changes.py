@@ -1,4 +1,4 @@
-"""Tests for audit_middleware.diff: changed branches, leaf paths, guards."""
+"""Tests for audit_middleware.changes: changed branches, leaf paths, guards."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit_middleware.diff import MAX_DEPTH, Changes, diff
+from audit_middleware.changes import MAX_DEPTH, diff
+from audit_middleware.schema import ChangeSet
 
 WHEN = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
@@ -151,7 +152,7 @@ def test_diff_table(
 ) -> None:
     """diff returns only the changed branches on each side and the sorted changed leaf paths."""
     changes = diff(before, after)
-    assert changes == Changes(want_before, want_after, want_fields)
+    assert changes == ChangeSet(want_before, want_after, want_fields)
     assert changes.is_empty is (want_fields == ())
 
 
@@ -165,7 +166,7 @@ def test_equal_copies_give_empty_changes() -> None:
     """Equal but distinct inputs give empty Changes."""
     value = {"a": 1, "b": {"c": [1, {"d": 2}], "e": None}, "f": WHEN}
     changes = diff(value, copy.deepcopy(value))
-    assert changes == Changes({}, {}, ())
+    assert changes == ChangeSet({}, {}, ())
     assert changes.is_empty
 
 
@@ -370,8 +371,8 @@ def test_before_and_after_hold_exactly_the_changed_leaves(
 @given(DOCUMENTS)
 def test_diff_with_itself_is_empty(document: dict[str, Any]) -> None:
     """diff(a, a) and diff(a, deepcopy(a)) are empty."""
-    assert diff(document, document) == Changes({}, {}, ())
-    assert diff(document, copy.deepcopy(document)) == Changes({}, {}, ())
+    assert diff(document, document) == ChangeSet({}, {}, ())
+    assert diff(document, copy.deepcopy(document)) == ChangeSet({}, {}, ())
 
 
 @given(DOCUMENTS)

@@ -1,0 +1,230 @@
+"""The query model: filters, date ranges, free text, newest-first pagination by opaque cursor.
+
+Every query is scoped to one tenant: the application's authorisation decides it, never
+a request parameter alone. A tenant that does not exist simply matches nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from audit_middleware.actions import CATALOG, FILTER_GROUPS
+from audit_middleware.errors import AuditValidationError
+from audit_middleware.schema import OUTCOMES, AuditEvent
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+MAX_TEXT_LENGTH = 200
+PRESETS: dict[str, timedelta] = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+_RELATIVE = re.compile(r"^(\d{1,4})([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class QueryError(AuditValidationError):
+    """A filter could not be understood; the message says which and how to write it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page ends: the last event's time and id (the sort keys, newest first)."""
+
+    unix_ms: int
+    event_id: str
+
+    def encode(self) -> str:
+        """An opaque, URL-safe token."""
+        raw = json.dumps([self.unix_ms, self.event_id], separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        """Parse a token made by ``encode``; anything else is a QueryError."""
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            unix_ms, event_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        except (ValueError, TypeError, binascii.Error, UnicodeEncodeError):
+            raise QueryError("invalid cursor: pass back the next_cursor of a previous page") from None
+        if not isinstance(unix_ms, int) or not isinstance(event_id, str) or len(event_id) > 64:
+            raise QueryError("invalid cursor: pass back the next_cursor of a previous page")
+        return cls(unix_ms, event_id)
+
+    @classmethod
+    def after(cls, event: AuditEvent) -> Cursor:
+        """The cursor pointing just past ``event``."""
+        return cls(event.unix_ms, event.id)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """What to find. Build it with ``AuditQuery.build(...)`` to parse user input.
+
+    ``start`` is inclusive and ``end`` exclusive, both UTC. ``actions`` holds action ids
+    (groups such as ``"start-stop"`` are expanded by ``build``). ``user`` matches a user
+    id or email, of the actor or of the identity acted as. ``text`` is free text matched,
+    case-insensitively and by word prefix, against resource name, action and user email.
+    """
+
+    tenant: str
+    actions: tuple[str, ...] = ()
+    resource_types: tuple[str, ...] = ()
+    user: str | None = None
+    project: str | None = None
+    outcome: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    text: str | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    cursor: Cursor | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tenant, str) or not self.tenant:
+            raise QueryError("a tenant is required: every query is scoped to one tenant")
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise QueryError(f"page size must be between 1 and {MAX_PAGE_SIZE}, not {self.page_size}")
+        if self.outcome is not None and self.outcome not in OUTCOMES:
+            raise QueryError(f"outcome must be one of {sorted(OUTCOMES)}, not {self.outcome!r}")
+        for moment in (self.start, self.end):
+            if moment is not None and moment.utcoffset() != timedelta(0):
+                raise QueryError("start and end must be timezone-aware UTC datetimes (use AuditQuery.build)")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise QueryError("the start of the date range must be before its end")
+        if self.text is not None and len(self.text) > MAX_TEXT_LENGTH:
+            raise QueryError(f"search text is limited to {MAX_TEXT_LENGTH} characters")
+
+    @property
+    def start_ms(self) -> int | None:
+        """``start`` in epoch milliseconds."""
+        return None if self.start is None else int(self.start.timestamp() * 1000)
+
+    @property
+    def end_ms(self) -> int | None:
+        """``end`` in epoch milliseconds."""
+        return None if self.end is None else int(self.end.timestamp() * 1000)
+
+    def next_page(self, cursor: Cursor | None) -> AuditQuery:
+        """The same query, continuing after ``cursor``."""
+        return replace(self, cursor=cursor)
+
+    @classmethod
+    def build(
+        cls,
+        tenant: str,
+        *,
+        action: str | Iterable[str] | None = None,
+        resource_type: str | Iterable[str] | None = None,
+        user: str | None = None,
+        project: str | None = None,
+        outcome: str | None = None,
+        since: str | None = None,
+        start: str | datetime | None = None,
+        end: str | datetime | None = None,
+        timezone_name: str | None = None,
+        search: str | None = None,
+        page_size: int | str = DEFAULT_PAGE_SIZE,
+        cursor: str | None = None,
+        now: datetime | None = None,
+    ) -> AuditQuery:
+        """Parse user-facing filter values, with clear errors.
+
+        ``since`` is a preset (``24h``, ``7d``, ``30d``) or any ``<n>m|h|d|w``; ``start`` /
+        ``end`` are ISO 8601 dates or datetimes, read in ``timezone_name`` (an IANA name,
+        default UTC) when they carry no offset. ``action`` takes action ids, labels'
+        ids or the filter groups ``create``, ``update``, ``delete``, ``start-stop``.
+        """
+        zone = _zone(timezone_name)
+        moment = now or datetime.now(timezone.utc)
+        begin = _parse_datetime(start, zone, "from") if start is not None else None
+        finish = _parse_datetime(end, zone, "to") if end is not None else None
+        if since is not None:
+            if begin is not None:
+                raise QueryError("give either --since or --from, not both")
+            begin = moment - _parse_since(since)
+        search_text = search.strip() if search is not None else None
+        try:
+            size = int(page_size)
+        except (TypeError, ValueError):
+            raise QueryError(f"page size must be a number, not {page_size!r}") from None
+        return cls(
+            tenant=tenant,
+            actions=_expand_actions(action),
+            resource_types=_names(resource_type),
+            user=user.strip() or None if user else None,
+            project=project or None,
+            outcome=outcome or None,
+            start=begin,
+            end=finish,
+            text=search_text or None,
+            page_size=size,
+            cursor=Cursor.decode(cursor) if cursor else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of results, newest first, and the cursor of the next page (None at the end)."""
+
+    events: list[AuditEvent]
+    next_cursor: str | None
+
+
+def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(dict.fromkeys(part.strip() for item in items for part in item.split(",") if part.strip()))
+
+
+def _expand_actions(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    expanded: list[str] = []
+    for name in _names(value):
+        key = name.lower().replace(" ", "_")
+        if name in FILTER_GROUPS:
+            expanded.extend(FILTER_GROUPS[name])
+        elif key in CATALOG:
+            expanded.append(key)
+        else:
+            known = sorted({a.id for a in CATALOG} | set(FILTER_GROUPS))
+            raise QueryError(f"unknown action {name!r}; use one of: {', '.join(known)}")
+    return tuple(dict.fromkeys(expanded))
+
+
+def _zone(name: str | None) -> tzinfo:
+    if not name or name.upper() == "UTC":
+        return timezone.utc
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise QueryError(f"unknown timezone {name!r}: use an IANA name such as Europe/Berlin") from None
+
+
+def _parse_since(value: str) -> timedelta:
+    text = value.strip().lower()
+    if text in PRESETS:
+        return PRESETS[text]
+    match = _RELATIVE.match(text)
+    if not match:
+        raise QueryError(f"invalid --since {value!r}: use 24h, 7d, 30d or <number>m|h|d|w")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _parse_datetime(value: str | datetime, zone: tzinfo, what: str) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        except ValueError:
+            raise QueryError(
+                f"invalid --{what} date {value!r}: use ISO 8601, e.g. 2026-11-25 or 2026-11-25T14:30:00+01:00"
+            ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.astimezone(timezone.utc)

@@ -1,0 +1,488 @@
+"""The ``AuditStore`` over OpenSearch: the ``{prefix}-*`` audit data streams.
+
+Every request is a ``bool`` *filter* (no scoring) that always carries a ``term`` on
+``organization.id``: a query can only ever see its own tenant's records. Free text is
+turned into structured clauses (``match_bool_prefix`` and ``prefix``) whose operand is the
+user's text as a plain value, never into ``query_string``: ``*``, ``OR``, quotes,
+backslashes and ``field:value`` are characters to look for, not syntax.
+
+Results are newest first (``@timestamp`` then ``event.id``, both descending) and pages
+continue with ``search_after``. ``iterate()`` (the export) pins a point in time so a
+long export sees one consistent snapshot, and falls back to plain ``search_after`` on
+clusters without the point-in-time API.
+
+Freshness: the store never forces a refresh. A record becomes visible to ``search``,
+``count``, ``iterate`` and ``tail`` once its shard refreshes, i.e. up to
+``index.refresh_interval`` (1 s by default) after the shipper delivered it; the shipper
+itself batches for up to its ``flush_interval``. ``tail`` therefore looks back
+``tail_lookback`` seconds on every poll, so records that become visible out of
+timestamp order (several worker processes flushing at different moments) are still
+delivered, exactly once.
+
+>>> from audit_middleware.opensearch import ConnectionSettings
+>>> store = OpenSearchStore.from_settings(ConnectionSettings.from_env())  # doctest: +SKIP
+>>> page = store.search(AuditQuery.build("acme", since="7d", search="prod db"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import unicodedata
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from opensearchpy import (
+    AuthenticationException,
+    AuthorizationException,
+    ConnectionError,
+    ConnectionTimeout,
+    NotFoundError,
+    OpenSearch,
+    SSLError,
+    TransportError,
+)
+
+from audit_middleware.errors import AuditError
+from audit_middleware.opensearch.connection import ConnectionSettings, build_client
+from audit_middleware.opensearch.tiers import DEFAULT_PREFIX, validate_name
+from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, Page, QueryError
+from audit_middleware.query.store import AuditStore
+from audit_middleware.schema import AuditEvent
+
+__all__ = ["OpenSearchStore", "OpenSearchStoreError", "filter_query", "search_body"]
+
+logger = logging.getLogger(__name__)
+
+SORT: list[dict[str, Any]] = [
+    # unmapped_type: a stray index matching the pattern without our mapping sorts instead of failing.
+    {"@timestamp": {"order": "desc", "unmapped_type": "date"}},
+    {"event.id": {"order": "desc", "unmapped_type": "keyword"}},
+]
+_ASCENDING: list[dict[str, Any]] = [
+    {"@timestamp": {"order": "asc", "unmapped_type": "date"}},
+    {"event.id": {"order": "asc", "unmapped_type": "keyword"}},
+]
+# Only what is read back: smaller answers parse faster. _shards/timed_out reveal partial results.
+_FILTER_PATH = "pit_id,timed_out,_shards.failed,_shards.failures,hits.hits._source,hits.hits.sort"
+# A search over "{prefix}-*" before setup (or after the streams were deleted) matches nothing.
+_MISSING_OK = {"ignore_unavailable": "true", "allow_no_indices": "true"}
+# What a cluster without the point-in-time API (or with nothing to pin) answers to creating one.
+_NO_PIT_STATUSES = frozenset({400, 404, 405, 501})
+_EVENT_ID_LIMIT = 1024  # event.id is a keyword with ignore_above 1024: longer ids are never indexed
+
+
+class OpenSearchStoreError(AuditError):
+    """OpenSearch could not answer a query; the message says why and what to check."""
+
+
+def _fold_case(text: str) -> str:
+    """Lowercase as Lucene's ``lowercase`` filter does: one code point at a time.
+
+    Python's ``str.lower`` turns ``"İ"`` into two code points where Lucene yields ``"i"``;
+    keeping such characters as they are lets the server's normalizer fold them the same
+    way it folded the indexed value.
+    """
+    return "".join(lowered if len(lowered := char.lower()) == 1 else char for char in text)
+
+
+def _search_text(text: str) -> str:
+    """The user's search text as a bounded, composed, lowercased plain value."""
+    return _fold_case(unicodedata.normalize("NFC", text.strip())[:MAX_TEXT_LENGTH])
+
+
+def _text_clause(text: str) -> dict[str, Any]:
+    """Free text as structured queries: a word-prefix match on names, prefixes on the rest."""
+    value = _search_text(text)
+    return {
+        "bool": {
+            "should": [
+                # "prod data" finds "Prod Database": every word, the last as a prefix.
+                {"match_bool_prefix": {"audit.resource.name.text": {"query": value, "operator": "and"}}},
+                {"match_bool_prefix": {"audit.action.label.text": {"query": value, "operator": "and"}}},
+                # The whole input as the start of a name, email or action id ("ann@ex", "login_f").
+                {"prefix": {"audit.resource.name.lower": {"value": value}}},
+                {"prefix": {"user.email.lower": {"value": value}}},
+                {"prefix": {"user.effective.email.lower": {"value": value}}},
+                {"prefix": {"event.action": {"value": value}}},
+                {"prefix": {"audit.action.label.lower": {"value": value}}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+
+
+def _user_clause(user: str) -> dict[str, Any]:
+    """A user id (exact) or email (case-insensitive), of the actor or of the identity acted as."""
+    email = _fold_case(user)
+    return {
+        "bool": {
+            "should": [
+                {"term": {"user.id": user}},
+                {"term": {"user.email.lower": email}},
+                {"term": {"user.effective.id": user}},
+                {"term": {"user.effective.email.lower": email}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+
+
+def _time_range(start_ms: int | None, end_ms: int | None) -> dict[str, Any] | None:
+    bounds: dict[str, Any] = {}
+    if start_ms is not None:
+        bounds["gte"] = start_ms
+    if end_ms is not None:
+        bounds["lt"] = end_ms
+    if not bounds:
+        return None
+    return {"range": {"@timestamp": {**bounds, "format": "epoch_millis"}}}
+
+
+def _tenant_filter(tenant: str) -> dict[str, Any]:
+    return {"term": {"organization.id": tenant}}
+
+
+def _filters(query: AuditQuery, *, start_ms: int | None = None) -> list[dict[str, Any]]:
+    """The filter clauses of ``query``; ``start_ms`` raises the lower time bound (tail)."""
+    clauses: list[dict[str, Any]] = [_tenant_filter(query.tenant)]
+    if query.actions:
+        clauses.append({"terms": {"event.action": list(query.actions)}})
+    if query.resource_types:
+        clauses.append({"terms": {"audit.resource.type": list(query.resource_types)}})
+    if query.user:
+        clauses.append(_user_clause(query.user))
+    if query.project:
+        clauses.append({"term": {"audit.project.id": query.project}})
+    if query.outcome:
+        clauses.append({"term": {"event.outcome": query.outcome}})
+    lower = query.start_ms if start_ms is None else max(start_ms, query.start_ms or start_ms)
+    time_range = _time_range(lower, query.end_ms)
+    if time_range is not None:
+        clauses.append(time_range)
+    if query.text and query.text.strip():
+        clauses.append(_text_clause(query.text))
+    return clauses
+
+
+def filter_query(query: AuditQuery) -> dict[str, Any]:
+    """The ``query`` part of a request for ``query``: one ``bool`` of filters, tenant first.
+
+    >>> filter_query(AuditQuery(tenant="acme", outcome="failure"))["bool"]["filter"]
+    [{'term': {'organization.id': 'acme'}}, {'term': {'event.outcome': 'failure'}}]
+    """
+    return {"bool": {"filter": _filters(query)}}
+
+
+def search_body(query: AuditQuery) -> dict[str, Any]:
+    """The body of the ``_search`` request for one page of ``query``.
+
+    One hit more than the page size is asked for, so the page knows whether another follows.
+    """
+    body: dict[str, Any] = {
+        "query": filter_query(query),
+        "sort": SORT,
+        "size": query.page_size + 1,
+        "track_total_hits": False,
+    }
+    if query.cursor is not None:
+        body["search_after"] = [query.cursor.unix_ms, query.cursor.event_id]
+    return body
+
+
+def _hits(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if answer.get("timed_out") or answer.get("_shards", {}).get("failed"):
+        failures = answer.get("_shards", {}).get("failures") or []
+        reasons = "; ".join(str(failure.get("reason", failure)) for failure in failures[:3])
+        raise OpenSearchStoreError(
+            "OpenSearch answered with partial results (some shards failed or timed out)"
+            + (f": {reasons}" if reasons else "")
+            + "; an audit query does not return incomplete data, retry when the cluster is healthy"
+        )
+    hits: list[dict[str, Any]] = answer.get("hits", {}).get("hits", [])
+    return hits
+
+
+def _sort_key(hit: Mapping[str, Any]) -> tuple[int, str]:
+    unix_ms, event_id = hit["sort"]
+    return int(unix_ms), str(event_id)
+
+
+def _reason(exc: TransportError) -> str:
+    info = exc.info
+    if isinstance(info, Mapping):
+        error = info.get("error")
+        if isinstance(error, Mapping):
+            return f"{error.get('type', exc.error)}: {error.get('reason', '')}".rstrip(": ")
+    return str(exc.error)
+
+
+class OpenSearchStore(AuditStore):
+    """Audit records in the ``{prefix}-*`` data streams of an OpenSearch cluster.
+
+    ``client`` is an ``opensearchpy.OpenSearch`` client (``build_client`` makes one from
+    settings, or use ``from_settings``). ``export_batch_size`` is the page size of
+    ``iterate``; ``pit_keep_alive`` how long a point in time survives between two export
+    pages (a slower consumer gets a clear error); ``tail_lookback`` how many seconds of
+    late-visible records ``tail`` still picks up.
+
+    >>> from opensearchpy import OpenSearch
+    >>> store = OpenSearchStore(OpenSearch(["http://127.0.0.1:9200"]), prefix="audit")
+    >>> store.index_pattern
+    'audit-*'
+    """
+
+    def __init__(
+        self,
+        client: OpenSearch,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        export_batch_size: int = 1000,
+        pit_keep_alive: str = "1m",
+        tail_lookback: float = 30.0,
+        owns_client: bool = False,
+    ) -> None:
+        if not 1 <= export_batch_size <= 10_000:
+            raise QueryError(f"export_batch_size must be between 1 and 10000, not {export_batch_size}")
+        if tail_lookback < 0:
+            raise QueryError(f"tail_lookback must be 0 or more seconds, not {tail_lookback}")
+        self._client = client
+        self._prefix = validate_name(prefix, "prefix")
+        self._batch = export_batch_size
+        self._keep_alive = pit_keep_alive
+        self._lookback_ms = int(tail_lookback * 1000)
+        self._owns_client = owns_client
+
+    @classmethod
+    def from_settings(cls, settings: ConnectionSettings, **options: Any) -> OpenSearchStore:
+        """A store with its own client for ``settings`` (closed by ``close()``)."""
+        return cls(build_client(settings), prefix=settings.prefix, owns_client=True, **options)
+
+    @property
+    def index_pattern(self) -> str:
+        """What every request searches: all audit data streams of the prefix, every tier."""
+        return f"{self._prefix}-*"
+
+    def close(self) -> None:
+        """Close the client if this store created it."""
+        if self._owns_client:
+            self._client.close()
+
+    # -- the contract -------------------------------------------------------------------
+
+    def search(self, query: AuditQuery) -> Page:
+        """One page of matching events, newest first; ``next_cursor`` is None on the last page."""
+        hits = self._search(search_body(query), "search audit events")
+        page, more = hits[: query.page_size], len(hits) > query.page_size
+        events = [AuditEvent.from_document(hit["_source"]) for hit in page]
+        cursor = Cursor(*_sort_key(page[-1])).encode() if more and page else None
+        return Page(events=events, next_cursor=cursor)
+
+    def get(self, tenant: str, event_id: str) -> AuditEvent | None:
+        """The event ``event_id`` of ``tenant``; None when absent or another tenant's.
+
+        A search by ``ids`` under the tenant filter, never a GET by id, which would
+        return the document whoever it belongs to.
+        """
+        if not isinstance(tenant, str) or not tenant:
+            raise QueryError("a tenant is required: every query is scoped to one tenant")
+        if not isinstance(event_id, str) or not event_id or len(event_id) > _EVENT_ID_LIMIT:
+            return None
+        body = {
+            "query": {"bool": {"filter": [_tenant_filter(tenant), {"ids": {"values": [event_id]}}]}},
+            "size": 1,
+            "sort": SORT,
+            "track_total_hits": False,
+        }
+        hits = self._search(body, f"read audit event {event_id}")
+        return AuditEvent.from_document(hits[0]["_source"]) if hits else None
+
+    def count(self, query: AuditQuery) -> int:
+        """How many events match, exactly (``_count``; page size and cursor are ignored)."""
+        with self._explained("count audit events"):
+            try:
+                answer = self._client.count(
+                    index=self.index_pattern, body={"query": filter_query(query)}, params=dict(_MISSING_OK)
+                )
+            except NotFoundError:
+                return 0
+        if answer.get("_shards", {}).get("failed"):
+            raise OpenSearchStoreError("OpenSearch could not count on every shard; retry when it is healthy")
+        return int(answer["count"])
+
+    def iterate(self, query: AuditQuery) -> Iterator[AuditEvent]:
+        """Every matching event, newest first, ``export_batch_size`` at a time.
+
+        Pages are read under a point in time (one consistent snapshot however long the
+        export takes), deleted when the iteration ends, is closed or fails. Without the
+        point-in-time API (older clusters, Serverless) it pages with ``search_after``
+        alone, and records arriving meanwhile may or may not be included.
+        """
+        pit_id = self._open_pit()
+        try:
+            yield from self._pages(query, pit_id)
+        finally:
+            if pit_id is not None:
+                self._close_pit(pit_id)
+
+    def tail(
+        self,
+        query: AuditQuery,
+        since: datetime | None = None,
+        *,
+        poll_interval: float = 1.0,
+        stop: threading.Event | None = None,
+    ) -> Iterator[list[AuditEvent]]:
+        """Live: every ``poll_interval`` seconds, the events not yet yielded, newest first.
+
+        Starts at ``since`` (those events come in the first batches) or, without it, at
+        the moment of the call (nothing older is yielded). Each poll asks for events at
+        or after the newest one seen minus ``tail_lookback``, excluding the ids already
+        yielded in that window, so an event that becomes visible late (refresh interval,
+        a worker flushing after another) still arrives, and none arrives twice. A poll
+        with more than ``export_batch_size`` new events yields several batches, oldest
+        batch first, each newest first. Polls that find nothing yield nothing; the
+        generator ends when ``stop`` is set.
+        """
+        stop = stop or threading.Event()
+        seen: dict[str, int] = {}  # event id -> unix ms, for ids inside the lookback window
+        if since is not None:
+            floor = int(since.timestamp() * 1000)
+        else:
+            # Whatever is already visible near "now" is history, not news: remember it unseen.
+            floor = int(time.time() * 1000) - self._lookback_ms
+            for hits in self._poll(query, floor, seen):
+                seen.update(_sort_key(hit)[::-1] for hit in hits)
+        while not stop.is_set():
+            newest = floor
+            for hits in self._poll(query, floor, seen):
+                seen.update(_sort_key(hit)[::-1] for hit in hits)
+                newest = max(newest, _sort_key(hits[-1])[0])
+                yield [AuditEvent.from_document(hit["_source"]) for hit in reversed(hits)]
+            floor = max(floor, newest - self._lookback_ms)
+            seen = {event_id: unix_ms for event_id, unix_ms in seen.items() if unix_ms >= floor}
+            stop.wait(poll_interval)
+
+    # -- requests ---------------------------------------------------------------------
+
+    def _poll(self, query: AuditQuery, floor: int, seen: Mapping[str, int]) -> Iterator[list[dict[str, Any]]]:
+        """The unseen hits at or after ``floor``, oldest first, a batch at a time."""
+        bool_query: dict[str, Any] = {"filter": _filters(query, start_ms=floor)}
+        if seen:
+            bool_query["must_not"] = [{"ids": {"values": list(seen)}}]
+        body: dict[str, Any] = {
+            "query": {"bool": bool_query},
+            "sort": _ASCENDING,
+            "size": self._batch,
+            "track_total_hits": False,
+        }
+        while True:
+            hits = self._search(body, "poll for new audit events")
+            if not hits:
+                return
+            yield hits
+            if len(hits) < self._batch:
+                return
+            body["search_after"] = list(_sort_key(hits[-1]))
+
+    def _pages(self, query: AuditQuery, pit_id: str | None) -> Iterator[AuditEvent]:
+        body: dict[str, Any] = {
+            "query": filter_query(query),
+            "sort": SORT,
+            "size": self._batch,
+            "track_total_hits": False,
+        }
+        previous: tuple[int, str] | None = None
+        while True:
+            if pit_id is not None:
+                body["pit"] = {"id": pit_id, "keep_alive": self._keep_alive}
+            hits = self._search(body, "export audit events", pinned=pit_id is not None)
+            for hit in hits:
+                key = _sort_key(hit)
+                # The same event twice (re-delivered after a rollover): keep one.
+                if key != previous:
+                    yield AuditEvent.from_document(hit["_source"])
+                previous = key
+            if len(hits) < self._batch:
+                return
+            body["search_after"] = list(_sort_key(hits[-1]))
+            pit_id = self._last_pit_id or pit_id
+
+    def _search(self, body: dict[str, Any], what: str, *, pinned: bool = False) -> list[dict[str, Any]]:
+        with self._explained(what, pinned=pinned):
+            try:
+                if pinned:  # a point-in-time search names no index: the PIT holds them
+                    answer = self._client.search(body=body, params={"filter_path": _FILTER_PATH})
+                else:
+                    answer = self._client.search(
+                        index=self.index_pattern, body=body, params={**_MISSING_OK, "filter_path": _FILTER_PATH}
+                    )
+            except NotFoundError:
+                if pinned:
+                    raise
+                return []  # the data streams are gone: nothing to find
+        self._last_pit_id = answer.get("pit_id")
+        return _hits(answer)
+
+    _last_pit_id: str | None = None
+
+    def _open_pit(self) -> str | None:
+        """A point in time over the audit streams, or None where the API or the streams are missing."""
+        with self._explained("open a point in time for the export"):
+            try:
+                answer = self._client.create_pit(index=self.index_pattern, params={"keep_alive": self._keep_alive})
+            except (ConnectionError, AuthenticationException, AuthorizationException):
+                raise
+            except TransportError as exc:
+                if exc.status_code not in _NO_PIT_STATUSES:
+                    raise
+                # Also what 2.x answers when no index matches yet: paging without a PIT finds nothing.
+                logger.info("no point in time (%s): exporting with search_after alone", _reason(exc))
+                return None
+        pit_id = answer.get("pit_id")
+        return str(pit_id) if pit_id else None
+
+    def _close_pit(self, pit_id: str) -> None:
+        try:
+            self._client.delete_pit(body={"pit_id": [pit_id]})
+        except TransportError as exc:  # it expires by itself after keep_alive
+            logger.warning("could not delete point in time (it expires in %s): %s", self._keep_alive, exc)
+
+    @contextmanager
+    def _explained(self, what: str, *, pinned: bool = False) -> Iterator[None]:
+        """Turn client errors into one ``OpenSearchStoreError`` saying what failed and why."""
+        try:
+            yield
+        except SSLError as exc:
+            raise OpenSearchStoreError(
+                f"TLS handshake with OpenSearch failed when trying to {what}: {exc.error}; "
+                "set AUDIT_OPENSEARCH_CA_CERTS to the CA bundle that signed the server certificate"
+            ) from exc
+        except ConnectionTimeout as exc:
+            raise OpenSearchStoreError(f"OpenSearch did not answer in time when trying to {what}") from exc
+        except ConnectionError as exc:
+            raise OpenSearchStoreError(f"cannot connect to OpenSearch to {what}: {exc.error}") from exc
+        except AuthenticationException as exc:
+            raise OpenSearchStoreError(
+                f"OpenSearch rejected the credentials (401) when trying to {what}: "
+                "check AUDIT_OPENSEARCH_USERNAME / AUDIT_OPENSEARCH_PASSWORD or the AWS credentials"
+            ) from exc
+        except AuthorizationException as exc:
+            raise OpenSearchStoreError(
+                f"the OpenSearch user may not {what} (403 {_reason(exc)}): reading audit records needs "
+                f"the read permission on {self.index_pattern}"
+            ) from exc
+        except NotFoundError as exc:
+            if pinned:
+                raise OpenSearchStoreError(
+                    f"the export's point in time expired or its indices were deleted ({_reason(exc)}): the "
+                    f"reader paused longer than pit_keep_alive={self._keep_alive} between pages"
+                ) from exc
+            raise OpenSearchStoreError(f"OpenSearch could not {what}: {_reason(exc)}") from exc
+        except TransportError as exc:
+            raise OpenSearchStoreError(
+                f"OpenSearch refused to {what}: HTTP {exc.status_code} {_reason(exc)}"
+            ) from exc

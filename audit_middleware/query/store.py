@@ -1,0 +1,58 @@
+"""The store contract that the OpenSearch and SQLite stores both implement.
+
+One contract test suite (``tests/query/test_contract.py``) runs against both, so the
+CLI, the export and the viewer page behave the same whichever store a user runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from datetime import datetime
+from typing import IO, Literal
+
+from audit_middleware.query.model import AuditQuery, Page
+from audit_middleware.schema import AuditEvent
+
+ExportFormat = Literal["csv", "ndjson"]
+
+
+class AuditStore(ABC):
+    """Read access to stored audit records, always scoped to one tenant."""
+
+    @abstractmethod
+    def search(self, query: AuditQuery) -> Page:
+        """One page of matching events, newest first (``@timestamp`` then ``event.id``)."""
+
+    @abstractmethod
+    def get(self, tenant: str, event_id: str) -> AuditEvent | None:
+        """One event of ``tenant`` by id, or None (also when it belongs to another tenant)."""
+
+    @abstractmethod
+    def count(self, query: AuditQuery) -> int:
+        """How many events match (``page_size`` and ``cursor`` are ignored)."""
+
+    @abstractmethod
+    def iterate(self, query: AuditQuery) -> Iterator[AuditEvent]:
+        """Every matching event, newest first, in constant memory (export reads this)."""
+
+    def export(self, query: AuditQuery, out: IO[bytes], format: ExportFormat = "csv") -> int:  # noqa: A002
+        """Write every matching event to ``out`` as CSV or NDJSON; returns the row count."""
+        from audit_middleware.query.export import write_export  # noqa: PLC0415 - keeps the ABC light
+
+        return write_export(self.iterate(query), out, format)
+
+    @abstractmethod
+    def tail(
+        self, query: AuditQuery, since: datetime | None = None, *, poll_interval: float = 1.0,
+        stop: threading.Event | None = None,
+    ) -> Iterator[list[AuditEvent]]:
+        """Live: yields each poll's new events (newest first) until ``stop`` is set."""
+
+    def purge_older_than(self, cutoff: datetime) -> int:
+        """Delete events older than ``cutoff``; OpenSearch leaves this to ISM."""
+        raise NotImplementedError(f"{type(self).__name__} does not purge: retention is managed by ISM")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
