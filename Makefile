@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NODE   := $(PY) opensearch-local/node.py
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: demo test lint bench opensearch-start opensearch-stop opensearch-status opensearch-wipe clean
 
@@ -32,7 +33,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(NODE) start
-	status=0; $(PY) -m benchmarks || status=$$?; $(NODE) stop; exit $$status
+	status=0; $(PY) -m benchmarks $(BENCH_ARGS) || status=$$?; $(NODE) stop; exit $$status
 
 opensearch-start: $(STAMP)
 	$(NODE) start

@@ -10,6 +10,7 @@ and ``record()`` adds explicit events where the app knows more (changes, targets
 
 from audit_middleware.actions import Action, register
 from audit_middleware.asgi import ASGIAuditMiddleware
+from audit_middleware.changes import diff
 from audit_middleware.config import AuditConfig, configure, get_config
 from audit_middleware.context import (
     audit_this_request,
@@ -19,11 +20,10 @@ from audit_middleware.context import (
     set_route,
     set_tenant,
 )
-from audit_middleware.changes import diff
 from audit_middleware.errors import AuditError, AuditValidationError, MissingDependencyError
 from audit_middleware.recorder import record
 from audit_middleware.redact import Redactor
-from audit_middleware.rules import Rule, RouteRules
+from audit_middleware.rules import RouteRules, Rule
 from audit_middleware.schema import Actor, AuditEvent, ChangeSet, Resource, Scope, register_resource_type
 from audit_middleware.wsgi import AuditMiddleware
 

@@ -1,18 +1,20 @@
 """Process-wide set-up: where records go and how requests are read.
 
 Call ``configure()`` once at start-up; without it, the first record uses defaults taken
-from the environment (``AUDIT_OPENSEARCH_URL`` and friends, else a local JSON-lines file).
+from the environment (see ``default_sink``).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from audit_middleware.clientip import ForwardedHeader, ProxyTrust
+from audit_middleware.errors import AuditError
 from audit_middleware.redact import Redactor
 from audit_middleware.rules import STATE_CHANGING_METHODS, RouteRules, Rule
 from audit_middleware.schema import Actor, Scope
@@ -22,6 +24,7 @@ ActorResolver = Callable[[Any], Actor | None]
 ScopeResolver = Callable[[Any], Scope | str | None]
 
 DEFAULT_LOG_FILE = "audit-events.jsonl"
+DEFAULT_SQLITE_PATH = "audit.sqlite3"
 
 
 @dataclass(slots=True)
@@ -113,8 +116,39 @@ def _set_default() -> None:
 
 
 def default_sink() -> Sink:
-    """The sink used when none is configured: a JSON-lines file (``AUDIT_LOG_FILE``)."""
-    return JsonLinesSink(os.environ.get("AUDIT_LOG_FILE", DEFAULT_LOG_FILE))
+    """The sink used when none is configured, chosen by the environment.
+
+    * ``AUDIT_OPENSEARCH_URL`` set: ``OpenSearchSink`` (connection settings from the
+      ``AUDIT_OPENSEARCH_*`` variables);
+    * else ``AUDIT_LOG_FILE`` set: a JSON-lines file there;
+    * else the embedded SQLite store at ``AUDIT_SQLITE_PATH`` (default
+      ``./audit.sqlite3``), which the CLI can search.
+
+    If the SQLite file cannot be opened (a read-only working directory, say), records go
+    to standard output as JSON lines, with one warning, rather than break the host app.
+    The sinks are imported here, when first needed: capture modules do not import the
+    OpenSearch client or the query side.
+    """
+    if os.environ.get("AUDIT_OPENSEARCH_URL"):
+        from audit_middleware.opensearch.sink import OpenSearchSink  # noqa: PLC0415 - see docstring
+
+        return OpenSearchSink()
+    log_file = os.environ.get("AUDIT_LOG_FILE")
+    if log_file:
+        return JsonLinesSink(log_file)
+    from audit_middleware.query.sqlite_store import SQLiteStore  # noqa: PLC0415 - see docstring
+
+    path = os.environ.get("AUDIT_SQLITE_PATH") or DEFAULT_SQLITE_PATH
+    try:
+        return SQLiteStore(path)
+    except (OSError, AuditError) as exc:
+        warnings.warn(
+            f"audit-middleware: cannot open the audit store {path!r} ({exc}); writing audit records to "
+            "standard output instead. Set AUDIT_SQLITE_PATH to a writable file, or configure a sink.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return JsonLinesSink.stdout()
 
 
 def use_config(new: AuditConfig | None) -> AuditConfig | None:

@@ -13,7 +13,16 @@ from typing import Any
 
 import structlog
 
-COUNTERS = ("enqueued", "delivered", "retried", "spooled", "replayed", "dead_lettered", "dropped", "conflicts")
+COUNTERS = (
+    "enqueued",
+    "delivered",
+    "retried",
+    "spooled",
+    "replayed",
+    "dead_lettered",
+    "dropped",
+    "conflicts",
+)
 
 
 @dataclass(slots=True)
@@ -65,4 +74,6 @@ class DeliveryMetrics:
     def snapshot(self) -> dict[str, Any]:
         """Counters and health as a plain dict."""
         with self._lock:
-            return {name: getattr(self, name) for name in (*COUNTERS, "healthy", "last_error", "degraded_since")}
+            return {
+                name: getattr(self, name) for name in (*COUNTERS, "healthy", "last_error", "degraded_since")
+            }

@@ -1,11 +1,11 @@
 """Helpers for tests of apps that use audit-middleware.
 
-    from audit_middleware.testing import capture_events
+from audit_middleware.testing import capture_events
 
-    def test_delete_is_audited(client):
-        with capture_events() as events:
-            client.delete("/pods/7")
-        assert events[0].action.id == "delete"
+def test_delete_is_audited(client):
+    with capture_events() as events:
+        client.delete("/pods/7")
+    assert events[0].action.id == "delete"
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ class CapturedEvents(list[AuditEvent]):
 def capture_events() -> Iterator[CapturedEvents]:
     """Send records to memory for the duration, keeping the rest of the configuration."""
     sink = _CapturingSink()
-    previous = _config.get_config()
-    _config.use_config(replace(previous, sink=sink))
+    previous = _config.use_config(None)
+    # without a configuration yet, don't build the default sink (a file or database)
+    _config.use_config(
+        replace(previous, sink=sink) if previous is not None else _config.AuditConfig(sink=sink)
+    )
     try:
         yield sink.captured
     finally:

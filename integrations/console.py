@@ -1,3 +1,5 @@
+# flask-login ships no type hints, so login_required is an untyped decorator.
+# mypy: disable-error-code="untyped-decorator"
 """The rest of the demo cloud console, beside the Flask example's pods: virtual machines,
 API tokens, SSH keys and the team (invites, members, permissions).
 

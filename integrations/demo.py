@@ -173,11 +173,10 @@ def sqlite_target() -> Iterator[tuple[Sink, list[str], AuditStore]]:
 @contextmanager
 def opensearch_target() -> Iterator[tuple[Sink, list[str], AuditStore]]:
     """The local OpenSearch node, under a fresh ``demo`` prefix."""
-    from audit_middleware.query.opensearch_store import OpenSearchStore  # noqa: PLC0415
-
     from audit_middleware.opensearch.connection import ConnectionSettings, build_client  # noqa: PLC0415
     from audit_middleware.opensearch.setup import SetupConfig, apply  # noqa: PLC0415
     from audit_middleware.opensearch.sink import OpenSearchSink  # noqa: PLC0415
+    from audit_middleware.query.opensearch_store import OpenSearchStore  # noqa: PLC0415
 
     os.environ["AUDIT_OPENSEARCH_PREFIX"] = PREFIX  # read by the CLI commands below
     settings = replace(ConnectionSettings.from_env(), prefix=PREFIX)

@@ -37,6 +37,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
@@ -180,8 +181,14 @@ def fetch() -> Path:
     for plugin_zip in zips:
         install_plugin(target, plugin_zip)
     subprocess.run(
-        [str(Path(java_home()) / "bin" / "javac"), "-d", str(target / "launcher"),
-         "-cp", str(target / "lib" / "*"), str(LAUNCHER)],
+        [
+            str(Path(java_home()) / "bin" / "javac"),
+            "-d",
+            str(target / "launcher"),
+            "-cp",
+            str(target / "lib" / "*"),
+            str(LAUNCHER),
+        ],
         check=True,
     )
     shutil.rmtree(work, ignore_errors=True)
@@ -267,10 +274,12 @@ def read_pid() -> int | None:
     return pid
 
 
-def http_get(path: str, timeout: float = 2.0) -> dict | list | None:
+def http_get(path: str, timeout: float = 2.0) -> dict[str, Any] | list[Any] | None:
     try:
-        with urllib.request.urlopen(url() + path, timeout=timeout) as response:
-            return json.loads(response.read())
+        # url() is always http://127.0.0.1:<port>: no user-controlled scheme
+        with urllib.request.urlopen(url() + path, timeout=timeout) as response:  # noqa: S310
+            loaded: dict[str, Any] | list[Any] = json.loads(response.read())
+            return loaded
     except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
         return None
 
@@ -336,7 +345,10 @@ def wait(timeout: float = 180.0) -> None:
             break  # the JVM exited: no point waiting
         time.sleep(0.5)
     logs = node_dir() / "logs"
-    raise SystemExit(f"OpenSearch did not become green at {url()}; see {logs}/console.log and {logs}/audit-middleware-local.log")
+    raise SystemExit(
+        f"OpenSearch did not become green at {url()}; "
+        f"see {logs}/console.log and {logs}/audit-middleware-local.log"
+    )
 
 
 def stop(timeout: float = 60.0) -> None:
@@ -388,7 +400,9 @@ def java_available() -> bool:
 
 def main() -> None:
     commands = {"fetch": fetch, "start": start, "wait": wait, "stop": stop, "wipe": wipe, "status": status}
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=sorted(commands))
     parser.add_argument(
         "--optional",

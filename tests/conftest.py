@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opensearchpy import OpenSearch
 
 from audit_middleware import config as audit_config
 from audit_middleware import context as audit_context
@@ -30,7 +31,7 @@ def _under_ci() -> bool:
 def _node_answers(client: object) -> bool:
     try:
         return bool(client.ping())  # type: ignore[attr-defined]
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means "not answering"
         return False
 
 
@@ -41,8 +42,6 @@ def opensearch() -> Iterator[object]:
     Skips when Java is missing on a developer machine; fails under CI=true, where the
     integration tests must run.
     """
-    from opensearchpy import OpenSearch
-
     client = OpenSearch([OPENSEARCH_URL], timeout=60)
     if not _node_answers(client):
         if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):

@@ -87,8 +87,13 @@ def test_mixed_item_answer_is_read_item_by_item(mocked, tmp_path):
         ids = ids_of(request)
         calls.append(ids)
         if len(calls) == 1:
-            verdicts = [item(201), item(409, "version_conflict_engine_exception"), item(429, "rejected"),
-                        item(400, "mapper_parsing_exception"), item(503, "unavailable_shards_exception")]
+            verdicts = [
+                item(201),
+                item(409, "version_conflict_engine_exception"),
+                item(429, "rejected"),
+                item(400, "mapper_parsing_exception"),
+                item(503, "unavailable_shards_exception"),
+            ]
         else:
             verdicts = [item(201) for _ in ids]
         return 200, {}, json.dumps({"errors": True, "items": verdicts})

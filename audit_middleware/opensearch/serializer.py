@@ -8,7 +8,7 @@ import orjson
 from opensearchpy.serializer import JSONSerializer
 
 
-class OrjsonSerializer(JSONSerializer):  # type: ignore[misc]
+class OrjsonSerializer(JSONSerializer):
     """JSON in and out with orjson; falls back to opensearch-py's ``default`` for odd types."""
 
     def loads(self, s: str | bytes) -> Any:
@@ -16,7 +16,8 @@ class OrjsonSerializer(JSONSerializer):  # type: ignore[misc]
         return orjson.loads(s)
 
     def dumps(self, data: Any) -> str | bytes:
-        """Encode a request body; strings and bytes (NDJSON bulk bodies) pass unchanged."""
+        """Encode a request body as text, as opensearch-py's helpers expect (they join bodies
+        as str); str and bytes (the shipper's NDJSON bulk bodies) pass through unchanged."""
         if isinstance(data, str | bytes):
             return data
-        return orjson.dumps(data, default=self.default)
+        return orjson.dumps(data, default=self.default).decode("utf-8")

@@ -21,13 +21,20 @@ from audit_middleware.spool import inspect
 
 def delivery_status(settings: ConnectionSettings, state_dir: Path) -> dict[str, Any]:
     """Connection, set-up, spool and dead-letter state; ``error`` is None when delivery can work."""
-    report: dict[str, Any] = {"urls": list(settings.urls), "prefix": settings.prefix, "state_dir": str(state_dir)}
+    report: dict[str, Any] = {
+        "urls": list(settings.urls),
+        "prefix": settings.prefix,
+        "state_dir": str(state_dir),
+    }
     client = build_client(settings, max_retries=0)
     try:
         report["opensearch_version"] = client.info()["version"]["number"]
         report["error"] = check_ready(client, settings.prefix)
     except (AuthenticationException, AuthorizationException) as exc:
-        report["error"] = f"OpenSearch refused the credentials ({exc.status_code}): check AUDIT_OPENSEARCH_USERNAME/PASSWORD"
+        report["error"] = (
+            f"OpenSearch refused the credentials ({exc.status_code}): "
+            "check AUDIT_OPENSEARCH_USERNAME / AUDIT_OPENSEARCH_PASSWORD"
+        )
     except OSConnectionError as exc:
         report["error"] = f"cannot reach OpenSearch at {', '.join(settings.urls)}: {exc.__class__.__name__}"
     except TransportError as exc:
@@ -45,5 +52,7 @@ def delivery_status(settings: ConnectionSettings, state_dir: Path) -> dict[str, 
         else round(time.time() - spool.oldest_unix_ms / 1000, 1),
     }
     dead_letters = state_dir / "dead-letter.jsonl"
-    report["dead_letters"] = sum(1 for _ in DeadLetterFile(dead_letters).read()) if dead_letters.exists() else 0
+    report["dead_letters"] = (
+        sum(1 for _ in DeadLetterFile(dead_letters).read()) if dead_letters.exists() else 0
+    )
     return report

@@ -12,7 +12,8 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from audit_middleware.actions import CATALOG, FILTER_GROUPS
@@ -22,7 +23,16 @@ from audit_middleware.schema import OUTCOMES, AuditEvent
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_TEXT_LENGTH = 200
-PRESETS: dict[str, timedelta] = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+PRESETS: dict[str, timedelta] = {
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+NO_TENANT = "-"
+"""The tenant id that selects records made without a tenant (single-tenant apps, system jobs)."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_CURSOR_MS_LIMIT = 2**53  # beyond any real timestamp; keeps SQLite and JSON integers exact
+_GROUP_ALIASES = {"start/stop": "start-stop", "start_stop": "start-stop", "startstop": "start-stop"}
 _RELATIVE = re.compile(r"^(\d{1,4})([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -51,7 +61,13 @@ class Cursor:
             unix_ms, event_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         except (ValueError, TypeError, binascii.Error, UnicodeEncodeError):
             raise QueryError("invalid cursor: pass back the next_cursor of a previous page") from None
-        if not isinstance(unix_ms, int) or not isinstance(event_id, str) or len(event_id) > 64:
+        if (
+            not isinstance(unix_ms, int)
+            or isinstance(unix_ms, bool)
+            or not -_CURSOR_MS_LIMIT < unix_ms < _CURSOR_MS_LIMIT
+            or not isinstance(event_id, str)
+            or len(event_id) > 64
+        ):
             raise QueryError("invalid cursor: pass back the next_cursor of a previous page")
         return cls(unix_ms, event_id)
 
@@ -65,10 +81,26 @@ class Cursor:
 class AuditQuery:
     """What to find. Build it with ``AuditQuery.build(...)`` to parse user input.
 
-    ``start`` is inclusive and ``end`` exclusive, both UTC. ``actions`` holds action ids
-    (groups such as ``"start-stop"`` are expanded by ``build``). ``user`` matches a user
-    id or email, of the actor or of the identity acted as. ``text`` is free text matched,
-    case-insensitively and by word prefix, against resource name, action and user email.
+    Semantics every store implements (``tests/query/test_contract.py`` checks them):
+
+    * ``tenant`` scopes everything; ``NO_TENANT`` (``"-"``) selects records without one.
+      An unknown tenant matches nothing.
+    * ``start`` is inclusive and ``end`` exclusive, both UTC.
+    * ``actions`` holds action ids (groups such as ``"start-stop"`` are expanded by
+      ``build``); ``resource_types`` resource type ids. Several values mean "any of".
+    * ``user`` matches a user id exactly or an email case-insensitively, of the person
+      who acted or of the identity acted as (impersonation).
+    * ``text`` is free text matched case-insensitively, by word prefix, against the
+      resource name, the action (id and label) and the user emails: ``"prod dat"``
+      finds "Prod Database", ``"login f"`` finds Login Failed, ``"ann@ex"`` finds
+      ann@example.com. It is always a value to look for, never query syntax: text
+      without any letter or digit matches nothing.
+    * Results are newest first: ``@timestamp`` descending, ties by ``event.id``
+      descending; ``cursor`` continues after the last event of a previous page.
+
+    >>> query = AuditQuery.build("acme", action="start-stop", since="7d", search="web")
+    >>> query.actions
+    ('start', 'stop', 'restart')
     """
 
     tenant: str
@@ -100,13 +132,34 @@ class AuditQuery:
 
     @property
     def start_ms(self) -> int | None:
-        """``start`` in epoch milliseconds."""
-        return None if self.start is None else int(self.start.timestamp() * 1000)
+        """``start`` in epoch milliseconds (rounded up: the bound is inclusive)."""
+        return None if self.start is None else -(-(self.start - _EPOCH) // timedelta(milliseconds=1))
 
     @property
     def end_ms(self) -> int | None:
-        """``end`` in epoch milliseconds."""
-        return None if self.end is None else int(self.end.timestamp() * 1000)
+        """``end`` in epoch milliseconds (rounded up: the bound is exclusive)."""
+        return None if self.end is None else -(-(self.end - _EPOCH) // timedelta(milliseconds=1))
+
+    def describe(self) -> dict[str, Any]:
+        """The filters that are set, as JSON-ready values (for the export's own audit record).
+
+        >>> AuditQuery.build("acme", action="delete").describe()
+        {'tenant': 'acme', 'actions': ['delete']}
+        """
+        described: dict[str, Any] = {"tenant": self.tenant}
+        if self.actions:
+            described["actions"] = list(self.actions)
+        if self.resource_types:
+            described["resource_types"] = list(self.resource_types)
+        for name in ("user", "project", "outcome", "text"):
+            value = getattr(self, name)
+            if value is not None:
+                described[name] = value
+        if self.start is not None:
+            described["from"] = self.start.isoformat().replace("+00:00", "Z")
+        if self.end is not None:
+            described["to"] = self.end.isoformat().replace("+00:00", "Z")
+        return described
 
     def next_page(self, cursor: Cursor | None) -> AuditQuery:
         """The same query, continuing after ``cursor``."""
@@ -135,13 +188,15 @@ class AuditQuery:
 
         ``since`` is a preset (``24h``, ``7d``, ``30d``) or any ``<n>m|h|d|w``; ``start`` /
         ``end`` are ISO 8601 dates or datetimes, read in ``timezone_name`` (an IANA name,
-        default UTC) when they carry no offset. ``action`` takes action ids, labels'
-        ids or the filter groups ``create``, ``update``, ``delete``, ``start-stop``.
+        default UTC) when they carry no offset. A date alone as ``end`` includes that
+        whole day (``--from 2026-11-01 --to 2026-11-30`` is all of November). ``action``
+        takes action ids or labels (``login_failed``, ``"Login Failed"``), the filter
+        groups ``create``, ``update``, ``delete``, ``start-stop``, or ``all`` (no filter).
         """
         zone = _zone(timezone_name)
         moment = now or datetime.now(timezone.utc)
         begin = _parse_datetime(start, zone, "from") if start is not None else None
-        finish = _parse_datetime(end, zone, "to") if end is not None else None
+        finish = _parse_datetime(end, zone, "to", whole_day=True) if end is not None else None
         if since is not None:
             if begin is not None:
                 raise QueryError("give either --since or --from, not both")
@@ -183,14 +238,23 @@ def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:
 
 def _expand_actions(value: str | Iterable[str] | None) -> tuple[str, ...]:
     expanded: list[str] = []
-    for name in _names(value):
-        key = name.lower().replace(" ", "_")
-        if name in FILTER_GROUPS:
-            expanded.extend(FILTER_GROUPS[name])
-        elif key in CATALOG:
-            expanded.append(key)
+    names = _names(value)
+    labels = {action.label.lower(): action.id for action in CATALOG}
+    for name in names:
+        lowered = name.lower()
+        group = _GROUP_ALIASES.get(lowered, lowered)
+        if group == "all":
+            return ()  # "all actions" is no action filter, whatever else was given
+        if group in FILTER_GROUPS:
+            expanded.extend(FILTER_GROUPS[group])
+        elif name in CATALOG:
+            expanded.append(name)
+        elif lowered in labels:
+            expanded.append(labels[lowered])
+        elif lowered.replace(" ", "_") in CATALOG:
+            expanded.append(lowered.replace(" ", "_"))
         else:
-            known = sorted({a.id for a in CATALOG} | set(FILTER_GROUPS))
+            known = sorted({a.id for a in CATALOG} | set(FILTER_GROUPS) | {"all"})
             raise QueryError(f"unknown action {name!r}; use one of: {', '.join(known)}")
     return tuple(dict.fromkeys(expanded))
 
@@ -214,17 +278,31 @@ def _parse_since(value: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
-def _parse_datetime(value: str | datetime, zone: tzinfo, what: str) -> datetime:
+def _parse_datetime(value: str | datetime, zone: tzinfo, what: str, *, whole_day: bool = False) -> datetime:
+    """A UTC datetime from ISO 8601 text; with ``whole_day`` a bare date means the day's end."""
+    invalid = f"invalid --{what} date {value!r}: use ISO 8601, e.g. 2026-11-25 or 2026-11-25T14:30:00+01:00"
     if isinstance(value, datetime):
         moment = value
     else:
         text = value.strip()
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-        except ValueError:
-            raise QueryError(
-                f"invalid --{what} date {value!r}: use ISO 8601, e.g. 2026-11-25 or 2026-11-25T14:30:00+01:00"
-            ) from None
+            if whole_day and _is_date_only(text):
+                moment = datetime.fromisoformat(text) + timedelta(days=1)
+            else:
+                moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except (ValueError, OverflowError):
+            raise QueryError(invalid) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise QueryError(f"--{what} date {value!r} is out of range") from None
+
+
+def _is_date_only(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True

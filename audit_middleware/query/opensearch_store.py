@@ -1,10 +1,20 @@
 """The ``AuditStore`` over OpenSearch: the ``{prefix}-*`` audit data streams.
 
-Every request is a ``bool`` *filter* (no scoring) that always carries a ``term`` on
-``organization.id``: a query can only ever see its own tenant's records. Free text is
-turned into structured clauses (``match_bool_prefix`` and ``prefix``) whose operand is the
-user's text as a plain value, never into ``query_string``: ``*``, ``OR``, quotes,
-backslashes and ``field:value`` are characters to look for, not syntax.
+Every request is a ``bool`` *filter* (no scoring) whose first clause scopes it to the
+tenant: a ``term`` on ``organization.id`` (``NO_TENANT`` selects the records without
+one), so a query can only ever see its own tenant's records. ``get`` is a search by
+``ids`` under that scope, never a GET by id.
+
+Free text becomes structured clauses whose operands are the user's words as plain
+values, never ``query_string``: every whitespace-separated word must match, each as a
+word prefix of the resource name or action label (``match_bool_prefix`` on the
+``.text`` subfields), or as the start of the resource name, a user email, the action id
+or label (``prefix`` on the keyword / ``.lower`` subfields). ``*``, ``OR``, quotes,
+backslashes and ``field:value`` are characters, not syntax; a word without a letter or
+digit has nothing to look for, and text made only of such words matches nothing.
+
+The pattern ``{prefix}-*`` covers every tier's data stream; pick prefixes so that one
+is not the start of another (``audit`` and ``audit-eu`` would overlap).
 
 Results are newest first (``@timestamp`` then ``event.id``, both descending) and pages
 continue with ``search_after``. ``iterate()`` (the export) pins a point in time so a
@@ -32,7 +42,7 @@ import time
 import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from opensearchpy import (
@@ -49,7 +59,7 @@ from opensearchpy import (
 from audit_middleware.errors import AuditError
 from audit_middleware.opensearch.connection import ConnectionSettings, build_client
 from audit_middleware.opensearch.tiers import DEFAULT_PREFIX, validate_name
-from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, Page, QueryError
+from audit_middleware.query.model import MAX_TEXT_LENGTH, NO_TENANT, AuditQuery, Cursor, Page, QueryError
 from audit_middleware.query.store import AuditStore
 from audit_middleware.schema import AuditEvent
 
@@ -72,6 +82,7 @@ _FILTER_PATH = "pit_id,timed_out,_shards.failed,_shards.failures,hits.hits._sour
 _MISSING_OK = {"ignore_unavailable": "true", "allow_no_indices": "true"}
 # What a cluster without the point-in-time API (or with nothing to pin) answers to creating one.
 _NO_PIT_STATUSES = frozenset({400, 404, 405, 501})
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EVENT_ID_LIMIT = 1024  # event.id is a keyword with ignore_above 1024: longer ids are never indexed
 
 
@@ -89,30 +100,44 @@ def _fold_case(text: str) -> str:
     return "".join(lowered if len(lowered := char.lower()) == 1 else char for char in text)
 
 
-def _search_text(text: str) -> str:
-    """The user's search text as a bounded, composed, lowercased plain value."""
-    return _fold_case(unicodedata.normalize("NFC", text.strip())[:MAX_TEXT_LENGTH])
+def _words(text: str) -> list[str]:
+    """The whitespace-separated words of ``text`` that hold a letter or digit, bounded, lowercased.
+
+    A word of punctuation alone (``*``, ``"``, ``:``) has nothing to look for, as in the
+    SQLite store's full-text index, which does not index such characters.
+    """
+    words = _fold_case(unicodedata.normalize("NFC", text)[:MAX_TEXT_LENGTH]).split()
+    searchable = (word for word in words if any(unicodedata.category(char)[0] in "LN" for char in word))
+    return list(dict.fromkeys(searchable))
 
 
-def _text_clause(text: str) -> dict[str, Any]:
-    """Free text as structured queries: a word-prefix match on names, prefixes on the rest."""
-    value = _search_text(text)
+def _word_clause(word: str) -> dict[str, Any]:
+    """One search word as structured queries: it must start a word of a name, or an email or action."""
     return {
         "bool": {
             "should": [
-                # "prod data" finds "Prod Database": every word, the last as a prefix.
-                {"match_bool_prefix": {"audit.resource.name.text": {"query": value, "operator": "and"}}},
-                {"match_bool_prefix": {"audit.action.label.text": {"query": value, "operator": "and"}}},
-                # The whole input as the start of a name, email or action id ("ann@ex", "login_f").
-                {"prefix": {"audit.resource.name.lower": {"value": value}}},
-                {"prefix": {"user.email.lower": {"value": value}}},
-                {"prefix": {"user.effective.email.lower": {"value": value}}},
-                {"prefix": {"event.action": {"value": value}}},
-                {"prefix": {"audit.action.label.lower": {"value": value}}},
+                # "dat" finds "Prod Database"; "web-1" needs both tokens, the last as a prefix.
+                {"match_bool_prefix": {"audit.resource.name.text": {"query": word, "operator": "and"}}},
+                {"match_bool_prefix": {"audit.action.label.text": {"query": word, "operator": "and"}}},
+                # The word as the start of a whole value ("ann@ex", "login_f", "prod.d").
+                {"prefix": {"audit.resource.name.lower": {"value": word}}},
+                {"prefix": {"user.email.lower": {"value": word}}},
+                {"prefix": {"user.effective.email.lower": {"value": word}}},
+                {"prefix": {"event.action": {"value": word}}},
+                {"prefix": {"audit.action.label.lower": {"value": word}}},
             ],
             "minimum_should_match": 1,
         }
     }
+
+
+def _text_clauses(text: str) -> list[dict[str, Any]]:
+    """Free text: every word must match (each in any of the searched fields).
+
+    Text without a single searchable word matches nothing.
+    """
+    words = _words(text)
+    return [_word_clause(word) for word in words] if words else [{"match_none": {}}]
 
 
 def _user_clause(user: str) -> dict[str, Any]:
@@ -143,7 +168,18 @@ def _time_range(start_ms: int | None, end_ms: int | None) -> dict[str, Any] | No
 
 
 def _tenant_filter(tenant: str) -> dict[str, Any]:
-    return {"term": {"organization.id": tenant}}
+    """The tenant scope; ``NO_TENANT`` selects records without ``organization.id`` (or with ``"-"``)."""
+    if tenant != NO_TENANT:
+        return {"term": {"organization.id": tenant}}
+    return {
+        "bool": {
+            "should": [
+                {"term": {"organization.id": NO_TENANT}},
+                {"bool": {"must_not": [{"exists": {"field": "organization.id"}}]}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
 
 
 def _filters(query: AuditQuery, *, start_ms: int | None = None) -> list[dict[str, Any]]:
@@ -159,12 +195,14 @@ def _filters(query: AuditQuery, *, start_ms: int | None = None) -> list[dict[str
         clauses.append({"term": {"audit.project.id": query.project}})
     if query.outcome:
         clauses.append({"term": {"event.outcome": query.outcome}})
-    lower = query.start_ms if start_ms is None else max(start_ms, query.start_ms or start_ms)
+    lower = query.start_ms
+    if start_ms is not None:
+        lower = start_ms if lower is None else max(lower, start_ms)
     time_range = _time_range(lower, query.end_ms)
     if time_range is not None:
         clauses.append(time_range)
     if query.text and query.text.strip():
-        clauses.append(_text_clause(query.text))
+        clauses.extend(_text_clauses(query.text))
     return clauses
 
 
@@ -211,6 +249,11 @@ def _sort_key(hit: Mapping[str, Any]) -> tuple[int, str]:
     return int(unix_ms), str(event_id)
 
 
+def _seen(hits: list[dict[str, Any]]) -> dict[str, int]:
+    """Event id -> unix ms of ``hits``."""
+    return {event_id: unix_ms for unix_ms, event_id in map(_sort_key, hits)}
+
+
 def _reason(exc: TransportError) -> str:
     info = exc.info
     if isinstance(info, Mapping):
@@ -243,7 +286,6 @@ class OpenSearchStore(AuditStore):
         export_batch_size: int = 1000,
         pit_keep_alive: str = "1m",
         tail_lookback: float = 30.0,
-        owns_client: bool = False,
     ) -> None:
         if not 1 <= export_batch_size <= 10_000:
             raise QueryError(f"export_batch_size must be between 1 and 10000, not {export_batch_size}")
@@ -254,12 +296,14 @@ class OpenSearchStore(AuditStore):
         self._batch = export_batch_size
         self._keep_alive = pit_keep_alive
         self._lookback_ms = int(tail_lookback * 1000)
-        self._owns_client = owns_client
+        self._owns_client = False
 
     @classmethod
     def from_settings(cls, settings: ConnectionSettings, **options: Any) -> OpenSearchStore:
         """A store with its own client for ``settings`` (closed by ``close()``)."""
-        return cls(build_client(settings), prefix=settings.prefix, owns_client=True, **options)
+        store = cls(build_client(settings), prefix=settings.prefix, **options)
+        store._owns_client = True
+        return store
 
     @property
     def index_pattern(self) -> str:
@@ -275,7 +319,7 @@ class OpenSearchStore(AuditStore):
 
     def search(self, query: AuditQuery) -> Page:
         """One page of matching events, newest first; ``next_cursor`` is None on the last page."""
-        hits = self._search(search_body(query), "search audit events")
+        hits = _hits(self._request(search_body(query), "search audit events"))
         page, more = hits[: query.page_size], len(hits) > query.page_size
         events = [AuditEvent.from_document(hit["_source"]) for hit in page]
         cursor = Cursor(*_sort_key(page[-1])).encode() if more and page else None
@@ -297,7 +341,7 @@ class OpenSearchStore(AuditStore):
             "sort": SORT,
             "track_total_hits": False,
         }
-        hits = self._search(body, f"read audit event {event_id}")
+        hits = _hits(self._request(body, "read an audit event by id"))
         return AuditEvent.from_document(hits[0]["_source"]) if hits else None
 
     def count(self, query: AuditQuery) -> int:
@@ -316,17 +360,16 @@ class OpenSearchStore(AuditStore):
     def iterate(self, query: AuditQuery) -> Iterator[AuditEvent]:
         """Every matching event, newest first, ``export_batch_size`` at a time.
 
-        Pages are read under a point in time (one consistent snapshot however long the
-        export takes), deleted when the iteration ends, is closed or fails. Without the
-        point-in-time API (older clusters, Serverless) it pages with ``search_after``
-        alone, and records arriving meanwhile may or may not be included.
+        The snapshot is taken by this call: a point in time pins what exists now, so an
+        export that takes an hour shows neither records written meanwhile nor gaps
+        from rollovers. ``page_size`` is ignored; a ``cursor`` starts after that event.
+        The point in time is deleted when the iteration ends, is closed or fails (an
+        iterator dropped before its first item leaves it to expire after
+        ``pit_keep_alive``). Without the point-in-time API (older clusters,
+        Serverless) pages follow with ``search_after`` alone, and records arriving
+        meanwhile may or may not be included.
         """
-        pit_id = self._open_pit()
-        try:
-            yield from self._pages(query, pit_id)
-        finally:
-            if pit_id is not None:
-                self._close_pit(pit_id)
+        return self._export(query, self._open_pit())
 
     def tail(
         self,
@@ -338,35 +381,49 @@ class OpenSearchStore(AuditStore):
     ) -> Iterator[list[AuditEvent]]:
         """Live: every ``poll_interval`` seconds, the events not yet yielded, newest first.
 
-        Starts at ``since`` (those events come in the first batches) or, without it, at
-        the moment of the call (nothing older is yielded). Each poll asks for events at
-        or after the newest one seen minus ``tail_lookback``, excluding the ids already
-        yielded in that window, so an event that becomes visible late (refresh interval,
-        a worker flushing after another) still arrives, and none arrives twice. A poll
-        with more than ``export_batch_size`` new events yields several batches, oldest
-        batch first, each newest first. Polls that find nothing yield nothing; the
-        generator ends when ``stop`` is set.
+        The starting point is taken by this call. With ``since``, the matching events
+        at or after it come first (oldest batch first, each newest first); without it,
+        only events that become visible after the call. Each poll then asks for events
+        at or after the newest one seen minus ``tail_lookback``, excluding the ids
+        already yielded in that window, so an event that becomes visible late (the
+        refresh interval, one worker flushing after another) still arrives, and none
+        arrives twice. An event whose ``@timestamp`` is older than that window when it
+        becomes visible (a spool replayed after an outage) is not tailed; search and
+        export find it. Polls that find nothing yield nothing; it ends when ``stop`` is set.
         """
-        stop = stop or threading.Event()
         seen: dict[str, int] = {}  # event id -> unix ms, for ids inside the lookback window
         if since is not None:
-            floor = int(since.timestamp() * 1000)
+            if since.utcoffset() is None:
+                raise QueryError("since must be a timezone-aware datetime")
+            floor = (since - _EPOCH) // timedelta(milliseconds=1)
         else:
-            # Whatever is already visible near "now" is history, not news: remember it unseen.
+            # What is visible now is history, not news: remember it as seen, unyielded.
             floor = int(time.time() * 1000) - self._lookback_ms
             for hits in self._poll(query, floor, seen):
-                seen.update(_sort_key(hit)[::-1] for hit in hits)
+                seen.update(_seen(hits))
+        return self._follow(query, floor, seen, poll_interval, stop or threading.Event())
+
+    # -- requests ---------------------------------------------------------------------
+
+    def _follow(
+        self, query: AuditQuery, floor: int, seen: dict[str, int], poll_interval: float, stop: threading.Event
+    ) -> Iterator[list[AuditEvent]]:
         while not stop.is_set():
             newest = floor
             for hits in self._poll(query, floor, seen):
-                seen.update(_sort_key(hit)[::-1] for hit in hits)
+                seen.update(_seen(hits))
                 newest = max(newest, _sort_key(hits[-1])[0])
                 yield [AuditEvent.from_document(hit["_source"]) for hit in reversed(hits)]
             floor = max(floor, newest - self._lookback_ms)
             seen = {event_id: unix_ms for event_id, unix_ms in seen.items() if unix_ms >= floor}
             stop.wait(poll_interval)
 
-    # -- requests ---------------------------------------------------------------------
+    def _export(self, query: AuditQuery, pit_id: str | None) -> Iterator[AuditEvent]:
+        try:
+            yield from self._pages(query, pit_id)
+        finally:
+            if pit_id is not None:
+                self._close_pit(pit_id)
 
     def _poll(self, query: AuditQuery, floor: int, seen: Mapping[str, int]) -> Iterator[list[dict[str, Any]]]:
         """The unseen hits at or after ``floor``, oldest first, a batch at a time."""
@@ -379,10 +436,7 @@ class OpenSearchStore(AuditStore):
             "size": self._batch,
             "track_total_hits": False,
         }
-        while True:
-            hits = self._search(body, "poll for new audit events")
-            if not hits:
-                return
+        while hits := _hits(self._request(body, "poll for new audit events")):
             yield hits
             if len(hits) < self._batch:
                 return
@@ -395,11 +449,16 @@ class OpenSearchStore(AuditStore):
             "size": self._batch,
             "track_total_hits": False,
         }
+        if query.cursor is not None:
+            body["search_after"] = [query.cursor.unix_ms, query.cursor.event_id]
         previous: tuple[int, str] | None = None
         while True:
             if pit_id is not None:
                 body["pit"] = {"id": pit_id, "keep_alive": self._keep_alive}
-            hits = self._search(body, "export audit events", pinned=pit_id is not None)
+            answer = self._request(body, "export audit events", pinned=pit_id is not None)
+            # The id may change from page to page: always continue with the latest.
+            pit_id = answer.get("pit_id") or pit_id
+            hits = _hits(answer)
             for hit in hits:
                 key = _sort_key(hit)
                 # The same event twice (re-delivered after a rollover): keep one.
@@ -409,34 +468,30 @@ class OpenSearchStore(AuditStore):
             if len(hits) < self._batch:
                 return
             body["search_after"] = list(_sort_key(hits[-1]))
-            pit_id = self._last_pit_id or pit_id
 
-    def _search(self, body: dict[str, Any], what: str, *, pinned: bool = False) -> list[dict[str, Any]]:
+    def _request(self, body: dict[str, Any], what: str, *, pinned: bool = False) -> dict[str, Any]:
+        """One ``_search``; a pattern matching no data stream answers no hits."""
         with self._explained(what, pinned=pinned):
+            if pinned:  # a point-in-time search names no index: the PIT holds them
+                answer: dict[str, Any] = self._client.search(body=body, params={"filter_path": _FILTER_PATH})
+                return answer
             try:
-                if pinned:  # a point-in-time search names no index: the PIT holds them
-                    answer = self._client.search(body=body, params={"filter_path": _FILTER_PATH})
-                else:
-                    answer = self._client.search(
-                        index=self.index_pattern, body=body, params={**_MISSING_OK, "filter_path": _FILTER_PATH}
-                    )
+                answer = self._client.search(
+                    index=self.index_pattern, body=body, params={**_MISSING_OK, "filter_path": _FILTER_PATH}
+                )
             except NotFoundError:
-                if pinned:
-                    raise
-                return []  # the data streams are gone: nothing to find
-        self._last_pit_id = answer.get("pit_id")
-        return _hits(answer)
-
-    _last_pit_id: str | None = None
+                return {}  # the data streams went away between resolving the pattern and searching
+        return answer
 
     def _open_pit(self) -> str | None:
         """A point in time over the audit streams, or None where the API or the streams are missing."""
         with self._explained("open a point in time for the export"):
             try:
-                answer = self._client.create_pit(index=self.index_pattern, params={"keep_alive": self._keep_alive})
-            except (ConnectionError, AuthenticationException, AuthorizationException):
-                raise
+                answer = self._client.create_pit(
+                    index=self.index_pattern, params={"keep_alive": self._keep_alive}
+                )
             except TransportError as exc:
+                # Connection errors have no numeric status and are not in the set.
                 if exc.status_code not in _NO_PIT_STATUSES:
                     raise
                 # Also what 2.x answers when no index matches yet: paging without a PIT finds nothing.

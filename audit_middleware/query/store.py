@@ -16,10 +16,14 @@ from audit_middleware.query.model import AuditQuery, Page
 from audit_middleware.schema import AuditEvent
 
 ExportFormat = Literal["csv", "ndjson"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "ndjson")
 
 
 class AuditStore(ABC):
-    """Read access to stored audit records, always scoped to one tenant."""
+    """Read access to stored audit records, always scoped to one tenant.
+
+    The meaning of every filter is written down on ``AuditQuery``.
+    """
 
     @abstractmethod
     def search(self, query: AuditQuery) -> Page:
@@ -35,20 +39,35 @@ class AuditStore(ABC):
 
     @abstractmethod
     def iterate(self, query: AuditQuery) -> Iterator[AuditEvent]:
-        """Every matching event, newest first, in constant memory (export reads this)."""
+        """Every matching event, newest first, in constant memory (export reads this).
 
-    def export(self, query: AuditQuery, out: IO[bytes], format: ExportFormat = "csv") -> int:  # noqa: A002
-        """Write every matching event to ``out`` as CSV or NDJSON; returns the row count."""
+        ``page_size`` is ignored; a ``cursor`` starts after that event.
+        """
+
+    def export(self, query: AuditQuery, out: IO[bytes], format: ExportFormat = "csv") -> int:
+        """Write every matching event to ``out`` as CSV or NDJSON; returns the row count.
+
+        This does not record the export: ``export.export_with_audit`` does.
+        """
         from audit_middleware.query.export import write_export  # noqa: PLC0415 - keeps the ABC light
 
         return write_export(self.iterate(query), out, format)
 
     @abstractmethod
     def tail(
-        self, query: AuditQuery, since: datetime | None = None, *, poll_interval: float = 1.0,
+        self,
+        query: AuditQuery,
+        since: datetime | None = None,
+        *,
+        poll_interval: float = 1.0,
         stop: threading.Event | None = None,
     ) -> Iterator[list[AuditEvent]]:
-        """Live: yields each poll's new events (newest first) until ``stop`` is set."""
+        """Live: yields each poll's new events (newest first) until ``stop`` is set.
+
+        With ``since``, the matching events at or after it come first; without it, only
+        events that arrive after the tail starts. Polls that find nothing yield nothing,
+        and no event is yielded twice. ``page_size`` and ``cursor`` are ignored.
+        """
 
     def purge_older_than(self, cutoff: datetime) -> int:
         """Delete events older than ``cutoff``; OpenSearch leaves this to ISM."""

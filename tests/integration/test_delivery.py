@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,15 +14,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from opensearchpy import OpenSearch
 from werkzeug.test import Client
 
 import audit_middleware
 from audit_middleware import AuditMiddleware, Resource, Scope, record
+from audit_middleware.ids import uuid7
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.setup import SetupConfig, apply
 from audit_middleware.opensearch.shipper import ShipperOptions
 from audit_middleware.opensearch.sink import OpenSearchSink
-from audit_middleware.ids import uuid7
 from audit_middleware.schema import RequestFacts
 from tests.conftest import OPENSEARCH_URL, ROOT
 from tests.faultproxy import FaultProxy
@@ -47,7 +48,9 @@ def layout(opensearch, unique_name):
 
 def make_sink(prefix: str, state_dir: Path, url: str = OPENSEARCH_URL, **kwargs) -> OpenSearchSink:
     settings = ConnectionSettings(urls=(url,), prefix=prefix, timeout=2.0)
-    return OpenSearchSink(settings=settings, state_dir=state_dir, options=kwargs.pop("options", FAST), **kwargs)
+    return OpenSearchSink(
+        settings=settings, state_dir=state_dir, options=kwargs.pop("options", FAST), **kwargs
+    )
 
 
 def stored_ids(client, prefix: str) -> list[str]:
@@ -108,8 +111,14 @@ def test_tenant_tier_routes_records_to_the_extended_stream(opensearch, layout, t
     small = record("delete", resource=Resource("pod", "2"), tenant=Scope("smallco"))
     assert sink.flush(10)
     opensearch.indices.refresh(index=f"{layout}-*")
-    assert opensearch.count(index=f"{layout}-extended", body={"query": {"ids": {"values": [big.id]}}})["count"] == 1
-    assert opensearch.count(index=f"{layout}-standard", body={"query": {"ids": {"values": [small.id]}}})["count"] == 1
+    assert (
+        opensearch.count(index=f"{layout}-extended", body={"query": {"ids": {"values": [big.id]}}})["count"]
+        == 1
+    )
+    assert (
+        opensearch.count(index=f"{layout}-standard", body={"query": {"ids": {"values": [small.id]}}})["count"]
+        == 1
+    )
     sink.close(5)
 
 
@@ -192,8 +201,6 @@ def test_node_stopped_mid_stream_loses_nothing_and_duplicates_nothing(opensearch
     node = [sys.executable, str(ROOT / "opensearch-local" / "node.py")]
     subprocess.run([*node, "start"], check=True, env=env)
     try:
-        from opensearchpy import OpenSearch
-
         second = OpenSearch(["http://127.0.0.1:9251"], timeout=30)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -68,10 +68,14 @@ def test_ism_policy_attaches_through_ism_template(opensearch, unique_name):
 
 def test_fs_snapshot_repository_and_snapshot(opensearch, unique_name):
     """An fs repository under path.repo registers and a snapshot of an index completes."""
-    repo_root = Path(opensearch.nodes.info(metric="settings")["nodes"].popitem()[1]["settings"]["path"]["repo"][0])
+    repo_root = Path(
+        opensearch.nodes.info(metric="settings")["nodes"].popitem()[1]["settings"]["path"]["repo"][0]
+    )
     opensearch.index(index=unique_name, body={"kept": True}, refresh=True)
     location = repo_root / unique_name
-    opensearch.snapshot.create_repository(repository=unique_name, body={"type": "fs", "settings": {"location": str(location)}})
+    opensearch.snapshot.create_repository(
+        repository=unique_name, body={"type": "fs", "settings": {"location": str(location)}}
+    )
     try:
         result = opensearch.snapshot.create(
             repository=unique_name, snapshot="snap-1", body={"indices": unique_name}, wait_for_completion=True
@@ -99,7 +103,9 @@ def test_alerting_monitor_executes(opensearch, unique_name):
             {
                 "name": "any",
                 "severity": "1",
-                "condition": {"script": {"source": "ctx.results[0].hits.total.value > 0", "lang": "painless"}},
+                "condition": {
+                    "script": {"source": "ctx.results[0].hits.total.value > 0", "lang": "painless"}
+                },
                 "actions": [],
             }
         ],

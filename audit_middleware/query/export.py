@@ -1,0 +1,245 @@
+"""Streaming export of audit events as CSV (RFC 4180) or NDJSON, and the audited export.
+
+CSV: UTF-8 (``bom=True`` prepends a byte order mark so Excel reads it as UTF-8), a
+header row, ``\\r\\n`` line ends, quoting by the ``csv`` module (fields with commas,
+quotes or line breaks are quoted, quotes doubled). Times are UTC ISO 8601 with
+milliseconds and ``Z``.
+
+Formula injection: a spreadsheet runs a cell that starts with ``=``, ``+``, ``-`` or
+``@`` (and some do after a leading tab or carriage return) as a formula, so a resource
+named ``=HYPERLINK(...)`` could act when the export is opened. Every text cell that
+starts with one of these characters, the JSON columns included, gets a leading ``'``,
+which spreadsheets show as text. The value in the file is then no longer byte-exact:
+use NDJSON when the export feeds a program.
+
+NDJSON: each event's stored document, one per line.
+
+Both stream: one row is formatted at a time and written out in chunks of about
+64 KiB, so memory stays constant however many events are exported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+from audit_middleware.query.model import NO_TENANT, AuditQuery
+from audit_middleware.query.store import EXPORT_FORMATS, ExportFormat
+from audit_middleware.schema import Actor, AuditEvent, Resource, format_timestamp
+from audit_middleware.serialization import dumps
+
+if TYPE_CHECKING:
+    from audit_middleware.query.store import AuditStore
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "timestamp",
+    "user",
+    "user_id",
+    "action",
+    "action_id",
+    "resource_type",
+    "resource_id",
+    "resource_name",
+    "project",
+    "outcome",
+    "ip",
+    "user_agent",
+    "modified_fields",
+    "previous_values",
+    "new_values",
+    "details",
+    "event_id",
+    "tenant",
+)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+UTF8_BOM = b"\xef\xbb\xbf"
+_CHUNK_CHARS = 64 * 1024
+_PROGRESS_EVERY = 500
+
+
+def neutralise(cell: str) -> str:
+    """``cell`` made safe to open in a spreadsheet: formula-like text gets a leading ``'``.
+
+    >>> neutralise("=1+1"), neutralise("web-1")
+    ("'=1+1", 'web-1')
+    """
+    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+
+
+def display_user(actor: Actor) -> str:
+    """Who acted, as people read it: email, else name, else id; ``(as X)`` when impersonating.
+
+    >>> display_user(Actor(email="ann@example.com", impersonator=Actor(email="root@example.com")))
+    'root@example.com (as ann@example.com)'
+    """
+    if actor.impersonator is None:
+        return _identity(actor)
+    return f"{_identity(actor.impersonator)} (as {_identity(actor)})"
+
+
+def _identity(actor: Actor) -> str:
+    return actor.email or actor.name or actor.id or ""
+
+
+def _json_cell(value: Mapping[str, Any] | None) -> str:
+    return dumps(dict(value)).decode("utf-8") if value else ""
+
+
+def csv_row(event: AuditEvent) -> list[str]:
+    """One event as the cells of ``CSV_COLUMNS``, already neutralised."""
+    performer = event.actor.impersonator or event.actor
+    resource = event.resource
+    request = event.request
+    changes = event.changes
+    cells = [
+        format_timestamp(event.unix_ms),
+        display_user(event.actor),
+        performer.id or "",
+        event.action.label,
+        event.action.id,
+        resource.type if resource else "",
+        (resource.id or "") if resource else "",
+        (resource.name or "") if resource else "",
+        event.project.id if event.project else "",
+        event.outcome,
+        (request.client_ip or "") if request else "",
+        (request.user_agent or "") if request else "",
+        ";".join(changes.fields) if changes else "",
+        _json_cell(changes.before if changes else None),
+        _json_cell(changes.after if changes else None),
+        _json_cell(event.details),
+        event.id,
+        event.tenant.id if event.tenant else "",
+    ]
+    return [neutralise(cell) for cell in cells]
+
+
+def csv_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
+    """The header line, then one RFC 4180 line (``\\r\\n``-terminated) per event."""
+    line = io.StringIO()
+    writer = csv.writer(line, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    yield line.getvalue()
+    for event in events:
+        line.seek(0)
+        line.truncate()
+        writer.writerow(csv_row(event))
+        yield line.getvalue()
+
+
+def ndjson_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
+    """Each event's stored document as one line of JSON."""
+    for event in events:
+        yield dumps(event.to_document()).decode("utf-8") + "\n"
+
+
+def write_export(
+    events: Iterable[AuditEvent],
+    out: IO[bytes],
+    format: ExportFormat = "csv",
+    *,
+    bom: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write ``events`` to ``out`` as CSV or NDJSON and return how many were written.
+
+    ``progress`` is called now and then with the number of rows written since its last
+    call (a progress bar's ``update``).
+
+    >>> import io; out = io.BytesIO()
+    >>> write_export([], out, "ndjson"), out.getvalue()
+    (0, b'')
+    """
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
+    if format == "csv":
+        if bom:
+            out.write(UTF8_BOM)
+        lines = csv_lines(events)
+        out.write(next(lines).encode("utf-8"))
+    else:
+        lines = ndjson_lines(events)
+    rows = 0
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        chunk.append(line)
+        size += len(line)
+        rows += 1
+        if size >= _CHUNK_CHARS:
+            out.write("".join(chunk).encode("utf-8", errors="replace"))
+            chunk.clear()
+            size = 0
+        if progress is not None and rows % _PROGRESS_EVERY == 0:
+            progress(_PROGRESS_EVERY)
+    if chunk:
+        out.write("".join(chunk).encode("utf-8", errors="replace"))
+    if progress is not None and rows % _PROGRESS_EVERY:
+        progress(rows % _PROGRESS_EVERY)
+    return rows
+
+
+def export_with_audit(
+    store: AuditStore,
+    query: AuditQuery,
+    out: IO[bytes],
+    format: ExportFormat = "csv",
+    actor: Actor | None = None,
+    *,
+    bom: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Export like ``write_export`` and record it: an ``audit_exported`` event, also on failure.
+
+    The record goes through ``audit_middleware.record`` (the configured sink), for the
+    query's tenant, with resource ``Resource("audit_log")`` and details naming the
+    filters, the format and the row count (or the error, with outcome ``failure``).
+    """
+    from audit_middleware.recorder import record  # noqa: PLC0415 - the query side reads; capture is apart
+
+    counter = _Counter()
+    details: dict[str, Any] = {"filters": query.describe(), "format": format}
+    try:
+        rows = write_export(counter.count(store.iterate(query)), out, format, bom=bom, progress=progress)
+    except BaseException as exc:
+        details.update(rows=counter.rows, error=type(exc).__name__)
+        record(
+            "audit_exported",
+            resource=Resource("audit_log"),
+            details=details,
+            outcome="failure",
+            actor=actor,
+            tenant=_tenant(query),
+        )
+        raise
+    details["rows"] = rows
+    record(
+        "audit_exported",
+        resource=Resource("audit_log"),
+        details=details,
+        outcome="success",
+        actor=actor,
+        tenant=_tenant(query),
+    )
+    return rows
+
+
+def _tenant(query: AuditQuery) -> str | None:
+    return None if query.tenant == NO_TENANT else query.tenant
+
+
+class _Counter:
+    """Counts events as they pass, so a failed export can say how far it got."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def count(self, events: Iterable[AuditEvent]) -> Iterator[AuditEvent]:
+        """Yield ``events``, counting them."""
+        for event in events:
+            self.rows += 1
+            yield event

@@ -1,0 +1,105 @@
+"""Hello-world apps (Flask, Starlette), bare or wrapped, and the sinks the benchmarks use.
+
+The servers started by ``server_throughput`` import this module in their workers:
+
+    gunicorn 'benchmarks.apps:wsgi_server_app()'
+    uvicorn --factory benchmarks.apps:asgi_server_app
+
+``BENCH_AUDIT_VARIANT`` picks ``bare`` (no middleware), ``jsonl`` (records appended to
+the file ``BENCH_AUDIT_JSONL``) or ``opensearch`` (an ``OpenSearchSink`` to
+``BENCH_AUDIT_OPENSEARCH_URL`` with prefix ``BENCH_AUDIT_PREFIX``, spooling under
+``BENCH_AUDIT_STATE_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import audit_middleware
+from audit_middleware import ASGIAuditMiddleware, AuditMiddleware
+from audit_middleware.opensearch.connection import ConnectionSettings
+from audit_middleware.opensearch.sink import OpenSearchSink
+from audit_middleware.schema import AuditEvent
+from audit_middleware.sinks import JsonLinesSink, Sink
+
+HELLO = "Hello, World!"
+VARIANTS = ("bare", "jsonl", "opensearch")
+ENV_VARIANT = "BENCH_AUDIT_VARIANT"
+ENV_JSONL = "BENCH_AUDIT_JSONL"
+ENV_URL = "BENCH_AUDIT_OPENSEARCH_URL"
+ENV_PREFIX = "BENCH_AUDIT_PREFIX"
+ENV_STATE_DIR = "BENCH_AUDIT_STATE_DIR"
+
+
+class NullSink(Sink):
+    """Counts the records it is given and keeps nothing: the cost of making a record, not of shipping it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def emit(self, event: AuditEvent) -> None:  # noqa: ARG002 - it keeps nothing
+        """Count the event."""
+        self.count += 1
+
+
+def flask_app() -> Flask:
+    """``GET /`` (not audited) and ``POST /items`` (audited), both answering ``Hello, World!``."""
+    app = Flask("bench")
+
+    @app.get("/")
+    def index() -> str:
+        return HELLO
+
+    @app.post("/items")
+    def create_item() -> str:
+        return HELLO
+
+    return app
+
+
+async def _hello(request: Request) -> PlainTextResponse:  # noqa: ARG001 - Starlette's endpoint signature
+    return PlainTextResponse(HELLO)
+
+
+def starlette_app() -> Starlette:
+    """The same two routes on Starlette, with async endpoints (no thread pool)."""
+    return Starlette(routes=[Route("/", _hello, methods=["GET"]), Route("/items", _hello, methods=["POST"])])
+
+
+def sink_from_env() -> Sink | None:
+    """The sink named by the environment, or None for the bare variant."""
+    variant = os.environ.get(ENV_VARIANT, "bare")
+    if variant == "bare":
+        return None
+    if variant == "jsonl":
+        return JsonLinesSink(os.environ[ENV_JSONL])
+    if variant == "opensearch":
+        settings = ConnectionSettings(urls=(os.environ[ENV_URL],), prefix=os.environ[ENV_PREFIX])
+        return OpenSearchSink(settings=settings, state_dir=os.environ[ENV_STATE_DIR])
+    raise SystemExit(f"{ENV_VARIANT} must be one of {VARIANTS}, not {variant!r}")
+
+
+def wsgi_server_app() -> Flask:
+    """The Flask app for gunicorn, wrapped the README's way unless the variant is ``bare``."""
+    app = flask_app()
+    sink = sink_from_env()
+    if sink is not None:
+        audit_middleware.configure(sink=sink)
+        app.wsgi_app = AuditMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def asgi_server_app() -> Starlette | ASGIAuditMiddleware:
+    """The Starlette app for uvicorn, wrapped unless the variant is ``bare``."""
+    app = starlette_app()
+    sink = sink_from_env()
+    if sink is None:
+        return app
+    audit_middleware.configure(sink=sink)
+    return ASGIAuditMiddleware(app)

@@ -1,0 +1,292 @@
+"""CSV and NDJSON export: RFC 4180, formula neutralisation, UTF-8, streaming, and its own audit record."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from audit_middleware.query.export import (
+    CSV_COLUMNS,
+    FORMULA_PREFIXES,
+    UTF8_BOM,
+    display_user,
+    export_with_audit,
+    neutralise,
+    write_export,
+)
+from audit_middleware.query.model import AuditQuery
+from audit_middleware.query.sqlite_store import SQLiteStore
+from audit_middleware.schema import Actor, AuditEvent, ChangeSet, RequestFacts, Resource
+from audit_middleware.sinks import MemorySink
+from tests.query.conftest import NOW_MS, make_event
+
+DANGEROUS = tuple(FORMULA_PREFIXES)
+
+
+def _csv(events: list[AuditEvent], **options: object) -> tuple[bytes, list[dict[str, str]]]:
+    out = io.BytesIO()
+    count = write_export(events, out, "csv", **options)  # type: ignore[arg-type]
+    data = out.getvalue()
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert count == len(rows) == len(events)
+    return data, rows
+
+
+def test_header_and_line_ends() -> None:
+    """The first line names the columns; lines end with CRLF."""
+    data, _ = _csv([make_event("create")])
+    assert data.split(b"\r\n")[0].decode() == ",".join(CSV_COLUMNS)
+    assert data.endswith(b"\r\n")
+    assert data.count(b"\r\n") == 2
+    assert not data.startswith(UTF8_BOM)
+
+
+def test_columns_of_a_full_event() -> None:
+    """Every column is filled from the event, times in UTC ISO 8601 with Z and milliseconds."""
+    event = make_event(
+        "update",
+        unix_ms=1_764_000_000_123,
+        user=Actor(id="u1", email="ann@example.com"),
+        resource=Resource("virtual_machine", "vm-7", "web, frontend"),
+        project="p1",
+        changes=ChangeSet({"cpus": 2, "name": "a"}, {"cpus": 4, "name": "b"}, ("cpus", "name")),
+        details={"reason": "scale up"},
+        request=RequestFacts(client_ip="203.0.113.9", user_agent="Mozilla/5.0 (X11)"),
+    )
+    _, [row] = _csv([event])
+    assert row == {
+        "timestamp": "2025-11-24T16:00:00.123Z",
+        "user": "ann@example.com",
+        "user_id": "u1",
+        "action": "Update",
+        "action_id": "update",
+        "resource_type": "virtual_machine",
+        "resource_id": "vm-7",
+        "resource_name": "web, frontend",
+        "project": "p1",
+        "outcome": "success",
+        "ip": "203.0.113.9",
+        "user_agent": "Mozilla/5.0 (X11)",
+        "modified_fields": "cpus;name",
+        "previous_values": '{"cpus":2,"name":"a"}',
+        "new_values": '{"cpus":4,"name":"b"}',
+        "details": '{"reason":"scale up"}',
+        "event_id": event.id,
+        "tenant": "acme",
+    }
+
+
+def test_an_event_with_nothing_optional() -> None:
+    """Missing parts are empty cells, not 'None'."""
+    event = make_event("login", tenant=None, user=Actor(name="anonymous"))
+    _, [row] = _csv([event])
+    assert row["user"] == "anonymous"
+    assert all(
+        row[column] == "" for column in ("resource_type", "project", "ip", "previous_values", "tenant")
+    )
+
+
+def test_impersonation_is_shown() -> None:
+    """The person who acted comes first, the identity used after "as"."""
+    actor = Actor(id="u4", email="erin@example.com", impersonator=Actor(id="u9", name="Support Sam"))
+    assert display_user(actor) == "Support Sam (as erin@example.com)"
+    _, [row] = _csv([make_event("update", user=actor)])
+    assert (row["user"], row["user_id"]) == ("Support Sam (as erin@example.com)", "u9")
+
+
+def test_rfc4180_quoting() -> None:
+    """Commas, quotes and line breaks are quoted, quotes doubled, and read back intact."""
+    name = 'a,b "quoted"\r\nline two\nline three'
+    data, [row] = _csv([make_event("create", resource=Resource("pod", "p", name))])
+    assert row["resource_name"] == name
+    assert b'"a,b ""quoted""\r\nline two\nline three"' in data
+
+
+@pytest.mark.parametrize("prefix", DANGEROUS)
+def test_formula_cells_are_neutralised(prefix: str) -> None:
+    """A cell starting with = + - @ tab or CR gets a leading quote, in every text column."""
+    value = f"{prefix}HYPERLINK(1)"
+    event = make_event(
+        "update",
+        user=Actor(id=value, name=value),
+        resource=Resource("pod", value, value),
+        project=value,
+        changes=ChangeSet({}, {}, (value,)),
+        request=RequestFacts(client_ip=value, user_agent=value),
+    )
+    _, [row] = _csv([event])
+    for column in ("user", "user_id", "resource_id", "resource_name", "project", "ip", "user_agent"):
+        assert row[column] == "'" + value, column
+    assert row["modified_fields"] == "'" + value
+
+
+def test_neutralise_leaves_ordinary_text() -> None:
+    """Only the dangerous first characters are touched."""
+    assert neutralise("web-1") == "web-1"
+    assert neutralise(" =1") == " =1"
+    assert neutralise("") == ""
+    assert neutralise("-1") == "'-1"
+
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
+_dangerous_text = st.one_of(_text, st.builds(lambda p, t: p + t, st.sampled_from(DANGEROUS), _text))
+_json_value = st.one_of(_dangerous_text, st.integers(), st.none())
+
+
+@given(
+    name=_dangerous_text,
+    user=_dangerous_text,
+    user_agent=_dangerous_text,
+    details=st.dictionaries(_dangerous_text, _json_value, max_size=3),
+    fields=st.lists(_dangerous_text, max_size=3),
+)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_no_parsed_cell_starts_a_formula(
+    name: str, user: str, user_agent: str, details: dict[str, object], fields: list[str]
+) -> None:
+    """Property: after CSV parsing, no cell starts with = + - @ tab or CR, and text reads back."""
+    event = make_event(
+        "update",
+        user=Actor(id=user, name=user),
+        resource=Resource("pod", name, name),
+        changes=ChangeSet(dict.fromkeys(fields, 1), {}, tuple(fields)),
+        details=details,
+        request=RequestFacts(user_agent=user_agent),
+    )
+    _, [row] = _csv([event])
+    for column, cell in row.items():
+        assert not cell.startswith(DANGEROUS), (column, cell)
+    assert row["resource_name"] == ("'" + name if name.startswith(DANGEROUS) else name)
+
+
+def test_utf8_without_and_with_bom() -> None:
+    """Text is UTF-8; bom=True prefixes the byte order mark Excel looks for."""
+    event = make_event("create", resource=Resource("pod", "p", "Zürich 東京 🚀"))
+    data, [row] = _csv([event])
+    assert "Zürich 東京 🚀".encode() in data
+    assert row["resource_name"] == "Zürich 東京 🚀"
+    with_bom, _ = _csv([event], bom=True)
+    assert with_bom.startswith(UTF8_BOM)
+    assert with_bom[len(UTF8_BOM) :] == data
+
+
+def test_ndjson_is_one_document_per_line() -> None:
+    """NDJSON holds each stored document, one per line, newline-terminated."""
+    events = [make_event("create", ago_ms=1), make_event("delete", resource=Resource("pod", "p", "a\nb"))]
+    out = io.BytesIO()
+    assert write_export(events, out, "ndjson") == 2
+    lines = out.getvalue().split(b"\n")
+    assert lines[-1] == b""
+    assert [json.loads(line) for line in lines[:-1]] == [event.to_document() for event in events]
+
+
+def test_unknown_format() -> None:
+    """Only csv and ndjson are written."""
+    with pytest.raises(ValueError, match="csv, ndjson"):
+        write_export([], io.BytesIO(), "xlsx")  # type: ignore[arg-type]
+
+
+class _FirstWriteError(Exception):
+    """Stops an export at its first write of event data."""
+
+
+class _WatchingOutput(io.BytesIO):
+    """Notes how many events the source had produced when event data was first written."""
+
+    def __init__(self, source: _CountingSource) -> None:
+        super().__init__()
+        self.source = source
+        self.produced_at_first_write: int | None = None
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if self.source.produced:
+            self.produced_at_first_write = self.source.produced
+            raise _FirstWriteError
+        return super().write(data)
+
+
+class _CountingSource:
+    """A lazy stream of events that counts how far it was consumed."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.produced = 0
+
+    def __iter__(self) -> Iterator[AuditEvent]:
+        for index in range(self.total):
+            self.produced += 1
+            yield make_event("create", unix_ms=NOW_MS - index, resource=Resource("pod", str(index), "web"))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_export_streams(fmt: str) -> None:
+    """100k events are not materialised: output starts after a small part was read."""
+    source = _CountingSource(100_000)
+    out = _WatchingOutput(source)
+    with pytest.raises(_FirstWriteError):
+        write_export(source, out, fmt)  # type: ignore[arg-type]
+    assert out.produced_at_first_write is not None
+    assert out.produced_at_first_write < 1_000
+
+
+def test_progress_adds_up() -> None:
+    """The progress callback's increments sum to the number of rows."""
+    increments: list[int] = []
+    events = [make_event("create", ago_ms=index) for index in range(1234)]
+    assert write_export(events, io.BytesIO(), "csv", progress=increments.append) == 1234
+    assert sum(increments) == 1234
+
+
+@pytest.fixture
+def filled_store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    """A store with three acme events and one globex event."""
+    with SQLiteStore(tmp_path / "audit.sqlite3") as store:
+        store.write([make_event("create", ago_ms=index) for index in range(3)])
+        store.write([make_event("create", tenant="globex")])
+        yield store
+
+
+def test_the_export_is_audited(filled_store: SQLiteStore, audit_sink: MemorySink) -> None:
+    """export_with_audit records who exported what: filters, format and row count."""
+    actor = Actor(id="u1", email="ann@example.com")
+    query = AuditQuery.build("acme", action="create", search="x")
+    out = io.BytesIO()
+    rows = export_with_audit(filled_store, AuditQuery.build("acme", action="create"), out, "csv", actor)
+    assert rows == 3
+    export_with_audit(filled_store, query, io.BytesIO(), "ndjson", actor)
+    first, second = audit_sink.events
+    assert first.action.id == "audit_exported"
+    assert first.actor == actor
+    assert first.tenant is not None
+    assert first.tenant.id == "acme"
+    assert first.resource == Resource("audit_log")
+    assert first.outcome == "success"
+    assert first.details == {"filters": {"tenant": "acme", "actions": ["create"]}, "format": "csv", "rows": 3}
+    assert second.details["filters"]["text"] == "x"
+    assert second.details["rows"] == 0
+
+
+def test_a_failed_export_is_audited_too(
+    filled_store: SQLiteStore, audit_sink: MemorySink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export that breaks off is recorded as a failure, with how far it got."""
+
+    def broken(query: AuditQuery) -> Iterator[AuditEvent]:
+        yield make_event("create")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(filled_store, "iterate", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export_with_audit(filled_store, AuditQuery(tenant="acme"), io.BytesIO(), "csv")
+    [event] = audit_sink.events
+    assert event.action.id == "audit_exported"
+    assert event.outcome == "failure"
+    assert event.details["rows"] == 1
+    assert event.details["error"] == "OSError"
