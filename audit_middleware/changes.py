@@ -226,3 +226,43 @@ def _join(path: str, key: object) -> str:
     if "\\" in segment or "." in segment:
         segment = segment.replace("\\", "\\\\").replace(".", "\\.")
     return f"{path}.{segment}" if path else segment
+
+
+def split_path(path: str) -> list[str]:
+    """The keys of a changed-field path, undoing the escaping of ``.`` and ``\\`` in keys.
+
+    >>> split_path(r"spec.labels.app\\.kubernetes\\.io/name")
+    ['spec', 'labels', 'app.kubernetes.io/name']
+    """
+    keys: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in path:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ".":
+            keys.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    keys.append("".join(current))
+    return keys
+
+
+_ABSENT: Final = object()
+
+
+def value_at(data: Mapping[str, Any], path: str) -> Any:
+    """The value a changed-field path points to in a before/after mapping, or ``ABSENT``."""
+    node: Any = data
+    for key in split_path(path):
+        if not isinstance(node, Mapping) or key not in node:
+            return ABSENT
+        node = node[key]
+    return node
+
+
+ABSENT: Final = _ABSENT

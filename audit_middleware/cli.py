@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from audit_middleware.changes import ABSENT, value_at
 from audit_middleware.config import DEFAULT_SQLITE_PATH, AuditConfig, use_config
 from audit_middleware.errors import AuditError
 from audit_middleware.opensearch.connection import (
@@ -388,8 +389,9 @@ def event_details(event: AuditEvent) -> list[str]:
         out.append("Changes:")
         before, after = event.changes.before, event.changes.after
         for field in event.changes.fields or sorted({*before, *after}):
-            old = _json_value(before[field]) if field in before else "(absent)"
-            new = _json_value(after[field]) if field in after else "(absent)"
+            old_value, new_value = value_at(before, field), value_at(after, field)
+            old = "(absent)" if old_value is ABSENT else _json_value(old_value)
+            new = "(absent)" if new_value is ABSENT else _json_value(new_value)
             out.append(f"  {_printable(field)}: {_printable(old)} -> {_printable(new)}")
     if event.details:
         out.append("Details:")

@@ -22,7 +22,7 @@ from typing import Any
 from flask import Flask, Response, abort, jsonify, request
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 
-from audit_middleware import Resource, configure, diff, record
+from audit_middleware import Actor, Resource, configure, diff, record
 from audit_middleware.flask import AuditExtension
 from audit_middleware.sinks import JsonLinesSink, Sink
 from integrations import pods
@@ -30,14 +30,15 @@ from integrations import pods
 
 def tenant_of(req: Any) -> str | None:
     """The tenant of a request: the user's organization, else the X-Tenant-ID header."""
-    if current_user.is_authenticated:
-        org: str = current_user.org
+    user = current_user._get_current_object() if current_user else None
+    if user is not None and user.is_authenticated:
+        org: str = user.org
         return org
     header: str | None = req.headers.get("X-Tenant-ID")
     return header
 
 
-def create_app(sink: Sink | None = None, tokens: pods.Tokens | None = None) -> Flask:
+def create_app(sink: Sink | None = None, tokens: pods.Tokens | None = None) -> Flask:  # noqa: PLR0915 - one view per action
     """The example app; ``sink`` receives the audit records (default: stdout)."""
     configure(sink=sink or JsonLinesSink.stdout(), rules=pods.RULES, tenant_resolver=tenant_of)
     app = Flask(__name__)
@@ -69,7 +70,17 @@ def create_app(sink: Sink | None = None, tokens: pods.Tokens | None = None) -> F
         form = request.get_json(silent=True) or request.form
         user = pods.check_password(str(form.get("username", "")), str(form.get("password", "")))
         if user is None:
-            record("login_failed", details={"username": form.get("username")})
+            attempted = pods.USERS.get(str(form.get("username", "")))
+            username = str(form.get("username", ""))[:256]
+            # the account that was tried (not authenticated): lets alerts group failures by user
+            tried = Actor(attempted.id, username, attempted.email) if attempted else Actor(name=username)
+            record(
+                "login_failed",
+                resource=Resource("session"),
+                actor=tried,
+                details={"username": username},
+                tenant=attempted.org if attempted else None,  # the targeted account's tenant
+            )
             return jsonify(error="wrong username or password"), 401
         login_user(user)
         record("login", resource=Resource("session"))

@@ -157,16 +157,29 @@ def test_logout_records_who_logged_out(client: FlaskClient, events: CapturedEven
     assert document["user"]["id"] == "u-1"
 
 
-def test_failed_login_is_anonymous_with_tenant_header(client: FlaskClient, events: CapturedEvents) -> None:
-    """A wrong password: a login_failed failure by nobody, in the tenant the header names."""
-    response = client.post(
-        "/login", json={"username": "bob", "password": "nope"}, headers={"X-Tenant-ID": "globex"}
-    )
+def test_failed_login_names_the_tried_account_and_its_tenant(
+    client: FlaskClient, events: CapturedEvents
+) -> None:
+    """A wrong password: a login_failed failure naming the account tried, in that account's tenant."""
+    response = client.post("/login", json={"username": "bob", "password": "nope"})
     assert response.status_code == 401
     document = only(events)
     assert document["event"]["action"] == "login_failed"
     assert document["event"]["outcome"] == "failure"
-    assert document["user"] == {"name": "anonymous"}
+    assert document["user"] == {"id": "u-2", "name": "bob", "email": "bob@globex.example"}
+    assert document["organization"] == {"id": "globex"}
+
+
+def test_failed_login_for_unknown_user_takes_the_tenant_header(
+    client: FlaskClient, events: CapturedEvents
+) -> None:
+    """An unknown username: the claimed name is recorded, the tenant comes from the header."""
+    response = client.post(
+        "/login", json={"username": "mallory", "password": "x"}, headers={"X-Tenant-ID": "globex"}
+    )
+    assert response.status_code == 401
+    document = only(events)
+    assert document["user"] == {"name": "mallory"}
     assert document["organization"] == {"id": "globex"}
 
 
