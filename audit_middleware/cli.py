@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import json
 import os
 import socket
 import sys
@@ -167,6 +168,43 @@ def setup(
     _echo_results(results, dry_run=dry_run)
     if dry_run:
         click.echo("dry run: nothing was changed")
+
+
+@main.command()
+@click.option("--url", help="OpenSearch URL(s), comma-separated (default: AUDIT_OPENSEARCH_URL).")
+@click.option("--prefix", help="Name prefix of the data streams (default: AUDIT_OPENSEARCH_PREFIX or audit).")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the spool and dead-letter file live (default: AUDIT_SPOOL_DIR or the XDG state dir).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def status(url: str | None, prefix: str | None, state_dir: Path | None, as_json: bool) -> None:
+    """Can records be delivered to OpenSearch, and what waits in the spool? Exit 1 when not."""
+    from audit_middleware.opensearch.sink import default_state_dir  # noqa: PLC0415 - only this command
+    from audit_middleware.opensearch.status import delivery_status  # noqa: PLC0415
+
+    try:
+        settings = _connection_settings(url, prefix)
+    except AuditError as exc:
+        raise click.UsageError(str(exc)) from exc
+    report = delivery_status(settings, state_dir or default_state_dir())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        spool = report["spool"]
+        oldest = spool["oldest_undelivered_seconds"]
+        version = report.get("opensearch_version") or "unreachable"
+        click.echo(f"OpenSearch:    {', '.join(report['urls'])} ({version})")
+        click.echo(f"Delivery:      {'ok' if report['error'] is None else 'BLOCKED: ' + report['error']}")
+        click.echo(
+            f"Spool:         {spool['records']} records, {spool['bytes']} bytes in {report['state_dir']}"
+        )
+        if oldest is not None:
+            click.echo(f"Oldest record: waiting {oldest:.0f} s")
+        click.echo(f"Dead letters:  {report['dead_letters']}")
+    if report["error"] is not None:
+        sys.exit(1)
 
 
 # -- reading: store selection, shared filters, output ----------------------------------------
