@@ -332,44 +332,61 @@ def _plan_policy(client: OpenSearch, prefix: str, tier: RetentionTier) -> tuple[
     return Step("ism policy", pid, "updated", run=put("updated", params)), seq_no
 
 
-def _plan_component_template(client: OpenSearch, config: SetupConfig) -> Step:
-    name = component_template_name(config.prefix)
-    desired = build_component_template(shards=config.shards, replicas=config.replicas)
-    found = _get_or_none(
-        client, f"read component template {name}", lambda: client.cluster.get_component_template(name=name)
-    )
+def _plan_template(
+    client: OpenSearch,
+    kind: str,
+    name: str,
+    desired: Mapping[str, Any],
+    *,
+    read: Callable[[], Any],
+    write: Callable[[], Any],
+    stored_of: Callable[[Any], Mapping[str, Any]],
+    matches: Callable[[Mapping[str, Any], Mapping[str, Any]], bool],
+) -> Step:
+    """Create, update or leave one template, comparing what is stored with ``desired``."""
+    found = _get_or_none(client, f"read {kind} {name}", read)
 
     def run() -> Status:
-        with _explained(client, f"write component template {name}"):
-            client.cluster.put_component_template(name=name, body=desired)
+        with _explained(client, f"write {kind} {name}"):
+            write()
         return "created" if found is None else "updated"
 
     if found is None:
-        return Step("component template", name, "created", run=run)
-    stored = found["component_templates"][0]["component_template"]
-    if _component_template_matches(stored, desired):
-        return Step("component template", name, "unchanged")
-    return Step("component template", name, "updated", _revision_detail(stored, desired), run=run)
+        return Step(kind, name, "created", run=run)
+    stored = stored_of(found)
+    if matches(stored, desired):
+        return Step(kind, name, "unchanged")
+    return Step(kind, name, "updated", _revision_detail(stored, desired), run=run)
+
+
+def _plan_component_template(client: OpenSearch, config: SetupConfig) -> Step:
+    name = component_template_name(config.prefix)
+    desired = build_component_template(shards=config.shards, replicas=config.replicas)
+    return _plan_template(
+        client,
+        "component template",
+        name,
+        desired,
+        read=lambda: client.cluster.get_component_template(name=name),
+        write=lambda: client.cluster.put_component_template(name=name, body=desired),
+        stored_of=lambda found: found["component_templates"][0]["component_template"],
+        matches=_component_template_matches,
+    )
 
 
 def _plan_index_template(client: OpenSearch, config: SetupConfig) -> Step:
     name = index_template_name(config.prefix)
     desired = build_index_template(config.prefix)
-    found = _get_or_none(
-        client, f"read index template {name}", lambda: client.indices.get_index_template(name=name)
+    return _plan_template(
+        client,
+        "index template",
+        name,
+        desired,
+        read=lambda: client.indices.get_index_template(name=name),
+        write=lambda: client.indices.put_index_template(name=name, body=desired),
+        stored_of=lambda found: found["index_templates"][0]["index_template"],
+        matches=_index_template_matches,
     )
-
-    def run() -> Status:
-        with _explained(client, f"write index template {name}"):
-            client.indices.put_index_template(name=name, body=desired)
-        return "created" if found is None else "updated"
-
-    if found is None:
-        return Step("index template", name, "created", run=run)
-    stored = found["index_templates"][0]["index_template"]
-    if _index_template_matches(stored, desired):
-        return Step("index template", name, "unchanged")
-    return Step("index template", name, "updated", _revision_detail(stored, desired), run=run)
 
 
 def _revision_detail(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> str:

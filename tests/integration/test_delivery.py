@@ -141,15 +141,20 @@ def test_rejected_documents_are_dead_lettered_and_the_rest_delivered(opensearch,
     sink.close(5)
 
 
-def test_missing_setup_is_reported_and_records_are_spooled(opensearch, unique_name, tmp_path):
-    """Without `setup`, status names the problem and records wait in the spool, not in OpenSearch."""
-    sink = make_sink(unique_name, tmp_path)
+def spooled_status(sink: OpenSearchSink) -> dict:
+    """Record one event, and return the sink's status once it has been spooled."""
     audit_middleware.configure(sink=sink)
     record("create", resource=Resource("pod", "1"))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and sink.status()["spool_records"] == 0:
         time.sleep(0.05)
-    status = sink.status()
+    return sink.status()
+
+
+def test_missing_setup_is_reported_and_records_are_spooled(opensearch, unique_name, tmp_path):
+    """Without `setup`, status names the problem and records wait in the spool, not in OpenSearch."""
+    sink = make_sink(unique_name, tmp_path)
+    status = spooled_status(sink)
     assert "audit-middleware setup" in status["error"]
     assert status["spool_records"] == 1
     assert not opensearch.indices.exists(index=f"{unique_name}-standard")
@@ -159,12 +164,7 @@ def test_missing_setup_is_reported_and_records_are_spooled(opensearch, unique_na
 def test_unreachable_url_is_reported_and_records_are_spooled(tmp_path):
     """A URL where nothing listens gives one clear error in status; the record is spooled."""
     sink = make_sink("audit", tmp_path, url="http://127.0.0.1:9")
-    audit_middleware.configure(sink=sink)
-    record("create", resource=Resource("pod", "1"))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and sink.status()["spool_records"] == 0:
-        time.sleep(0.05)
-    status = sink.status()
+    status = spooled_status(sink)
     assert "cannot reach OpenSearch" in status["error"]
     assert status["spool_records"] == 1
     assert status["healthy"] is False
