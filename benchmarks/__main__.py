@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import multiprocessing
 import os
 import platform
 import sys
@@ -15,9 +16,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-from benchmarks.common import DEFAULT_OPENSEARCH_URL, LoadMonitor, Result, Settings, markdown, render
+from benchmarks.common import (
+    DEFAULT_OPENSEARCH_URL,
+    LoadMonitor,
+    Result,
+    Settings,
+    markdown,
+    quiet_library_logs,
+    render,
+    run_by_name,
+)
 from benchmarks.node import node_cpu_seconds, plain_client, require_loopback, unavailable
 
 BENCHMARKS = (
@@ -29,6 +37,8 @@ BENCHMARKS = (
     "memory_node_down",
 )
 NEEDS_NODE = frozenset(("server_throughput", "shipper_throughput", "request_latency_node_down"))
+# Run in a fresh process: its memory figures must not include what earlier benchmarks left behind.
+ISOLATED = frozenset(("memory_node_down",))
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PACKAGES = (
     "audit-middleware",
@@ -101,6 +111,12 @@ def _environment(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _run_isolated(name: str, settings: Settings) -> Result:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        result: Result = pool.apply(run_by_name, (name, settings))
+    return result
+
+
 def _run_one(name: str, settings: Settings) -> Result:
     module = importlib.import_module(f"benchmarks.{name}")
     node_problem = unavailable(settings.opensearch_url)
@@ -117,7 +133,7 @@ def _run_one(name: str, settings: Settings) -> Result:
     monitor.start()
     started = time.monotonic()
     try:
-        result: Result = module.run(settings)
+        result: Result = _run_isolated(name, settings) if name in ISOLATED else module.run(settings)
     except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
         traceback.print_exc()
         result = Result(name, "failed", skipped=f"failed: {type(exc).__name__}: {exc}")
@@ -133,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(BENCHMARKS))
         return 0
     settings = Settings(quick=args.quick, opensearch_url=require_loopback(args.opensearch_url))
-    # The library's own warnings (delivery degraded, ...) go to stderr, the figures to stdout.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    quiet_library_logs()
     environment = _environment(settings)
     print(
         f"audit-middleware benchmarks ({'quick' if args.quick else 'full'}): Python {environment['python']}, "

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import structlog
 
 DEFAULT_OPENSEARCH_URL = "http://127.0.0.1:9200"
 
@@ -78,6 +82,18 @@ class Result:
         out = asdict(self)
         out["rows"] = [dict(asdict(row), status=row.status) for row in self.rows]
         return out
+
+
+def quiet_library_logs() -> None:
+    """Send the library's own log lines (delivery degraded, ...) to stderr; figures go to stdout."""
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
+def run_by_name(name: str, settings: Settings) -> Result:
+    """Run ``benchmarks.<name>`` (also the entry point of an isolated child process)."""
+    quiet_library_logs()
+    result: Result = importlib.import_module(f"benchmarks.{name}").run(settings)
+    return result
 
 
 # -- numbers -------------------------------------------------------------------------

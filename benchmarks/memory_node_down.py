@@ -63,8 +63,8 @@ def run(settings: Settings) -> Result:
     result = Result(
         NAME,
         f"memory with the node unreachable, {count:,} records (queue bound {options.max_queue:,})",
-        baseline_label="at half",
-        measured_label="at end",
+        baseline_label="before",
+        measured_label="after",
         settings={"records": count, "time_limit_s": time_limit, "max_queue": options.max_queue},
     )
     rows: list[list[str]] = []
@@ -133,7 +133,7 @@ def run(settings: Settings) -> Result:
     total = done + 200
     result.rows += [
         Row(
-            f"RSS, second half ({half:,} -> {end:,} records)",
+            f"RSS: at {half:,} -> at {end:,} records",
             "MiB",
             rss_half / MIB,
             rss_end / MIB,
@@ -143,7 +143,7 @@ def run(settings: Settings) -> Result:
             met=(rss_end - rss_half) / MIB <= RSS_BUDGET_MIB,
         ),
         Row(
-            "tracemalloc current, second half",
+            f"tracemalloc current: at {half:,} -> at {end:,} records",
             "MiB",
             (traced_half - traced_start) / MIB,
             (traced_end - traced_start) / MIB,
@@ -152,17 +152,17 @@ def run(settings: Settings) -> Result:
             met=(traced_end - traced_half) / MIB <= TRACED_BUDGET_MIB,
         ),
         Row(
-            "RSS, start -> peak (VmHWM)", "MiB", rss_start / MIB, rss_peak / MIB, (rss_peak - rss_start) / MIB
+            "RSS: start -> peak (VmHWM)", "MiB", rss_start / MIB, rss_peak / MIB, (rss_peak - rss_start) / MIB
         ),
         Row(
-            "tracemalloc peak above start",
+            "tracemalloc: start -> peak",
             "MiB",
             0.0,
             (traced_peak - traced_start) / MIB,
             (traced_peak - traced_start) / MIB,
         ),
         Row(
-            "records in the spool after close",
+            "records: recorded -> found in the spool after close",
             "records",
             float(total),
             float(on_disk.records),
@@ -193,7 +193,7 @@ def run(settings: Settings) -> Result:
         f"dropped {status['dropped']}",
         f"spool on disk after close: {fmt_bytes(on_disk.bytes)} in {on_disk.segments} segments "
         f"({on_disk.bytes / max(on_disk.records, 1):.0f} bytes per record)",
-        "'at half' / 'at end' = samples nearest the middle and the end of the run; RSS start was "
-        f"{fmt(rss_start / MIB, 'MiB')}",
+        "the targets hold the second half of the run: memory must level off once the queue is full; "
+        f"RSS at start was {fmt(rss_start / MIB, 'MiB')}",
     ]
     return result

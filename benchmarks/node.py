@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -75,9 +76,12 @@ def remove_layout(client: OpenSearch, prefix: str) -> None:
         lambda: client.indices.delete_index_template(name=index_template_name(prefix)),
         lambda: client.cluster.delete_component_template(name=component_template_name(prefix)),
     )
-    for call in calls:
-        with contextlib.suppress(NotFoundError):
-            call()
+    try:
+        for call in calls:
+            with contextlib.suppress(NotFoundError):
+                call()
+    except OpenSearchException as exc:  # e.g. the node went away mid-run: say what is left over
+        print(f"could not remove {prefix}-* ({type(exc).__name__}): delete it by hand", file=sys.stderr)
 
 
 def count_documents(client: OpenSearch, prefix: str) -> int:

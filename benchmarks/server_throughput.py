@@ -172,7 +172,7 @@ def _servers(kind: str, env: dict[str, str], variants: list[str], logs: Path) ->
             log = open(logs / f"{kind}-{variant}.log", "wb")  # noqa: SIM115 - closed with the process
             process = subprocess.Popen(
                 _command(kind, port),
-                cwd=REPO,
+                cwd=logs,  # not the repo: PYTHONPATH alone decides where the code comes from
                 env={**env, apps.ENV_VARIANT: variant},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -214,7 +214,7 @@ def _suite(
     jsonl = work / f"{kind}-records.jsonl"
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p),
         "AUDIT_LOG_FILE": str(work / "unused-default.jsonl"),
         apps.ENV_JSONL: str(jsonl),
         apps.ENV_URL: settings.opensearch_url,
