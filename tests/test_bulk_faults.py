@@ -17,7 +17,8 @@ from audit_middleware.opensearch.shipper import ShipperOptions
 from audit_middleware.opensearch.sink import OpenSearchSink
 
 URL = "http://127.0.0.1:9299"
-FAST = ShipperOptions(flush_interval=0.05, backoff_base=0.01, backoff_max=0.05, quick_retries=3)
+# a batch window long enough that the events a test records go out together, even on a busy machine
+FAST = ShipperOptions(flush_interval=0.5, backoff_base=0.01, backoff_max=0.05, quick_retries=3)
 
 
 def bulk_lines(request) -> list[dict]:

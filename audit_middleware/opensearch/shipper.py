@@ -68,6 +68,7 @@ class Shipper:
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._idle = threading.Event()
+        self._flush_requested = threading.Event()
         self._ready_error: str | None = "not checked yet"
         self._failures = 0
         self._in_flight: list[Item] = []
@@ -107,6 +108,7 @@ class Shipper:
         deadline = time.monotonic() + timeout
         with self._wake:
             self._idle.clear()
+            self._flush_requested.set()
             self._wake.notify()
         while time.monotonic() < deadline:
             if self._idle.wait(min(0.05, max(0.0, deadline - time.monotonic()))) and not self._queue:
@@ -163,6 +165,7 @@ class Shipper:
             return False
         if not self._queue and self._spool.stats().records == 0:
             self._idle.set()
+            self._flush_requested.clear()
         return True
 
     def _check_ready(self) -> bool:
@@ -184,14 +187,14 @@ class Shipper:
         with self._wake:
             while len(self._queue) < options.batch_docs and not self._stopping.is_set():
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._idle_requested():
+                if remaining <= 0 or self._flush_now():
                     break
                 self._wake.wait(remaining)
             return self._pop(options.batch_docs)
 
-    def _idle_requested(self) -> bool:
-        # flush() clears _idle and notifies: ship what is there without waiting the interval
-        return not self._idle.is_set() and bool(self._queue)
+    def _flush_now(self) -> bool:
+        # flush() asks for it: ship what is there without waiting for a full batch
+        return self._flush_requested.is_set() and bool(self._queue)
 
     def _pop(self, count: int) -> list[AuditEvent]:
         queue = self._queue
@@ -202,8 +205,9 @@ class Shipper:
             return self._pop(len(self._queue))
 
     def _spool_fresh_batch(self) -> None:
-        """While OpenSearch is away, move queued events to disk so memory stays bounded."""
-        batch = self._take_batch()
+        """While OpenSearch is away, move everything queued to disk so memory stays bounded
+        and request threads keep finding room in the queue (spooling there costs more)."""
+        batch = self._drain_queue()
         if batch:
             self._spool_items([self._encode(event) for event in batch])
 
@@ -287,7 +291,11 @@ class Shipper:
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
 
     def _pause(self) -> None:
-        self._sleep(self._backoff(min(self._failures + 1, 8)))
+        """Back off before the next try, but wake early when the queue fills up halfway."""
+        seconds = self._backoff(min(self._failures + 1, 8))
+        half = self._options.max_queue // 2
+        with self._wake:
+            self._wake.wait_for(lambda: self._stopping.is_set() or len(self._queue) >= half, timeout=seconds)
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when stopping."""
