@@ -7,8 +7,8 @@ them raises on bad input, because a malformed header must never break the reques
 from __future__ import annotations
 
 import codecs
+import os
 import re
-import uuid
 
 __all__ = [
     "HEADER_MAX_BYTES",
@@ -54,8 +54,8 @@ def valid_request_id(value: str | None) -> str | None:
 
 
 def new_request_id() -> str:
-    """A fresh random request id: 32 lowercase hex characters (a UUID4 without dashes)."""
-    return uuid.uuid4().hex
+    """A fresh random request id: 32 lowercase hex characters (128 random bits)."""
+    return os.urandom(16).hex()  # a third of uuid4().hex's cost, on every audited request
 
 
 def trace_id_from_traceparent(value: str | None) -> str | None:
@@ -104,7 +104,8 @@ def truncate_user_agent(value: str | None, limit: int = USER_AGENT_LIMIT) -> str
     dropped = len(value) - limit
     if dropped > 0:
         value = value[:limit]  # first, so the replacement below works on bounded text
-    value = _CONTROL.sub(_REPLACEMENT, value)
+    if not (value.isascii() and value.isprintable()):  # the usual user agent skips the regex
+        value = _CONTROL.sub(_REPLACEMENT, value)
     if dropped > 0:
         value += f"\u2026[truncated {dropped} chars]"
     return value

@@ -12,6 +12,7 @@ with a generic action when its method changes state (POST/PUT/PATCH/DELETE)::
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -144,10 +145,17 @@ def generic_resource(path: str) -> Resource | None:
     segments = [s for s in path.split("/") if s]
     if not segments:
         return None
-    type_id = _RESOURCE_SEGMENT.sub("_", segments[0].lower()).strip("_.-")[:64]
-    if not type_id or not type_id[0].isalpha():
+    type_id = _resource_type_of(segments[0])
+    if type_id is None:
         return Resource("http")
     return Resource(type_id, segments[1][:256] if len(segments) > 1 else None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _resource_type_of(segment: str) -> str | None:
+    # An app has few first path segments: cache the normalisation (bounded, for odd paths).
+    type_id = _RESOURCE_SEGMENT.sub("_", segment.lower()).strip("_.-")[:64]
+    return type_id if type_id and type_id[0].isalpha() else None
 
 
 def _werkzeug_path(path: str) -> str:

@@ -145,7 +145,7 @@ class ChangeSet:
         return not self.fields
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every audited request, and frozen init costs more
 class RequestFacts:
     """What the HTTP request tells about an event; absent outside a request."""
 
