@@ -31,8 +31,12 @@ Export: the biggest tenant's last 30 days to a sink that only counts bytes, CSV 
 ``store.export``, beside a raw loop over the same rows (SQLite: one ``SELECT document``
 statement; OpenSearch: a point in time and ``search_after`` with opensearch-py's
 defaults) that writes each stored JSON document, and ``iterate()`` / NDJSON in between
-to show where the time goes. RSS is sampled while the export runs: constant memory
-means no growth after the first tenth of the rows.
+to show where the time goes. RSS is sampled while the export runs, and the raw loop and
+the CSV export run once more under tracemalloc: constant memory means no growth after
+the first tenth of the rows.
+
+Also printed: the load rate as each store grows, the SQLite query plans (``EXPLAIN
+QUERY PLAN`` and VM steps) and the node's own ``took`` per case, to explain slow cases.
 """
 
 from __future__ import annotations
@@ -113,7 +117,7 @@ MIB = 1 << 20
 SQLITE_RAW = "raw: one SELECT document statement"
 OPENSEARCH_RAW = "raw: PIT + search_after, opensearch-py defaults"
 CSV = "store.export(csv)"
-TRACED_PEAK_MIB = 16.0
+FLAT_MIB = 1.0
 
 # -- the synthetic population ------------------------------------------------------------
 
@@ -1158,14 +1162,14 @@ def _report(
         )
         result.rows.append(
             Row(
-                f"{store} CSV export traced memory peak, tracemalloc (baseline: raw loop)",
+                f"{store} CSV export memory growth after the first 10% of rows, tracemalloc "
+                "(baseline: raw loop)",
                 "MiB",
-                raw["traced_peak"] / MIB,
-                csv["traced_peak"] / MIB,
-                delta=(csv["traced_peak"] - raw["traced_peak"]) / MIB,
-                target=f"<= {TRACED_PEAK_MIB:g} MiB, flat after 10%",
-                met=csv["traced_peak"] / MIB <= TRACED_PEAK_MIB
-                and csv["traced_growth_after_tenth"] / MIB <= 1.0,
+                raw["traced_growth_after_tenth"] / MIB,
+                csv["traced_growth_after_tenth"] / MIB,
+                delta=(csv["traced_growth_after_tenth"] - raw["traced_growth_after_tenth"]) / MIB,
+                target=f"constant: <= {FLAT_MIB:g} MiB",
+                met=csv["traced_growth_after_tenth"] / MIB <= FLAT_MIB,
             )
         )
 
@@ -1324,7 +1328,9 @@ def _report(
         f"user = {result.settings['typical_user']}, rare user = {result.settings['rare_user']}",
         "p50/p95 over the warm runs (cases taking turns); 'first' is each case's first run after the load",
         "export memory: RSS during the timed run (freed memory from the load is reused, so RSS alone "
-        "understates growth); 'traced' columns come from a second run under tracemalloc",
+        "understates growth); 'traced' columns come from a second run under tracemalloc: the peak is "
+        "the working set of one batch (1,000 rows), the growth after the first 10% shows whether it "
+        "grows with the rows",
         "the OpenSearch node and this process share the machine's cores; the node's heap is its own setting",
     ]
     result.data = {
