@@ -6,8 +6,16 @@ STAMP  := $(VENV)/.installed
 NODE   := $(PY) opensearch-local/node.py
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# The ISM and Alerting plugin zips (Maven Central does not serve them) are installed into the
+# local node when this folder exists; set it to another folder, or to empty for none.
+AUDIT_OPENSEARCH_PLUGINS_DIR ?= $(wildcard $(abspath $(dir $(lastword $(MAKEFILE_LIST)))../shared/opensearch-plugins))
+OPENSEARCH_TARGETS := test bench opensearch-start opensearch-stop opensearch-status opensearch-wipe \
+	opensearch-cluster-start opensearch-cluster-stop opensearch-cluster-status
+# Exported to node.py and to pytest alike: tests that start more nodes use the same install,
+# and a different plugin set would mean re-assembling it.
+$(OPENSEARCH_TARGETS): export AUDIT_OPENSEARCH_PLUGINS_DIR := $(AUDIT_OPENSEARCH_PLUGINS_DIR)
 
-.PHONY: demo test lint bench opensearch-start opensearch-stop opensearch-status opensearch-wipe clean
+.PHONY: demo test lint bench clean $(OPENSEARCH_TARGETS)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +51,13 @@ opensearch-status: $(STAMP)
 	$(NODE) status
 opensearch-wipe: $(STAMP)
 	$(NODE) wipe
+## A local 3-node cluster (HTTP 9211-9213) for failover tests; see opensearch-local/node.py.
+opensearch-cluster-start: $(STAMP)
+	$(NODE) cluster start
+opensearch-cluster-stop: $(STAMP)
+	$(NODE) cluster stop
+opensearch-cluster-status: $(STAMP)
+	$(NODE) cluster status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
