@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from audit_middleware import config as _config
-from audit_middleware.schema import AuditEvent
+from audit_middleware.model.event import AuditEvent
 from audit_middleware.sinks.memory import MemorySink
 
 

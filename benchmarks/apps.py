@@ -23,10 +23,10 @@ from starlette.routing import Route
 
 import audit_middleware
 from audit_middleware import ASGIAuditMiddleware, AuditMiddleware
+from audit_middleware.model.event import AuditEvent
 from audit_middleware.opensearch.connection import ConnectionSettings
-from audit_middleware.opensearch.sink import OpenSearchSink
-from audit_middleware.schema import AuditEvent
 from audit_middleware.sinks import JsonLinesSink, Sink
+from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 
 HELLO = "Hello, World!"
 VARIANTS = ("bare", "jsonl", "opensearch")

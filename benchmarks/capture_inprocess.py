@@ -21,13 +21,13 @@ from werkzeug.test import EnvironBuilder
 import audit_middleware
 from audit_middleware import ASGIAuditMiddleware, AuditMiddleware
 from audit_middleware import config as audit_config
-from audit_middleware.actions import CATALOG
-from audit_middleware.context import bind, unbind
-from audit_middleware.flask import AuditExtension
-from audit_middleware.ids import uuid7
-from audit_middleware.recorder import ANONYMOUS, emit, finish_request
-from audit_middleware.schema import AuditEvent
-from audit_middleware.wsgi import context_from_environ
+from audit_middleware.capture.context import bind, unbind
+from audit_middleware.capture.recorder import ANONYMOUS, finish_request
+from audit_middleware.capture.wsgi import context_from_environ
+from audit_middleware.frameworks.flask import AuditExtension
+from audit_middleware.model.actions import CATALOG
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.model.ids import uuid7
 from benchmarks.apps import NullSink, flask_app, starlette_app
 from benchmarks.common import (
     Result,
@@ -240,7 +240,7 @@ def breakdown(environ: dict[str, Any], calls: int, repeats: int) -> Table:
     event = AuditEvent(id=uuid7(), unix_ms=1, action=action, actor=ANONYMOUS, request=request_facts)
 
     def emit_event() -> None:
-        emit(event, config)
+        config.deliver(event)
 
     def finish() -> None:
         finish_request(fresh())
@@ -253,7 +253,7 @@ def breakdown(environ: dict[str, Any], calls: int, repeats: int) -> Table:
         ("rules.decide (generic fallback, Resource)", _cost_us(decide, calls, repeats)),
         ("uuid7()", _cost_us(uuid7, calls, repeats)),
         ("AuditEvent(...) construction", _cost_us(build_event, calls, repeats)),
-        ("recorder.emit (redact + NullSink)", _cost_us(emit_event, calls, repeats)),
+        ("config.deliver (redact + NullSink)", _cost_us(emit_event, calls, repeats)),
         ("finish_request, all of the above after the context", _cost_us(finish, calls, repeats) - context_us),
     ]
     return Table(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from audit_middleware.actions import CATALOG
-from audit_middleware.ids import uuid7
-from audit_middleware.schema import Actor, AuditEvent, ChangeSet, RequestFacts, Resource, Scope
+from audit_middleware.model.actions import CATALOG
+from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts, Resource, Scope
+from audit_middleware.model.ids import uuid7
 
 TENANTS = tuple(f"tenant-{i}" for i in range(10))
 _USER_AGENT = (

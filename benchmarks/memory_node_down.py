@@ -20,9 +20,9 @@ import audit_middleware
 from audit_middleware import Resource, record
 from audit_middleware import config as audit_config
 from audit_middleware.opensearch.connection import ConnectionSettings
-from audit_middleware.opensearch.shipper import ShipperOptions
-from audit_middleware.opensearch.sink import OpenSearchSink
-from audit_middleware.spool import Spool
+from audit_middleware.sinks.opensearch.shipper import ShipperOptions
+from audit_middleware.sinks.opensearch.sink import OpenSearchSink
+from audit_middleware.sinks.opensearch.spool import Spool
 from benchmarks.common import (
     Result,
     Row,

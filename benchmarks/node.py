@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, OpenSearchException
 
-from audit_middleware.opensearch.setup import SetupConfig, apply
+from audit_middleware.opensearch.provisioning import SetupConfig, apply
 from audit_middleware.opensearch.templates import component_template_name, index_template_name
 
 LOOPBACK = frozenset(("127.0.0.1", "localhost", "::1"))

@@ -13,7 +13,7 @@ like ``web-frontend-042``, change sets on updates and permission changes, detail
 client IPs and user agents, spread over the 60 days before the start of the current
 hour in time order (more by day than by night, less on weekends).
 
-They are loaded, in time order, into a fresh ``SQLiteStore`` (its synchronous bulk
+They are loaded, in time order, into a fresh SQLite file by ``SQLiteSink`` (its synchronous bulk
 ``write()``, 20,000 events per call) in a temporary directory, and into a fresh
 ``{prefix}-standard`` data stream on the local node (``_bulk`` with ``create``, ``_id``
 = event id, 5,000 documents per request, ``refresh_interval: -1`` during the load,
@@ -67,7 +67,9 @@ from typing import IO, Any, cast
 
 from opensearchpy.exceptions import OpenSearchException
 
-from audit_middleware.actions import CATALOG
+from audit_middleware.model.actions import CATALOG
+from audit_middleware.model.encoding import dumps
+from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts, Resource, Scope
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.tiers import data_stream_name
 from audit_middleware.query import sqlite_store
@@ -75,8 +77,7 @@ from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.opensearch_store import OpenSearchStore, filter_query, search_body
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.query.store import AuditStore
-from audit_middleware.schema import Actor, AuditEvent, ChangeSet, RequestFacts, Resource, Scope
-from audit_middleware.serialization import dumps
+from audit_middleware.sinks.sqlite import SQLiteSink
 from benchmarks.common import (
     DEFAULT_OPENSEARCH_URL,
     LoadMonitor,
@@ -110,7 +111,7 @@ DAYS = 60
 PAGE_SIZE = 50
 TARGET_MS = 1000.0
 CLOSE_TO_BUDGET_MS = 250.0
-SQLITE_CHUNK = 20_000  # events per SQLiteStore.write() call (it commits every 1,000)
+SQLITE_CHUNK = 20_000  # events per SQLiteSink.write() call (it commits every 1,000)
 BULK_BATCH = 5_000  # documents per _bulk request
 TOTAL_USERS = 5_000
 MIB = 1 << 20
@@ -669,7 +670,7 @@ def _sqlite_plan(path: Path, query: AuditQuery, counting: bool) -> tuple[str, in
     return plan, steps
 
 
-def _load_sqlite(store: SQLiteStore, stream: EventStream) -> dict[str, Any]:
+def _load_sqlite(sink: SQLiteSink, stream: EventStream) -> dict[str, Any]:
     generate = write = 0.0
     inserted = 0
     progress: list[tuple[int, float]] = []  # (records so far, write seconds so far)
@@ -682,7 +683,7 @@ def _load_sqlite(store: SQLiteStore, stream: EventStream) -> dict[str, Any]:
         if chunk is None:
             break
         mark = time.perf_counter()
-        inserted += store.write(chunk)
+        inserted += sink.write(chunk)
         write += time.perf_counter() - mark
         progress.append((inserted, write))
         if inserted % 100_000 < SQLITE_CHUNK:
@@ -712,10 +713,12 @@ def _bench_sqlite(
     runs: int,
 ) -> dict[str, Any]:
     path = directory / "audit.sqlite3"
+    with SQLiteSink(path) as sink:
+        loaded = _load_sqlite(sink, stream)
     store = SQLiteStore(path)
     out: dict[str, Any] = {}
     try:
-        out["load"] = _load_sqlite(store, stream)
+        out["load"] = loaded
         out["load"]["db_bytes"] = path.stat().st_size
         wal = path.with_name(path.name + "-wal")
         out["load"]["wal_bytes"] = wal.stat().st_size if wal.exists() else 0
@@ -1179,7 +1182,7 @@ def _report(
         load = stores["SQLite"]["load"]
         load_rows.append(
             [
-                "SQLiteStore.write(), 20,000 per call (commits every 1,000)",
+                "SQLiteSink.write(), 20,000 per call (commits every 1,000)",
                 f"{load['inserted']:,}",
                 f"{load['write_s']:.1f}",
                 fmt(load["inserted"] / load["write_s"]),

@@ -19,8 +19,8 @@ import audit_middleware
 from audit_middleware import AuditMiddleware
 from audit_middleware import config as audit_config
 from audit_middleware.opensearch.connection import ConnectionSettings
-from audit_middleware.opensearch.sink import OpenSearchSink
 from audit_middleware.sinks import Sink
+from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 from benchmarks.apps import NullSink, flask_app
 from benchmarks.capture_inprocess import wsgi_environ, wsgi_runner
 from benchmarks.common import Result, Row, Settings, Table, fmt, median, percentile

@@ -23,12 +23,13 @@ from typing import Any
 
 import orjson
 
-from audit_middleware.opensearch import bulk
-from audit_middleware.opensearch.bulk import Item
-from audit_middleware.opensearch.connection import ConnectionSettings, build_client
-from audit_middleware.opensearch.sink import OpenSearchSink
-from audit_middleware.schema import AuditEvent
-from audit_middleware.serialization import dumps
+from audit_middleware.model.encoding import dumps
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.opensearch.client import build_client
+from audit_middleware.opensearch.connection import ConnectionSettings
+from audit_middleware.sinks.opensearch import bulk
+from audit_middleware.sinks.opensearch.bulk import Item
+from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 from benchmarks.common import Result, Row, Settings, Table, fmt, median
 from benchmarks.events import sample_events
 from benchmarks.node import count_documents, node_cpu_seconds, plain_client, temporary_layout, unique_prefix

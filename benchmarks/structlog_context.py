@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 import structlog
 
-from audit_middleware.context import bind, unbind
-from audit_middleware.schema import Actor, Scope
-from audit_middleware.structlog import add_audit_context
-from audit_middleware.wsgi import context_from_environ
+from audit_middleware.capture.context import bind, unbind
+from audit_middleware.capture.wsgi import context_from_environ
+from audit_middleware.frameworks.structlog import add_audit_context
+from audit_middleware.model.event import Actor, Scope
 from benchmarks.capture_inprocess import wsgi_environ
 from benchmarks.common import Result, Row, Settings, interleave, median, paired_deltas, quartiles
 

@@ -156,27 +156,31 @@ def globex_day(bob: Session, erin: Session, invite_code: str) -> None:
 
 @contextmanager
 def sqlite_target() -> Iterator[tuple[Sink, list[str], AuditStore]]:
-    """A fresh SQLite store under .audit/."""
+    """A fresh SQLite store under .audit/: the sink writes it, the store reads it."""
     from audit_middleware.query.sqlite_store import SQLiteStore  # noqa: PLC0415 - chosen at run time
+    from audit_middleware.sinks.sqlite import SQLiteSink  # noqa: PLC0415
 
     STATE.mkdir(exist_ok=True)
     path = STATE / "demo.sqlite3"
     for leftover in STATE.glob("demo.sqlite3*"):
         leftover.unlink()
+    sink = SQLiteSink(path)
     store = SQLiteStore(path)
     try:
-        yield store, ["--store", f"sqlite:{path}"], store
+        yield sink, ["--store", f"sqlite:{path}"], store
     finally:
+        sink.close()
         store.close()
 
 
 @contextmanager
 def opensearch_target() -> Iterator[tuple[Sink, list[str], AuditStore]]:
     """The local OpenSearch node, under a fresh ``demo`` prefix."""
-    from audit_middleware.opensearch.connection import ConnectionSettings, build_client  # noqa: PLC0415
-    from audit_middleware.opensearch.setup import SetupConfig, apply  # noqa: PLC0415
-    from audit_middleware.opensearch.sink import OpenSearchSink  # noqa: PLC0415
+    from audit_middleware.opensearch.client import build_client  # noqa: PLC0415
+    from audit_middleware.opensearch.connection import ConnectionSettings  # noqa: PLC0415
+    from audit_middleware.opensearch.provisioning import SetupConfig, apply  # noqa: PLC0415
     from audit_middleware.query.opensearch_store import OpenSearchStore  # noqa: PLC0415
+    from audit_middleware.sinks.opensearch.sink import OpenSearchSink  # noqa: PLC0415
 
     os.environ["AUDIT_OPENSEARCH_PREFIX"] = PREFIX  # read by the CLI commands below
     settings = replace(ConnectionSettings.from_env(), prefix=PREFIX)

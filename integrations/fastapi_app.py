@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from audit_middleware import Actor, Resource, diff, record, set_actor, set_tenant
-from audit_middleware.fastapi import audit_actor, install
+from audit_middleware.frameworks.fastapi import audit_actor, install
 from audit_middleware.sinks import JsonLinesSink, Sink
 from integrations import pods
 

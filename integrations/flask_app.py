@@ -23,7 +23,7 @@ from flask import Flask, Response, abort, jsonify, request
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 
 from audit_middleware import Actor, Resource, configure, diff, record
-from audit_middleware.flask import AuditExtension
+from audit_middleware.frameworks.flask import AuditExtension
 from audit_middleware.sinks import JsonLinesSink, Sink
 from integrations import pods
 

@@ -14,8 +14,10 @@ import pytest
 from opensearchpy import OpenSearch
 
 from audit_middleware import config as audit_config
-from audit_middleware import context as audit_context
+from audit_middleware.capture import context as audit_context
+from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.sinks import MemorySink
+from audit_middleware.sinks.sqlite import SQLiteSink
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_SCRIPT = ROOT / "opensearch-local" / "node.py"
@@ -68,6 +70,15 @@ def require_plugin(client: object, plugin: str) -> None:
         )
 
 
+def require_shared_file(path: Path) -> None:
+    """Skip when a file of the shared folder beside the checkout is absent; under CI=true, fail."""
+    if path.is_file():
+        return
+    if _under_ci():
+        pytest.fail(f"CI=true but {path} is missing: the shared folder must sit beside the checkout")
+    pytest.skip(f"{path} is outside this checkout")
+
+
 @pytest.fixture
 def unique_name() -> str:
     """A lowercase name no other test uses, for indices, policies and repositories."""
@@ -91,3 +102,23 @@ def audit_sink() -> Iterator[MemorySink]:
         configured = audit_config.use_config(previous)
         if configured is not None and configured.sink is not sink:
             configured.sink.close(timeout=2.0)  # a sink the test configured: stop its threads
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    """An empty SQLite store (for tests of what only the SQLite store does)."""
+    store = SQLiteStore(tmp_path / "audit.sqlite3")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def sqlite_sink(tmp_path: Path) -> Iterator[SQLiteSink]:
+    """A sink writing the file that ``sqlite_store`` reads."""
+    sink = SQLiteSink(tmp_path / "audit.sqlite3")
+    try:
+        yield sink
+    finally:
+        sink.close()

@@ -6,12 +6,14 @@ import warnings
 
 import pytest
 
-from audit_middleware.opensearch.connection import ConnectionSettings, build_client
-from audit_middleware.opensearch.setup import SetupConfig, apply
-from audit_middleware.opensearch.sink import OpenSearchSink
+from audit_middleware.opensearch.client import build_client
+from audit_middleware.opensearch.connection import ConnectionSettings
+from audit_middleware.opensearch.provisioning import SetupConfig, apply
 from audit_middleware.query import AuditQuery, AuditStore
 from audit_middleware.query.opensearch_store import OpenSearchStore
 from audit_middleware.query.sqlite_store import SQLiteStore
+from audit_middleware.sinks.opensearch.sink import OpenSearchSink
+from audit_middleware.sinks.sqlite import SQLiteSink
 from integrations import demo
 from tests.conftest import OPENSEARCH_URL
 
@@ -49,10 +51,9 @@ def answers(store: AuditStore) -> list[list[tuple[str | None, ...]]]:
 
 
 def run_into_sqlite(tmp_path) -> SQLiteStore:
-    store = SQLiteStore(tmp_path / "demo.sqlite3")
-    demo.run_scenario(demo.build_app(store))
-    store.flush(10)
-    return store
+    with SQLiteSink(tmp_path / "demo.sqlite3") as sink:
+        demo.run_scenario(demo.build_app(sink))
+    return SQLiteStore(tmp_path / "demo.sqlite3")
 
 
 def test_demo_command_runs_and_prints_searches_and_an_export(tmp_path, monkeypatch, capsys):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Extract the ECS fields that audit records use from the machine-readable ECS field list.
 
-The output, ``audit_middleware/ecs_fields.json``, is committed: the index
+The output, ``audit_middleware/model/ecs_fields.json``, is committed: the index
 template takes every ECS field's type from it, so mapping types come from the ECS
 field list rather than from memory. Re-run this after changing ``RECORD_ECS_FIELDS``
 or moving to a new ECS version::
@@ -28,7 +28,7 @@ import yaml
 ECS_VERSION = "9.4.0"
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / f"ecs_flat-{ECS_VERSION}.yml"
-DEFAULT_OUTPUT = ROOT / "audit_middleware" / "ecs_fields.json"
+DEFAULT_OUTPUT = ROOT / "audit_middleware" / "model" / "ecs_fields.json"
 
 # Exactly the ECS fields of the record format (docs: DESIGN.md, "Record format").
 RECORD_ECS_FIELDS: tuple[str, ...] = (

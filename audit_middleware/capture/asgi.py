@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from audit_middleware.config import get_config
-from audit_middleware.context import RequestContext, bind, unbind
-from audit_middleware.recorder import finish_request, resolve_late
-from audit_middleware.request_info import decode_header
+from audit_middleware.capture.active import current_settings
+from audit_middleware.capture.context import RequestContext, bind, unbind
+from audit_middleware.capture.headers import decode_header
+from audit_middleware.capture.recorder import finish_request, resolve_late
 
-Scope = MutableMapping[str, Any]
+ASGIScope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ASGIApp = Callable[[ASGIScope, Receive, Send], Awaitable[None]]
 
 _MAX_PATH = 2048
 _RAW = frozenset(("x_forwarded_for", "forwarded"))
@@ -33,9 +33,9 @@ _WANTED = {
 }
 
 
-def context_from_scope(scope: Scope) -> RequestContext:
+def context_from_scope(scope: ASGIScope) -> RequestContext:
     """Read what the audit record needs from an ASGI HTTP scope."""
-    config = get_config()
+    config = current_settings()
     found: dict[str, str] = {}
     for name, value in scope.get("headers", ()):
         key = _WANTED.get(name.lower() if not name.islower() else name)
@@ -77,7 +77,7 @@ class ASGIAuditMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         """Handle one connection scope."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)

@@ -61,7 +61,6 @@ __all__ = [
     "MAX_HOPS",
     "ForwardedHeader",
     "IPNetwork",
-    "IPSource",
     "ProxyTrust",
     "ResolvedIP",
     "resolve_client_ip",
@@ -69,7 +68,6 @@ __all__ = [
 ]
 
 ForwardedHeader: TypeAlias = Literal["x-forwarded-for", "forwarded"]
-IPSource: TypeAlias = Literal["peer", "x-forwarded-for", "forwarded"]
 IPNetwork: TypeAlias = IPv4Network | IPv6Network
 
 MAX_HEADER_CHARS = 8192
@@ -170,13 +168,11 @@ class ResolvedIP:
     ``ip`` is a normalized address, or ``None`` when none is known (no peer, a unix
     socket, a test client). ``chain`` is the configured forwarded header as received
     (elements split at commas, stripped, empty ones left out, at most the last
-    :data:`MAX_CHAIN`), kept for investigation whatever the trust. ``source`` says where
-    ``ip`` came from.
+    :data:`MAX_CHAIN`), kept for investigation whatever the trust.
     """
 
     ip: str | None
     chain: tuple[str, ...]
-    source: IPSource
 
 
 def resolve_client_ip(
@@ -194,13 +190,12 @@ def resolve_client_ip(
     docstring.
 
     >>> resolve_client_ip("10.0.0.2", "6.6.6.6, 198.51.100.7", None, ProxyTrust(hops=1))
-    ResolvedIP(ip='198.51.100.7', chain=('6.6.6.6', '198.51.100.7'), source='x-forwarded-for')
+    ResolvedIP(ip='198.51.100.7', chain=('6.6.6.6', '198.51.100.7'))
     """
-    source: IPSource
     if trust.header == "forwarded":
-        raw, source, node_of = forwarded, "forwarded", _forwarded_for
+        raw, node_of = forwarded, _forwarded_for
     else:
-        raw, source, node_of = x_forwarded_for, "x-forwarded-for", _same
+        raw, node_of = x_forwarded_for, _same
     elements = _split_list(raw) if raw else []
     chain = tuple(elements[-MAX_CHAIN:])
 
@@ -211,21 +206,20 @@ def resolve_client_ip(
             for element in elements[-trust.hops :]:
                 ip = _canonical_node(node_of(element))
                 if ip is not None:
-                    return ResolvedIP(ip, chain, source)
-        return ResolvedIP(_canonical_node(peer), chain, "peer")
+                    return ResolvedIP(ip, chain)
+        return ResolvedIP(_canonical_node(peer), chain)
 
     client = _canonical_node(peer)
     if not trust.cidrs or client is None or not _is_trusted(client, trust.cidrs):
-        return ResolvedIP(client, chain, "peer")
-    client_source: IPSource = "peer"
+        return ResolvedIP(client, chain)
     for element in reversed(elements):
         ip = _canonical_node(node_of(element))
         if ip is None:
             break  # not an address: nothing at or left of it can be vouched for
-        client, client_source = ip, source
+        client = ip
         if not _is_trusted(ip, trust.cidrs):
             break
-    return ResolvedIP(client, chain, client_source)
+    return ResolvedIP(client, chain)
 
 
 def truncate_ip(ip: str) -> str:

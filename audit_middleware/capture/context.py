@@ -11,21 +11,27 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from audit_middleware.clientip import ProxyTrust, ResolvedIP, resolve_client_ip
-from audit_middleware.request_info import (
+from audit_middleware.capture.clientip import ProxyTrust, ResolvedIP, resolve_client_ip
+from audit_middleware.capture.headers import (
     new_request_id,
     trace_id_from_traceparent,
     truncate_user_agent,
     valid_request_id,
 )
-from audit_middleware.schema import Actor, RequestFacts, Scope
-
-if TYPE_CHECKING:
-    from audit_middleware.recorder import PendingRecord
+from audit_middleware.model.event import Actor, AuditEvent, RequestFacts, Scope
 
 _UNSET: Any = object()
+
+
+@dataclass(slots=True)
+class PendingRecord:
+    """A record made during a request, completed when the response is known."""
+
+    event: AuditEvent
+    outcome_given: bool
+    actor_given: bool
 
 
 @dataclass(slots=True, eq=False)

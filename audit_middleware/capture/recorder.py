@@ -7,23 +7,19 @@ record is emitted at once, by the ``system`` actor unless one is given).
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
 from typing import Any
 
-import structlog
-
-from audit_middleware.actions import CATALOG, Action
-from audit_middleware.changes import diff
-from audit_middleware.config import AuditConfig, get_config
-from audit_middleware.context import RequestContext, current
+from audit_middleware import logs
+from audit_middleware.capture.active import current_settings
+from audit_middleware.capture.context import PendingRecord, RequestContext, current
+from audit_middleware.capture.rules import generic_action
+from audit_middleware.capture.settings import CaptureSettings
 from audit_middleware.errors import AuditValidationError
-from audit_middleware.ids import uuid7
-from audit_middleware.rules import generic_action
-from audit_middleware.schema import (
+from audit_middleware.model.actions import CATALOG, Action
+from audit_middleware.model.changes import diff
+from audit_middleware.model.event import (
     OUTCOMES,
     SYSTEM_ACTOR,
     Actor,
@@ -34,18 +30,9 @@ from audit_middleware.schema import (
     Resource,
     Scope,
 )
-from audit_middleware.serialization import dumps
+from audit_middleware.model.ids import uuid7
 
 ANONYMOUS = Actor(name="anonymous")
-
-
-@dataclass(slots=True)
-class PendingRecord:
-    """A record made during a request, completed when the response is known."""
-
-    event: AuditEvent
-    outcome_given: bool
-    actor_given: bool
 
 
 def record(
@@ -96,15 +83,15 @@ def record(
         project=Scope.of(project),
     )
     context = current()
-    config = get_config()
+    settings = current_settings()
     if context is None:
-        emit(event, config)
+        _send(event, settings)
         return event
     pending = PendingRecord(event, outcome is not None, actor is not None)
     if context.finished:
         # e.g. a task spawned by the request that outlives it: the request's records are
         # already sent, so complete this one now rather than lose it
-        emit(_complete(pending, context, config, context.facts(), _failed(context)), config)
+        _send(_complete(pending, context, settings, context.facts(), _failed(context)), settings)
     else:
         context.explicit.append(pending)
     return event
@@ -131,7 +118,7 @@ def _failed(context: RequestContext) -> bool:
 
 
 def _finish_request(context: RequestContext, *, failed: bool) -> None:
-    config = get_config()
+    config = current_settings()
     status = context.status_code
     if failed and (status is None or status < 500):
         context.status_code = 500
@@ -139,7 +126,7 @@ def _finish_request(context: RequestContext, *, failed: bool) -> None:
     if context.explicit:
         facts = context.facts()
         for pending in context.explicit:
-            emit(_complete(pending, context, config, facts, failure), config)
+            _send(_complete(pending, context, config, facts, failure), config)
         context.explicit.clear()
         return
     if context.skip_audit:
@@ -170,16 +157,16 @@ def _finish_request(context: RequestContext, *, failed: bool) -> None:
         project=_scope(context, config, "project"),
         request=context.facts(),
     )
-    emit(event, config)
+    _send(event, config)
 
 
-def may_record(context: RequestContext, config: AuditConfig | None = None) -> bool:
+def may_record(context: RequestContext, config: CaptureSettings | None = None) -> bool:
     """Whether the request can produce a record, so resolving its actor is worth the cost.
 
     Framework adapters ask before touching a lazy user (Django's ``request.user`` costs
     a session and a user query, and marks the response ``Vary: Cookie``).
     """
-    config = config or get_config()
+    config = config or current_settings()
     method = context.method
     wanted = context.explicit or context.force_audit
     return bool(wanted) or method in config.audit_methods or method in config.rules.methods
@@ -191,7 +178,7 @@ def resolve_late(context: RequestContext) -> None:
     Middlewares call this when the response starts: the app's authentication has run,
     and (unlike at close time) a framework's request-scoped user is still reachable.
     """
-    config = get_config()
+    config = current_settings()
     if may_record(context, config):
         _actor(context, config)
         _scope(context, config, "tenant")
@@ -199,7 +186,11 @@ def resolve_late(context: RequestContext) -> None:
 
 
 def _complete(
-    pending: PendingRecord, context: RequestContext, config: AuditConfig, facts: RequestFacts, failure: bool
+    pending: PendingRecord,
+    context: RequestContext,
+    config: CaptureSettings,
+    facts: RequestFacts,
+    failure: bool,
 ) -> AuditEvent:
     event = pending.event
     if not pending.actor_given:
@@ -214,7 +205,7 @@ def _complete(
     return event
 
 
-def _actor(context: RequestContext, config: AuditConfig) -> Actor:
+def _actor(context: RequestContext, config: CaptureSettings) -> Actor:
     if context.actor is not None:
         return context.actor
     resolver = config.actor_resolver
@@ -230,7 +221,7 @@ def _actor(context: RequestContext, config: AuditConfig) -> Actor:
     return ANONYMOUS
 
 
-def _scope(context: RequestContext, config: AuditConfig, which: str) -> Scope | None:
+def _scope(context: RequestContext, config: CaptureSettings, which: str) -> Scope | None:
     value: Scope | None = getattr(context, which)
     if value is not None:
         return value
@@ -246,53 +237,12 @@ def _scope(context: RequestContext, config: AuditConfig, which: str) -> Scope | 
     return resolved
 
 
-def redact(event: AuditEvent, config: AuditConfig) -> AuditEvent:
-    """Apply the configured redaction, before the record leaves the process."""
-    redactor = config.redactor
-    if event.changes is not None:
-        before, after, fields = redactor.redact_changes(
-            event.changes.before, event.changes.after, event.changes.fields
-        )
-        event.changes = ChangeSet(before, after, tuple(fields))
-    if event.details:
-        event.details = redactor.redact_mapping(event.details)
-    if redactor.email_pseudonym_key is not None:
-        event.actor = _pseudonymise(event.actor, redactor)
-    if redactor.truncate_ips and event.request is not None and event.request.client_ip:
-        event.request = replace(
-            event.request,
-            client_ip=redactor.ip(event.request.client_ip),
-            forwarded_chain=tuple(redactor.ip(ip) or ip for ip in event.request.forwarded_chain),
-        )
-    return event
-
-
-def _pseudonymise(actor: Actor, redactor: Any) -> Actor:
-    impersonator = _pseudonymise(actor.impersonator, redactor) if actor.impersonator else None
-    return replace(actor, email=redactor.email(actor.email), impersonator=impersonator)
-
-
-def emit(event: AuditEvent, config: AuditConfig | None = None) -> None:
-    """Redact and hand the event to the sink; never raises into the host app."""
-    config = config or get_config()
-    if config.service_name and event.service is None:
-        event.service = config.service_name
-    try:
-        config.sink.emit(redact(event, config))
-    except Exception as exc:  # noqa: BLE001 - the record must survive a broken sink
-        _last_resort(event, exc)
-
-
-def _last_resort(event: AuditEvent, exc: BaseException) -> None:
-    # Better a record on stderr, where process supervisors keep it, than no record.
-    try:
-        line = dumps({"audit_middleware_undelivered": event.to_document(), "error": repr(exc)})
-        sys.stderr.write(line.decode("utf-8") + "\n")
-    except Exception:  # noqa: BLE001, S110 - nothing further can be done without raising into the app
-        pass
+def _send(event: AuditEvent, settings: CaptureSettings) -> None:
+    """Hand the finished record on (processing and the sink are behind ``deliver``)."""
+    if settings.service_name and event.service is None:
+        event.service = settings.service_name
+    settings.deliver(event)
 
 
 def _warn(message: str) -> None:
-    # a broken logging set-up must not break the host app either
-    with contextlib.suppress(Exception):
-        structlog.get_logger("audit_middleware").warning(message)
+    logs.warn(message)

@@ -16,12 +16,12 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Map
-from werkzeug.routing import Rule as WerkzeugRule
+from audit_middleware.model.event import Resource
 
-from audit_middleware.schema import Resource
+if TYPE_CHECKING:
+    from werkzeug.routing import Map
 
 STATE_CHANGING_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 _GENERIC_ACTIONS = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
@@ -65,14 +65,7 @@ class RouteRules:
 
     def __init__(self, rules: Iterable[Rule] = ()) -> None:
         self._rules = tuple(rules)
-        self._map = Map(
-            [
-                WerkzeugRule(_werkzeug_path(r.path), methods=[r.method.upper()], endpoint=index)
-                for index, r in enumerate(self._rules)
-            ],
-            strict_slashes=False,
-            merge_slashes=False,
-        )
+        self._map = _url_map(self._rules) if self._rules else None
         # Adapters report the framework's route template: an exact lookup skips URL matching.
         self._by_template = {(r.method.upper(), _werkzeug_path(r.path)): r for r in self._rules}
         self._methods = frozenset(r.method.upper() for r in self._rules)
@@ -90,18 +83,15 @@ class RouteRules:
             rule = self._by_template.get((method, _werkzeug_path(route)))
             if rule is not None:
                 return rule, self._params(method, path)
-        try:
-            endpoint, params = self._map.bind("audit.invalid").match(path, method=method)
-        except HTTPException:
+        found = _match(self._map, method, path)
+        if found is None:
             return None
-        return self._rules[int(endpoint)], {k: str(v) for k, v in params.items()}
+        endpoint, params = found
+        return self._rules[endpoint], params
 
     def _params(self, method: str, path: str) -> dict[str, str]:
-        try:
-            _, params = self._map.bind("audit.invalid").match(path, method=method)
-        except HTTPException:
-            return {}
-        return {k: str(v) for k, v in params.items()}
+        found = _match(self._map, method, path)
+        return {} if found is None else found[1]
 
     def decide(
         self,
@@ -156,6 +146,35 @@ def _resource_type_of(segment: str) -> str | None:
     # An app has few first path segments: cache the normalisation (bounded, for odd paths).
     type_id = _RESOURCE_SEGMENT.sub("_", segment.lower()).strip("_.-")[:64]
     return type_id if type_id and type_id[0].isalpha() else None
+
+
+def _url_map(rules: tuple[Rule, ...]) -> Map:
+    # werkzeug is imported only by apps that declare rules: it costs more than the rest of
+    # the capture path to import.
+    from werkzeug.routing import Map  # noqa: PLC0415
+    from werkzeug.routing import Rule as WerkzeugRule  # noqa: PLC0415
+
+    return Map(
+        [
+            WerkzeugRule(_werkzeug_path(r.path), methods=[r.method.upper()], endpoint=index)
+            for index, r in enumerate(rules)
+        ],
+        strict_slashes=False,
+        merge_slashes=False,
+    )
+
+
+def _match(url_map: Map | None, method: str, path: str) -> tuple[int, dict[str, str]] | None:
+    """The index of the rule matching the request and its path parameters, or None."""
+    if url_map is None:
+        return None
+    from werkzeug.exceptions import HTTPException  # noqa: PLC0415 - loaded with the map
+
+    try:
+        endpoint, params = url_map.bind("audit.invalid").match(path, method=method)
+    except HTTPException:
+        return None
+    return int(endpoint), {k: str(v) for k, v in params.items()}
 
 
 def _werkzeug_path(path: str) -> str:

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from audit_middleware.config import get_config
-from audit_middleware.context import RequestContext, bind, unbind
-from audit_middleware.recorder import finish_request, resolve_late
-from audit_middleware.request_info import decode_header
+from audit_middleware.capture.active import current_settings
+from audit_middleware.capture.context import RequestContext, bind, unbind
+from audit_middleware.capture.headers import decode_header
+from audit_middleware.capture.recorder import finish_request, resolve_late
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -36,7 +36,7 @@ def _text(value: str | None) -> str | None:
 
 def context_from_environ(environ: WSGIEnvironment) -> RequestContext:
     """Read what the audit record needs from a WSGI environ (raw values, parsed later)."""
-    config = get_config()
+    config = current_settings()
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     if not path.isascii():
         path = decode_header(path) or ""

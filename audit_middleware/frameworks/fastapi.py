@@ -2,7 +2,7 @@
 hand-over of the user an authentication dependency found.
 
     from fastapi import Depends, FastAPI
-    from audit_middleware.fastapi import audit_actor, install
+    from audit_middleware.frameworks.fastapi import audit_actor, install
 
     app = FastAPI()
     install(app)                                   # or install(app, sink=..., rules=...)
@@ -16,10 +16,8 @@ hand-over of the user an authentication dependency found.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-import structlog
 
 from audit_middleware.errors import MissingDependencyError
 
@@ -28,22 +26,20 @@ try:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as exc:  # the one clear message this adapter's users need
     raise MissingDependencyError(
-        "audit_middleware.fastapi needs Starlette (FastAPI's base), which is not installed: "
-        "install audit-middleware[fastapi]"
+        "audit_middleware.frameworks.fastapi needs Starlette (FastAPI's base), which is not installed: "
+        "install opensearch-audit-middleware[fastapi]"
     ) from exc
 
-from audit_middleware.asgi import ASGIAuditMiddleware
+from audit_middleware.capture.asgi import ASGIAuditMiddleware
+from audit_middleware.capture.context import current, set_actor
 from audit_middleware.config import configure
-from audit_middleware.context import current, set_actor
-from audit_middleware.schema import Actor
+from audit_middleware.frameworks import users
+from audit_middleware.frameworks.users import UserMapper
+from audit_middleware.model.event import Actor
 
-_INSTALL_HINT = "install audit-middleware[fastapi]"
+_INSTALL_HINT = "install opensearch-audit-middleware[fastapi]"
 
 __all__ = ["RouteTemplate", "UserMapper", "actor_from_user", "audit_actor", "install"]
-
-UserMapper = Callable[[Any], "Actor | None"]
-
-_log = structlog.get_logger("audit_middleware")
 
 
 def install(app: Starlette, **configure_kwargs: Any) -> None:
@@ -119,21 +115,7 @@ def actor_from_user(user: Any) -> Actor | None:
     >>> actor_from_user({"sub": "42", "email": "ann@example.com"})
     Actor(id='42', name=None, email='ann@example.com', roles=(), kind='user', impersonator=None)
     """
-    if isinstance(user, Actor):
-        return user
-    if isinstance(user, Mapping):
-        return Actor(
-            id=user.get("sub") or user.get("id"),
-            name=user.get("name") or user.get("preferred_username"),
-            email=user.get("email"),
-            roles=tuple(user.get("roles") or ()),
-        )
-    return Actor(
-        id=getattr(user, "id", None),
-        name=getattr(user, "name", None) or getattr(user, "username", None),
-        email=getattr(user, "email", None),
-        roles=tuple(getattr(user, "roles", None) or ()),
-    )
+    return users.actor_from_user(user)
 
 
 def audit_actor(
@@ -160,13 +142,9 @@ def audit_actor(
 
     async def audited_user(user: Any = Depends(dependency)) -> Any:  # noqa: B008 - FastAPI's idiom
         if user is not None:
-            try:
-                actor = mapper(user)
-            except Exception as exc:  # noqa: BLE001 - an app's mapper bug must not fail the request
-                _log.warning("audit actor lookup failed", error=f"{type(exc).__name__}: {exc}")
-            else:
-                if actor is not None:
-                    set_actor(actor)
+            actor = users.guarded(mapper, user)
+            if actor is not None:
+                set_actor(actor)
         return user
 
     audited_user.__name__ = f"audited_{getattr(dependency, '__name__', 'user')}"

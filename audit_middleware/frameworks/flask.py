@@ -1,7 +1,7 @@
 """Flask integration: one extension gives a Flask app its audit trail.
 
     from flask import Flask
-    from audit_middleware.flask import AuditExtension
+    from audit_middleware.frameworks.flask import AuditExtension
 
     app = Flask(__name__)
     audit = AuditExtension(app)        # or AuditExtension() + audit.init_app(app) in a factory
@@ -18,15 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
 from audit_middleware.errors import MissingDependencyError
 
 try:
     import flask
 except ImportError as exc:  # the one clear message this adapter's users need
     raise MissingDependencyError(
-        "audit_middleware.flask needs Flask, which is not installed: install audit-middleware[flask]"
+        "audit_middleware.frameworks.flask needs Flask, which is not installed: "
+        "pip install opensearch-audit-middleware[flask]"
     ) from exc
 
 try:
@@ -34,17 +33,16 @@ try:
 except ImportError:  # optional: without it the actor comes from actor_resolver
     flask_login = None
 
-from audit_middleware.context import RequestContext, current, set_route
-from audit_middleware.recorder import may_record, resolve_late
-from audit_middleware.schema import Actor
-from audit_middleware.wsgi import AuditMiddleware
+from audit_middleware.capture.context import RequestContext, current, set_route
+from audit_middleware.capture.recorder import may_record, resolve_late
+from audit_middleware.capture.wsgi import AuditMiddleware
+from audit_middleware.frameworks import users
+from audit_middleware.frameworks.users import UserMapper
+from audit_middleware.model.event import Actor
 
 __all__ = ["AuditExtension", "FlaskActorResolver", "UserMapper", "actor_from_user"]
 
-UserMapper = Callable[[Any], "Actor | None"]
 FlaskActorResolver = Callable[[flask.Request], "Actor | None"]
-
-_log = structlog.get_logger("audit_middleware")
 
 
 def actor_from_user(user: Any) -> Actor | None:
@@ -60,9 +58,7 @@ def actor_from_user(user: Any) -> Actor | None:
     >>> actor_from_user(User())
     Actor(id='42', name=None, email='ann@example.com', roles=(), kind='user', impersonator=None)
     """
-    name = getattr(user, "name", None) or getattr(user, "username", None)
-    roles = getattr(user, "roles", None) or ()
-    return Actor(id=user.get_id(), name=name, email=getattr(user, "email", None), roles=tuple(roles))
+    return users.actor_from_user(user, user_id=user.get_id())
 
 
 class AuditExtension:
@@ -131,7 +127,7 @@ class AuditExtension:
         if context.native_request is not flask.request._get_current_object():  # type: ignore[attr-defined]
             _bind(context)  # an earlier before_request hook answered before ours ran
         if context.actor is None and may_record(context):
-            context.actor = _guarded(self._find_actor)
+            context.actor = users.guarded(self._find_actor)
 
     def _find_actor(self) -> Actor | None:
         if flask_login is not None and hasattr(flask.current_app, "login_manager"):
@@ -147,16 +143,7 @@ class AuditExtension:
     def _on_logout(self, _sender: flask.Flask, user: Any = None, **_extra: Any) -> None:
         context = current()
         if context is not None and context.actor is None and user is not None:
-            context.actor = _guarded(self.user_mapper, user)
-
-
-def _guarded(lookup: Callable[..., Actor | None], *args: Any) -> Actor | None:
-    # An app's loader bug must cost neither the request nor its record.
-    try:
-        return lookup(*args)
-    except Exception as exc:  # noqa: BLE001 - the app's bug is logged, not raised
-        _log.warning("audit actor lookup failed", error=f"{type(exc).__name__}: {exc}")
-        return None
+            context.actor = users.guarded(self.user_mapper, user)
 
 
 def _bind(context: RequestContext) -> None:

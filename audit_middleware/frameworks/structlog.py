@@ -1,7 +1,7 @@
 """structlog integration: request context on every log line, and log events as audit records.
 
     import structlog
-    from audit_middleware.structlog import AuditProcessor, add_audit_context
+    from audit_middleware.frameworks.structlog import AuditProcessor, add_audit_context
 
     structlog.configure(processors=[
         add_audit_context,          # request id, client IP, actor, tenant on every line
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-from audit_middleware.context import current
-from audit_middleware.recorder import record
-from audit_middleware.schema import Actor, Resource
+from audit_middleware.capture.context import current
+from audit_middleware.capture.recorder import record
+from audit_middleware.model.event import Actor, Resource
 
 EventDict = MutableMapping[str, Any]
 

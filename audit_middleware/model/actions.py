@@ -2,20 +2,19 @@
 
 Applications add their own actions beside the built-in ones::
 
-    from audit_middleware import actions
-    actions.register("backup.restore", "Backup Restored", category=("configuration",), type=("change",))
+    import audit_middleware
+    audit_middleware.register("backup.restore", "Backup Restored", category="configuration", type="change")
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from audit_middleware.errors import AuditValidationError
-
-_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+from audit_middleware.model.ecs import expected_event_types
+from audit_middleware.model.ids import check_identifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,29 +34,19 @@ class Action:
     default_outcome: str = "success"
 
 
-# ECS allows only these event.type values per event.category (ecs_flat 9.4.0, event.category
-# allowed_values[].expected_event_types); registration checks against it so records stay valid ECS.
-_ECS_TYPES_BY_CATEGORY: dict[str, frozenset[str]] = {}
-
-
-def _load_ecs_categories() -> dict[str, frozenset[str]]:
-    if not _ECS_TYPES_BY_CATEGORY:
-        from audit_middleware.ecs import expected_event_types  # noqa: PLC0415 - loaded once, on first use
-
-        _ECS_TYPES_BY_CATEGORY.update(expected_event_types())
-    return _ECS_TYPES_BY_CATEGORY
-
-
 class ActionCatalog:
     """A thread-safe registry of actions, keyed by id."""
 
     __slots__ = ("_actions", "_lock")
 
-    def __init__(self, actions: Iterable[Action] = ()) -> None:
+    def __init__(self, actions: Iterable[Action] = (), *, validate: bool = True) -> None:
         self._actions: dict[str, Action] = {}
         self._lock = threading.Lock()
         for action in actions:
-            self.add(action)
+            if validate:
+                self.add(action)
+            else:
+                self._actions[action.id] = action
 
     def add(self, action: Action) -> Action:
         """Register ``action``; re-registering an identical action is a no-op."""
@@ -102,15 +91,14 @@ class ActionCatalog:
 
 def validate_action(action: Action) -> None:
     """Raise AuditValidationError unless the action's id, label and ECS values are valid."""
-    if not _ID_PATTERN.match(action.id):
-        raise AuditValidationError(
-            f"action id {action.id!r} must be 1-64 chars of a-z, 0-9, '_', '.', '-' and start with a letter"
-        )
+    check_identifier(action.id, "action id")
     if not action.label.strip():
         raise AuditValidationError(f"action {action.id!r} needs a label")
     if not action.category or not action.type:
         raise AuditValidationError(f"action {action.id!r} needs at least one ECS category and type")
-    allowed = _load_ecs_categories()
+    # ECS allows only these event.type values per event.category (the ECS field list's
+    # event.category allowed_values[].expected_event_types): records stay valid ECS.
+    allowed = expected_event_types()
     for category in action.category:
         if category not in allowed:
             raise AuditValidationError(
@@ -161,7 +149,9 @@ FILTER_GROUPS: dict[str, tuple[str, ...]] = {
     "start-stop": ("start", "stop", "restart"),
 }
 
-CATALOG = ActionCatalog(BUILTIN_ACTIONS)
+# The built-ins are checked against the ECS field list by the test suite, so importing the
+# package does not have to read that list.
+CATALOG = ActionCatalog(BUILTIN_ACTIONS, validate=False)
 
 
 def register(
@@ -181,8 +171,3 @@ def register(
     categories = (category,) if isinstance(category, str) else tuple(category)
     types = (type,) if isinstance(type, str) else tuple(type)
     return CATALOG.add(Action(action_id, label, categories, types, group, default_outcome))
-
-
-def get(action_id: str) -> Action:
-    """The registered action with this id."""
-    return CATALOG.get(action_id)

@@ -24,12 +24,12 @@ change), and a value whose ``==`` raises counts as changed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
-from audit_middleware.schema import ChangeSet
+from audit_middleware.model.event import ChangeSet
 
-__all__ = ["MAX_DEPTH", "diff"]
+__all__ = ["ABSENT", "MAX_DEPTH", "diff", "join_path", "split_path", "value_at"]
 
 MAX_DEPTH: Final = 32
 """Deepest container nesting :func:`diff` walks; the top-level mapping is level 1."""
@@ -226,6 +226,18 @@ def _join(path: str, key: object) -> str:
     if "\\" in segment or "." in segment:
         segment = segment.replace("\\", "\\\\").replace(".", "\\.")
     return f"{path}.{segment}" if path else segment
+
+
+def join_path(keys: Iterable[object]) -> str:
+    r"""The changed-field path of a sequence of keys: the inverse of :func:`split_path`.
+
+    >>> join_path(["spec", "app.kubernetes.io/name"])
+    'spec.app\\.kubernetes\\.io/name'
+    """
+    path = ""
+    for key in keys:
+        path = _join(path, key)
+    return path
 
 
 def split_path(path: str) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 ECS_VERSION = "9.4.0"
@@ -17,14 +17,9 @@ ECS_VERSION = "9.4.0"
 @cache
 def fields() -> dict[str, dict[str, Any]]:
     """ECS field definitions by flat name (type, normalize, allowed values...)."""
-    text = resources.files("audit_middleware").joinpath("ecs_fields.json").read_text("utf-8")
+    text = Path(__file__).with_name("ecs_fields.json").read_text("utf-8")
     loaded: dict[str, dict[str, Any]] = json.loads(text)
     return loaded
-
-
-def field_type(flat_name: str) -> str:
-    """The ECS data type of a field, e.g. ``"keyword"`` for ``user.email``."""
-    return str(fields()[flat_name]["type"])
 
 
 @cache
@@ -32,8 +27,3 @@ def expected_event_types() -> dict[str, frozenset[str]]:
     """ECS event.category values and, for each, the event.type values it allows."""
     allowed = fields()["event.category"]["allowed_values"]
     return {entry["name"]: frozenset(entry.get("expected_event_types", ())) for entry in allowed}
-
-
-def allowed_values(flat_name: str) -> frozenset[str]:
-    """The allowed values of an enumerated ECS field such as ``event.outcome``."""
-    return frozenset(entry["name"] for entry in fields()[flat_name].get("allowed_values", ()))

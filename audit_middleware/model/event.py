@@ -6,24 +6,24 @@ the stored JSON shape and runs on the sink's side, off the request path.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Literal, cast
 
-from audit_middleware.actions import CATALOG, Action
-from audit_middleware.ecs import ECS_VERSION
 from audit_middleware.errors import AuditValidationError
+from audit_middleware.model.actions import CATALOG, Action
+from audit_middleware.model.ecs import ECS_VERSION
+from audit_middleware.model.ids import check_identifier
+from audit_middleware.model.timestamps import format_timestamp, parse_timestamp
 
 ActorKind = Literal["user", "api_token", "service", "system"]
 Outcome = Literal["success", "failure", "unknown"]
 ACTOR_KINDS: frozenset[str] = frozenset(("user", "api_token", "service", "system"))
 OUTCOMES: frozenset[str] = frozenset(("success", "failure", "unknown"))
 DATASET = "audit_middleware.audit"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-_RESOURCE_TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+NO_TENANT = "-"
+"""The tenant id under which records made without a tenant are stored and queried."""
 
 # Built-in resource types and their labels; apps name any others they need.
 RESOURCE_TYPES: dict[str, str] = {
@@ -47,11 +47,7 @@ def register_resource_type(type_id: str, label: str) -> None:
 
 
 def _check_resource_type(type_id: object) -> str:
-    if not isinstance(type_id, str) or not _RESOURCE_TYPE.match(type_id):
-        raise AuditValidationError(
-            f"resource type {type_id!r} must be 1-64 chars of a-z, 0-9, '_', '.', '-' starting with a letter"
-        )
-    return type_id
+    return check_identifier(type_id, "resource type")
 
 
 def _opt_str(value: object, what: str, limit: int = 1024) -> str | None:
@@ -270,21 +266,6 @@ class AuditEvent:
             request=request if (http or "url" in doc or "source" in doc) else None,
             service=doc.get("service", {}).get("name"),
         )
-
-
-def format_timestamp(unix_ms: int) -> str:
-    """ISO 8601 in UTC with milliseconds and ``Z``, as ECS and OpenSearch expect."""
-    moment = datetime.fromtimestamp(unix_ms // 1000, tz=timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{unix_ms % 1000:03d}Z"
-
-
-def parse_timestamp(text: str) -> int:
-    """Milliseconds since the epoch from an ISO 8601 timestamp (``Z`` or an offset)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    # integer arithmetic: float timestamp() * 1000 is off by one ms for some values
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:

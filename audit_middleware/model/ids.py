@@ -1,15 +1,35 @@
-"""Event ids: UUIDv7 (RFC 9562), time-ordered so they sort like their events and index well."""
+"""Identifiers: event ids (UUIDv7, RFC 9562: time-ordered, so they sort like their events and
+index well) and the one grammar of the names apps choose (action ids, resource types)."""
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
+
+from audit_middleware.errors import AuditValidationError
 
 _lock = threading.Lock()
 _last_ms = 0
 _sequence = 0
 _SEQUENCE_MAX = 0xFFF  # the 12-bit rand_a field doubles as a per-millisecond counter
+
+IDENTIFIER = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+"""Action ids and resource types: 1-64 characters of a-z, 0-9, ``_``, ``.``, ``-``, starting with a letter."""
+
+
+def check_identifier(value: object, what: str) -> str:
+    """Return ``value`` if it is a valid identifier, else raise AuditValidationError naming ``what``.
+
+    >>> check_identifier("ssh_key", "resource type")
+    'ssh_key'
+    """
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        raise AuditValidationError(
+            f"{what} {value!r} must be 1-64 chars of a-z, 0-9, '_', '.', '-' and start with a letter"
+        )
+    return value
 
 
 def uuid7(unix_ms: int | None = None) -> str:
@@ -45,8 +65,3 @@ def uuid7(unix_ms: int | None = None) -> str:
     )
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-def uuid7_unix_ms(event_id: str) -> int:
-    """The millisecond timestamp embedded in a UUIDv7 string."""
-    return int(event_id.replace("-", "")[:12], 16)

@@ -14,30 +14,23 @@ it unchanged; ``apply()`` carries the plan out. The order matters:
 Without the ISM plugin nothing would ever roll over or delete the data: that is an
 error unless ``require_ism=False``, which installs the rest and warns
 (``RetentionNotManagedWarning``).
+
+This module is long because planning and applying each kind of object (policies,
+templates, streams, attachments) share one idempotency rule and one error translation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from opensearchpy import (
-    AuthenticationException,
-    AuthorizationException,
-    ConflictError,
-    ConnectionError,
-    ConnectionTimeout,
-    NotFoundError,
-    OpenSearch,
-    SSLError,
-    TransportError,
-)
+from opensearchpy import NotFoundError, OpenSearch, TransportError
 
 from audit_middleware.errors import AuditError, AuditValidationError
-from audit_middleware.opensearch.connection import ENV_PASSWORD, ENV_USERNAME
+from audit_middleware.opensearch import errors
 from audit_middleware.opensearch.retention import RetentionTier, build_policy, default_tiers, policy_id
 from audit_middleware.opensearch.templates import (
     build_component_template,
@@ -155,66 +148,15 @@ class StepResult:
         return f"{self.status:<9}  {self.step}"
 
 
-def _where(client: OpenSearch) -> str:
-    hosts = getattr(client.transport, "hosts", None) or []
-    urls = [
-        "{}://{}:{}{}".format(
-            "https" if host.get("use_ssl") else "http",
-            host.get("host"),
-            host.get("port"),
-            host.get("url_prefix", ""),
-        )
-        for host in hosts
-    ]
-    return ", ".join(urls) or "the configured hosts"
-
-
-def _reason(exc: TransportError) -> str:
-    info = exc.info
-    if isinstance(info, Mapping):
-        error = info.get("error")
-        if isinstance(error, Mapping):
-            return f"{error.get('type', exc.error)}: {error.get('reason', '')}".rstrip(": ")
-        if error:
-            return str(error)
-    return str(exc.error)
-
-
-@contextmanager
-def _explained(client: OpenSearch, what: str) -> Iterator[None]:
+def _explained(client: OpenSearch, what: str) -> contextlib.AbstractContextManager[None]:
     """Turn client errors raised while doing ``what`` into one ``SetupError`` a person can act on."""
-    try:
-        yield
-    except SetupError:
-        raise
-    except AuthenticationException as exc:
-        raise SetupError(
-            f"OpenSearch at {_where(client)} rejected the credentials (401) when trying to {what}: "
-            f"check {ENV_USERNAME} / {ENV_PASSWORD}, or the AWS credentials when signing with SigV4"
-        ) from exc
-    except AuthorizationException as exc:
-        raise SetupError(
-            f"the OpenSearch user may not {what} (403 {_reason(exc)}): setup needs the cluster permissions "
-            "to manage index templates, component templates, data streams and ISM policies"
-        ) from exc
-    except ConflictError as exc:
-        raise SetupError(
-            f"could not {what}: it was changed by someone else while setup ran ({_reason(exc)}); "
-            "run setup again"
-        ) from exc
-    except SSLError as exc:
-        raise SetupError(
-            f"TLS handshake with OpenSearch at {_where(client)} failed when trying to {what}: {exc.error}. "
-            "Set AUDIT_OPENSEARCH_CA_CERTS to the CA bundle that signed the server certificate"
-        ) from exc
-    except ConnectionTimeout as exc:
-        raise SetupError(
-            f"OpenSearch at {_where(client)} did not answer in time when trying to {what}"
-        ) from exc
-    except ConnectionError as exc:
-        raise SetupError(f"cannot connect to OpenSearch at {_where(client)} to {what}: {exc.error}") from exc
-    except TransportError as exc:
-        raise SetupError(f"OpenSearch refused to {what}: HTTP {exc.status_code} {_reason(exc)}") from exc
+    return errors.explained(
+        what,
+        SetupError,
+        client=client,
+        permissions="setup needs the cluster permissions to manage index templates, component "
+        "templates, data streams and ISM policies",
+    )
 
 
 def _get_or_none(client: OpenSearch, what: str, call: Callable[[], Any]) -> Any:
@@ -285,7 +227,7 @@ def ism_installed(client: OpenSearch) -> bool:
 
 def _no_ism_message(client: OpenSearch) -> str:
     return (
-        f"OpenSearch at {_where(client)} has no Index State Management plugin ({ISM_PLUGIN}), "
+        f"OpenSearch at {errors.where(client)} has no Index State Management plugin ({ISM_PLUGIN}), "
         "so audit retention (rollover, snapshot, delete after N days) would not be managed and "
         "records would be kept until deleted by hand"
     )

@@ -1,58 +1,41 @@
-"""What ``audit-middleware status`` reports: can records be delivered, and what is waiting.
+"""What the cluster says about the audit trail: reachable, set up, and which version.
 
-Counters of a running shipper live in its process (``OpenSearchSink.status()``); this
-looks from outside: the connection and set-up, the shared spool on disk, dead letters.
+Counters of a running shipper live in its process (``OpenSearchSink.status()``), and
+what waits on this host's disk is read by ``sinks.opensearch.backlog``; ``audit-middleware
+status`` shows all three.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
-from opensearchpy.exceptions import AuthenticationException, AuthorizationException, TransportError
-from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy import OpenSearch, TransportError
 
-from audit_middleware.deadletter import DeadLetterFile
-from audit_middleware.opensearch.connection import ConnectionSettings, build_client
-from audit_middleware.opensearch.sink import check_ready
-from audit_middleware.spool import inspect
+from audit_middleware.opensearch import errors
+from audit_middleware.opensearch.client import build_client
+from audit_middleware.opensearch.connection import ConnectionSettings
+from audit_middleware.opensearch.templates import index_template_name
+
+__all__ = ["check_ready", "cluster_status"]
 
 
-def delivery_status(settings: ConnectionSettings, state_dir: Path) -> dict[str, Any]:
-    """Connection, set-up, spool and dead-letter state; ``error`` is None when delivery can work."""
-    report: dict[str, Any] = {
-        "urls": list(settings.urls),
-        "prefix": settings.prefix,
-        "state_dir": str(state_dir),
-    }
+def check_ready(client: OpenSearch, prefix: str) -> str | None:
+    """Why records cannot be delivered yet (not set up), or None; client errors propagate."""
+    name = index_template_name(prefix)
+    if not client.indices.exists_index_template(name=name):
+        return f"index template {name!r} is missing in OpenSearch: run `audit-middleware setup`"
+    return None
+
+
+def cluster_status(settings: ConnectionSettings) -> dict[str, Any]:
+    """Connection and set-up; ``error`` is None when delivery can work."""
+    report: dict[str, Any] = {"urls": list(settings.urls), "prefix": settings.prefix}
     client = build_client(settings, max_retries=0)
     try:
         report["opensearch_version"] = client.info()["version"]["number"]
         report["error"] = check_ready(client, settings.prefix)
-    except (AuthenticationException, AuthorizationException) as exc:
-        report["error"] = (
-            f"OpenSearch refused the credentials ({exc.status_code}): "
-            "check AUDIT_OPENSEARCH_USERNAME / AUDIT_OPENSEARCH_PASSWORD"
-        )
-    except OSConnectionError as exc:
-        report["error"] = f"cannot reach OpenSearch at {', '.join(settings.urls)}: {exc.__class__.__name__}"
     except TransportError as exc:
-        report["error"] = f"OpenSearch answered {exc.status_code}: {exc.error}"
+        report["error"] = errors.describe(exc, "read the cluster's set-up", client=client)
     finally:
         client.close()
-    spool = inspect(state_dir / "spool")
-    report["spool"] = {
-        "records": spool.records,
-        "bytes": spool.bytes,
-        "segments": spool.segments,
-        "corrupt_records": spool.corrupt_records,
-        "oldest_undelivered_seconds": None
-        if spool.oldest_unix_ms is None
-        else round(time.time() - spool.oldest_unix_ms / 1000, 1),
-    }
-    dead_letters = state_dir / "dead-letter.jsonl"
-    report["dead_letters"] = (
-        sum(1 for _ in DeadLetterFile(dead_letters).read()) if dead_letters.exists() else 0
-    )
     return report

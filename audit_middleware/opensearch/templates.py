@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit_middleware import ecs
+from audit_middleware.model import ecs
 from audit_middleware.opensearch.tiers import validate_name
 
 TEMPLATE_REVISION = 1

@@ -53,7 +53,7 @@ class TierRouter:
     would silently shorten how long it is kept.
 
     >>> router = TierRouter(tenant_tiers={"acme": "extended"})
-    >>> router.data_stream_for_tenant("acme"), router.data_stream_for_tenant("other")
+    >>> router.data_stream_for(router.tier_for("acme")), router.data_stream_for(router.tier_for("other"))
     ('audit-extended', 'audit-standard')
     """
 
@@ -110,7 +110,3 @@ class TierRouter:
     def data_stream_for(self, tier: str) -> str:
         """The data stream of a tier, e.g. ``data_stream_for("extended") == "audit-extended"``."""
         return self._streams[self._known(tier, "tier")]
-
-    def data_stream_for_tenant(self, tenant_id: str | None) -> str:
-        """The data stream that records of ``tenant_id`` go to."""
-        return self._streams[self.tier_for(tenant_id)]

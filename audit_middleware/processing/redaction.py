@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
+
+from audit_middleware.capture.clientip import truncate_ip
+from audit_middleware.model.changes import join_path, split_path
 
 __all__ = [
     "CYCLE_MARKER",
@@ -188,7 +190,7 @@ class Redactor:
         A denied field stays in ``fields``, so readers see that it changed, while its
         values are masked on both sides. A path running through a denied key is cut
         at that key, since the key names below it may be secrets themselves. Paths use
-        ``audit_middleware.changes``'s convention: ``.`` joins keys, and inside a key ``\.``
+        ``audit_middleware.model.changes``'s convention: ``.`` joins keys, and inside a key ``\.``
         is a dot and ``\\`` a backslash. The fields come back sorted and without duplicates.
 
         >>> Redactor().redact_changes({"password": "a"}, {"password": "b"}, ["password"])
@@ -232,7 +234,10 @@ class Redactor:
         """
         if value is None or not self._truncate_ips:
             return value
-        return _truncate_ip(value)
+        try:
+            return truncate_ip(value)
+        except ValueError:
+            return None
 
     def email(self, value: str | None) -> str | None:
         """A keyed pseudonym of the email when ``email_pseudonym_key`` is set, else the email.
@@ -284,20 +289,10 @@ class Redactor:
         """The path up to its first denied key that has keys below it."""
         if "." not in path:
             return path
-        segment: list[str] = []
-        escaped = False
-        for index, char in enumerate(path):
-            if escaped:
-                segment.append(char)
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == ".":
-                if self.is_denied("".join(segment)):
-                    return path[:index]
-                segment.clear()
-            else:
-                segment.append(char)
+        keys = split_path(path)
+        for depth, key in enumerate(keys[:-1], start=1):
+            if self.is_denied(key):
+                return join_path(keys[:depth])
         return path
 
 
@@ -311,16 +306,3 @@ def _names(names: Iterable[str], parameter: str) -> tuple[str, ...]:
     if isinstance(names, str):
         raise TypeError(f"{parameter} takes a list of names, not a single string: [{names!r}]")
     return tuple(names)
-
-
-def _truncate_ip(value: str) -> str | None:
-    """The /24 (IPv4) or /48 (IPv6) network address of an IP, or None for a non-IP."""
-    try:
-        address = ipaddress.ip_address(value.strip())
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is None:
-            return str(ipaddress.IPv6Address(int(address) >> 80 << 80))
-        address = address.ipv4_mapped
-    return str(ipaddress.IPv4Address(int(address) >> 8 << 8))

@@ -1,4 +1,4 @@
-"""Streaming export of audit events as CSV (RFC 4180) or NDJSON, and the audited export.
+"""Streaming export of audit events as CSV (RFC 4180) or NDJSON.
 
 CSV: UTF-8 (``bom=True`` prepends a byte order mark so Excel reads it as UTF-8), a
 header row, ``\\r\\n`` line ends, quoting by the ``csv`` module (fields with commas,
@@ -14,6 +14,9 @@ use NDJSON when the export feeds a program.
 
 NDJSON: each event's stored document, one per line.
 
+Formats only: recording that an export happened is the job of whoever serves it
+(``audit_middleware.reads``), through a sink it holds.
+
 Both stream: one row is formatted at a time and written out in chunks of about
 64 KiB, so memory stays constant however many events are exported.
 """
@@ -23,16 +26,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Literal
 
-from audit_middleware.query.model import NO_TENANT, AuditQuery
-from audit_middleware.query.store import EXPORT_FORMATS, ExportFormat
-from audit_middleware.schema import Actor, AuditEvent, Resource, format_timestamp
-from audit_middleware.serialization import dumps
+from audit_middleware.model.encoding import dumps
+from audit_middleware.model.event import Actor, AuditEvent
+from audit_middleware.model.timestamps import format_timestamp
 
-if TYPE_CHECKING:
-    from audit_middleware.query.store import AuditStore
-
+ExportFormat = Literal["csv", "ndjson"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "ndjson")
 CSV_COLUMNS: tuple[str, ...] = (
     "timestamp",
     "user",
@@ -179,67 +180,3 @@ def write_export(
     if progress is not None and rows % _PROGRESS_EVERY:
         progress(rows % _PROGRESS_EVERY)
     return rows
-
-
-def export_with_audit(
-    store: AuditStore,
-    query: AuditQuery,
-    out: IO[bytes],
-    format: ExportFormat = "csv",
-    actor: Actor | None = None,
-    *,
-    bom: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> int:
-    """Export like ``write_export`` and record it: an ``audit_exported`` event, also on failure.
-
-    The record goes through ``audit_middleware.record`` (the configured sink), for the
-    query's tenant, with resource ``Resource("audit_log")`` and details naming the
-    filters, the format and the row count (or the error, with outcome ``failure``).
-    """
-    from audit_middleware.recorder import record  # noqa: PLC0415 - the query side reads; capture is apart
-
-    counter = _Counter()
-    details: dict[str, Any] = {"filters": query.describe(), "format": format}
-    try:
-        rows = write_export(counter.count(store.iterate(query)), out, format, bom=bom, progress=progress)
-    except BaseException as exc:
-        details.update(rows=counter.rows, error=type(exc).__name__)
-        record(
-            "audit_exported",
-            resource=Resource("audit_log"),
-            details=details,
-            outcome="failure",
-            actor=actor,
-            tenant=_tenant(query),
-        )
-        raise
-    details["rows"] = rows
-    record(
-        "audit_exported",
-        resource=Resource("audit_log"),
-        details=details,
-        outcome="success",
-        actor=actor,
-        tenant=_tenant(query),
-    )
-    return rows
-
-
-def _tenant(query: AuditQuery) -> str | None:
-    return None if query.tenant == NO_TENANT else query.tenant
-
-
-class _Counter:
-    """Counts events as they pass, so a failed export can say how far it got."""
-
-    __slots__ = ("rows",)
-
-    def __init__(self) -> None:
-        self.rows = 0
-
-    def count(self, events: Iterable[AuditEvent]) -> Iterator[AuditEvent]:
-        """Yield ``events``, counting them."""
-        for event in events:
-            self.rows += 1
-            yield event

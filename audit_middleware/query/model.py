@@ -16,9 +16,10 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from audit_middleware.actions import CATALOG, FILTER_GROUPS
 from audit_middleware.errors import AuditValidationError
-from audit_middleware.schema import OUTCOMES, AuditEvent
+from audit_middleware.model.actions import CATALOG, FILTER_GROUPS
+from audit_middleware.model.event import OUTCOMES, AuditEvent
+from audit_middleware.model.timestamps import unix_ms
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
@@ -28,9 +29,6 @@ PRESETS: dict[str, timedelta] = {
     "7d": timedelta(days=7),
     "30d": timedelta(days=30),
 }
-NO_TENANT = "-"
-"""The tenant id that selects records made without a tenant (single-tenant apps, system jobs)."""
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CURSOR_MS_LIMIT = 2**53  # beyond any real timestamp; keeps SQLite and JSON integers exact
 _GROUP_ALIASES = {"start/stop": "start-stop", "start_stop": "start-stop", "startstop": "start-stop"}
 _RELATIVE = re.compile(r"^(\d{1,4})([mhdw])$")
@@ -133,12 +131,12 @@ class AuditQuery:
     @property
     def start_ms(self) -> int | None:
         """``start`` in epoch milliseconds (rounded up: the bound is inclusive)."""
-        return None if self.start is None else -(-(self.start - _EPOCH) // timedelta(milliseconds=1))
+        return None if self.start is None else unix_ms(self.start, round_up=True)
 
     @property
     def end_ms(self) -> int | None:
         """``end`` in epoch milliseconds (rounded up: the bound is exclusive)."""
-        return None if self.end is None else -(-(self.end - _EPOCH) // timedelta(milliseconds=1))
+        return None if self.end is None else unix_ms(self.end, round_up=True)
 
     def describe(self) -> dict[str, Any]:
         """The filters that are set, as JSON-ready values (for the export's own audit record).

@@ -32,6 +32,9 @@ delivered, exactly once.
 >>> from audit_middleware.opensearch import ConnectionSettings
 >>> store = OpenSearchStore.from_settings(ConnectionSettings.from_env())  # doctest: +SKIP
 >>> page = store.search(AuditQuery.build("acme", since="7d", search="prod db"))  # doctest: +SKIP
+
+This module is long because the query translation (filters, free text) and the three
+read paths (page, point-in-time export, live tail) must agree on one sort and one scope.
 """
 
 from __future__ import annotations
@@ -42,26 +45,20 @@ import time
 import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
-from opensearchpy import (
-    AuthenticationException,
-    AuthorizationException,
-    ConnectionError,
-    ConnectionTimeout,
-    NotFoundError,
-    OpenSearch,
-    SSLError,
-    TransportError,
-)
+from opensearchpy import NotFoundError, OpenSearch, TransportError
 
 from audit_middleware.errors import AuditError
-from audit_middleware.opensearch.connection import ConnectionSettings, build_client
+from audit_middleware.model.event import NO_TENANT, AuditEvent
+from audit_middleware.model.timestamps import unix_ms
+from audit_middleware.opensearch import errors
+from audit_middleware.opensearch.client import build_client
+from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.tiers import DEFAULT_PREFIX, validate_name
-from audit_middleware.query.model import MAX_TEXT_LENGTH, NO_TENANT, AuditQuery, Cursor, Page, QueryError
+from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, Page, QueryError
 from audit_middleware.query.store import AuditStore
-from audit_middleware.schema import AuditEvent
 
 __all__ = ["OpenSearchStore", "OpenSearchStoreError", "filter_query", "search_body"]
 
@@ -82,7 +79,6 @@ _FILTER_PATH = "pit_id,timed_out,_shards.failed,_shards.failures,hits.hits._sour
 _MISSING_OK = {"ignore_unavailable": "true", "allow_no_indices": "true"}
 # What a cluster without the point-in-time API (or with nothing to pin) answers to creating one.
 _NO_PIT_STATUSES = frozenset({400, 404, 405, 501})
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EVENT_ID_LIMIT = 1024  # event.id is a keyword with ignore_above 1024: longer ids are never indexed
 
 
@@ -254,15 +250,6 @@ def _seen(hits: list[dict[str, Any]]) -> dict[str, int]:
     return {event_id: unix_ms for unix_ms, event_id in map(_sort_key, hits)}
 
 
-def _reason(exc: TransportError) -> str:
-    info = exc.info
-    if isinstance(info, Mapping):
-        error = info.get("error")
-        if isinstance(error, Mapping):
-            return f"{error.get('type', exc.error)}: {error.get('reason', '')}".rstrip(": ")
-    return str(exc.error)
-
-
 class OpenSearchStore(AuditStore):
     """Audit records in the ``{prefix}-*`` data streams of an OpenSearch cluster.
 
@@ -395,7 +382,7 @@ class OpenSearchStore(AuditStore):
         if since is not None:
             if since.utcoffset() is None:
                 raise QueryError("since must be a timezone-aware datetime")
-            floor = (since - _EPOCH) // timedelta(milliseconds=1)
+            floor = unix_ms(since)
         else:
             # What is visible now is history, not news: remember it as seen, unyielded.
             floor = int(time.time() * 1000) - self._lookback_ms
@@ -495,7 +482,7 @@ class OpenSearchStore(AuditStore):
                 if exc.status_code not in _NO_PIT_STATUSES:
                     raise
                 # Also what 2.x answers when no index matches yet: paging without a PIT finds nothing.
-                logger.info("no point in time (%s): exporting with search_after alone", _reason(exc))
+                logger.info("no point in time (%s): exporting with search_after alone", errors.reason(exc))
                 return None
         pit_id = answer.get("pit_id")
         return str(pit_id) if pit_id else None
@@ -511,33 +498,13 @@ class OpenSearchStore(AuditStore):
         """Turn client errors into one ``OpenSearchStoreError`` saying what failed and why."""
         try:
             yield
-        except SSLError as exc:
-            raise OpenSearchStoreError(
-                f"TLS handshake with OpenSearch failed when trying to {what}: {exc.error}; "
-                "set AUDIT_OPENSEARCH_CA_CERTS to the CA bundle that signed the server certificate"
-            ) from exc
-        except ConnectionTimeout as exc:
-            raise OpenSearchStoreError(f"OpenSearch did not answer in time when trying to {what}") from exc
-        except ConnectionError as exc:
-            raise OpenSearchStoreError(f"cannot connect to OpenSearch to {what}: {exc.error}") from exc
-        except AuthenticationException as exc:
-            raise OpenSearchStoreError(
-                f"OpenSearch rejected the credentials (401) when trying to {what}: "
-                "check AUDIT_OPENSEARCH_USERNAME / AUDIT_OPENSEARCH_PASSWORD or the AWS credentials"
-            ) from exc
-        except AuthorizationException as exc:
-            raise OpenSearchStoreError(
-                f"the OpenSearch user may not {what} (403 {_reason(exc)}): reading audit records needs "
-                f"the read permission on {self.index_pattern}"
-            ) from exc
         except NotFoundError as exc:
-            if pinned:
-                raise OpenSearchStoreError(
-                    f"the export's point in time expired or its indices were deleted ({_reason(exc)}): the "
-                    f"reader paused longer than pit_keep_alive={self._keep_alive} between pages"
-                ) from exc
-            raise OpenSearchStoreError(f"OpenSearch could not {what}: {_reason(exc)}") from exc
-        except TransportError as exc:
+            if not pinned:
+                raise OpenSearchStoreError(errors.describe(exc, what)) from exc
             raise OpenSearchStoreError(
-                f"OpenSearch refused to {what}: HTTP {exc.status_code} {_reason(exc)}"
+                f"the export's point in time expired or its indices were deleted ({errors.reason(exc)}): the "
+                f"reader paused longer than pit_keep_alive={self._keep_alive} between pages"
             ) from exc
+        except TransportError as exc:
+            permissions = f"reading audit records needs the read permission on {self.index_pattern}"
+            raise OpenSearchStoreError(errors.describe(exc, what, permissions=permissions)) from exc

@@ -10,13 +10,11 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from datetime import datetime
-from typing import IO, Literal
+from typing import IO
 
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.query.export import ExportFormat, write_export
 from audit_middleware.query.model import AuditQuery, Page
-from audit_middleware.schema import AuditEvent
-
-ExportFormat = Literal["csv", "ndjson"]
-EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "ndjson")
 
 
 class AuditStore(ABC):
@@ -47,10 +45,8 @@ class AuditStore(ABC):
     def export(self, query: AuditQuery, out: IO[bytes], format: ExportFormat = "csv") -> int:
         """Write every matching event to ``out`` as CSV or NDJSON; returns the row count.
 
-        This does not record the export: ``export.export_with_audit`` does.
+        This does not record the export: ``audit_middleware.reads.export_audited`` does.
         """
-        from audit_middleware.query.export import write_export  # noqa: PLC0415 - keeps the ABC light
-
         return write_export(self.iterate(query), out, format)
 
     @abstractmethod

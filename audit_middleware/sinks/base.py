@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from audit_middleware.schema import AuditEvent
+    from audit_middleware.model.event import AuditEvent
 
 
 class Sink(ABC):

@@ -8,11 +8,11 @@ import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from audit_middleware.serialization import dumps
+from audit_middleware.model.encoding import dumps
 from audit_middleware.sinks.base import Sink
 
 if TYPE_CHECKING:
-    from audit_middleware.schema import AuditEvent
+    from audit_middleware.model.event import AuditEvent
 
 
 class JsonLinesSink(Sink):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from audit_middleware.sinks.base import Sink
 
 if TYPE_CHECKING:
-    from audit_middleware.schema import AuditEvent
+    from audit_middleware.model.event import AuditEvent
 
 
 class MemorySink(Sink):

@@ -20,7 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
-    "audit_middleware.django",  # applies AUDIT_MIDDLEWARE at start-up
+    "audit_middleware.frameworks.django",  # applies AUDIT_MIDDLEWARE at start-up
 ]
 
 MIDDLEWARE = [
@@ -29,7 +29,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "audit_middleware.django.AuditMiddleware",  # after authentication: it reads request.user
+    "audit_middleware.frameworks.django.AuditMiddleware",  # after authentication: it reads request.user
 ]
 
 DATABASES = {

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit_middleware.request_info import (
+from audit_middleware.capture.headers import (
     HEADER_MAX_BYTES,
     decode_header,
     new_request_id,

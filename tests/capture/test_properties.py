@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audit_middleware import ASGIAuditMiddleware, config
-from audit_middleware.clientip import ProxyTrust
-from audit_middleware.serialization import dumps, loads
+from audit_middleware.capture.clientip import ProxyTrust
+from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.sinks import MemorySink
 from tests.wsgi_support import make_environ, serve_unguarded, simple_app, wrap
 

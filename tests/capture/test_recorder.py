@@ -20,8 +20,8 @@ from audit_middleware import (
     record,
     set_actor,
 )
-from audit_middleware.rules import RouteRules
-from audit_middleware.schema import SYSTEM_ACTOR
+from audit_middleware.capture.rules import RouteRules
+from audit_middleware.model.event import SYSTEM_ACTOR
 from audit_middleware.sinks import MemorySink, Sink
 from tests.wsgi_support import request, simple_app
 

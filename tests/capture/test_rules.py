@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audit_middleware import AuditValidationError, Resource, RouteRules, Rule
-from audit_middleware.rules import Decision, generic_resource
+from audit_middleware.capture.rules import Decision, generic_resource
 
 RULES = RouteRules(
     [

@@ -11,7 +11,7 @@ from wsgiref.validate import WSGIWarning
 import pytest
 
 from audit_middleware import Actor, Resource, Rule, config, configure, current, record, set_actor
-from audit_middleware.clientip import ProxyTrust
+from audit_middleware.capture.clientip import ProxyTrust
 from tests.wsgi_support import make_environ, request, serve, serve_unguarded, simple_app, wrap
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

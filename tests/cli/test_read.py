@@ -14,9 +14,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from audit_middleware.cli import main
+from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts, Resource
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
-from audit_middleware.schema import Actor, AuditEvent, ChangeSet, RequestFacts, Resource
+from audit_middleware.sinks.sqlite import SQLiteSink
 from tests.query.conftest import HOUR, MINUTE, make_event
 
 
@@ -63,8 +64,8 @@ def events() -> dict[str, AuditEvent]:
 def db(tmp_path: Path, events: dict[str, AuditEvent]) -> Path:
     """A SQLite store file holding ``events``."""
     path = tmp_path / "audit.sqlite3"
-    with SQLiteStore(path) as store:
-        store.write(events.values())
+    with SQLiteSink(path) as sink:
+        sink.write(events.values())
     return path
 
 
@@ -270,8 +271,8 @@ def test_tail_follow_prints_new_events(db: Path) -> None:
 
     def store_later() -> None:
         time.sleep(0.5)
-        with SQLiteStore(db) as store:
-            store.emit(arrived)
+        with SQLiteSink(db) as sink:
+            sink.emit(arrived)
 
     writer = threading.Thread(target=store_later)
     writer.start()

@@ -27,12 +27,12 @@ from werkzeug.test import Client as WSGIClient  # noqa: E402
 from audit_middleware import Actor, configure, record  # noqa: E402
 from audit_middleware import AuditMiddleware as WSGIAuditMiddleware  # noqa: E402
 from audit_middleware.config import get_config  # noqa: E402
-from audit_middleware.django import AuditMiddleware  # noqa: E402
-from audit_middleware.django.conf import apply_settings  # noqa: E402
+from audit_middleware.frameworks.django import AuditMiddleware  # noqa: E402
+from audit_middleware.frameworks.django.conf import apply_settings  # noqa: E402
 from audit_middleware.sinks import MemorySink  # noqa: E402
 from audit_middleware.testing import CapturedEvents  # noqa: E402
 from integrations.django_app import settings as example  # noqa: E402
-from tests.adapters.support import ALICE_TOKEN, only  # noqa: E402
+from tests.frameworks.support import ALICE_TOKEN, only  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -354,7 +354,7 @@ def test_outer_wsgi_middleware_owns_the_request(app: None, events: CapturedEvent
 def test_user_mapper_setting(django_project: None) -> None:
     """AUDIT_MIDDLEWARE["user_mapper"] (a dotted path) maps the user."""
     sink = MemorySink()
-    options = {"sink": sink, "user_mapper": "tests.adapters.test_django.mapper_for_test"}
+    options = {"sink": sink, "user_mapper": "tests.frameworks.test_django.mapper_for_test"}
     with override_settings(AUDIT_MIDDLEWARE=options):
         Client().post(
             "/pods", {"name": "web", "image": "x"}, content_type="application/json", headers=ALICE_TOKEN
@@ -377,9 +377,9 @@ def test_unknown_setting_is_improperly_configured(django_project: None) -> None:
 
 
 def test_settings_need_the_app_installed(django_project: None) -> None:
-    """Core options without 'audit_middleware.django' in INSTALLED_APPS are an error, not ignored."""
+    """Core options without the app in INSTALLED_APPS are an error, not silently ignored."""
 
-    apps_without = [app for app in settings.INSTALLED_APPS if app != "audit_middleware.django"]
+    apps_without = [app for app in settings.INSTALLED_APPS if app != "audit_middleware.frameworks.django"]
     with (
         override_settings(
             INSTALLED_APPS=apps_without, AUDIT_MIDDLEWARE={"service_name": "pods", "sink": MemorySink()}

@@ -23,11 +23,11 @@ from starlette.responses import PlainTextResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from audit_middleware import Actor, Rule, current, set_actor  # noqa: E402
-from audit_middleware.fastapi import actor_from_user, audit_actor, install  # noqa: E402
+from audit_middleware.frameworks.fastapi import actor_from_user, audit_actor, install  # noqa: E402
 from audit_middleware.sinks import MemorySink  # noqa: E402
 from audit_middleware.testing import CapturedEvents  # noqa: E402
 from integrations.fastapi_app import create_app  # noqa: E402
-from tests.adapters.support import ALICE_TOKEN, only  # noqa: E402
+from tests.frameworks.support import ALICE_TOKEN, only  # noqa: E402
 
 
 @pytest.fixture

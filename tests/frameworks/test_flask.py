@@ -13,12 +13,12 @@ pytest.importorskip("flask_login")
 from flask.testing import FlaskClient  # noqa: E402
 
 from audit_middleware import Actor, configure, record, set_actor  # noqa: E402
-from audit_middleware.flask import AuditExtension, actor_from_user  # noqa: E402
+from audit_middleware.capture.wsgi import AuditMiddleware  # noqa: E402
+from audit_middleware.frameworks.flask import AuditExtension, actor_from_user  # noqa: E402
 from audit_middleware.sinks import MemorySink  # noqa: E402
 from audit_middleware.testing import CapturedEvents  # noqa: E402
-from audit_middleware.wsgi import AuditMiddleware  # noqa: E402
 from integrations.flask_app import create_app  # noqa: E402
-from tests.adapters.support import ALICE_TOKEN, only  # noqa: E402
+from tests.frameworks.support import ALICE_TOKEN, only  # noqa: E402
 
 
 class ClosingClient(FlaskClient):

@@ -38,10 +38,12 @@ def forget(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
 @pytest.mark.parametrize(
     ("adapter", "framework", "extra"),
     [
-        pytest.param("audit_middleware.flask", "flask", "flask", id="flask"),
-        pytest.param("audit_middleware.django", "django", "django", id="django"),
-        pytest.param("audit_middleware.django.middleware", "django", "django", id="django-submodule"),
-        pytest.param("audit_middleware.fastapi", "starlette", "fastapi", id="starlette"),
+        pytest.param("audit_middleware.frameworks.flask", "flask", "flask", id="flask"),
+        pytest.param("audit_middleware.frameworks.django", "django", "django", id="django"),
+        pytest.param(
+            "audit_middleware.frameworks.django.middleware", "django", "django", id="django-submodule"
+        ),
+        pytest.param("audit_middleware.frameworks.fastapi", "starlette", "fastapi", id="starlette"),
     ],
 )
 def test_missing_framework_raises_one_clear_error(
@@ -50,7 +52,9 @@ def test_missing_framework_raises_one_clear_error(
     """Importing the adapter without its framework raises MissingDependencyError naming the extra."""
     hide(monkeypatch, framework)
     forget(monkeypatch, adapter.rsplit(".middleware", 1)[0])
-    with pytest.raises(MissingDependencyError, match=rf"install audit-middleware\[{extra}\]") as raised:
+    with pytest.raises(
+        MissingDependencyError, match=rf"install opensearch-audit-middleware\[{extra}\]"
+    ) as raised:
         importlib.import_module(adapter)
     assert isinstance(raised.value, ImportError)  # `except ImportError` in user code still works
     assert isinstance(raised.value.__cause__, ImportError)
@@ -60,8 +64,8 @@ def test_flask_login_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without flask-login the Flask adapter imports and falls back to actor_resolver."""
     pytest.importorskip("flask")
     hide(monkeypatch, "flask_login")
-    forget(monkeypatch, "audit_middleware.flask")
-    module = importlib.import_module("audit_middleware.flask")
+    forget(monkeypatch, "audit_middleware.frameworks.flask")
+    module = importlib.import_module("audit_middleware.frameworks.flask")
     assert module.flask_login is None
 
 
@@ -69,17 +73,17 @@ def test_starlette_without_fastapi(monkeypatch: pytest.MonkeyPatch) -> None:
     """With Starlette but not FastAPI, install() works and only audit_actor asks for the extra."""
     pytest.importorskip("starlette")
     hide(monkeypatch, "fastapi")
-    forget(monkeypatch, "audit_middleware.fastapi")
-    module = importlib.import_module("audit_middleware.fastapi")
+    forget(monkeypatch, "audit_middleware.frameworks.fastapi")
+    module = importlib.import_module("audit_middleware.frameworks.fastapi")
     module.install(module.Starlette())
-    with pytest.raises(MissingDependencyError, match=r"install audit-middleware\[fastapi\]"):
+    with pytest.raises(MissingDependencyError, match=r"install opensearch-audit-middleware\[fastapi\]"):
         module.audit_actor(lambda: None)
 
 
 def test_core_imports_no_framework() -> None:
     """The core package never imports Flask, Django, Starlette or FastAPI itself."""
     code = (
-        "import sys, audit_middleware, audit_middleware.testing, audit_middleware.structlog; "
+        "import sys, audit_middleware, audit_middleware.testing, audit_middleware.frameworks.structlog; "
         "print(sorted(m for m in ('flask', 'django', 'starlette', 'fastapi') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,8 +9,8 @@ import structlog
 from structlog.testing import LogCapture
 
 from audit_middleware import Actor, Resource, Scope
-from audit_middleware.context import RequestContext, bind, current, unbind
-from audit_middleware.structlog import AuditProcessor, add_audit_context
+from audit_middleware.capture.context import RequestContext, bind, current, unbind
+from audit_middleware.frameworks.structlog import AuditProcessor, add_audit_context
 from tests.wsgi_support import request, simple_app
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -19,14 +19,14 @@ from werkzeug.test import Client
 
 import audit_middleware
 from audit_middleware import AuditMiddleware, Resource, Scope, record
-from audit_middleware.ids import uuid7
+from audit_middleware.model.event import RequestFacts
+from audit_middleware.model.ids import uuid7
 from audit_middleware.opensearch.connection import ConnectionSettings
-from audit_middleware.opensearch.setup import SetupConfig, apply
-from audit_middleware.opensearch.shipper import ShipperOptions
-from audit_middleware.opensearch.sink import OpenSearchSink
-from audit_middleware.schema import RequestFacts
+from audit_middleware.opensearch.provisioning import SetupConfig, apply
+from audit_middleware.sinks.opensearch.shipper import ShipperOptions
+from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 from tests.conftest import OPENSEARCH_URL, ROOT
-from tests.faultproxy import FaultProxy
+from tests.integration.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.opensearch
 
@@ -228,7 +228,7 @@ import sys
 import audit_middleware
 from audit_middleware import Resource, record
 from audit_middleware.opensearch.connection import ConnectionSettings
-from audit_middleware.opensearch.sink import OpenSearchSink
+from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 
 prefix, state_dir = sys.argv[1], sys.argv[2]
 sink = OpenSearchSink(settings=ConnectionSettings(urls=("http://127.0.0.1:9",), prefix=prefix),

@@ -14,19 +14,19 @@ from typing import Any
 import pytest
 from opensearchpy import NotFoundError, OpenSearch, TransportError
 
-from audit_middleware.actions import CATALOG
 from audit_middleware.errors import AuditError
-from audit_middleware.ids import uuid7
+from audit_middleware.model.actions import CATALOG
+from audit_middleware.model.event import NO_TENANT, Actor, AuditEvent, Resource, Scope
+from audit_middleware.model.ids import uuid7
 from audit_middleware.opensearch.connection import ConnectionSettings
-from audit_middleware.opensearch.setup import SetupConfig, apply
-from audit_middleware.query.model import MAX_TEXT_LENGTH, NO_TENANT, AuditQuery, Cursor, QueryError
+from audit_middleware.opensearch.provisioning import SetupConfig, apply
+from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, QueryError
 from audit_middleware.query.opensearch_store import (
     OpenSearchStore,
     OpenSearchStoreError,
     filter_query,
     search_body,
 )
-from audit_middleware.schema import Actor, AuditEvent, Resource, Scope
 from tests.conftest import OPENSEARCH_URL
 
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z

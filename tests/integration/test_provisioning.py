@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from opensearchpy import ConflictError, NotFoundError, RequestError, RequestsHttpConnection
 
 from audit_middleware.cli import main
-from audit_middleware.ids import uuid7
+from audit_middleware.model.ids import uuid7
 from audit_middleware.opensearch import templates
-from audit_middleware.opensearch.connection import ConnectionSettings, build_client
-from audit_middleware.opensearch.retention import RetentionTier, default_tiers, policy_id
-from audit_middleware.opensearch.setup import (
+from audit_middleware.opensearch.client import build_client
+from audit_middleware.opensearch.connection import ConnectionSettings
+from audit_middleware.opensearch.provisioning import (
     ISM_PLUGIN,
     RetentionNotManagedWarning,
     SetupConfig,
@@ -30,6 +30,7 @@ from audit_middleware.opensearch.setup import (
     apply,
     ism_installed,
 )
+from audit_middleware.opensearch.retention import RetentionTier, default_tiers, policy_id
 from tests.conftest import OPENSEARCH_URL, require_plugin
 
 pytestmark = pytest.mark.opensearch
@@ -367,7 +368,7 @@ def test_tenant_tier_routes_records_to_its_data_stream(opensearch, prefix):
     router = config.router(tenant_tiers={"acme": "extended"})
     for tenant in ("acme", "globex", None):
         document = sample_document(tier=router.tier_for(tenant))
-        _create(opensearch, router.data_stream_for_tenant(tenant), document)
+        _create(opensearch, router.data_stream_for(router.tier_for(tenant)), document)
     assert opensearch.count(index=f"{prefix}-extended")["count"] == 1
     assert opensearch.count(index=f"{prefix}-standard")["count"] == 2
     hits = opensearch.search(index=f"{prefix}-extended", body={"query": {"match_all": {}}})["hits"]["hits"]

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from audit_middleware.cli import main
-from audit_middleware.deadletter import DeadLetterFile
-from audit_middleware.opensearch.setup import SetupConfig, apply
-from audit_middleware.spool import Spool
+from audit_middleware.opensearch.provisioning import SetupConfig, apply
+from audit_middleware.sinks.opensearch.deadletter import DeadLetterFile
+from audit_middleware.sinks.opensearch.spool import Spool
 from tests.conftest import OPENSEARCH_URL
 
 pytestmark = pytest.mark.opensearch
@@ -56,7 +56,7 @@ def test_unreachable_url_and_waiting_records_are_reported(tmp_path):
     )
     assert result.exit_code == 1
     report = json.loads(result.output)
-    assert report["error"].startswith("cannot reach OpenSearch at http://127.0.0.1:9")
+    assert report["error"].startswith("cannot connect to OpenSearch at http://127.0.0.1:9")
     assert report["spool"]["records"] == 3
     assert report["spool"]["oldest_undelivered_seconds"] is not None
     assert report["dead_letters"] == 1

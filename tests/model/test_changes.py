@@ -1,4 +1,4 @@
-"""Tests for audit_middleware.changes: changed branches, leaf paths, guards."""
+"""Tests for audit_middleware.model.changes: changed branches, leaf paths, guards."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit_middleware.changes import MAX_DEPTH, diff
-from audit_middleware.schema import ChangeSet
+from audit_middleware.model.changes import MAX_DEPTH, diff
+from audit_middleware.model.event import ChangeSet
 
 WHEN = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 ID = uuid.UUID("12345678-1234-5678-1234-567812345678")

@@ -10,25 +10,13 @@ from decimal import Decimal
 
 import pytest
 
-from audit_middleware import (
-    Actor,
-    AuditEvent,
-    AuditValidationError,
-    ChangeSet,
-    Resource,
-    Scope,
-    actions,
-    schema,
-)
-from audit_middleware.ids import uuid7
-from audit_middleware.schema import (
-    SYSTEM_ACTOR,
-    RequestFacts,
-    format_timestamp,
-    parse_timestamp,
-    register_resource_type,
-)
-from audit_middleware.serialization import dumps, loads
+from audit_middleware import Actor, AuditEvent, AuditValidationError, ChangeSet, Resource, Scope
+from audit_middleware.model import actions
+from audit_middleware.model import event as schema
+from audit_middleware.model.encoding import dumps, loads
+from audit_middleware.model.event import SYSTEM_ACTOR, RequestFacts, register_resource_type
+from audit_middleware.model.ids import uuid7
+from audit_middleware.model.timestamps import format_timestamp, parse_timestamp
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UNIX_MS = 1_732_550_400_123  # 2024-11-25T16:00:00.123Z
@@ -39,7 +27,7 @@ def rich_event(**overrides: object) -> AuditEvent:
     fields: dict[str, object] = {
         "id": uuid7(UNIX_MS),
         "unix_ms": UNIX_MS,
-        "action": actions.get("update"),
+        "action": actions.CATALOG.get("update"),
         "actor": Actor(
             id="42",
             name="Ana",
@@ -187,7 +175,11 @@ def test_round_trip_through_json():
         {"actor": Actor(id="t-9", name="ci token", kind="api_token"), "outcome": "failure"},
         {"actor": Actor(name="billing", kind="service"), "resource": None, "targets": (), "changes": None},
         {"tenant": None, "project": None, "details": {}},
-        {"action": actions.get("login_failed"), "outcome": "failure", "resource": Resource("session")},
+        {
+            "action": actions.CATALOG.get("login_failed"),
+            "outcome": "failure",
+            "resource": Resource("session"),
+        },
     ],
     ids=["system", "api-token-failure", "service-bare", "no-scopes", "login-failed"],
 )

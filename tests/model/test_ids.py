@@ -8,10 +8,15 @@ import time
 import uuid
 from itertools import pairwise
 
-from audit_middleware import ids
-from audit_middleware.ids import uuid7, uuid7_unix_ms
+from audit_middleware.model import ids
+from audit_middleware.model.ids import uuid7
 
 CANONICAL = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def uuid7_unix_ms(event_id: str) -> int:
+    """The millisecond timestamp embedded in a UUIDv7 string (RFC 9562: its first 48 bits)."""
+    return int(event_id.replace("-", "")[:12], 16)
 
 
 def test_canonical_lowercase_format():

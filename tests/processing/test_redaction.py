@@ -1,4 +1,4 @@
-"""Tests for audit_middleware.redact: key rules, recursion, guards, headers, IPs, emails."""
+"""Tests for audit_middleware.processing.redaction: key rules, recursion, guards, headers, IPs, emails."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from audit_middleware.changes import diff
-from audit_middleware.redact import (
+from audit_middleware.model.changes import diff
+from audit_middleware.processing.redaction import (
     CYCLE_MARKER,
     DEFAULT_DENYLIST,
     DEPTH_MARKER,
@@ -333,7 +333,7 @@ def test_empty_headers(redactor: Redactor, empty: dict[str, str] | None) -> None
         pytest.param("fe80::1%eth0", "fe80::", id="ipv6-scoped"),
         pytest.param("::ffff:198.51.100.9", "198.51.100.0", id="ipv4-mapped"),
         pytest.param("not-an-ip", None, id="invalid"),
-        pytest.param("198.51.100.9:443", None, id="with-port"),
+        pytest.param("198.51.100.9:443", "198.51.100.0", id="with-port"),
         pytest.param(None, None, id="none"),
     ],
 )

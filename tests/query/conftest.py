@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from audit_middleware.actions import CATALOG
-from audit_middleware.ids import uuid7
+from audit_middleware.model.actions import CATALOG
+from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts, Resource, Scope
+from audit_middleware.model.ids import uuid7
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.query.store import AuditStore
-from audit_middleware.schema import Actor, AuditEvent, ChangeSet, RequestFacts, Resource, Scope
+from audit_middleware.sinks.sqlite import SQLiteSink
 
 # A fixed "now" a little in the past, so date presets are deterministic (pass it as
 # AuditQuery.build(now=NOW)) while every event is still recent enough for a live tail.
@@ -74,24 +75,23 @@ class StoreHarness:
 
 @contextmanager
 def sqlite_harness(request: pytest.FixtureRequest) -> Iterator[StoreHarness]:
-    """A fresh SQLite file; ``write`` stores synchronously."""
+    """A fresh SQLite file, read by the store; the sink's ``write`` stores synchronously."""
     tmp_path: Path = request.getfixturevalue("tmp_path")
+    sink = SQLiteSink(tmp_path / "audit.sqlite3")
     store = SQLiteStore(tmp_path / "audit.sqlite3")
 
-    def load(events: Sequence[AuditEvent]) -> None:
-        store.write(events)
-
     try:
-        yield StoreHarness(store, load)
+        yield StoreHarness(store, sink.write)
     finally:
         store.close()
+        sink.close()
 
 
 @contextmanager
 def opensearch_harness(request: pytest.FixtureRequest) -> Iterator[StoreHarness]:
     """A freshly set-up prefix on the local node; events are bulk-created, then refreshed."""
     module = pytest.importorskip("audit_middleware.query.opensearch_store")
-    from audit_middleware.opensearch.setup import SetupConfig, apply  # noqa: PLC0415 - only with a node
+    from audit_middleware.opensearch.provisioning import SetupConfig, apply  # noqa: PLC0415 - only with a node
 
     client: Any = request.getfixturevalue("opensearch")
     prefix: str = request.getfixturevalue("unique_name")
@@ -105,7 +105,7 @@ def opensearch_harness(request: pytest.FixtureRequest) -> Iterator[StoreHarness]
     def load(events: Sequence[AuditEvent]) -> None:
         body: list[dict[str, Any]] = []
         for event in events:
-            stream = router.data_stream_for_tenant(event.tenant.id if event.tenant else None)
+            stream = router.data_stream_for(router.tier_for(event.tenant.id if event.tenant else None))
             body += [{"create": {"_index": stream, "_id": event.id}}, event.to_document()]
         if body:
             answer = client.bulk(body=body, refresh="true")
@@ -150,13 +150,3 @@ def loaded_store(harness: StoreHarness) -> Callable[[Sequence[AuditEvent]], Audi
         return harness.store
 
     return load
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    """An empty SQLite store (for tests of what only the SQLite store does)."""
-    store = SQLiteStore(tmp_path / "audit.sqlite3")
-    try:
-        yield store
-    finally:
-        store.close()

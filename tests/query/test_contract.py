@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from audit_middleware.query.model import NO_TENANT, AuditQuery, Cursor, QueryError
+from audit_middleware.model.event import NO_TENANT, Actor, AuditEvent, ChangeSet, RequestFacts, Resource
+from audit_middleware.query.model import AuditQuery, Cursor, QueryError
 from audit_middleware.query.store import AuditStore
-from audit_middleware.schema import Actor, AuditEvent, ChangeSet, RequestFacts, Resource
 from tests.query.conftest import DAY, HOUR, MINUTE, NOW, NOW_MS, make_event
 
 Loader = Callable[[Sequence[AuditEvent]], AuditStore]

@@ -1,4 +1,4 @@
-"""CSV and NDJSON export: RFC 4180, formula neutralisation, UTF-8, streaming, and its own audit record."""
+"""CSV and NDJSON export: RFC 4180, formula neutralisation, UTF-8, streaming."""
 
 from __future__ import annotations
 
@@ -6,25 +6,20 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts, Resource
 from audit_middleware.query.export import (
     CSV_COLUMNS,
     FORMULA_PREFIXES,
     UTF8_BOM,
     display_user,
-    export_with_audit,
     neutralise,
     write_export,
 )
-from audit_middleware.query.model import AuditQuery
-from audit_middleware.query.sqlite_store import SQLiteStore
-from audit_middleware.schema import Actor, AuditEvent, ChangeSet, RequestFacts, Resource
-from audit_middleware.sinks import MemorySink
 from tests.query.conftest import NOW_MS, make_event
 
 DANGEROUS = tuple(FORMULA_PREFIXES)
@@ -242,51 +237,3 @@ def test_progress_adds_up() -> None:
     events = [make_event("create", ago_ms=index) for index in range(1234)]
     assert write_export(events, io.BytesIO(), "csv", progress=increments.append) == 1234
     assert sum(increments) == 1234
-
-
-@pytest.fixture
-def filled_store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    """A store with three acme events and one globex event."""
-    with SQLiteStore(tmp_path / "audit.sqlite3") as store:
-        store.write([make_event("create", ago_ms=index) for index in range(3)])
-        store.write([make_event("create", tenant="globex")])
-        yield store
-
-
-def test_the_export_is_audited(filled_store: SQLiteStore, audit_sink: MemorySink) -> None:
-    """export_with_audit records who exported what: filters, format and row count."""
-    actor = Actor(id="u1", email="ann@example.com")
-    query = AuditQuery.build("acme", action="create", search="x")
-    out = io.BytesIO()
-    rows = export_with_audit(filled_store, AuditQuery.build("acme", action="create"), out, "csv", actor)
-    assert rows == 3
-    export_with_audit(filled_store, query, io.BytesIO(), "ndjson", actor)
-    first, second = audit_sink.events
-    assert first.action.id == "audit_exported"
-    assert first.actor == actor
-    assert first.tenant is not None
-    assert first.tenant.id == "acme"
-    assert first.resource == Resource("audit_log")
-    assert first.outcome == "success"
-    assert first.details == {"filters": {"tenant": "acme", "actions": ["create"]}, "format": "csv", "rows": 3}
-    assert second.details["filters"]["text"] == "x"
-    assert second.details["rows"] == 0
-
-
-def test_a_failed_export_is_audited_too(
-    filled_store: SQLiteStore, audit_sink: MemorySink, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An export that breaks off is recorded as a failure, with how far it got."""
-
-    def broken(query: AuditQuery) -> Iterator[AuditEvent]:
-        yield make_event("create")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(filled_store, "iterate", broken)
-    with pytest.raises(OSError, match="disk full"):
-        export_with_audit(filled_store, AuditQuery(tenant="acme"), io.BytesIO(), "csv")
-    [event] = audit_sink.events
-    assert event.action.id == "audit_exported"
-    assert event.outcome == "failure"
-    assert event.details["rows"] == 1
-    assert event.details["error"] == "OSError"

@@ -10,14 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit_middleware.query.model import (
-    MAX_PAGE_SIZE,
-    NO_TENANT,
-    AuditQuery,
-    Cursor,
-    QueryError,
-)
-from audit_middleware.schema import format_timestamp
+from audit_middleware.model.event import NO_TENANT
+from audit_middleware.model.timestamps import format_timestamp
+from audit_middleware.query.model import MAX_PAGE_SIZE, AuditQuery, Cursor, QueryError
 from tests.query.conftest import make_event
 
 NOW = datetime(2026, 7, 15, 12, 0, tzinfo=timezone.utc)

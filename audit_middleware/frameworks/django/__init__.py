@@ -4,14 +4,14 @@
         ...
         "django.contrib.sessions.middleware.SessionMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
-        "audit_middleware.django.AuditMiddleware",  # after the auth middleware
+        "audit_middleware.frameworks.django.AuditMiddleware",  # after the auth middleware
         ...
     ]
 
 It binds the request's audit context itself (no need to wrap the WSGI/ASGI app as well),
 records the URL pattern as the route, takes the actor from ``request.user``, and sends
 the request's record when the response is done (for a streamed response: when it is
-closed). Optional settings, applied at start-up when ``"audit_middleware.django"`` is
+closed). Optional settings, applied at start-up when ``"audit_middleware.frameworks.django"`` is
 in ``INSTALLED_APPS``::
 
     AUDIT_MIDDLEWARE = {
@@ -32,9 +32,10 @@ try:
     import django  # noqa: F401 - only to fail early with the clear message
 except ImportError as exc:  # the one clear message this adapter's users need
     raise MissingDependencyError(
-        "audit_middleware.django needs Django, which is not installed: install audit-middleware[django]"
+        "audit_middleware.frameworks.django needs Django, which is not installed: "
+        "pip install opensearch-audit-middleware[django]"
     ) from exc
 
-from audit_middleware.django.middleware import AuditMiddleware, UserMapper, actor_from_user
+from audit_middleware.frameworks.django.middleware import AuditMiddleware, UserMapper, actor_from_user
 
 __all__ = ["AuditMiddleware", "UserMapper", "actor_from_user"]

@@ -1,6 +1,6 @@
 """The Django app that applies ``settings.AUDIT_MIDDLEWARE`` at start-up.
 
-INSTALLED_APPS = [..., "audit_middleware.django"]
+INSTALLED_APPS = [..., "audit_middleware.frameworks.django"]
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 
-from audit_middleware.django.conf import SETTING, apply_settings
+from audit_middleware.frameworks.django.conf import SETTING, apply_settings
+
+APP_NAMES = ("audit_middleware.frameworks.django", "audit_middleware.django")
+"""The app's name in ``INSTALLED_APPS``, and the older name that still works."""
 
 
 class AuditMiddlewareConfig(AppConfig):  # type: ignore[misc]  # Django ships no type hints
@@ -20,14 +23,14 @@ class AuditMiddlewareConfig(AppConfig):  # type: ignore[misc]  # Django ships no
     request of each test client, which would undo a test's ``capture_events()``.
     """
 
-    name = "audit_middleware.django"
+    name = "audit_middleware.frameworks.django"
     label = "audit_middleware"
     verbose_name = "Audit middleware"
 
     def ready(self) -> None:
         """Apply ``settings.AUDIT_MIDDLEWARE``."""
         apply_settings()
-        setting_changed.connect(_reapply, dispatch_uid="audit_middleware.django.reapply")
+        setting_changed.connect(_reapply, dispatch_uid="audit_middleware.frameworks.django.reapply")
 
 
 def _reapply(*, setting: str, **_kwargs: Any) -> None:

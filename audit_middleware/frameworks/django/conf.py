@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from audit_middleware.config import AuditConfig, configure
-from audit_middleware.redact import Redactor
+from audit_middleware.processing.redaction import Redactor
 from audit_middleware.sinks import Sink
 
 SETTING = "AUDIT_MIDDLEWARE"

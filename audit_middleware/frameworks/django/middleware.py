@@ -6,23 +6,21 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import Token
 from typing import Any
 
-import structlog
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.apps import apps
 from django.contrib.auth.signals import user_logged_out
 from django.core.exceptions import ImproperlyConfigured
 
-from audit_middleware.context import RequestContext, bind, current, unbind
-from audit_middleware.django.conf import ADAPTER_KEYS, SETTING, option, raw_options
-from audit_middleware.recorder import finish_request, may_record, resolve_late
-from audit_middleware.schema import Actor
-from audit_middleware.wsgi import context_from_environ
+from audit_middleware.capture.context import RequestContext, bind, current, unbind
+from audit_middleware.capture.recorder import finish_request, may_record, resolve_late
+from audit_middleware.capture.wsgi import context_from_environ
+from audit_middleware.frameworks import users
+from audit_middleware.frameworks.django.apps import APP_NAMES
+from audit_middleware.frameworks.django.conf import ADAPTER_KEYS, SETTING, option, raw_options
+from audit_middleware.frameworks.users import UserMapper
+from audit_middleware.model.event import Actor
 
 __all__ = ["AuditMiddleware", "UserMapper", "actor_from_user"]
-
-UserMapper = Callable[[Any], "Actor | None"]
-
-_log = structlog.get_logger("audit_middleware")
 
 
 def actor_from_user(user: Any) -> Actor | None:
@@ -39,16 +37,17 @@ def actor_from_user(user: Any) -> Actor | None:
     if not getattr(user, "is_authenticated", False):
         return None
     flags = (("superuser", getattr(user, "is_superuser", False)), ("staff", getattr(user, "is_staff", False)))
-    return Actor(
-        id=user.pk,
+    return users.actor_from_user(
+        user,
+        user_id=user.pk,
         name=user.get_username(),
         email=getattr(user, user.get_email_field_name(), None) or None,
-        roles=tuple(role for role, flag in flags if flag),
+        roles=[role for role, flag in flags if flag],
     )
 
 
 class AuditMiddleware:
-    """Audit each request: put ``"audit_middleware.django.AuditMiddleware"`` in
+    """Audit each request: put ``"audit_middleware.frameworks.django.AuditMiddleware"`` in
     ``MIDDLEWARE`` after ``AuthenticationMiddleware``.
 
     Sync and async capable: under ASGI it runs on the event loop and moves only the
@@ -60,7 +59,7 @@ class AuditMiddleware:
     >>> MIDDLEWARE = [
     ...     "django.contrib.sessions.middleware.SessionMiddleware",
     ...     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    ...     "audit_middleware.django.AuditMiddleware",
+    ...     "audit_middleware.frameworks.django.AuditMiddleware",
     ... ]
     """
 
@@ -68,9 +67,9 @@ class AuditMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
-        if set(raw_options()) - ADAPTER_KEYS and not apps.is_installed("audit_middleware.django"):
+        if set(raw_options()) - ADAPTER_KEYS and not any(apps.is_installed(name) for name in APP_NAMES):
             raise ImproperlyConfigured(
-                f"{SETTING} is applied at start-up by the app 'audit_middleware.django': "
+                f"{SETTING} is applied at start-up by the app 'audit_middleware.frameworks.django': "
                 "add it to INSTALLED_APPS"
             )
         self.get_response = get_response
@@ -152,13 +151,7 @@ class AuditMiddleware:
 
     def _guarded(self, user: Any) -> Actor | None:
         # An app's mapper bug (or a failing user query) must cost neither the request nor its record.
-        if user is None:
-            return None
-        try:
-            return self.user_mapper(user)
-        except Exception as exc:  # noqa: BLE001 - the app's bug is logged, not raised
-            _log.warning("audit actor lookup failed", error=f"{type(exc).__name__}: {exc}")
-            return None
+        return None if user is None else users.guarded(self.user_mapper, user)
 
 
 def _begin(request: Any) -> tuple[RequestContext, Token[RequestContext | None] | None]:

@@ -15,6 +15,8 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
+from audit_middleware.opensearch import errors
+
 _RETRYABLE_ERROR_TYPES = frozenset(
     (
         "cluster_block_exception",
@@ -27,6 +29,7 @@ _RETRYABLE_ERROR_TYPES = frozenset(
     )
 )
 _FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason"
+_WRITE_PERMISSIONS = "the shipper needs the create_doc permission on the audit data streams"
 
 
 @dataclass(slots=True)
@@ -132,7 +135,7 @@ def _request_failed(items: list[Item], exc: TransportError, outcome: BulkOutcome
     elif status in (401, 403):
         # Bad credentials or missing privileges: keep the records (spooled) and say so.
         outcome.retry = list(items)
-        outcome.error = f"OpenSearch refused the credentials ({status}): {exc.error}"
+        outcome.error = errors.describe(exc, "deliver audit records", permissions=_WRITE_PERMISSIONS)
     elif status == 400 and len(items) > 1:
         outcome.too_large = True  # a malformed body: split to find the one bad document
     elif status == 400:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from audit_middleware.errors import AuditError
-from audit_middleware.schema import format_timestamp
-from audit_middleware.serialization import dumps, loads
+from audit_middleware.model.encoding import dumps, loads
+from audit_middleware.model.timestamps import format_timestamp
 
 __all__ = ["DeadLetterFile"]
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
+from audit_middleware import logs
 
 COUNTERS = (
     "enqueued",
@@ -56,9 +56,7 @@ class DeliveryMetrics:
             if was_healthy:
                 self.degraded_since = time.time()
         if was_healthy:
-            structlog.get_logger("audit_middleware").warning(
-                "audit delivery degraded: records are kept in memory and the disk spool", error=error
-            )
+            logs.warn("audit delivery degraded: records are kept in memory and the disk spool", error=error)
 
     def recovered(self) -> None:
         """Delivery works again; log once on the transition."""
@@ -67,7 +65,7 @@ class DeliveryMetrics:
             since = self.degraded_since
             self.degraded_since = None
         if not was_healthy:
-            structlog.get_logger("audit_middleware").warning(
+            logs.warn(
                 "audit delivery recovered", degraded_seconds=round(time.time() - (since or time.time()), 1)
             )
 

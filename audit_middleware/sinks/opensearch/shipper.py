@@ -9,9 +9,7 @@ once OpenSearch answers again. Rejected items go to the dead-letter file with th
 from __future__ import annotations
 
 import random
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,12 +17,13 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
-from audit_middleware.deadletter import DeadLetterFile
-from audit_middleware.metrics import DeliveryMetrics
-from audit_middleware.opensearch import bulk
-from audit_middleware.opensearch.bulk import BulkOutcome, Item
-from audit_middleware.schema import AuditEvent
-from audit_middleware.spool import Spool
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.sinks.opensearch import bulk
+from audit_middleware.sinks.opensearch.bulk import BulkOutcome, Item
+from audit_middleware.sinks.opensearch.deadletter import DeadLetterFile
+from audit_middleware.sinks.opensearch.metrics import DeliveryMetrics
+from audit_middleware.sinks.opensearch.spool import Spool
+from audit_middleware.sinks.worker import BackgroundWorker
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +40,8 @@ class ShipperOptions:
     request_timeout: float = 30.0
 
 
-class Shipper:
-    """Owns the queue and the delivery thread of one process."""
+class Shipper(BackgroundWorker[AuditEvent]):
+    """The queue and the delivery thread of one process (see ``sinks.worker``)."""
 
     def __init__(
         self,
@@ -56,6 +55,12 @@ class Shipper:
         readiness: Callable[[OpenSearch], str | None],
         durable: bool = False,
     ) -> None:
+        super().__init__(
+            "audit-middleware-shipper",
+            max_queue=options.max_queue,
+            batch_size=options.batch_docs,
+            linger=options.flush_interval,
+        )
         self._client = client
         self._encode = encode
         self._spool = spool
@@ -64,65 +69,24 @@ class Shipper:
         self._options = options
         self._readiness = readiness
         self._durable = durable
-        self._queue: deque[AuditEvent] = deque()
-        self._wake = threading.Condition()
-        self._stopping = threading.Event()
-        self._idle = threading.Event()
-        self._flush_requested = threading.Event()
         self._ready_error: str | None = "not checked yet"
         self._failures = 0
         self._in_flight: list[Item] = []
         self._next_orphan_scan = 0.0
-        self._thread = threading.Thread(target=self._run, name="audit-middleware-shipper", daemon=True)
-
-    # -- request path ---------------------------------------------------------------
-
-    def start(self) -> None:
-        """Start the delivery thread."""
-        self._thread.start()
-
-    def offer(self, event: AuditEvent) -> bool:
-        """Queue an event; False when the queue is full (the caller spools it instead)."""
-        with self._wake:
-            if len(self._queue) >= self._options.max_queue:
-                return False
-            self._queue.append(event)
-            self._idle.clear()
-            if len(self._queue) >= self._options.batch_docs:
-                self._wake.notify()
-        return True
-
-    def queue_depth(self) -> int:
-        """Events waiting in memory."""
-        return len(self._queue)
 
     @property
     def ready_error(self) -> str | None:
         """Why delivery cannot start (bad URL, credentials, missing set-up), or None."""
         return self._ready_error
 
-    # -- control --------------------------------------------------------------------
+    def drained(self) -> bool:
+        """``flush`` also waits for this process's spool to empty."""
+        return self._spool.stats().records == 0
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until memory and this process's spool are empty (True) or the timeout passes."""
-        deadline = time.monotonic() + timeout
-        with self._wake:
-            self._idle.clear()
-            self._flush_requested.set()
-            self._wake.notify()
-        while time.monotonic() < deadline:
-            if self._idle.wait(min(0.05, max(0.0, deadline - time.monotonic()))) and not self._queue:
-                return self._spool.stats().records == 0
-        return False
-
-    def stop(self, timeout: float) -> None:
-        """Drain within ``timeout``; whatever is left in memory is spooled."""
-        self._stopping.set()
-        with self._wake:
-            self._wake.notify()
-        self._thread.join(timeout)
-        leftover = [self._encode(e) for e in self._drain_queue()]
-        if self._thread.is_alive():
+    def shutdown(self, timeout: float) -> None:
+        """Stop within ``timeout``; whatever is left in memory is spooled."""
+        leftover = [self._encode(e) for e in self.stop(timeout)]
+        if self.running:
             # still blocked on the network: keep a copy of the batch in flight too; if it
             # lands after all, its replay is a harmless 409 (op_type=create, _id=event.id)
             leftover.extend(self._in_flight)
@@ -132,40 +96,33 @@ class Shipper:
 
     # -- delivery thread ------------------------------------------------------------
 
-    def _run(self) -> None:
-        while self._guarded_step():
-            pass
+    def failed(self, exc: Exception) -> None:
+        """A round raised: report it and back off; the thread and the records survive."""
+        self._metrics.degraded(f"shipper error: {type(exc).__name__}: {exc}")
+        self._pause()
 
-    def _guarded_step(self) -> bool:
-        try:
-            return self._step()
-        except Exception as exc:  # noqa: BLE001 - the thread must survive anything and keep records
-            self._metrics.degraded(f"shipper error: {type(exc).__name__}: {exc}")
-            self._pause()
-            return True
-
-    def _step(self) -> bool:
+    def run_once(self) -> bool:
         """One round: check readiness, replay the spool, ship one fresh batch. False to exit."""
         if self._ready_error is not None and not self._check_ready():
-            self._spool_fresh_batch()
-            if self._stopping.is_set():
-                return False
-            self._pause()
-            return True
+            return self._hold_back()
         if not self._replay_spool():
-            self._spool_fresh_batch()
-            if self._stopping.is_set():
-                return False
-            self._pause()
-            return True
-        batch = self._take_batch()
+            return self._hold_back()
+        batch = self.take(self._options.batch_docs, self._options.flush_interval)
         if batch:
-            self._ship([self._encode(event) for event in batch])
-        elif self._stopping.is_set():
+            try:
+                self._ship([self._encode(event) for event in batch])
+            finally:
+                self.done(len(batch))
+        elif self.stopping.is_set():
             return False
-        if not self._queue and self._spool.stats().records == 0:
-            self._idle.set()
-            self._flush_requested.clear()
+        return True
+
+    def _hold_back(self) -> bool:
+        """OpenSearch is away: move the queue to disk and wait before the next round."""
+        self._spool_fresh_batch()
+        if self.stopping.is_set():
+            return False
+        self._pause()
         return True
 
     def _check_ready(self) -> bool:
@@ -181,35 +138,15 @@ class Shipper:
         self._failures = 0
         return True
 
-    def _take_batch(self) -> list[AuditEvent]:
-        options = self._options
-        deadline = time.monotonic() + options.flush_interval
-        with self._wake:
-            while len(self._queue) < options.batch_docs and not self._stopping.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._flush_now():
-                    break
-                self._wake.wait(remaining)
-            return self._pop(options.batch_docs)
-
-    def _flush_now(self) -> bool:
-        # flush() asks for it: ship what is there without waiting for a full batch
-        return self._flush_requested.is_set() and bool(self._queue)
-
-    def _pop(self, count: int) -> list[AuditEvent]:
-        queue = self._queue
-        return [queue.popleft() for _ in range(min(count, len(queue)))]
-
-    def _drain_queue(self) -> list[AuditEvent]:
-        with self._wake:
-            return self._pop(len(self._queue))
-
     def _spool_fresh_batch(self) -> None:
         """While OpenSearch is away, move everything queued to disk so memory stays bounded
         and request threads keep finding room in the queue (spooling there costs more)."""
-        batch = self._drain_queue()
+        batch = self.take_all()
         if batch:
-            self._spool_items([self._encode(event) for event in batch])
+            try:
+                self._spool_items([self._encode(event) for event in batch])
+            finally:
+                self.done(len(batch))
 
     def _replay_spool(self) -> bool:
         """Deliver spooled batches, oldest first; False when delivery failed again."""
@@ -292,11 +229,9 @@ class Shipper:
 
     def _pause(self) -> None:
         """Back off before the next try, but wake early when the queue fills up halfway."""
-        seconds = self._backoff(min(self._failures + 1, 8))
         half = self._options.max_queue // 2
-        with self._wake:
-            self._wake.wait_for(lambda: self._stopping.is_set() or len(self._queue) >= half, timeout=seconds)
+        self.wait(self._backoff(min(self._failures + 1, 8)), lambda: self.depth() >= half)
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when stopping."""
-        return self._stopping.wait(seconds)
+        return self.stopping.wait(seconds)

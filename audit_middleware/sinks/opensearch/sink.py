@@ -19,41 +19,24 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from opensearchpy import OpenSearch
-
-from audit_middleware.deadletter import DeadLetterFile
-from audit_middleware.metrics import DeliveryMetrics
-from audit_middleware.opensearch.bulk import Item
-from audit_middleware.opensearch.connection import ConnectionSettings, build_client
-from audit_middleware.opensearch.shipper import Shipper, ShipperOptions
-from audit_middleware.opensearch.templates import index_template_name
+from audit_middleware import env
+from audit_middleware.model.encoding import dumps
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.opensearch.client import build_client
+from audit_middleware.opensearch.connection import ConnectionSettings
+from audit_middleware.opensearch.status import check_ready
 from audit_middleware.opensearch.tiers import TierRouter
-from audit_middleware.schema import AuditEvent
-from audit_middleware.serialization import dumps
 from audit_middleware.sinks.base import Sink
-from audit_middleware.spool import OnFull, Spool
-
-
-def default_state_dir() -> Path:
-    """Where the spool and dead-letter file live: ``AUDIT_SPOOL_DIR``, else the XDG state dir."""
-    configured = os.environ.get("AUDIT_SPOOL_DIR")
-    if configured:
-        return Path(configured)
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "audit-middleware"
-
-
-def check_ready(client: OpenSearch, prefix: str) -> str | None:
-    """Why records cannot be delivered yet (unreachable, refused, not set up), or None."""
-    name = index_template_name(prefix)
-    if not client.indices.exists_index_template(name=name):
-        return f"index template {name!r} is missing in OpenSearch: run `audit-middleware setup`"
-    return None
+from audit_middleware.sinks.opensearch.bulk import Item
+from audit_middleware.sinks.opensearch.deadletter import DeadLetterFile
+from audit_middleware.sinks.opensearch.metrics import DeliveryMetrics
+from audit_middleware.sinks.opensearch.shipper import Shipper, ShipperOptions
+from audit_middleware.sinks.opensearch.spool import OnFull, Spool
+from audit_middleware.sinks.worker import after_fork_in_child
 
 
 @dataclass(slots=True)
 class _ProcessState:
-    pid: int
     shipper: Shipper
     spool: Spool
 
@@ -81,7 +64,7 @@ class OpenSearchSink(Sink):
         self.settings = settings or ConnectionSettings.from_env()
         self.router = router or TierRouter(prefix=self.settings.prefix)
         self._client_factory = client_factory or (lambda: build_client(self.settings, max_retries=0))
-        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        self.state_dir = Path(state_dir) if state_dir is not None else env.state_dir()
         self.durable = durable
         self.options = options or ShipperOptions()
         self._spool_max_bytes = spool_max_bytes
@@ -89,28 +72,32 @@ class OpenSearchSink(Sink):
         self.shutdown_timeout = shutdown_timeout
         self._install_signal_handlers = install_signal_handlers
         self.metrics = DeliveryMetrics()
-        self.dead_letters = DeadLetterFile(self.state_dir / "dead-letter.jsonl")
+        self.dead_letters = DeadLetterFile(env.dead_letter_path(self.state_dir))
         self._state: _ProcessState | None = None
         self._lock = threading.Lock()
         self._closed = False
+        after_fork_in_child(self._after_fork)
 
     # -- per-process start ----------------------------------------------------------
 
+    def _after_fork(self) -> None:
+        # A forked worker starts over lazily: its own client, spool owner and thread.
+        self._state = None
+        self._lock = threading.Lock()
+        self._closed = False
+
     def _process_state(self) -> _ProcessState:
         state = self._state
-        if state is not None and state.pid == os.getpid():
+        if state is not None:
             return state
         with self._lock:
-            state = self._state
-            if state is None or state.pid != os.getpid():
-                state = self._start()
-                self._state = state
-        return state
+            if self._state is None:
+                self._state = self._start()
+            return self._state
 
     def _start(self) -> _ProcessState:
-        # A fresh process (or a forked worker): new client, spool owner and thread.
         self.metrics = DeliveryMetrics()
-        spool = Spool(self.state_dir / "spool", max_bytes=self._spool_max_bytes, on_full=self._on_full)
+        spool = Spool(env.spool_dir(self.state_dir), max_bytes=self._spool_max_bytes, on_full=self._on_full)
         shipper = Shipper(
             self._client_factory(),
             encode=self.encode,
@@ -125,7 +112,7 @@ class OpenSearchSink(Sink):
         atexit.register(self.close)
         if self._install_signal_handlers:
             _chain_sigterm(self.close)
-        return _ProcessState(os.getpid(), shipper, spool)
+        return _ProcessState(shipper, spool)
 
     # -- Sink -----------------------------------------------------------------------
 
@@ -150,20 +137,20 @@ class OpenSearchSink(Sink):
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver everything pending; True when memory and spool are empty."""
         state = self._state
-        if state is None or state.pid != os.getpid():
+        if state is None:
             return True
         return state.shipper.flush(self.shutdown_timeout if timeout is None else timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Drain within the deadline (default 10 s); what is left stays in the spool."""
         state = self._state
-        if state is None or state.pid != os.getpid() or self._closed:
+        if state is None or self._closed:
             return
         self._closed = True
         deadline = self.shutdown_timeout if timeout is None else timeout
         started = time.monotonic()
         state.shipper.flush(deadline)
-        state.shipper.stop(max(0.1, deadline - (time.monotonic() - started)))
+        state.shipper.shutdown(max(0.1, deadline - (time.monotonic() - started)))
         state.spool.close()
         atexit.unregister(self.close)
 
@@ -173,13 +160,13 @@ class OpenSearchSink(Sink):
         """Counters, gauges and the start-up error, if any (see ``audit-middleware status``)."""
         data = self.metrics.snapshot()
         state = self._state
-        if state is None or state.pid != os.getpid():
+        if state is None:
             data.update(queue_depth=0, spool_bytes=0, oldest_undelivered_seconds=None, error=None)
             return data
         stats = state.spool.stats()
         oldest = stats.oldest_unix_ms
         data.update(
-            queue_depth=state.shipper.queue_depth(),
+            queue_depth=state.shipper.depth(),
             spool_bytes=stats.bytes,
             spool_records=stats.records,
             oldest_undelivered_seconds=None if oldest is None else round(time.time() - oldest / 1000, 3),

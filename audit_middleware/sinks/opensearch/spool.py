@@ -23,6 +23,9 @@ to a dead process; the Spool that locks it keeps the lock while it replays the
 segments and removes the directory once they are all acknowledged. A new owner
 directory is built under a ``.tmp-`` name and renamed only after its lock is held,
 so a live directory is never seen unlocked.
+
+This module is long because the on-disk format, ownership and adoption, and replay are
+one protocol: splitting them would spread the invariants a crash must keep over files.
 """
 
 from __future__ import annotations
@@ -36,20 +39,18 @@ import socket
 import struct
 import threading
 import time
-import weakref
 import zlib
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple, get_args
 
-import structlog
-
+from audit_middleware import logs
 from audit_middleware.errors import AuditError, AuditValidationError
+from audit_middleware.sinks.worker import after_fork_in_child
 
 __all__ = ["OnFull", "Spool", "SpoolClosedError", "SpoolFullError", "SpoolStats", "SpooledBatch"]
 
-_log = structlog.get_logger(__name__)
 
 OnFull = Literal["block", "drop_new", "drop_oldest"]
 """What ``append`` does when the spool would exceed ``max_bytes``.
@@ -314,7 +315,7 @@ class Spool:
         self._fsync_interval = fsync_interval
         self._closed = False
         self._start_fresh()
-        _LIVE_SPOOLS.add(self)
+        after_fork_in_child(self._after_fork)
 
     def _start_fresh(self) -> None:
         """(Re)initialise the per-process state: at construction and in a forked child."""
@@ -588,7 +589,7 @@ class Spool:
         try:
             self._sync_to(generation)
         except OSError as exc:
-            _log.warning("audit spool fsync failed; retrying with the next append", error=str(exc))
+            logs.warn("audit spool fsync failed; retrying with the next append", error=str(exc))
         finally:
             with self._lock:
                 self._flush_timer = None
@@ -874,24 +875,12 @@ class Spool:
                 self._segments.clear()
                 self._bytes = 0
                 self._cond.notify_all()  # blocked appends raise SpoolClosedError
-        _LIVE_SPOOLS.discard(self)
 
     def __enter__(self) -> Spool:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-_LIVE_SPOOLS: weakref.WeakSet[Spool] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for spool in list(_LIVE_SPOOLS):
-        spool._after_fork()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def inspect(directory: str | Path) -> SpoolStats:

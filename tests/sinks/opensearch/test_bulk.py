@@ -12,9 +12,10 @@ from opensearchpy import RequestsHttpConnection
 
 import audit_middleware
 from audit_middleware import Resource, record
-from audit_middleware.opensearch.connection import ConnectionSettings, build_client
-from audit_middleware.opensearch.shipper import ShipperOptions
-from audit_middleware.opensearch.sink import OpenSearchSink
+from audit_middleware.opensearch.client import build_client
+from audit_middleware.opensearch.connection import ConnectionSettings
+from audit_middleware.sinks.opensearch.shipper import ShipperOptions
+from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 
 URL = "http://127.0.0.1:9299"
 # a batch window long enough that the events a test records go out together, even on a busy machine

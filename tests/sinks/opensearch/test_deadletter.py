@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from audit_middleware.deadletter import DeadLetterFile
 from audit_middleware.errors import AuditError
+from audit_middleware.sinks.opensearch.deadletter import DeadLetterFile
 
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 

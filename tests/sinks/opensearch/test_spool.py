@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit_middleware.errors import AuditError
-from audit_middleware.spool import Spool, SpoolClosedError, SpooledBatch, SpoolFullError
+from audit_middleware.sinks.opensearch.spool import Spool, SpoolClosedError, SpooledBatch, SpoolFullError
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = 16  # magic + first-write ms
@@ -327,7 +327,7 @@ def test_arbitrary_payloads_round_trip(payloads: list[bytes], chunk: int, limit:
 
 WRITE_AND_DIE = """
     import os, signal, sys
-    from audit_middleware.spool import Spool
+    from audit_middleware.sinks.opensearch.spool import Spool
     spool = Spool(sys.argv[1], segment_bytes=int(sys.argv[3]))
     for n in range(int(sys.argv[2])):
         spool.append([('{"tag": "r", "n": %d}' % n).encode()], durable=True)
@@ -336,7 +336,7 @@ WRITE_AND_DIE = """
 
 WRITE_AND_WAIT = """
     import sys, time
-    from audit_middleware.spool import Spool
+    from audit_middleware.sinks.opensearch.spool import Spool
     spool = Spool(sys.argv[1])
     spool.append([('{"tag": "r", "n": %d}' % n).encode() for n in range(int(sys.argv[2]))], durable=True)
     print("ready", flush=True)
@@ -345,7 +345,7 @@ WRITE_AND_WAIT = """
 
 REPLAY_CONCURRENTLY = """
     import pathlib, sys, time
-    from audit_middleware.spool import Spool
+    from audit_middleware.sinks.opensearch.spool import Spool
     root, go, out = sys.argv[1:4]
     spool = Spool(root)
     print("ready", flush=True)

@@ -1,0 +1,46 @@
+"""What capture needs to know: how requests are read, and the door records leave by.
+
+Capture sits below processing and the sinks and never imports them. The configuration
+that wires the layers together (``audit_middleware.config``) subclasses
+:class:`CaptureSettings` and implements :meth:`~CaptureSettings.deliver`, the one door
+through which every finished record leaves capture; ``capture.active`` holds the
+installed instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from audit_middleware.capture.clientip import ProxyTrust
+from audit_middleware.capture.rules import STATE_CHANGING_METHODS, RouteRules
+from audit_middleware.model.event import Actor, AuditEvent, Scope
+
+__all__ = ["ActorResolver", "CaptureSettings", "ScopeResolver"]
+
+ActorResolver = Callable[[Any], Actor | None]
+ScopeResolver = Callable[[Any], Scope | str | None]
+
+
+@dataclass(slots=True, kw_only=True)
+class CaptureSettings:
+    """How requests are read and audited.
+
+    Resolvers receive the framework's request object (Flask/Django/Starlette request,
+    or the WSGI environ / ASGI scope for plain apps) and run at response time, after the
+    app's own authentication.
+    """
+
+    trust: ProxyTrust = field(default_factory=ProxyTrust)
+    actor_resolver: ActorResolver | None = None
+    tenant_resolver: ScopeResolver | None = None
+    project_resolver: ScopeResolver | None = None
+    rules: RouteRules = field(default_factory=RouteRules)
+    audit_methods: frozenset[str] = STATE_CHANGING_METHODS
+    service_name: str | None = None
+    user_agent_limit: int = 512
+
+    def deliver(self, event: AuditEvent) -> None:
+        """Hand a finished record on; must never raise into the host app."""
+        raise NotImplementedError("CaptureSettings.deliver is implemented by audit_middleware.config")

@@ -1,0 +1,79 @@
+"""Every environment variable the library reads, and where it keeps state on disk.
+
+One place, so that the names in the docs, the CLI and the sinks cannot drift apart.
+
+======================================  ==============================================================
+``AUDIT_OPENSEARCH_URL``                OpenSearch URL(s), comma-separated: records go to OpenSearch
+``AUDIT_OPENSEARCH_USERNAME``           basic auth user
+``AUDIT_OPENSEARCH_PASSWORD``           basic auth password
+``AUDIT_OPENSEARCH_CA_CERTS``           CA bundle (PEM) to verify the server's certificate
+``AUDIT_OPENSEARCH_VERIFY_CERTS``       ``true`` (default) or ``false``
+``AUDIT_OPENSEARCH_AWS_REGION``         sign requests with AWS SigV4 for this region (needs boto3)
+``AUDIT_OPENSEARCH_AWS_SERVICE``        ``es`` (Amazon OpenSearch Service, default) or ``aoss``
+``AUDIT_OPENSEARCH_TIMEOUT``            request timeout in seconds (default 10)
+``AUDIT_OPENSEARCH_PREFIX``             name prefix of templates, policies and data streams (``audit``)
+``AUDIT_LOG_FILE``                      without OpenSearch: write JSON lines to this file
+``AUDIT_SQLITE_PATH``                   the embedded store's file (default ``./audit.sqlite3``)
+``AUDIT_SPOOL_DIR``                     the OpenSearch sink's state directory (spool, dead letters)
+``XDG_STATE_HOME``                      the base of the default state directory
+======================================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+OPENSEARCH_URL = "AUDIT_OPENSEARCH_URL"
+OPENSEARCH_USERNAME = "AUDIT_OPENSEARCH_USERNAME"
+OPENSEARCH_PASSWORD = "AUDIT_OPENSEARCH_PASSWORD"  # noqa: S105 - the variable's name, not a password
+OPENSEARCH_CA_CERTS = "AUDIT_OPENSEARCH_CA_CERTS"
+OPENSEARCH_VERIFY_CERTS = "AUDIT_OPENSEARCH_VERIFY_CERTS"
+OPENSEARCH_AWS_REGION = "AUDIT_OPENSEARCH_AWS_REGION"
+OPENSEARCH_AWS_SERVICE = "AUDIT_OPENSEARCH_AWS_SERVICE"
+OPENSEARCH_TIMEOUT = "AUDIT_OPENSEARCH_TIMEOUT"
+OPENSEARCH_PREFIX = "AUDIT_OPENSEARCH_PREFIX"
+LOG_FILE = "AUDIT_LOG_FILE"
+SQLITE_PATH = "AUDIT_SQLITE_PATH"
+SPOOL_DIR = "AUDIT_SPOOL_DIR"
+
+DEFAULT_SQLITE_PATH = "audit.sqlite3"
+STATE_DIR_NAME = "audit-middleware"
+SPOOL_SUBDIR = "spool"
+DEAD_LETTER_FILE = "dead-letter.jsonl"
+
+
+def value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The variable's value, or None when it is unset or empty."""
+    found = (os.environ if environ is None else environ).get(name)
+    return found or None
+
+
+def opensearch_configured(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``AUDIT_OPENSEARCH_URL`` is set, which makes OpenSearch the destination."""
+    return value(OPENSEARCH_URL, environ) is not None
+
+
+def sqlite_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The embedded store's file: ``AUDIT_SQLITE_PATH``, else ``./audit.sqlite3``."""
+    return Path(value(SQLITE_PATH, environ) or DEFAULT_SQLITE_PATH)
+
+
+def state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The OpenSearch sink's state: ``AUDIT_SPOOL_DIR``, else ``$XDG_STATE_HOME/audit-middleware``."""
+    configured = value(SPOOL_DIR, environ)
+    if configured:
+        return Path(configured)
+    base = value("XDG_STATE_HOME", environ) or str(Path.home() / ".local" / "state")
+    return Path(base) / STATE_DIR_NAME
+
+
+def spool_dir(state: Path) -> Path:
+    """The spool below a state directory."""
+    return state / SPOOL_SUBDIR
+
+
+def dead_letter_path(state: Path) -> Path:
+    """The dead-letter file below a state directory."""
+    return state / DEAD_LETTER_FILE

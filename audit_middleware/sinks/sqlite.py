@@ -1,0 +1,171 @@
+"""``SQLiteSink``: the embedded default destination, writing records into one SQLite file.
+
+``emit`` (on the request path) puts the event on a bounded queue and returns; the
+process's background writer stores batches, one transaction each. When the queue is
+full the caller writes its event itself (back-pressure, never a dropped record).
+``write`` is the synchronous bulk load. The database runs in WAL mode, so readers
+(``query.sqlite_store.SQLiteStore``) never wait for the writer, and several processes
+(gunicorn workers) can share one file.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sqlite3
+import sys
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.sinks.base import Sink
+from audit_middleware.sinks.lastresort import write_undelivered
+from audit_middleware.sinks.worker import BackgroundWorker
+from audit_middleware.sqlite.connection import ConnectionPool
+from audit_middleware.sqlite.schema import INSERT, row_of
+
+__all__ = ["SQLiteSink"]
+
+_WRITE_BATCH = 1000  # rows per transaction
+_WRITE_RETRIES = (0.05, 0.25, 1.0)  # seconds between attempts before a batch is reported undeliverable
+
+
+class SQLiteSink(Sink):
+    """Store records in the SQLite audit file at ``path`` (created if new).
+
+    ``busy_timeout`` is how long a statement waits for another writer's lock;
+    ``durable=True`` syncs every transaction to disk (``synchronous=FULL``; the default
+    ``NORMAL`` survives a crash of the process, not of the machine); ``queue_size``
+    bounds the events waiting for the background writer.
+
+    >>> sink = SQLiteSink("audit.sqlite3")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        durable: bool = False,
+        queue_size: int = 10_000,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self._pool = ConnectionPool(
+            path, busy_timeout=busy_timeout, synchronous="FULL" if durable else "NORMAL"
+        )
+        self.path = self._pool.path
+        self._closed = False
+        self._writer = _Writer(self, queue_size)
+        self.written = 0
+        """Events this process's background writer stored (replays included)."""
+        self.undelivered = 0
+        """Events this process could not store, written to stderr instead."""
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    def write(self, events: Iterable[AuditEvent]) -> int:
+        """Store ``events`` now, in batched transactions; returns how many were new.
+
+        Events already stored (same tenant and id) are skipped.
+        """
+        inserted = 0
+        batch: list[tuple[Any, ...]] = []
+        with self._pool.borrow() as conn:
+            for event in events:
+                batch.append(row_of(event))
+                if len(batch) >= _WRITE_BATCH:
+                    inserted += _insert(conn, batch)
+                    batch.clear()
+            if batch:
+                inserted += _insert(conn, batch)
+        return inserted
+
+    def emit(self, event: AuditEvent) -> None:
+        """Queue ``event`` for the background writer; never raises, never drops it.
+
+        With a full queue (the disk cannot keep up), or once closed, the caller stores
+        the event itself.
+        """
+        try:
+            if not self._closed and self._writer.offer(event):
+                return
+            self.write([event])
+        except Exception as exc:  # noqa: BLE001 - a sink must not raise into the request
+            self._report_undelivered([event], exc)
+
+    def _store_batch(self, batch: list[AuditEvent]) -> None:
+        try:
+            rows = [row_of(event) for event in batch]
+            with self._pool.borrow() as conn:
+                for pause in (*_WRITE_RETRIES, None):
+                    try:
+                        _insert(conn, rows)
+                        break
+                    except sqlite3.OperationalError:  # locked beyond busy_timeout, disk full, I/O error
+                        if pause is None:
+                            raise
+                        time.sleep(pause)
+            self.written += len(batch)
+        except Exception as exc:  # noqa: BLE001 - the writer thread must outlive a bad batch
+            self._report_undelivered(batch, exc)
+
+    def _report_undelivered(self, events: Sequence[AuditEvent], exc: BaseException) -> None:
+        self.undelivered += len(events)
+        write_undelivered(events, exc)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued event is stored; False if ``timeout`` ran out first."""
+        return self._writer.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Store what is queued, stop the writer and close connections.
+
+        Later events are written synchronously, so the sink never loses one.
+        """
+        drained = self.flush(timeout)
+        self._closed = True
+        left = self._writer.stop(timeout)
+        if left:
+            self._store_batch(left)
+        if not drained:
+            sys.stderr.write(
+                f"audit-middleware: {self._writer.depth()} audit events were still being written to "
+                f"{self.path} when the store closed\n"
+            )
+        self._pool.close(optimize=True)
+
+    def __enter__(self) -> SQLiteSink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _Writer(BackgroundWorker[AuditEvent]):
+    """The sink's background writer: one transaction per batch."""
+
+    def __init__(self, sink: SQLiteSink, queue_size: int) -> None:
+        super().__init__("audit-sqlite-writer", max_queue=queue_size, batch_size=_WRITE_BATCH)
+        self._sink = sink
+
+    def handle(self, batch: list[AuditEvent]) -> None:
+        self._sink._store_batch(batch)
+
+
+def _insert(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        inserted = conn.executemany(INSERT, rows).rowcount
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.execute("COMMIT")
+    return max(inserted, 0)
+
+
+def _close_at_exit(ref: weakref.ReferenceType[SQLiteSink]) -> None:
+    sink = ref()
+    if sink is not None and not sink._closed:
+        sink.close(timeout=5.0)
