@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from audit_middleware.capture import active as _capture
 from audit_middleware.capture.clientip import ForwardedHeader, ProxyTrust
 from audit_middleware.capture.rules import STATE_CHANGING_METHODS, RouteRules, Rule
-from audit_middleware.capture.settings import ActorResolver, CaptureSettings, ScopeResolver
+from audit_middleware.capture.settings import (
+    CHANGE_RECORDS,
+    ActorResolver,
+    CaptureSettings,
+    ChangeRecords,
+    ScopeResolver,
+)
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.processing.redaction import Redactor
 from audit_middleware.sinks.base import Sink
@@ -53,6 +59,7 @@ def configure(
     audit_methods: Iterable[str] = STATE_CHANGING_METHODS,
     service_name: str | None = None,
     user_agent_limit: int = 512,
+    change_records: ChangeRecords = "per_request",
 ) -> AuditConfig:
     """Set up auditing for this process and return the configuration.
 
@@ -60,12 +67,16 @@ def configure(
     of their CIDRs; by default none is trusted and the peer address is recorded.
     ``proxy_header`` names the one header those proxies write (``"x-forwarded-for"`` or
     ``"forwarded"``); the other is ignored, since a client can send it unchanged.
+    ``change_records`` is ``"per_request"`` (the changes of registered models one
+    request makes are one record, every row a target) or ``"per_row"``.
 
     >>> from audit_middleware.sinks import MemorySink
     >>> config = configure(sink=MemorySink(), trusted_proxies=1)
     """
     if user_agent_limit < 16:
         raise ValueError("user_agent_limit must be at least 16 characters")
+    if change_records not in CHANGE_RECORDS:
+        raise ValueError(f"change_records must be one of {sorted(CHANGE_RECORDS)}, not {change_records!r}")
     new = AuditConfig(
         sink=sink if sink is not None else default_sink(),
         redactor=redactor if redactor is not None else Redactor(),
@@ -77,6 +88,7 @@ def configure(
         audit_methods=frozenset(m.upper() for m in audit_methods),
         service_name=service_name,
         user_agent_limit=user_agent_limit,
+        change_records=change_records,
     )
     previous = _capture.install(new)
     if isinstance(previous, AuditConfig) and previous.sink is not new.sink:

@@ -15,6 +15,7 @@ from opensearchpy import OpenSearch
 
 from audit_middleware import config as audit_config
 from audit_middleware.capture import context as audit_context
+from audit_middleware.capture.changes import REGISTRY
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.sinks import MemorySink
 from audit_middleware.sinks.sqlite import SQLiteSink
@@ -90,14 +91,18 @@ def audit_sink() -> Iterator[MemorySink]:
     """Each test runs with a fresh audit configuration whose records go to a new MemorySink.
 
     The previous configuration comes back afterwards, unclosed (this fixture only swaps
-    it), and no request context leaks from one test into the next.
+    it), and no request context leaks from one test into the next. Each test starts
+    with no registered models (ORM capture off) and leaves the registrations it found.
     """
     sink = MemorySink()
     previous = audit_config.use_config(audit_config.AuditConfig(sink=sink))
     token = audit_context.bind(None)
+    registrations = REGISTRY.snapshot()
+    REGISTRY.clear()
     try:
         yield sink
     finally:
+        REGISTRY.restore(registrations)
         audit_context.unbind(token)
         configured = audit_config.use_config(previous)
         if configured is not None and configured.sink is not sink:

@@ -13,6 +13,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
+from audit_middleware.capture.changes import ChangeLog
 from audit_middleware.capture.clientip import ProxyTrust, ResolvedIP, resolve_client_ip
 from audit_middleware.capture.headers import (
     new_request_id,
@@ -58,6 +59,8 @@ class RequestContext:
     force_audit: bool = False
     skip_audit: bool = False
     explicit: list[PendingRecord] = field(default_factory=list)
+    # committed changes of registered models (created on the first one)
+    changes: ChangeLog | None = None
     # set when the request's records have been sent: a later record() is sent at once
     finished: bool = False
     _client: ResolvedIP | None = None

@@ -3,18 +3,27 @@
 ``record()`` works inside a request (the record is completed when the response is known:
 status, outcome, late-resolved actor) and outside one (background jobs, scripts: the
 record is emitted at once, by the ``system`` actor unless one is given).
+
+ORM adapters hand over the changes of registered models with :func:`stage` (when the
+rows are written) and :func:`commit` (when their transaction commits). At the end of a
+request :func:`finish_request` builds its record by precedence: explicit ``record()``
+calls, else a route rule's action (enriched with the committed changes), else the
+changes themselves, else the generic record of a state-changing method.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from audit_middleware import logs
 from audit_middleware.capture.active import current_settings
+from audit_middleware.capture.change_records import Description, describe
+from audit_middleware.capture.changes import ChangeGroup, ChangeLog, settle
 from audit_middleware.capture.context import PendingRecord, RequestContext, current
-from audit_middleware.capture.rules import generic_action
+from audit_middleware.capture.rules import Decision, generic_action
 from audit_middleware.capture.settings import CaptureSettings
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.actions import CATALOG, Action
@@ -123,41 +132,178 @@ def _finish_request(context: RequestContext, *, failed: bool) -> None:
     if failed and (status is None or status < 500):
         context.status_code = 500
     failure = failed or _failed(context)
+    settle()
+    changes = context.changes
     if context.explicit:
-        facts = context.facts()
-        for pending in context.explicit:
-            _send(_complete(pending, context, config, facts, failure), config)
-        context.explicit.clear()
+        _send_explicit(context, config, changes, failure)
         return
     if context.skip_audit:
         return
     method = context.method
-    if not (context.force_audit or method in config.audit_methods or method in config.rules.methods):
+    if not (
+        changes or context.force_audit or method in config.audit_methods or method in config.rules.methods
+    ):
         return
     decision = config.rules.decide(
-        method, context.path, context.route, generic_methods=config.audit_methods, force=context.force_audit
+        method,
+        context.path,
+        context.route,
+        generic_methods=config.audit_methods,
+        force=context.force_audit or bool(changes),
     )
     if decision is None:
         return
-    if decision.action in CATALOG:
-        action = CATALOG.get(decision.action)
-    else:
-        # a rule naming an action nobody registered: keep the record, with the generic action
-        _warn(f"audit rule action {decision.action!r} is not registered; recording a generic action")
-        action = CATALOG.get(generic_action(method))
+    outcome: Outcome = "failure" if failure else "success"
+    if changes:
+        for description in _request_changes(context, config, decision, changes):
+            _send(_request_event(context, config, description, outcome), config)
+        return
+    event = _request_event(context, config, _action(decision.action, method), outcome)
+    event.resource = decision.resource
+    _send(event, config)
+
+
+def _send_explicit(
+    context: RequestContext, config: CaptureSettings, changes: ChangeLog | None, failure: bool
+) -> None:
+    """Explicit records win; one that names a changed row and no change gets the row's change."""
+    rows = {row.key: row for row in changes.rows()} if changes else {}
+    facts = context.facts()
+    for pending in context.explicit:
+        event = pending.event
+        if rows and event.changes is None and event.resource is not None:
+            row = rows.get((event.resource.type, event.resource.id))
+            if row is not None:
+                event.changes = row.change_set()
+        _send(_complete(pending, context, config, facts, failure), config)
+    context.explicit.clear()
+
+
+def _request_changes(
+    context: RequestContext, config: CaptureSettings, decision: Decision, changes: ChangeLog
+) -> Iterator[Description]:
+    """The descriptions of a request's record(s) from its committed changes."""
+    rows = changes.rows()
+    rule = decision.rule
+    if rule is None and config.change_records == "per_row":
+        for row in rows:
+            yield describe([row], total=1)
+        return
+    description = describe(rows, total=changes.total, path=context.path)
+    if rule is None:
+        yield description
+        return
+    # a rule names the operation: its action and resource, enriched with the changes
+    resource = decision.resource or description.resource
+    targets = description.targets
+    row = rows[0].resource
+    if not targets and (resource.type, resource.id) == (row.type, row.id):
+        resource = Resource(resource.type, resource.id, resource.name or row.name)
+    elif not targets:
+        targets = (row,)  # the row changed is named even when the rule names another resource
+    yield Description(
+        rule.action or description.action,
+        resource,
+        targets,
+        description.changes,
+        description.details,
+    )
+
+
+def _action(action_id: str, method: str | None) -> Action:
+    if action_id in CATALOG:
+        return CATALOG.get(action_id)
+    # a rule naming an action nobody registered: keep the record, with the generic action
+    _warn(f"audit rule action {action_id!r} is not registered; recording a generic action")
+    return CATALOG.get(generic_action(method or "POST"))
+
+
+def _request_event(
+    context: RequestContext, config: CaptureSettings, what: Description | Action, outcome: Outcome
+) -> AuditEvent:
+    """An automatic record of the request: the action (with the changes' parts), actor, scope."""
     unix_ms = time.time_ns() // 1_000_000
     event = AuditEvent(
         id=uuid7(unix_ms),
         unix_ms=unix_ms,
-        action=action,
+        action=what if isinstance(what, Action) else _action(what.action, context.method),
         actor=_actor(context, config),
-        outcome="failure" if failure else "success",
-        resource=decision.resource,
+        outcome=outcome,
         tenant=_scope(context, config, "tenant"),
         project=_scope(context, config, "project"),
         request=context.facts(),
     )
-    _send(event, config)
+    if isinstance(what, Description):
+        _describe_event(event, what)
+    return event
+
+
+def _describe_event(event: AuditEvent, description: Description) -> None:
+    event.resource = description.resource
+    event.targets = description.targets
+    event.changes = description.changes
+    if description.details:
+        event.details = {**description.details, **event.details}
+
+
+@dataclass(slots=True)
+class StagedChanges:
+    """The changes of an ORM operation, waiting for their transaction; see :func:`stage`."""
+
+    group: ChangeGroup
+    origin: RequestContext | None
+
+
+def stage(group: ChangeGroup) -> StagedChanges:
+    """Note where an ORM operation was made (the current request, if any), at write time.
+
+    Adapters call this when the rows are written (on the writing thread, with plain
+    snapshots) and hand the result to :func:`commit` when the transaction commits, or
+    drop it when it rolls back: changes rolled back are never recorded.
+    """
+    return StagedChanges(group, current())
+
+
+def commit(staged: StagedChanges) -> None:
+    """The staged changes are committed: they join their request's record, or are recorded now.
+
+    Outside a request (or after it ended) each operation is its own record (or, with
+    ``change_records="per_row"``, each row), by the ``system`` actor; never raises.
+    """
+    try:
+        _commit(staged)
+    except Exception as exc:  # noqa: BLE001 - an ORM commit must never fail because of auditing
+        _warn(f"audit record of committed changes could not be built: {exc!r}")
+
+
+def _commit(staged: StagedChanges) -> None:
+    group = staged.group
+    if not group.rows:
+        return
+    context = staged.origin
+    if context is not None and not context.finished:
+        if context.changes is None:
+            context.changes = ChangeLog()
+        context.changes.add(group)
+        return
+    settings = current_settings()
+    if settings.change_records == "per_row":
+        descriptions = [describe([row], total=1) for row in group.rows]
+    else:
+        descriptions = [describe(group.rows, total=group.total, primary=group.primary)]
+    for description in descriptions:
+        unix_ms = time.time_ns() // 1_000_000
+        event = AuditEvent(
+            id=uuid7(unix_ms),
+            unix_ms=unix_ms,
+            action=_action(description.action, None),
+            actor=SYSTEM_ACTOR,
+        )
+        _describe_event(event, description)
+        if context is not None:  # made by a request that has already answered
+            pending = PendingRecord(event, outcome_given=False, actor_given=False)
+            event = _complete(pending, context, settings, context.facts(), _failed(context))
+        _send(event, settings)
 
 
 def may_record(context: RequestContext, config: CaptureSettings | None = None) -> bool:
@@ -168,7 +314,7 @@ def may_record(context: RequestContext, config: CaptureSettings | None = None) -
     """
     config = config or current_settings()
     method = context.method
-    wanted = context.explicit or context.force_audit
+    wanted = context.explicit or context.force_audit or context.changes
     return bool(wanted) or method in config.audit_methods or method in config.rules.methods
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from audit_middleware.model.event import Resource
@@ -52,10 +52,12 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What to record for a request: an action id and the resource it touched."""
+    """What to record for a request: an action id, the resource it touched, and the rule
+    that said so (None for the generic fallback)."""
 
     action: str
     resource: Resource | None
+    rule: Rule | None = field(default=None, compare=False)  # provenance, not part of the decision
 
 
 class RouteRules:
@@ -119,7 +121,7 @@ class RouteRules:
                     params.get(rule.id_param) if rule.id_param else None,
                     params.get(rule.name_param) if rule.name_param else None,
                 )
-            return Decision(rule.action or generic_action(method), resource)
+            return Decision(rule.action or generic_action(method), resource, rule)
         if method in generic_methods or force:
             return Decision(generic_action(method), generic_resource(path))
         return None

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from audit_middleware.capture.clientip import ProxyTrust
 from audit_middleware.capture.rules import STATE_CHANGING_METHODS, RouteRules
 from audit_middleware.model.event import Actor, AuditEvent, Scope
 
-__all__ = ["ActorResolver", "CaptureSettings", "ScopeResolver"]
+__all__ = ["CHANGE_RECORDS", "ActorResolver", "CaptureSettings", "ChangeRecords", "ScopeResolver"]
 
 ActorResolver = Callable[[Any], Actor | None]
 ScopeResolver = Callable[[Any], Scope | str | None]
+ChangeRecords = Literal["per_request", "per_row"]
+CHANGE_RECORDS: frozenset[str] = frozenset(("per_request", "per_row"))
 
 
 @dataclass(slots=True, kw_only=True)
@@ -29,7 +31,9 @@ class CaptureSettings:
 
     Resolvers receive the framework's request object (Flask/Django/Starlette request,
     or the WSGI environ / ASGI scope for plain apps) and run at response time, after the
-    app's own authentication.
+    app's own authentication. ``change_records`` says how the changes of registered
+    models that one request (or one operation outside requests) made are recorded:
+    ``"per_request"``, one record with every row as a target, or ``"per_row"``.
     """
 
     trust: ProxyTrust = field(default_factory=ProxyTrust)
@@ -40,6 +44,7 @@ class CaptureSettings:
     audit_methods: frozenset[str] = STATE_CHANGING_METHODS
     service_name: str | None = None
     user_agent_limit: int = 512
+    change_records: ChangeRecords = "per_request"
 
     def deliver(self, event: AuditEvent) -> None:
         """Hand a finished record on; must never raise into the host app."""

@@ -11,15 +11,19 @@ from structlog.testing import capture_logs
 from audit_middleware import (
     Actor,
     AuditValidationError,
+    ChangeSet,
     Resource,
     Rule,
     Scope,
+    audit_this_request,
     configure,
     current,
     diff,
     record,
     set_actor,
 )
+from audit_middleware.capture.changes import ChangeGroup, row_change
+from audit_middleware.capture.recorder import commit, stage
 from audit_middleware.capture.rules import RouteRules
 from audit_middleware.model.event import SYSTEM_ACTOR
 from audit_middleware.sinks import MemorySink, Sink
@@ -341,3 +345,190 @@ def test_memory_sink_isolated_per_test(audit_sink):
     assert isinstance(audit_sink, MemorySink)
     assert audit_sink.events == []
     assert current() is None
+
+
+# --- changes of registered models: the precedence ------------------------------------------
+
+
+def _changes(*rows: tuple[str, str, dict | None, dict | None]) -> ChangeGroup:
+    """A committed-to-be ORM operation of rows ``(kind, id, before, after)`` on resource type post."""
+    built = []
+    for kind, row_id, before, after in rows:
+        row = row_change(kind, Resource("post", row_id, f"post {row_id}"), before, after)
+        assert row is not None
+        built.append(row)
+    return ChangeGroup(built)
+
+
+def _write(*rows, committed: bool = True):
+    """An app action that writes rows (and commits them, unless told otherwise)."""
+
+    def action(environ):
+        staged = stage(_changes(*rows))
+        if committed:
+            commit(staged)
+
+    return action
+
+
+def test_committed_change_is_the_requests_record(audit_sink):
+    """A POST that updated a row is recorded as that update: the row, its change, no generic record."""
+    request(
+        simple_app(action=_write(("update", "3", {"title": "a"}, {"title": "b"}))), "POST", "/posts/3/edit"
+    )
+    (event,) = audit_sink.events
+    assert event.action.id == "update"
+    assert event.resource == Resource("post", "3", "post 3")
+    assert event.changes == ChangeSet({"title": "a"}, {"title": "b"}, ("title",))
+    assert event.outcome == "success"
+    assert event.request is not None
+    assert event.request.path == "/posts/3/edit"
+
+
+def test_uncommitted_change_is_not_recorded_as_done(audit_sink):
+    """Changes staged but never committed (rolled back) leave only the generic record."""
+    request(
+        simple_app(action=_write(("delete", "3", {"title": "a"}, None), committed=False)), "POST", "/posts/3"
+    )
+    (event,) = audit_sink.events
+    assert event.action.id == "create"  # the generic POST record, not a delete
+    assert event.changes is None
+
+
+def test_several_rows_make_one_record_with_targets(audit_sink):
+    """Two rows changed in one request: one record, both rows as targets, changes keyed by row."""
+    rows = (("delete", "1", {"title": "a"}, None), ("delete", "2", {"title": "b"}, None))
+    request(simple_app(action=_write(*rows)), "POST", "/posts/purge")
+    (event,) = audit_sink.events
+    assert event.action.id == "delete"
+    assert [t.id for t in event.targets] == ["1", "2"]
+    assert event.details == {"count": 2}
+    assert event.changes is not None
+    assert event.changes.fields == ("post:1.title", "post:2.title")
+
+
+def test_per_row_setting_records_each_row(audit_sink):
+    """With change_records="per_row" each row of a request is its own record."""
+    configure(sink=audit_sink, change_records="per_row")
+    rows = (("delete", "1", {"title": "a"}, None), ("delete", "2", {"title": "b"}, None))
+    request(simple_app(action=_write(*rows)), "POST", "/posts/purge")
+    assert [(e.action.id, e.resource.id if e.resource else None) for e in audit_sink.events] == [
+        ("delete", "1"),
+        ("delete", "2"),
+    ]
+    with pytest.raises(ValueError, match="change_records"):
+        configure(sink=audit_sink, change_records="each")  # type: ignore[arg-type]
+
+
+def test_explicit_record_wins_and_gets_the_change_of_its_row(audit_sink):
+    """record() replaces the ORM record; one naming a changed row (without changes) carries its change."""
+
+    def action(environ):
+        _write(("update", "3", {"status": "draft"}, {"status": "published"}))(environ)
+        record("start", resource=Resource("post", "3"))
+
+    request(simple_app(action=action), "POST", "/posts/3/publish")
+    (event,) = audit_sink.events
+    assert event.action.id == "start"
+    assert event.changes == ChangeSet({"status": "draft"}, {"status": "published"}, ("status",))
+
+
+def test_explicit_record_of_another_resource_keeps_no_change(audit_sink):
+    """An explicit record about something else is sent as given; the ORM change adds no record."""
+
+    def action(environ):
+        _write(("update", "3", {"n": 1}, {"n": 2}))(environ)
+        record("login", resource=Resource("session"))
+
+    request(simple_app(action=action), "POST", "/login")
+    (event,) = audit_sink.events
+    assert event.action.id == "login"
+    assert event.changes is None
+
+
+def test_rule_action_is_enriched_with_the_changes(audit_sink):
+    """A route rule names the action; the committed change gives it before/after values."""
+    configure(
+        sink=audit_sink,
+        rules=[Rule("POST", "/pods/<pod_id>/start", action="start", resource_type="pod", id_param="pod_id")],
+    )
+    request(
+        simple_app(action=_write(("update", "7", {"status": "stopped"}, {"status": "running"}))),
+        "POST",
+        "/pods/7/start",
+    )
+    (event,) = audit_sink.events
+    assert event.action.id == "start"
+    assert event.resource == Resource("pod", "7")
+    assert event.targets == (
+        Resource("post", "7", "post 7"),
+    )  # the row changed, named beside the rule's resource
+    assert event.changes == ChangeSet({"status": "stopped"}, {"status": "running"}, ("status",))
+
+
+def test_a_get_that_changed_a_registered_row_is_recorded(audit_sink):
+    """GET is not audited by default, but a committed change during one is."""
+    request(simple_app(action=_write(("update", "3", {"views": 1}, {"views": 2}))), "GET", "/posts/3")
+    (event,) = audit_sink.events
+    assert event.action.id == "update"
+
+
+def test_failed_request_with_committed_changes_says_failure_and_keeps_them(audit_sink):
+    """Changes committed before the app answered 500 are recorded, with the failure."""
+    request(
+        simple_app("500 Internal Server Error", action=_write(("create", "9", None, {"title": "x"}))),
+        "POST",
+        "/posts",
+    )
+    (event,) = audit_sink.events
+    assert event.action.id == "create"
+    assert event.outcome == "failure"
+    assert event.changes is not None
+
+
+def test_skipped_request_records_no_changes_either(audit_sink):
+    """audit_this_request(False) silences the ORM record as well."""
+
+    def action(environ):
+        _write(("update", "3", {"n": 1}, {"n": 2}))(environ)
+        audit_this_request(False)
+
+    request(simple_app(action=action), "POST", "/posts/3")
+    assert audit_sink.events == []
+
+
+def test_changes_outside_a_request_are_their_own_record(audit_sink):
+    """Outside a request a committed operation is recorded at once, by the system actor."""
+    commit(stage(_changes(("create", "1", None, {"title": "a"}))))
+    (event,) = audit_sink.events
+    assert event.action.id == "create"
+    assert event.actor == SYSTEM_ACTOR
+    assert event.request is None
+    assert event.changes is not None
+
+
+def test_changes_committed_after_the_response_keep_the_requests_facts(audit_sink):
+    """A commit that comes after the request finished is its own record, with the request's facts."""
+    staged: list = []
+    request(
+        simple_app(
+            action=lambda environ: staged.append(stage(_changes(("update", "3", {"n": 1}, {"n": 2}))))
+        ),
+        "POST",
+        "/posts/3",
+    )
+    assert [e.action.id for e in audit_sink.events] == ["create"]
+    commit(staged[0])
+    update = audit_sink.events[-1]
+    assert update.action.id == "update"
+    assert update.request is not None
+    assert update.request.path == "/posts/3"
+
+
+def test_a_broken_commit_never_raises(audit_sink):
+    """A bug while recording committed changes is logged, not raised into the ORM's commit."""
+    broken = stage(_changes(("update", "3", {"n": 1}, {"n": 2})))
+    broken.group.rows = [object()]  # type: ignore[list-item]
+    with capture_logs() as logs:
+        commit(broken)
+    assert any("committed changes" in entry["event"] for entry in logs)

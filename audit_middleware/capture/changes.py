@@ -1,0 +1,394 @@
+"""Changes of registered models: the part of ORM capture that knows no ORM.
+
+The ORM adapters (``frameworks.django``, ``frameworks.sqlalchemy``) read rows and hand
+over what they saw; this module holds what they share:
+
+* the registry of audited models and how each is audited (:class:`Tracking`);
+* :func:`plain`, the snapshot of a value taken on the thread that wrote the row, so that
+  nothing later (a background worker included) ever reads an ORM object or session;
+* :class:`RowChange` (one row created, updated or deleted, with its before/after values)
+  and :class:`ChangeGroup` (the rows of one ORM operation: a save, a delete with its
+  cascade, one bulk statement), built only from plain snapshots;
+* :class:`ChangeLog`, a request's committed changes merged per row, which the recorder
+  turns into the request's record (``capture.recorder``, where the precedence lives);
+* settle hooks: an adapter whose commits it cannot observe directly (Django's test
+  transactions) settles its pending changes before a request's record is built.
+
+Excluded fields are never read into a snapshot, so they never leave the process.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from audit_middleware.errors import AuditValidationError
+from audit_middleware.model.changes import diff, join_path
+from audit_middleware.model.event import RESOURCE_TYPES, ChangeSet, Resource, register_resource_type
+from audit_middleware.model.ids import check_identifier
+
+__all__ = [
+    "MAX_TEXT",
+    "REGISTRY",
+    "ChangeGroup",
+    "ChangeKind",
+    "ChangeLog",
+    "ChangeRegistry",
+    "RowChange",
+    "Tracking",
+    "add_settle_hook",
+    "default_resource_type",
+    "name_of",
+    "plain",
+    "row_change",
+    "settle",
+    "target_key",
+    "tracking",
+]
+
+ChangeKind = Literal["create", "update", "delete"]
+
+MAX_TEXT = 4096
+"""Characters of a text value kept in a snapshot; longer values end in a marker with a hash."""
+MAX_ITEMS = 256
+"""Items of a list or mapping value kept in a snapshot."""
+_MAX_DEPTH = 8
+NAME_FIELDS = ("name", "title", "username", "email", "slug", "label")
+"""Fields tried, in order, for a row's human name when ``name_field`` is not given."""
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_NOT_IDENTIFIER = re.compile(r"[^a-z0-9_]+")
+
+NameField = str | Callable[[Any], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Tracking:
+    """How one registered model is audited.
+
+    ``fields`` (when given) is the only fields read; ``exclude`` is never read, so its
+    values never leave the process. ``name_field`` names the field holding the row's
+    human name, or is a callable ``row -> name``; without it the first of
+    :data:`NAME_FIELDS` the model has is used.
+    """
+
+    resource_type: str
+    fields: frozenset[str] | None = None
+    exclude: frozenset[str] = frozenset()
+    name_field: NameField | None = None
+
+    def tracks(self, name: str) -> bool:
+        """Whether values of the field ``name`` are captured."""
+        return name not in self.exclude and (self.fields is None or name in self.fields)
+
+
+def tracking(
+    model: type,
+    *,
+    fields: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    resource_type: str | None = None,
+    name_field: NameField | None = None,
+    label: str | None = None,
+) -> Tracking:
+    """Check a registration's options and build its :class:`Tracking` (adapters call this).
+
+    The resource type defaults to the class name in snake case (``BookInstance`` is
+    ``book_instance``); ``label`` (default: the class name in words) names it for viewers.
+    """
+    for option, value in (("fields", fields), ("exclude", exclude)):
+        if isinstance(value, str):
+            raise AuditValidationError(f"{option} takes a list of field names, not one string: [{value!r}]")
+    type_id = check_identifier(resource_type or default_resource_type(model.__name__), "resource type")
+    if type_id not in RESOURCE_TYPES:
+        register_resource_type(type_id, label or type_id.replace("_", " ").title())
+    if name_field is not None and not (isinstance(name_field, str) or callable(name_field)):
+        raise AuditValidationError("name_field must be a field name or a callable")
+    return Tracking(
+        resource_type=type_id,
+        fields=None if fields is None else frozenset(fields),
+        exclude=frozenset(exclude),
+        name_field=name_field,
+    )
+
+
+def default_resource_type(class_name: str) -> str:
+    """A class name as a resource type: ``BookInstance`` -> ``book_instance``.
+
+    >>> default_resource_type("HTTPSProxy"), default_resource_type("Post")
+    ('https_proxy', 'post')
+    """
+    snake = _NOT_IDENTIFIER.sub("_", _CAMEL.sub("_", class_name).lower()).strip("_")
+    return snake if snake and snake[0].isalpha() else f"model_{snake}"
+
+
+class ChangeRegistry:
+    """The models whose changes are audited, each with its :class:`Tracking`.
+
+    A model's own registration wins; otherwise the nearest registered base class (in
+    method resolution order) applies, so registering a base covers its subclasses.
+    Registrations happen at start-up; lookups (on every write) are lock-free.
+    """
+
+    __slots__ = ("_lock", "_lookups", "_models")
+
+    def __init__(self) -> None:
+        self._models: dict[type, Tracking] = {}
+        self._lookups: dict[type, Tracking | None] = {}
+        self._lock = threading.Lock()
+
+    def add(self, model: type, options: Tracking) -> Tracking:
+        """Register ``model``; registering it again replaces its options."""
+        with self._lock:
+            self._models = {**self._models, model: options}
+            self._lookups = {}
+        return options
+
+    def tracking_for(self, model: type) -> Tracking | None:
+        """How ``model`` is audited, or None when it is not registered."""
+        try:
+            return self._lookups[model]
+        except KeyError:
+            pass
+        models = self._models
+        found = next((models[base] for base in model.__mro__ if base in models), None)
+        self._lookups[model] = found
+        return found
+
+    @property
+    def active(self) -> bool:
+        """Whether any model is registered (ORM capture is on)."""
+        return bool(self._models)
+
+    def models(self) -> tuple[type, ...]:
+        """The registered models."""
+        return tuple(self._models)
+
+    def snapshot(self) -> dict[type, Tracking]:
+        """The registrations as they are now (for :meth:`restore`)."""
+        return dict(self._models)
+
+    def restore(self, registrations: Mapping[type, Tracking]) -> None:
+        """Put back registrations taken with :meth:`snapshot` (tests use this)."""
+        with self._lock:
+            self._models = dict(registrations)
+            self._lookups = {}
+
+    def clear(self) -> None:
+        """Forget every registration."""
+        self.restore({})
+
+
+REGISTRY = ChangeRegistry()
+"""The process-wide registry the ORM adapters read."""
+
+
+def plain(value: Any, depth: int = 0) -> Any:  # noqa: PLR0911 - one return per kind of value
+    """A snapshot of a field value made of immutable, JSON-ready parts.
+
+    Text past :data:`MAX_TEXT` characters is cut and marked with its length and a hash
+    (two different long values never look equal); bytes become a length and a hash;
+    dates, decimals and UUIDs their text; enums their value; containers are copied
+    (at most :data:`MAX_ITEMS` items, 8 levels deep); anything else its ``str()``.
+
+    >>> plain(b"secret"), plain(Decimal("1.50")), plain([1, {"a": (2,)}])
+    ('<6 bytes sha256:2bb80d537b1da3e3>', '1.50', [1, {'a': [2]}])
+    """
+    kind = type(value)
+    if value is None or kind in (bool, int, float):
+        return value
+    if kind is str:
+        return value if len(value) <= MAX_TEXT else _cut(value)
+    if isinstance(value, enum.Enum):
+        return plain(value.value, depth + 1)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        return f"<{len(data)} bytes sha256:{hashlib.sha256(data).hexdigest()[:16]}>"
+    if isinstance(value, str):  # a subclass, such as a framework's safe string
+        return plain(str(value), depth)
+    if isinstance(value, int | float):
+        return int(value) if isinstance(value, int) else float(value)
+    if depth >= _MAX_DEPTH:
+        return "[nested too deep]"
+    if isinstance(value, Mapping):
+        return {str(k): plain(v, depth + 1) for k, v in _first(value.items())}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return [plain(v, depth + 1) for v in _first(items)]
+    text = str(value)
+    return text if len(text) <= MAX_TEXT else _cut(text)
+
+
+def _first(items: Iterable[Any]) -> Iterator[Any]:
+    for index, item in enumerate(items):
+        if index >= MAX_ITEMS:
+            return
+        yield item
+
+
+def _cut(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{text[:MAX_TEXT]}\u2026[{len(text)} chars, sha256:{digest}]"
+
+
+def name_of(options: Tracking, values: Mapping[str, Any], row: Any) -> str | None:
+    """The human name of a row: its ``name_field`` (a field or a callable), else a common name field.
+
+    ``values`` is the row's snapshot; a callable ``name_field`` is called with ``row``
+    (the ORM object, on the writing thread; rows of a bulk statement have none).
+    """
+    chosen = options.name_field
+    if callable(chosen):
+        if row is None:
+            return None
+        try:
+            name = chosen(row)
+        except Exception:  # noqa: BLE001 - a broken name callback costs the name, not the record
+            return None
+        return None if name is None else str(name)
+    for candidate in (chosen,) if chosen else NAME_FIELDS:
+        value = values.get(candidate)
+        if value is not None and value != "":
+            return str(value)
+    return None
+
+
+@dataclass(slots=True)
+class RowChange:
+    """One row created, updated or deleted: its resource and the change of its tracked fields.
+
+    ``before``/``after`` hold only what changed (for a create, every value; for a
+    delete, every value it had); ``fields`` the dotted paths of the changed fields, as
+    :func:`audit_middleware.diff` writes them.
+    """
+
+    kind: ChangeKind
+    resource: Resource
+    before: dict[str, Any]
+    after: dict[str, Any]
+    fields: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        """The row's identity: resource type and id."""
+        return self.resource.type, self.resource.id
+
+    def change_set(self) -> ChangeSet:
+        """The change as an ``audit.changes`` value."""
+        return ChangeSet(self.before, self.after, self.fields)
+
+
+def row_change(
+    kind: ChangeKind,
+    resource: Resource,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+) -> RowChange | None:
+    """The change between two plain snapshots; None for an update that changed nothing tracked."""
+    changes = diff(before, after)
+    if kind == "update" and changes.is_empty:
+        return None
+    return RowChange(kind, resource, dict(changes.before), dict(changes.after), changes.fields)
+
+
+@dataclass(slots=True)
+class ChangeGroup:
+    """The rows of one ORM operation.
+
+    ``primary`` is the row the operation was about when the adapter knows it (the
+    object a cascade delete started from); ``count`` the rows a bulk statement touched,
+    when more than were captured.
+    """
+
+    rows: list[RowChange]
+    primary: RowChange | None = None
+    count: int | None = None
+
+    @property
+    def total(self) -> int:
+        """Rows the operation touched."""
+        return max(self.count or 0, len(self.rows))
+
+
+@dataclass(slots=True)
+class ChangeLog:
+    """A request's committed changes, merged per row (a create then an update is one create)."""
+
+    _rows: dict[tuple[str, str | None], RowChange] = field(default_factory=dict)
+    extra: int = 0
+
+    def add(self, group: ChangeGroup) -> None:
+        """Fold the rows of a committed operation in."""
+        self.extra += group.total - len(group.rows)
+        for row in group.rows:
+            key = row.key
+            earlier = self._rows.get(key)
+            merged = row if earlier is None else _merge(earlier, row)
+            if merged is None:
+                del self._rows[key]
+            else:
+                self._rows[key] = merged
+
+    def rows(self) -> list[RowChange]:
+        """The rows, in the order they were first changed."""
+        return list(self._rows.values())
+
+    @property
+    def total(self) -> int:
+        """Rows changed, including those a bulk statement touched beyond the captured ones."""
+        return len(self._rows) + self.extra
+
+    def __bool__(self) -> bool:
+        return bool(self._rows) or self.extra > 0
+
+
+def _merge(earlier: RowChange, later: RowChange) -> RowChange | None:
+    """One row changed twice in a request: the net change (None when nothing is left of it)."""
+    if later.kind == "delete":
+        before = dict(later.before)
+        if earlier.kind == "update":
+            before.update(earlier.before)  # the values it had before this request changed them
+        elif earlier.kind == "create":
+            before = {**earlier.after, **later.before}
+        return row_change("delete", later.resource, before, None)
+    if earlier.kind == "create":
+        return row_change("create", later.resource, None, {**earlier.after, **later.after})
+    if earlier.kind == "delete":  # deleted, then a row with the same id written again
+        return row_change("update", later.resource, earlier.before, later.after)
+    if later.kind == "create":
+        return later
+    before = {**later.before, **earlier.before}
+    after = {**earlier.after, **later.after}
+    return row_change("update", later.resource, before, after)
+
+
+def target_key(resource: Resource) -> str:
+    """The key of a row in a change of several rows: ``type:id``."""
+    return join_path([f"{resource.type}:{resource.id}"])
+
+
+_settle_hooks: list[Callable[[], None]] = []
+
+
+def add_settle_hook(hook: Callable[[], None]) -> None:
+    """Run ``hook`` before a request's record is built (once per hook, however often added)."""
+    if hook not in _settle_hooks:
+        _settle_hooks.append(hook)
+
+
+def settle() -> None:
+    """Let the adapters hand over changes whose commit they could not observe directly."""
+    for hook in _settle_hooks:
+        hook()
