@@ -14,7 +14,7 @@ def main() -> None:
     django.setup()
     from integrations.django_app.views import seed_users  # noqa: PLC0415 - needs the app registry
 
-    call_command("migrate", verbosity=0)
+    call_command("migrate", run_syncdb=True, verbosity=0)  # the example has no migrations
     seed_users()
     call_command("runserver", f"127.0.0.1:{os.environ.get('PORT', '8000')}", "--noreload")
 

@@ -15,12 +15,14 @@ DEBUG = True
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 ROOT_URLCONF = "integrations.django_app.urls"
 USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "audit_middleware.frameworks.django",  # applies AUDIT_MIDDLEWARE at start-up
+    "integrations.django_app",  # the pods (models.py), audited from the ORM
 ]
 
 MIDDLEWARE = [

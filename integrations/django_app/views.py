@@ -4,6 +4,9 @@
 
 The audit middleware takes the actor from ``request.user``: the session's user, or the
 token's user that ``api_view`` puts there. A user's organization is its Django group.
+Pods are Django models registered for auditing (``models.py``): creating, changing and
+deleting them is recorded from the ORM, with the previous and new values, and these
+views call ``record()`` only where the ORM cannot know (login, logout).
 """
 
 from __future__ import annotations
@@ -15,16 +18,19 @@ from typing import Any
 
 from django.contrib.auth import authenticate, login, logout
 from django.contrib.auth.models import Group, User
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from audit_middleware import Resource, diff, record
+from audit_middleware import Resource, record
 from integrations import pods
+from integrations.django_app.models import Label, Pod
 
-STORE = pods.PodStore()
 TOKENS = pods.Tokens()
+CPU_QUOTA = 16
+"""Most CPUs a pod may have: a larger resize is rolled back (and recorded as refused)."""
 
 View = Callable[..., HttpResponse]
 
@@ -73,9 +79,9 @@ def api_view(view: View) -> View:
     return authenticated
 
 
-def _own_pod(request: HttpRequest, pod_id: str) -> dict[str, Any] | None:
+def _own_pod(request: HttpRequest, pod_id: str) -> Pod | None:
     org = org_of(request.user)
-    return STORE.get(pod_id, org) if org else None
+    return Pod.objects.filter(pk=pod_id, org=org).first() if org else None
 
 
 @require_POST
@@ -99,39 +105,67 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "POST", "DELETE"])
 @api_view
 def pod_collection(request: HttpRequest) -> HttpResponse:
-    """GET lists the organization's pods (not audited); POST creates one."""
+    """GET lists the organization's pods (not audited); POST creates one; DELETE removes
+    every pod with ``?status=`` (one record, each pod a target)."""
     org = org_of(request.user)
     if org is None:
         return JsonResponse({"error": "no organization"}, status=403)
     if request.method == "GET":
-        return JsonResponse({"pods": STORE.in_org(org)})
+        return JsonResponse({"pods": [pod.as_json() for pod in Pod.objects.filter(org=org)]})
+    if request.method == "DELETE":
+        deleted, _ = Pod.objects.filter(org=org, status=request.GET.get("status", "stopped")).delete()
+        return JsonResponse({"deleted": deleted})
     body = json.loads(request.body or b"{}")
-    pod = STORE.create(org, body["name"], body["image"], int(body.get("cpu", 1)))
-    record("create", resource=pods.resource(pod))
-    return JsonResponse(pod, status=201)
+    pod = Pod.objects.create(
+        org=org,
+        name=body["name"],
+        spec={"image": body["image"], "cpu": int(body.get("cpu", 1))},
+        secret_env=body.get("env", {}),
+    )
+    return JsonResponse(pod.as_json(), status=201)
 
 
 @require_http_methods(["GET", "PATCH", "DELETE"])
 @api_view
 def pod_detail(request: HttpRequest, pod_id: str) -> HttpResponse:
-    """GET shows a pod, PATCH changes it (the record holds the change), DELETE removes it."""
+    """GET shows a pod, PATCH changes it (name, ``spec``, ``labels``), DELETE removes it."""
     pod = _own_pod(request, pod_id)
     if pod is None:
         return JsonResponse({"error": "no such pod"}, status=404)
     if request.method == "GET":
-        return JsonResponse(pod)
+        return JsonResponse(pod.as_json())
     if request.method == "DELETE":
-        STORE.delete(pod_id, pod["org"])
-        record("delete", resource=pods.resource(pod))
+        pod.delete()
         return HttpResponse(status=204)
-    result = STORE.update(pod_id, pod["org"], json.loads(request.body or b"{}"))
-    assert result is not None
-    before, after = result
-    record("update", resource=pods.resource(after), changes=diff(before, after))
-    return JsonResponse(after)
+    changes = json.loads(request.body or b"{}")
+    try:
+        with transaction.atomic():
+            _apply(pod, changes)
+            _check_quota(pod)
+    except QuotaExceededError as exc:  # the change was rolled back: nothing is recorded as done
+        return JsonResponse({"error": f"at most {CPU_QUOTA} CPUs, not {exc}"}, status=409)
+    return JsonResponse(pod.as_json())
+
+
+class QuotaExceededError(Exception):
+    """A resize beyond the organization's quota."""
+
+
+def _check_quota(pod: Pod) -> None:
+    if int(pod.spec.get("cpu", 1)) > CPU_QUOTA:
+        raise QuotaExceededError(pod.spec["cpu"])
+
+
+def _apply(pod: Pod, changes: dict[str, Any]) -> None:
+    if "name" in changes:
+        pod.name = str(changes["name"])
+    pod.spec = {**pod.spec, **{k: v for k, v in changes.get("spec", {}).items() if k in ("image", "cpu")}}
+    pod.save()
+    if "labels" in changes:
+        pod.labels.set([Label.objects.get_or_create(name=str(name))[0] for name in changes["labels"]])
 
 
 def _set_status(status: str) -> View:
@@ -141,7 +175,9 @@ def _set_status(status: str) -> View:
         pod = _own_pod(request, pod_id)
         if pod is None:
             return JsonResponse({"error": "no such pod"}, status=404)
-        return JsonResponse(STORE.set_status(pod_id, pod["org"], status))
+        pod.status = status
+        pod.save(update_fields=["status"])
+        return JsonResponse(pod.as_json())
 
     return change
 
@@ -159,6 +195,6 @@ def restart_pod(request: HttpRequest, pod_id: str) -> HttpResponse:
         return JsonResponse({"error": "no such pod"}, status=404)
 
     def progress() -> Iterator[str]:
-        yield from pods.restart_steps(pod)
+        yield from pods.restart_steps(pod.as_json())
 
     return StreamingHttpResponse(progress(), content_type="text/plain")

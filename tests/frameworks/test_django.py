@@ -17,7 +17,6 @@ django = pytest.importorskip("django")
 from asgiref.sync import iscoroutinefunction, sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.http import HttpResponse, StreamingHttpResponse  # noqa: E402
 from django.test import AsyncClient, Client, RequestFactory, override_settings  # noqa: E402
@@ -26,37 +25,22 @@ from werkzeug.test import Client as WSGIClient  # noqa: E402
 
 from audit_middleware import Actor, configure, record  # noqa: E402
 from audit_middleware import AuditMiddleware as WSGIAuditMiddleware  # noqa: E402
+from audit_middleware.capture.changes import REGISTRY, Tracking  # noqa: E402
 from audit_middleware.config import get_config  # noqa: E402
 from audit_middleware.frameworks.django import AuditMiddleware  # noqa: E402
 from audit_middleware.frameworks.django.conf import apply_settings  # noqa: E402
 from audit_middleware.sinks import MemorySink  # noqa: E402
 from audit_middleware.testing import CapturedEvents  # noqa: E402
-from integrations.django_app import settings as example  # noqa: E402
 from tests.frameworks.support import ALICE_TOKEN, only  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def django_project(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Settings of the example project (on a temporary database), set up once per run."""
-    if not settings.configured:
-        values = {name: getattr(example, name) for name in dir(example) if name.isupper()}
-        database = tmp_path_factory.mktemp("django") / "db.sqlite3"
-        values["DATABASES"] = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(database)}}
-        values["PASSWORD_HASHERS"] = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins
-        values["AUDIT_MIDDLEWARE"] = {**example.AUDIT_MIDDLEWARE, "sink": MemorySink()}  # not stdout
-        settings.configure(**values)
-        django.setup()
-    from integrations.django_app.views import seed_users  # noqa: PLC0415 - needs the app registry
-
-    call_command("migrate", verbosity=0)
-    seed_users()
-
-
 @pytest.fixture
-def app(django_project: None) -> None:
-    """Auditing configured from ``settings.AUDIT_MIDDLEWARE``, as at the project's start-up."""
+def app(django_project: dict[type, Tracking]) -> None:
+    """Auditing configured from ``settings.AUDIT_MIDDLEWARE``, as at the project's start-up,
+    with the example's models registered."""
 
     assert apply_settings() is not None
+    REGISTRY.restore(django_project)
 
 
 # The example's URLs plus views that fail, for ROOT_URLCONF=__name__.
@@ -168,14 +152,20 @@ async def test_bearer_token_user_is_the_actor(call: Caller, events: CapturedEven
 
 
 async def test_route_template_and_rule_action(call: Caller, events: CapturedEvents) -> None:
-    """The URL pattern is recorded as the route; the start rule names action and pod."""
+    """The URL pattern is recorded as the route; the start rule names action and pod, and the
+    pod's saved change (status) enriches it, with the pod's name."""
     pod_id = await create_pod(call, **ALICE_TOKEN)
     events.clear()
     assert (await call("post", f"/pods/{pod_id}/start", **ALICE_TOKEN)).status_code == 200
     document = only(events)
     assert document["audit"]["http"]["route"] == "/pods/<str:pod_id>/start"
     assert document["event"]["action"] == "start"
-    assert document["audit"]["resource"] == {"type": "pod", "id": pod_id}
+    assert document["audit"]["resource"] == {"type": "pod", "id": pod_id, "name": "web"}
+    assert document["audit"]["changes"] == {
+        "before": {"status": "stopped"},
+        "after": {"status": "running"},
+        "fields": ["status"],
+    }
 
 
 async def test_update_records_the_change(call: Caller, events: CapturedEvents) -> None:
@@ -351,7 +341,7 @@ def test_outer_wsgi_middleware_owns_the_request(app: None, events: CapturedEvent
     assert document["audit"]["http"]["route"] == "/pods"
 
 
-def test_user_mapper_setting(django_project: None) -> None:
+def test_user_mapper_setting(django_project: object) -> None:
     """AUDIT_MIDDLEWARE["user_mapper"] (a dotted path) maps the user."""
     sink = MemorySink()
     options = {"sink": sink, "user_mapper": "tests.frameworks.test_django.mapper_for_test"}
@@ -367,7 +357,7 @@ def mapper_for_test(user: Any) -> Actor:
     return Actor(id=f"mapped-{user.get_username()}", kind="service")
 
 
-def test_unknown_setting_is_improperly_configured(django_project: None) -> None:
+def test_unknown_setting_is_improperly_configured(django_project: object) -> None:
     """A key configure() does not take is reported with the setting's name."""
     with (
         pytest.raises(ImproperlyConfigured, match=r"AUDIT_MIDDLEWARE.*retention"),
@@ -376,7 +366,7 @@ def test_unknown_setting_is_improperly_configured(django_project: None) -> None:
         pass
 
 
-def test_settings_need_the_app_installed(django_project: None) -> None:
+def test_settings_need_the_app_installed(django_project: object) -> None:
     """Core options without the app in INSTALLED_APPS are an error, not silently ignored."""
 
     apps_without = [app for app in settings.INSTALLED_APPS if app != "audit_middleware.frameworks.django"]
@@ -389,7 +379,7 @@ def test_settings_need_the_app_installed(django_project: None) -> None:
         AuditMiddleware(lambda request: HttpResponse())
 
 
-def test_without_the_setting_configure_is_left_alone(django_project: None) -> None:
+def test_without_the_setting_configure_is_left_alone(django_project: object) -> None:
     """No AUDIT_MIDDLEWARE: the app's own configure() call (and its sink) stays in force."""
 
     sink = MemorySink()
@@ -409,7 +399,7 @@ def test_example_settings_load_dotted_paths(app: None) -> None:
     assert get_config().tenant_resolver is tenant_of
 
 
-def test_sink_setting_may_name_a_class(django_project: None) -> None:
+def test_sink_setting_may_name_a_class(django_project: object) -> None:
     """A dotted sink naming a class is instantiated."""
 
     with override_settings(AUDIT_MIDDLEWARE={"sink": "audit_middleware.sinks.MemorySink"}):

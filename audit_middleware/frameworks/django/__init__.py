@@ -21,7 +21,14 @@ in ``INSTALLED_APPS``::
     }
 
 Its keys are the keyword arguments of :func:`audit_middleware.configure`, plus
-``user_mapper`` (a ``user -> Actor | None`` callable; default :func:`actor_from_user`).
+``user_mapper`` (a ``user -> Actor | None`` callable; default :func:`actor_from_user`)
+and ``models`` (``{"app_label.Model": {register() options}}`` or a list of labels).
+
+Changes of registered models (see :mod:`audit_middleware.frameworks.django.changes`)::
+
+    from audit_middleware.frameworks.django import AuditedModel, audited, register
+
+    register(Post, exclude=["body"], name_field="title")
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ except ImportError as exc:  # the one clear message this adapter's users need
         "pip install opensearch-audit-middleware[django]"
     ) from exc
 
+from audit_middleware.frameworks.django.changes import AuditedModel, audited, register
 from audit_middleware.frameworks.django.middleware import AuditMiddleware, UserMapper, actor_from_user
 
-__all__ = ["AuditMiddleware", "UserMapper", "actor_from_user"]
+__all__ = ["AuditMiddleware", "AuditedModel", "UserMapper", "actor_from_user", "audited", "register"]

@@ -10,7 +10,8 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 
-from audit_middleware.frameworks.django.conf import SETTING, apply_settings
+from audit_middleware.frameworks.django.changes import register_from_settings
+from audit_middleware.frameworks.django.conf import SETTING, apply_settings, option
 
 APP_NAMES = ("audit_middleware.frameworks.django", "audit_middleware.django")
 """The app's name in ``INSTALLED_APPS``, and the older name that still works."""
@@ -28,11 +29,13 @@ class AuditMiddlewareConfig(AppConfig):  # type: ignore[misc]  # Django ships no
     verbose_name = "Audit middleware"
 
     def ready(self) -> None:
-        """Apply ``settings.AUDIT_MIDDLEWARE``."""
+        """Apply ``settings.AUDIT_MIDDLEWARE`` and register the models it names."""
         apply_settings()
+        register_from_settings(option("models", ()))
         setting_changed.connect(_reapply, dispatch_uid="audit_middleware.frameworks.django.reapply")
 
 
 def _reapply(*, setting: str, **_kwargs: Any) -> None:
     if setting == SETTING:
         apply_settings()
+        register_from_settings(option("models", ()))

@@ -18,7 +18,7 @@ from audit_middleware.processing.redaction import Redactor
 from audit_middleware.sinks import Sink
 
 SETTING = "AUDIT_MIDDLEWARE"
-ADAPTER_KEYS = frozenset({"user_mapper"})
+ADAPTER_KEYS = frozenset({"user_mapper", "models"})
 _IMPORTABLE = frozenset(
     {"sink", "redactor", "actor_resolver", "tenant_resolver", "project_resolver", "rules", "user_mapper"}
 )

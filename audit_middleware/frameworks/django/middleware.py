@@ -11,6 +11,7 @@ from django.apps import apps
 from django.contrib.auth.signals import user_logged_out
 from django.core.exceptions import ImproperlyConfigured
 
+from audit_middleware.capture.changes import settle
 from audit_middleware.capture.context import RequestContext, bind, current, unbind
 from audit_middleware.capture.recorder import finish_request, may_record, resolve_late
 from audit_middleware.capture.wsgi import context_from_environ
@@ -113,6 +114,7 @@ class AuditMiddleware:
                 unbind(token)
 
     async def _asettle(self, request: Any, context: RequestContext, **outcome: Any) -> None:
+        settle()  # reads only connection state, no query: fine on the loop
         if may_record(context):
             # request.user and the app's resolvers may query the database: not on the loop.
             await sync_to_async(self._settle)(request, context, **outcome)
@@ -133,6 +135,7 @@ class AuditMiddleware:
             context.route = match.route if match.route.startswith("/") else "/" + match.route
         if response is not None:
             context.status_code = response.status_code
+        settle()  # changes made in a test case's transaction join the request before it is judged
         if may_record(context):
             if context.actor is None:
                 context.actor = self._guarded(getattr(request, "user", None))
