@@ -196,11 +196,11 @@ def _request_changes(
     # a rule names the operation: its action and resource, enriched with the changes
     resource = decision.resource or description.resource
     targets = description.targets
-    row = rows[0].resource
-    if not targets and (resource.type, resource.id) == (row.type, row.id):
-        resource = Resource(resource.type, resource.id, resource.name or row.name)
+    changed = rows[0].resource
+    if not targets and (resource.type, resource.id) == (changed.type, changed.id):
+        resource = Resource(resource.type, resource.id, resource.name or changed.name)
     elif not targets:
-        targets = (row,)  # the row changed is named even when the rule names another resource
+        targets = (changed,)  # the row changed is named even when the rule names another resource
     yield Description(
         rule.action or description.action,
         resource,

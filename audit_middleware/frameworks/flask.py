@@ -34,7 +34,7 @@ except ImportError:  # optional: without it the actor comes from actor_resolver
     flask_login = None
 
 from audit_middleware.capture.context import RequestContext, current, set_route
-from audit_middleware.capture.recorder import may_record, resolve_late
+from audit_middleware.capture.recorder import finish_request, may_record, resolve_late
 from audit_middleware.capture.wsgi import AuditMiddleware
 from audit_middleware.frameworks import users
 from audit_middleware.frameworks.users import UserMapper
@@ -43,6 +43,8 @@ from audit_middleware.model.event import Actor
 __all__ = ["AuditExtension", "FlaskActorResolver", "UserMapper", "actor_from_user"]
 
 FlaskActorResolver = Callable[[flask.Request], "Actor | None"]
+# environ key: the response is complete (not streamed), so its record need not wait for close()
+_COMPLETE = "audit_middleware.complete"
 
 
 def actor_from_user(user: Any) -> Actor | None:
@@ -113,15 +115,23 @@ class AuditExtension:
         context = current()
         if context is not None:
             self._identify(context)
+            if not response.is_streamed:
+                flask.request.environ[_COMPLETE] = True
         return response
 
     def _teardown_request(self, exc: BaseException | None) -> None:
         # An exception that propagates (PROPAGATE_EXCEPTIONS, testing) skips after_request
         # and start_response: teardown is the last moment the request context is alive.
         context = current()
-        if exc is not None and context is not None:
+        if context is None:
+            return
+        if exc is not None:
             self._identify(context)
             resolve_late(context)
+        if context.status_code is not None and flask.request.environ.get(_COMPLETE):
+            # The whole response is known: send the record now rather than when the server
+            # closes the body (test clients that never read a body never close it).
+            finish_request(context)
 
     def _identify(self, context: RequestContext) -> None:
         if context.native_request is not flask.request._get_current_object():  # type: ignore[attr-defined]

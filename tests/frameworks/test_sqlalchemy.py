@@ -7,7 +7,7 @@ up for SAVEPOINT (pysqlite's own transaction handling gets them wrong).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -325,7 +325,7 @@ def test_decorator_and_mixin_register(audit_sink: MemorySink) -> None:
 
     class Pod(AuditedMixin, Base):
         __tablename__ = "pod"
-        __audit__ = {"resource_type": "pod", "name_field": "label"}
+        __audit__: ClassVar[dict[str, str]] = {"resource_type": "pod", "name_field": "label"}
         id: Mapped[int] = mapped_column(primary_key=True)
         label: Mapped[str]
 
