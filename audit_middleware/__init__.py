@@ -21,6 +21,7 @@ from audit_middleware.capture import active as _active
 if TYPE_CHECKING:
     from audit_middleware.capture.asgi import ASGIAuditMiddleware
     from audit_middleware.capture.context import (
+        audit_context,
         audit_this_request,
         current,
         set_actor,
@@ -61,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "RouteRules": "audit_middleware.capture.rules",
     "Rule": "audit_middleware.capture.rules",
     "Scope": "audit_middleware.model.event",
+    "audit_context": "audit_middleware.capture.context",
     "audit_this_request": "audit_middleware.capture.context",
     "configure": "audit_middleware.config",
     "current": "audit_middleware.capture.context",
@@ -91,6 +93,7 @@ __all__ = [
     "RouteRules",
     "Rule",
     "Scope",
+    "audit_context",
     "audit_this_request",
     "configure",
     "current",

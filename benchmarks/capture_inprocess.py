@@ -21,8 +21,9 @@ from werkzeug.test import EnvironBuilder
 import audit_middleware
 from audit_middleware import ASGIAuditMiddleware, AuditMiddleware
 from audit_middleware import config as audit_config
+from audit_middleware.capture.completion import ANONYMOUS
 from audit_middleware.capture.context import bind, unbind
-from audit_middleware.capture.recorder import ANONYMOUS, finish_request
+from audit_middleware.capture.recorder import finish_request
 from audit_middleware.capture.wsgi import context_from_environ
 from audit_middleware.frameworks.flask import AuditExtension
 from audit_middleware.model.actions import CATALOG

@@ -27,6 +27,7 @@ CONTRACT_ECS_FIELDS = {
     "http.response.status_code",
     "url.path",
     "trace.id",
+    "span.id",  # from the active OpenTelemetry span
     "service.name",
     "organization.id",
     "organization.name",

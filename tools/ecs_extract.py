@@ -48,6 +48,7 @@ RECORD_ECS_FIELDS: tuple[str, ...] = (
     "organization.name",
     "service.name",
     "source.ip",
+    "span.id",
     "trace.id",
     "url.path",
     "user.effective.email",

@@ -1,14 +1,19 @@
-"""Per-request audit context, held in a ContextVar.
+"""Per-request audit context, held in a ContextVar, and the context of work outside requests.
 
 The middleware binds a ``RequestContext`` for each request; ``record()``, the structlog
 processors and the framework adapters read it. ContextVars keep it isolated across
 threads and asyncio tasks. Raw header values are stored as received and derived values
 (client IP, request id, trace id, truncated user agent) are computed on first use, so a
 request that never produces a record or log line pays almost nothing.
+
+Jobs, scripts, management commands and tasks have no request: ``audit_context()`` says
+who acts there (an ``AmbientContext``), and what they record carries it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +26,8 @@ from audit_middleware.capture.headers import (
     truncate_user_agent,
     valid_request_id,
 )
+from audit_middleware.capture.tracing import active_span
+from audit_middleware.errors import AuditError
 from audit_middleware.model.event import Actor, AuditEvent, RequestFacts, Scope
 
 _UNSET: Any = object()
@@ -28,11 +35,16 @@ _UNSET: Any = object()
 
 @dataclass(slots=True)
 class PendingRecord:
-    """A record made during a request, completed when the response is known."""
+    """A record made during a request, completed when the response is known.
+
+    ``source`` is ``"app"`` for ``record()`` and ``"detected"`` for what a framework
+    adapter saw (a login signal); the app's own record of an action wins over a detected one.
+    """
 
     event: AuditEvent
     outcome_given: bool
     actor_given: bool
+    source: str = "app"
 
 
 @dataclass(slots=True, eq=False)
@@ -67,6 +79,7 @@ class RequestContext:
     _request_id: str | None = None
     _trace_id: Any = _UNSET
     _user_agent: Any = _UNSET
+    _span: tuple[str, str] | None = None
 
     @property
     def client(self) -> ResolvedIP:
@@ -84,11 +97,23 @@ class RequestContext:
 
     @property
     def trace_id(self) -> str | None:
-        """The W3C trace id from ``traceparent``, if valid."""
+        """The trace id of the request's OpenTelemetry span, else the one of a valid ``traceparent``."""
+        if self._span is not None:
+            return self._span[0]
         if self._trace_id is _UNSET:
             self._trace_id = trace_id_from_traceparent(self.traceparent)
         result: str | None = self._trace_id
         return result
+
+    @property
+    def span_id(self) -> str | None:
+        """The span id of the request's OpenTelemetry span, when one was active."""
+        return None if self._span is None else self._span[1]
+
+    def note_span(self) -> None:
+        """Keep the active OpenTelemetry span's ids (the first one seen while the app runs)."""
+        if self._span is None:
+            self._span = active_span()
 
     @property
     def user_agent(self) -> str | None:
@@ -111,6 +136,7 @@ class RequestContext:
             forwarded_chain=client.chain,
             user_agent=self.user_agent,
             trace_id=self.trace_id,
+            span_id=self.span_id,
         )
 
 
@@ -139,27 +165,131 @@ def unbind(token: Token[RequestContext | None]) -> None:
         _current.set(None)
 
 
+@dataclass(slots=True)
+class AmbientContext:
+    """Who acts, for which tenant and project, in work outside a request (see :func:`audit_context`).
+
+    ``request_id``, ``trace_id`` and ``span_id`` tie that work to the request that started
+    it (a task queued by a request carries them).
+    """
+
+    actor: Actor | None = None
+    tenant: Scope | None = None
+    project: Scope | None = None
+    request_id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+
+    def facts(self) -> RequestFacts | None:
+        """The request ids to put on a record, or None when there are none."""
+        trace_id, span_id = self.trace_id, self.span_id
+        if trace_id is None:
+            span = active_span()
+            if span is not None:
+                trace_id, span_id = span
+        if self.request_id is None and trace_id is None:
+            return None
+        return RequestFacts(request_id=self.request_id, trace_id=trace_id, span_id=span_id)
+
+
+_ambient: ContextVar[AmbientContext | None] = ContextVar("audit_middleware_ambient", default=None)
+
+
+def ambient() -> AmbientContext | None:
+    """The :func:`audit_context` in force, or None."""
+    return _ambient.get()
+
+
+@contextmanager
+def audit_context(
+    *,
+    actor: Actor | None = _UNSET,
+    tenant: Scope | str | None = _UNSET,
+    project: Scope | str | None = _UNSET,
+    request_id: str | None = _UNSET,
+    trace_id: str | None = _UNSET,
+    span_id: str | None = _UNSET,
+) -> Iterator[AmbientContext]:
+    """Say who acts in a job, script, management command or task; what it records carries it.
+
+    Records made inside (``record()``, changes of registered models) name this actor,
+    tenant and project unless they name their own; without an actor they are by
+    ``system``. Nested contexts inherit what they do not set. Inside a request the block
+    is a scope of its own: its records are separate from the request's, and start from
+    the request's actor, tenant, project, request id and trace id.
+
+    >>> from audit_middleware import Actor, audit_context, record
+    >>> with audit_context(actor=Actor(id="cron", kind="service"), tenant="acme"):
+    ...     pass  # record("delete", resource=...) here is by cron, in acme
+    """
+    outer = _ambient.get()
+    request = _current.get()
+    base = outer or (_from_request(request) if request is not None else AmbientContext())
+    scope = AmbientContext(
+        actor=base.actor if actor is _UNSET else actor,
+        tenant=base.tenant if tenant is _UNSET else Scope.of(tenant),
+        project=base.project if project is _UNSET else Scope.of(project),
+        request_id=base.request_id if request_id is _UNSET else request_id,
+        trace_id=base.trace_id if trace_id is _UNSET else trace_id,
+        span_id=base.span_id if span_id is _UNSET else span_id,
+    )
+    token = _ambient.set(scope)
+    request_token = _current.set(None)
+    try:
+        yield scope
+    finally:
+        _current.reset(request_token)
+        _ambient.reset(token)
+
+
+def _from_request(context: RequestContext) -> AmbientContext:
+    return AmbientContext(
+        actor=context.actor,
+        tenant=context.tenant,
+        project=context.project,
+        request_id=context.request_id,
+        trace_id=context.trace_id,
+        span_id=context.span_id,
+    )
+
+
+def _outside_error(name: str) -> AuditError:
+    return AuditError(
+        f"{name}() was called outside a request and outside audit_context(): wrap the work in "
+        f"`with audit_context(...)` (or pass the value to record())"
+    )
+
+
 def set_actor(actor: Actor | None) -> None:
-    """Hand the authenticated actor to the current request (e.g. from a FastAPI dependency)."""
+    """Hand the authenticated actor to the current request (e.g. from a FastAPI dependency),
+    or to the :func:`audit_context` in force; raises ``AuditError`` outside both."""
     context = _current.get()
     if context is not None:
         context.actor = actor
+        return
+    scope = _ambient.get()
+    if scope is None:
+        raise _outside_error("set_actor")
+    scope.actor = actor
 
 
 def set_tenant(tenant: Scope | str | None, project: Scope | str | None = _UNSET) -> None:
-    """Set the current request's tenant (organization), and optionally its project."""
-    context = _current.get()
-    if context is not None:
-        context.tenant = Scope.of(tenant)
-        if project is not _UNSET:
-            context.project = Scope.of(project)
+    """Set the tenant (organization), and optionally the project, of the current request or
+    :func:`audit_context`; raises ``AuditError`` outside both."""
+    target: RequestContext | AmbientContext | None = _current.get() or _ambient.get()
+    if target is None:
+        raise _outside_error("set_tenant")
+    target.tenant = Scope.of(tenant)
+    if project is not _UNSET:
+        target.project = Scope.of(project)
 
 
 def set_project(project: Scope | str | None) -> None:
-    """Set the current request's project."""
-    context = _current.get()
-    if context is not None:
-        context.project = Scope.of(project)
+    """Set the project of the current request or :func:`audit_context`; raises outside both."""
+    target: RequestContext | AmbientContext | None = _current.get() or _ambient.get()
+    if target is None:
+        raise _outside_error("set_project")
+    target.project = Scope.of(project)
 
 
 def set_route(route: str | None) -> None:

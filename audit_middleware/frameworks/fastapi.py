@@ -141,7 +141,7 @@ def audit_actor(
         ) from exc
 
     async def audited_user(user: Any = Depends(dependency)) -> Any:  # noqa: B008 - FastAPI's idiom
-        if user is not None:
+        if user is not None and current() is not None:  # an app run without install() is left alone
             actor = users.guarded(mapper, user)
             if actor is not None:
                 set_actor(actor)

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-from audit_middleware.capture.context import current
+from audit_middleware.capture.context import ambient, current
 from audit_middleware.capture.recorder import record
-from audit_middleware.model.event import Actor, Resource
+from audit_middleware.model.event import Actor, Resource, Scope
 
 EventDict = MutableMapping[str, Any]
 
@@ -41,28 +41,39 @@ _RECORD_KEYS = frozenset(("audit", "resource", "targets", "changes", "outcome", 
 
 
 def add_audit_context(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:  # noqa: ARG001
-    """Put the current request's audit context on the log line; explicit values win."""
+    """Put the current request's (or ``audit_context()``'s) audit context on the log line;
+    explicit values win."""
     context = current()
     if context is None:
-        return event_dict
+        scope = ambient()
+        if scope is None:
+            return event_dict
+        _add(event_dict, "http.request.id", scope.request_id)
+        _add(event_dict, "trace.id", scope.trace_id)
+        return _add_who(event_dict, scope.actor, scope.tenant, scope.project)
     event_dict.setdefault("http.request.id", context.request_id)
     event_dict.setdefault("http.request.method", context.method)
     event_dict.setdefault("url.path", context.path)
-    client_ip = context.client.ip
-    if client_ip is not None:
-        event_dict.setdefault("source.ip", client_ip)
-    if context.trace_id is not None:
-        event_dict.setdefault("trace.id", context.trace_id)
-    actor = context.actor
+    _add(event_dict, "source.ip", context.client.ip)
+    _add(event_dict, "trace.id", context.trace_id)
+    return _add_who(event_dict, context.actor, context.tenant, context.project)
+
+
+def _add(event_dict: EventDict, key: str, value: str | None) -> None:
+    if value is not None:
+        event_dict.setdefault(key, value)
+
+
+def _add_who(
+    event_dict: EventDict, actor: Actor | None, tenant: Scope | None, project: Scope | None
+) -> EventDict:
     if actor is not None:
-        if actor.id is not None:
-            event_dict.setdefault("user.id", actor.id)
-        if actor.email is not None:
-            event_dict.setdefault("user.email", actor.email)
-    if context.tenant is not None:
-        event_dict.setdefault("organization.id", context.tenant.id)
-    if context.project is not None:
-        event_dict.setdefault("audit.project.id", context.project.id)
+        _add(event_dict, "user.id", actor.id)
+        _add(event_dict, "user.email", actor.email)
+    if tenant is not None:
+        event_dict.setdefault("organization.id", tenant.id)
+    if project is not None:
+        event_dict.setdefault("audit.project.id", project.id)
     return event_dict
 
 

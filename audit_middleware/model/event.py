@@ -154,6 +154,7 @@ class RequestFacts:
     forwarded_chain: tuple[str, ...] = ()
     user_agent: str | None = None
     trace_id: str | None = None
+    span_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -244,6 +245,7 @@ class AuditEvent:
             forwarded_chain=tuple(audit.get("source", {}).get("forwarded", ())),
             user_agent=doc.get("user_agent", {}).get("original"),
             trace_id=doc.get("trace", {}).get("id"),
+            span_id=doc.get("span", {}).get("id"),
         )
         organization = doc.get("organization")
         project = audit.get("project")
@@ -263,7 +265,7 @@ class AuditEvent:
             details=audit.get("details", {}),
             tenant=Scope(organization["id"], organization.get("name")) if organization else None,
             project=Scope(project["id"], project.get("name")) if project else None,
-            request=request if (http or "url" in doc or "source" in doc) else None,
+            request=request if (http or "url" in doc or "source" in doc or "trace" in doc) else None,
             service=doc.get("service", {}).get("name"),
         )
 
@@ -348,6 +350,8 @@ def _add_request(doc: dict[str, Any], audit: dict[str, Any], request: RequestFac
         doc["user_agent"] = {"original": request.user_agent}
     if request.trace_id is not None:
         doc["trace"] = {"id": request.trace_id}
+    if request.span_id is not None:
+        doc["span"] = {"id": request.span_id}
     if request.forwarded_chain:
         audit["source"] = {"forwarded": list(request.forwarded_chain)}
     if request.route is not None:

@@ -32,7 +32,7 @@ from typing import Any
 from audit_middleware.model import ecs
 from audit_middleware.opensearch.tiers import validate_name
 
-TEMPLATE_REVISION = 1
+TEMPLATE_REVISION = 2  # 2: span.id
 # Above the 100 that catch-all templates commonly use, so ours wins for "{prefix}-*".
 INDEX_TEMPLATE_PRIORITY = 500
 MANAGED_BY = "audit-middleware"

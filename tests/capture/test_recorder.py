@@ -23,8 +23,8 @@ from audit_middleware import (
     set_actor,
 )
 from audit_middleware.capture.changes import ChangeGroup, row_change
-from audit_middleware.capture.recorder import commit, stage
 from audit_middleware.capture.rules import RouteRules
+from audit_middleware.capture.staging import commit, stage
 from audit_middleware.model.event import SYSTEM_ACTOR
 from audit_middleware.sinks import MemorySink, Sink
 from tests.wsgi_support import request, simple_app

@@ -8,7 +8,7 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from audit_middleware import Actor, Resource, Scope
+from audit_middleware import Actor, Resource, Scope, audit_context
 from audit_middleware.capture.context import RequestContext, bind, current, unbind
 from audit_middleware.frameworks.structlog import AuditProcessor, add_audit_context
 from tests.wsgi_support import request, simple_app
@@ -196,3 +196,13 @@ def test_bad_resource_in_log_call_raises_clearly():
     """A resource that is neither a Resource nor a mapping is a programming error with a clear message."""
     with pytest.raises(TypeError, match="resource must be a Resource or a mapping"):
         AuditProcessor()(None, "info", {"event": "x", "audit": "create", "resource": 42})
+
+
+def test_context_outside_requests_is_on_log_lines() -> None:
+    """In an audit_context() the job's actor, tenant and request id go on every line."""
+    with audit_context(actor=Actor(id="cron", email="ops@acme.example"), tenant="acme", request_id="req-7"):
+        line = add_audit_context(None, "info", {"event": "imported"})
+    assert line["user.id"] == "cron"
+    assert line["organization.id"] == "acme"
+    assert line["http.request.id"] == "req-7"
+    assert add_audit_context(None, "info", {"event": "bare"}) == {"event": "bare"}

@@ -46,7 +46,7 @@ from audit_middleware.capture.changes import (
     row_change,
     tracking,
 )
-from audit_middleware.capture.recorder import StagedChanges, commit, stage
+from audit_middleware.capture.staging import StagedChanges, commit, stage
 from audit_middleware.logs import warn
 from audit_middleware.model.event import Resource
 

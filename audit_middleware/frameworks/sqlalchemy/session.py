@@ -23,7 +23,7 @@ from audit_middleware.capture.changes import (
     plain,
     row_change,
 )
-from audit_middleware.capture.recorder import StagedChanges, commit, stage
+from audit_middleware.capture.staging import StagedChanges, commit, stage
 from audit_middleware.model.event import Resource
 
 __all__ = [
