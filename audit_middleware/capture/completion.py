@@ -53,8 +53,15 @@ def complete(
 
 
 def resolve_actor(context: RequestContext, config: CaptureSettings) -> Actor:
+    """The request's actor: handed over, else found by the adapter or the app's resolver, else anonymous."""
     if context.actor is not None:
         return context.actor
+    lookup = context.actor_lookup
+    if lookup is not None:
+        found = lookup()  # the adapter's own lookup (flask-login, request.user), guarded there
+        if found is not None:
+            context.actor = found
+            return found
     resolver = config.actor_resolver
     if resolver is not None and context.native_request is not None:
         try:

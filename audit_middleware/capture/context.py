@@ -12,7 +12,7 @@ who acts there (an ``AmbientContext``), and what they record carries it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
@@ -64,6 +64,8 @@ class RequestContext:
     # set by adapters or app code while the request runs
     route: str | None = None
     actor: Actor | None = None
+    # how the framework adapter finds the user now (flask-login, request.user), if it can
+    actor_lookup: Callable[[], Actor | None] | None = None
     tenant: Scope | None = None
     project: Scope | None = None
     native_request: Any = None

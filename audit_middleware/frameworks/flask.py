@@ -108,6 +108,7 @@ class AuditExtension:
         context = current()
         if context is not None:
             _bind(context)
+            context.actor_lookup = self._lookup
 
     def _after_request(self, response: flask.Response) -> flask.Response:
         # Runs inside the request context, after the view and before start_response,
@@ -138,6 +139,10 @@ class AuditExtension:
             _bind(context)  # an earlier before_request hook answered before ours ran
         if context.actor is None and may_record(context):
             context.actor = users.guarded(self._find_actor)
+
+    def _lookup(self) -> Actor | None:
+        # for code that needs the actor before the response (a task queued by the view)
+        return users.guarded(self._find_actor) if flask.has_request_context() else None
 
     def _find_actor(self) -> Actor | None:
         if flask_login is not None and hasattr(flask.current_app, "login_manager"):

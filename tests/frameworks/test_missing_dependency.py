@@ -44,6 +44,8 @@ def forget(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
             "audit_middleware.frameworks.django.middleware", "django", "django", id="django-submodule"
         ),
         pytest.param("audit_middleware.frameworks.fastapi", "starlette", "fastapi", id="starlette"),
+        pytest.param("audit_middleware.frameworks.sqlalchemy", "sqlalchemy", "sqlalchemy", id="sqlalchemy"),
+        pytest.param("audit_middleware.frameworks.celery", "celery", "celery", id="celery"),
     ],
 )
 def test_missing_framework_raises_one_clear_error(
@@ -81,10 +83,13 @@ def test_starlette_without_fastapi(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_core_imports_no_framework() -> None:
-    """The core package never imports Flask, Django, Starlette or FastAPI itself."""
+    """The core package never imports a framework, an ORM, Celery or OpenTelemetry itself."""
     code = (
         "import sys, audit_middleware, audit_middleware.testing, audit_middleware.frameworks.structlog; "
-        "print(sorted(m for m in ('flask', 'django', 'starlette', 'fastapi') if m in sys.modules))"
+        "from audit_middleware import audit_context, record; "
+        "import audit_middleware.capture.recorder, audit_middleware.capture.staging; "
+        "print(sorted(m for m in ('flask', 'django', 'starlette', 'fastapi', 'sqlalchemy', 'celery', "
+        "'opentelemetry') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -86,7 +86,7 @@ class AuditMiddleware:
         """Handle one request (returns a coroutine when the chain is async)."""
         if self._async:
             return self._acall(request)
-        context, token = _begin(request)
+        context, token = self._begin(request)
         try:
             response = self.get_response(request)
         except BaseException:
@@ -100,7 +100,7 @@ class AuditMiddleware:
                 unbind(token)
 
     async def _acall(self, request: Any) -> Any:
-        context, token = _begin(request)
+        context, token = self._begin(request)
         try:
             response = await self.get_response(request)
         except BaseException:  # CancelledError too: a client that left still leaves a record
@@ -147,6 +147,19 @@ class AuditMiddleware:
         else:
             finish_request(context, failed=failed)
 
+    def _begin(self, request: Any) -> tuple[RequestContext, Token[RequestContext | None] | None]:
+        context = current()
+        token = None
+        if context is None:
+            # Under ASGI Django fills request.META like a WSGI environ, so one reader serves both.
+            context = context_from_environ(request.META)
+            token = bind(context)
+        # else an outer audit middleware binds, finishes and unbinds
+        context.native_request = request
+        # for code that needs the actor before the response (a task queued by the view)
+        context.actor_lookup = lambda: self._guarded(getattr(request, "user", None))
+        return context, token
+
     def _on_logout(self, user: Any = None, **_signal: Any) -> None:
         context = current()
         if context is not None and context.actor is None and user is not None:
@@ -155,17 +168,6 @@ class AuditMiddleware:
     def _guarded(self, user: Any) -> Actor | None:
         # An app's mapper bug (or a failing user query) must cost neither the request nor its record.
         return None if user is None else users.guarded(self.user_mapper, user)
-
-
-def _begin(request: Any) -> tuple[RequestContext, Token[RequestContext | None] | None]:
-    context = current()
-    if context is not None:  # an outer audit middleware binds, finishes and unbinds
-        context.native_request = request
-        return context, None
-    # Under ASGI Django fills request.META like a WSGI environ, so one reader serves both.
-    context = context_from_environ(request.META)
-    context.native_request = request
-    return context, bind(context)
 
 
 class _StreamEnd:
