@@ -60,6 +60,8 @@ def configure(
     service_name: str | None = None,
     user_agent_limit: int = 512,
     change_records: ChangeRecords = "per_request",
+    honest_outcomes: bool | None = None,
+    login_paths: Iterable[str] = (),
 ) -> AuditConfig:
     """Set up auditing for this process and return the configuration.
 
@@ -69,6 +71,11 @@ def configure(
     ``"forwarded"``); the other is ignored, since a client can send it unchanged.
     ``change_records`` is ``"per_request"`` (the changes of registered models one
     request makes are one record, every row a target) or ``"per_row"``.
+    ``honest_outcomes``: an automatic record that nothing explains is ``unknown`` rather
+    than ``success``, a redirect to the login page a ``failure``, and a redirect that only
+    normalises the URL is not audited (docs/architecture.md has the table). None (the
+    default) turns it on exactly when ORM capture is on (a model is registered).
+    ``login_paths``: the app's login pages, when not at a path ending in ``/login``.
 
     >>> from audit_middleware.sinks import MemorySink
     >>> config = configure(sink=MemorySink(), trusted_proxies=1)
@@ -89,11 +96,19 @@ def configure(
         service_name=service_name,
         user_agent_limit=user_agent_limit,
         change_records=change_records,
+        honest_outcomes=honest_outcomes,
+        login_paths=frozenset(_names(login_paths, "login_paths")),
     )
     previous = _capture.install(new)
     if isinstance(previous, AuditConfig) and previous.sink is not new.sink:
         previous.sink.close(timeout=5.0)
     return new
+
+
+def _names(values: Iterable[str], option: str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        raise TypeError(f"{option} takes a list of paths, not one string: [{values!r}]")
+    return tuple(values)
 
 
 def get_config() -> AuditConfig:

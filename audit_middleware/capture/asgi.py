@@ -65,6 +65,13 @@ def context_from_scope(scope: ASGIScope) -> RequestContext:
     )
 
 
+def _location(message: Message) -> str | None:
+    for name, value in message.get("headers", ()):
+        if name.lower() == b"location":
+            return bytes(value).decode("latin-1")
+    return None
+
+
 class ASGIAuditMiddleware:
     """Wrap an ASGI application so its HTTP requests produce audit records.
 
@@ -87,7 +94,9 @@ class ASGIAuditMiddleware:
 
         async def audited_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                context.status_code = int(message["status"])
+                status = context.status_code = int(message["status"])
+                if 300 <= status < 400:  # where it sends the client, for the outcome rules
+                    context.location = _location(message)
                 resolve_late(context)
             await send(message)
 

@@ -70,6 +70,11 @@ class RequestContext:
     project: Scope | None = None
     native_request: Any = None
     status_code: int | None = None
+    # a redirect's Location, and the app's login page (adapters know it), for the outcome rules
+    location: str | None = None
+    login_path: str | None = None
+    # why the framework refused the request (flask-login's unauthorized), if it did
+    denied: str | None = None
     force_audit: bool = False
     skip_audit: bool = False
     explicit: list[PendingRecord] = field(default_factory=list)

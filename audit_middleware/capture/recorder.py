@@ -19,8 +19,9 @@ from typing import Any
 
 from audit_middleware import logs
 from audit_middleware.capture.change_records import Description, describe
-from audit_middleware.capture.changes import ChangeLog, settle
+from audit_middleware.capture.changes import REGISTRY, ChangeLog, settle
 from audit_middleware.capture.completion import (
+    ANONYMOUS,
     action_for,
     apply,
     complete,
@@ -32,6 +33,7 @@ from audit_middleware.capture.completion import (
     send,
 )
 from audit_middleware.capture.context import PendingRecord, RequestContext, ambient, current
+from audit_middleware.capture.outcomes import Verdict, judge
 from audit_middleware.capture.rules import Decision
 from audit_middleware.capture.settings import CaptureSettings
 from audit_middleware.errors import AuditValidationError
@@ -207,9 +209,35 @@ def _finish_request(context: RequestContext, *, failed: bool) -> None:
         for description in _request_changes(context, config, decision, changes):
             send(_request_event(context, config, description, outcome), config)
         return
+    reason = context.denied
+    if decision.rule is None:  # the generic record: it may claim only what the response shows
+        verdict = _judge(context, config, failure)
+        if not verdict.audit:
+            return
+        outcome, reason = verdict.outcome, verdict.reason
+    elif reason is not None:
+        outcome = "failure"
     event = _request_event(context, config, action_for(decision.action, method), outcome)
     event.resource = decision.resource
+    if reason is not None:
+        event.details = {"reason": reason}
     send(event, config)
+
+
+def _judge(context: RequestContext, config: CaptureSettings, failure: bool) -> Verdict:
+    honest = config.honest_outcomes
+    status = context.status_code
+    redirected = status is not None and 300 <= status < 400 and context.location is not None
+    return judge(
+        status=status,
+        failed=failure,
+        honest=REGISTRY.active if honest is None else honest,
+        path=context.path,
+        location=context.location,
+        denied=context.denied,
+        anonymous=redirected and resolve_actor(context, config) is ANONYMOUS,
+        login_paths=(*config.login_paths, context.login_path or ""),
+    )
 
 
 def _send_explicit(

@@ -34,6 +34,9 @@ class CaptureSettings:
     app's own authentication. ``change_records`` says how the changes of registered
     models that one request (or one operation outside requests) made are recorded:
     ``"per_request"``, one record with every row as a target, or ``"per_row"``.
+    ``honest_outcomes`` picks the outcome rules of automatic records (``capture.outcomes``):
+    None means on exactly when some model is registered (ORM capture is on).
+    ``login_paths`` names the app's login pages, for "redirected to log in".
     """
 
     trust: ProxyTrust = field(default_factory=ProxyTrust)
@@ -45,6 +48,8 @@ class CaptureSettings:
     service_name: str | None = None
     user_agent_limit: int = 512
     change_records: ChangeRecords = "per_request"
+    honest_outcomes: bool | None = None
+    login_paths: frozenset[str] = frozenset()
 
     def deliver(self, event: AuditEvent) -> None:
         """Hand a finished record on; must never raise into the host app."""

@@ -81,9 +81,12 @@ class AuditMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
             try:
-                context.status_code = int(status[:3])
+                code = context.status_code = int(status[:3])
             except ValueError:
                 context.status_code = None
+            else:
+                if 300 <= code < 400:  # where it sends the client, for the outcome rules
+                    context.location = next((v for k, v in headers if k.lower() == "location"), None)
             # The app's authentication has run; the framework's request is still alive.
             resolve_late(context)
             return start_response(status, headers, exc_info)
