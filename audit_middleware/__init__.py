@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from audit_middleware.capture.wsgi import AuditMiddleware
     from audit_middleware.config import AuditConfig, configure, get_config
     from audit_middleware.errors import AuditError, AuditValidationError, MissingDependencyError
+    from audit_middleware.frameworks.auth import audit_login, audit_login_failed, audit_logout
     from audit_middleware.model.actions import Action, register
     from audit_middleware.model.changes import diff
     from audit_middleware.model.event import (
@@ -63,6 +64,9 @@ _EXPORTS: dict[str, str] = {
     "Rule": "audit_middleware.capture.rules",
     "Scope": "audit_middleware.model.event",
     "audit_context": "audit_middleware.capture.context",
+    "audit_login": "audit_middleware.frameworks.auth",
+    "audit_login_failed": "audit_middleware.frameworks.auth",
+    "audit_logout": "audit_middleware.frameworks.auth",
     "audit_this_request": "audit_middleware.capture.context",
     "configure": "audit_middleware.config",
     "current": "audit_middleware.capture.context",
@@ -94,6 +98,9 @@ __all__ = [
     "Rule",
     "Scope",
     "audit_context",
+    "audit_login",
+    "audit_login_failed",
+    "audit_logout",
     "audit_this_request",
     "configure",
     "current",

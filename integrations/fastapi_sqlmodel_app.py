@@ -11,7 +11,9 @@ The audit set-up is two lines beside the app's own: ``install(app)`` and
 ``register(VirtualMachine, ...)``. The endpoints record nothing themselves: creating,
 resizing, deleting, stopping in bulk and purging machines is recorded from the ORM,
 with the machine as resource and its previous and new values; a resize over the quota
-is rolled back and not recorded as done.
+is rolled back and not recorded as done. The OAuth2 token endpoint names who logged in
+(and who failed to) with ``audit_login`` / ``audit_login_failed``; the redirect that adds
+a missing slash (``POST /vms`` -> 307 ``/vms/``) is not recorded, the repeated request is.
 """
 
 # No "from __future__ import annotations": FastAPI reads the endpoints' annotations, which
@@ -28,7 +30,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select, update
 
 from audit_middleware import set_tenant
-from audit_middleware.frameworks.fastapi import audit_actor, install
+from audit_middleware.frameworks.fastapi import audit_actor, audit_login, audit_login_failed, install
 from audit_middleware.frameworks.sqlalchemy import register
 from audit_middleware.sinks import JsonLinesSink, Sink
 from integrations import pods
@@ -111,7 +113,10 @@ def create_app(engine: Engine | None = None, sink: Sink | None = None) -> FastAP
     def token(form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> dict[str, str]:
         user = pods.check_password(form.username, form.password)
         if user is None:
+            audit_login_failed(form.username, reason="bad credentials")
             raise HTTPException(400, "incorrect username or password")
+        audit_login(user)
+        set_tenant(user.org)
         return {"access_token": tokens.issue(user), "token_type": "bearer"}
 
     @app.get("/vms/")

@@ -10,7 +10,11 @@ The audit set-up is two lines beside the app's own: ``AuditExtension(app)`` and
 ``register(Project, ...)``. The views record nothing themselves: creating, editing,
 deleting, archiving in bulk and purging projects is recorded from the ORM with the
 project as resource and its previous and new values; a transfer that is rolled back
-is not recorded as done.
+is not recorded as done. Logins and logouts come from flask-login's signals; a failed
+login, which flask-login does not signal, is the one line ``audit_login_failed(...)``.
+Because ORM capture is on, what no record explains is not claimed as a success: a form
+shown again with errors is ``unknown``, an anonymous request sent to the login page a
+``failure``, and the redirect that adds a missing slash is not recorded at all.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from audit_middleware import configure
-from audit_middleware.frameworks.flask import AuditExtension
+from audit_middleware.frameworks.flask import AuditExtension, audit_login_failed
 from audit_middleware.frameworks.sqlalchemy import register
 from audit_middleware.sinks import JsonLinesSink, Sink
 from integrations import pods
@@ -119,6 +123,7 @@ def create_app(database_uri: str = "sqlite://", sink: Sink | None = None) -> Fla
         username = request.form.get("username", "")
         user = db.session.scalar(select(User).where(User.username == username))
         if user is None or not check_password_hash(user.password_hash, request.form.get("password", "")):
+            audit_login_failed(username, reason="unknown user" if user is None else "bad password")
             return page("Log in", ("username", "password"), errors=["wrong username or password"])
         login_user(user)
         return redirect(request.args.get("next") or url_for("projects"))
@@ -225,7 +230,8 @@ def seed_users() -> None:
                     username=demo.username,
                     email=demo.email,
                     org=demo.org,
-                    password_hash=generate_password_hash(demo.password),
+                    # the demo's fixed passwords: a cheap hash keeps start-up (and the tests) fast
+                    password_hash=generate_password_hash(demo.password, method="pbkdf2:sha256:1000"),
                 )
             )
     db.session.commit()

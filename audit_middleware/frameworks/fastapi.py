@@ -12,6 +12,18 @@ hand-over of the user an authentication dependency found.
     def start(pod_id: str, user: User = CurrentUser): ...
 
 ``install`` works for a plain Starlette app too; only ``audit_actor`` needs FastAPI.
+
+A token endpoint authenticates with a form, not with a dependency: it names the user
+(and the failures) in one line each::
+
+    @app.post("/token")
+    def token(form: Annotated[OAuth2PasswordRequestForm, Depends()]):
+        user = authenticate(form.username, form.password)
+        if user is None:
+            audit_login_failed(form.username, reason="bad password")
+            raise HTTPException(400, "Incorrect username or password")
+        audit_login(user)
+        return {"access_token": ..., "token_type": "bearer"}
 """
 
 from __future__ import annotations
@@ -34,12 +46,22 @@ from audit_middleware.capture.asgi import ASGIAuditMiddleware
 from audit_middleware.capture.context import current, set_actor
 from audit_middleware.config import configure
 from audit_middleware.frameworks import users
+from audit_middleware.frameworks.auth import audit_login, audit_login_failed, audit_logout
 from audit_middleware.frameworks.users import UserMapper
 from audit_middleware.model.event import Actor
 
 _INSTALL_HINT = "install opensearch-audit-middleware[fastapi]"
 
-__all__ = ["RouteTemplate", "UserMapper", "actor_from_user", "audit_actor", "install"]
+__all__ = [
+    "RouteTemplate",
+    "UserMapper",
+    "actor_from_user",
+    "audit_actor",
+    "audit_login",
+    "audit_login_failed",
+    "audit_logout",
+    "install",
+]
 
 
 def install(app: Starlette, **configure_kwargs: Any) -> None:

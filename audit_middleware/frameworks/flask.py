@@ -11,6 +11,12 @@ the matched URL rule (``/pods/<pod_id>/start``) as the route, hands the Flask re
 the resolvers given to ``configure()``, and finds the actor: flask-login's
 ``current_user`` when the app uses flask-login and the user is authenticated, else the
 extension's ``actor_resolver`` callback, else the configured one.
+
+With flask-login, ``login_user()`` and ``logout_user()`` are recorded as Login and Logout
+(its signals), and a request ``login_required`` turned away is a ``failure``. flask-login
+has no signal for a failed login: the login view says so in one line::
+
+    audit_login_failed(form.username.data, reason="bad password")   # and audit_login(user)
 """
 
 from __future__ import annotations
@@ -33,14 +39,25 @@ try:
 except ImportError:  # optional: without it the actor comes from actor_resolver
     flask_login = None
 
+from audit_middleware import logs
 from audit_middleware.capture.context import RequestContext, current, set_route
-from audit_middleware.capture.recorder import finish_request, may_record, resolve_late
+from audit_middleware.capture.outcomes import LOGIN_REQUIRED
+from audit_middleware.capture.recorder import finish_request, may_record, record_detected, resolve_late
 from audit_middleware.capture.wsgi import AuditMiddleware
-from audit_middleware.frameworks import users
+from audit_middleware.frameworks import auth, users
+from audit_middleware.frameworks.auth import SESSION, audit_login_failed
 from audit_middleware.frameworks.users import UserMapper
-from audit_middleware.model.event import Actor
+from audit_middleware.model.event import Actor, AuditEvent
 
-__all__ = ["AuditExtension", "FlaskActorResolver", "UserMapper", "actor_from_user"]
+__all__ = [
+    "AuditExtension",
+    "FlaskActorResolver",
+    "UserMapper",
+    "actor_from_user",
+    "audit_login",
+    "audit_login_failed",
+    "audit_logout",
+]
 
 FlaskActorResolver = Callable[[flask.Request], "Actor | None"]
 # environ key: the response is complete (not streamed), so its record need not wait for close()
@@ -100,8 +117,10 @@ class AuditExtension:
         app.after_request(self._after_request)
         app.teardown_request(self._teardown_request)
         if flask_login is not None:
-            # logout_user() clears current_user before the response: catch who it was.
+            flask_login.user_logged_in.connect(self._on_login, app)
+            # logout_user() clears current_user before the response: the signal names who it was.
             flask_login.user_logged_out.connect(self._on_logout, app)
+            flask_login.user_unauthorized.connect(self._on_unauthorized, app)
         app.extensions["audit_middleware"] = self
 
     def _before_request(self) -> None:
@@ -118,6 +137,8 @@ class AuditExtension:
             self._identify(context)
             if not response.is_streamed:
                 flask.request.environ[_COMPLETE] = True
+            if 300 <= response.status_code < 400:
+                context.login_path = _login_page()
         return response
 
     def _teardown_request(self, exc: BaseException | None) -> None:
@@ -155,10 +176,70 @@ class AuditExtension:
             return self.actor_resolver(flask.request._get_current_object())  # type: ignore[attr-defined]
         return None
 
-    def _on_logout(self, _sender: flask.Flask, user: Any = None, **_extra: Any) -> None:
+    def _on_login(self, _sender: flask.Flask, user: Any = None, **_extra: Any) -> None:
+        actor = None if user is None else users.guarded(self.user_mapper, user)
+        if actor is None:
+            return
         context = current()
-        if context is not None and context.actor is None and user is not None:
-            context.actor = users.guarded(self.user_mapper, user)
+        if context is not None:
+            context.actor = actor  # the request is theirs now
+        _guarded_record("login", actor)
+
+    def _on_logout(self, _sender: flask.Flask, user: Any = None, **_extra: Any) -> None:
+        actor = None if user is None else users.guarded(self.user_mapper, user)
+        context = current()
+        if context is not None and context.actor is None and actor is not None:
+            context.actor = actor
+        _guarded_record("logout", actor)
+        if context is not None:  # current_user is still the user: settle tenant and project now
+            resolve_late(context)
+
+    def _on_unauthorized(self, _sender: flask.Flask, **_extra: Any) -> None:
+        context = current()
+        if context is not None:
+            context.denied = LOGIN_REQUIRED
+
+
+def audit_login(user: Any, *, details: Any = None) -> AuditEvent:
+    """Record that ``user`` logged in (mapped by the app's ``AuditExtension(user_mapper=...)``).
+
+    With flask-login, ``login_user()`` records the login already; this is for apps
+    without it. See :func:`audit_middleware.frameworks.auth.audit_login`.
+    """
+    return auth.audit_login(user, mapper=_mapper(), details=details)
+
+
+def audit_logout(user: Any = None) -> AuditEvent:
+    """Record a logout (flask-login's ``logout_user()`` does already)."""
+    return auth.audit_logout(user, mapper=_mapper())
+
+
+def _mapper() -> UserMapper:
+    extension = flask.current_app.extensions.get("audit_middleware") if flask.has_app_context() else None
+    mapper: UserMapper = extension.user_mapper if isinstance(extension, AuditExtension) else _any_user
+    return mapper
+
+
+def _any_user(user: Any) -> Actor | None:
+    return actor_from_user(user) if callable(getattr(user, "get_id", None)) else users.actor_from_user(user)
+
+
+def _guarded_record(action: str, actor: Actor | None) -> None:
+    try:
+        record_detected(action, resource=SESSION, actor=actor)
+    except Exception as exc:  # noqa: BLE001 - a login must never fail because of auditing
+        logs.warn("audit record of a flask-login signal failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _login_page() -> str | None:
+    manager = getattr(flask.current_app, "login_manager", None)
+    view = getattr(manager, "login_view", None)
+    if not view:
+        return None
+    try:
+        return flask.url_for(view)
+    except Exception:  # noqa: BLE001 - a login view that cannot be built leaves the path heuristics
+        return None
 
 
 def _bind(context: RequestContext) -> None:

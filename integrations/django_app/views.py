@@ -1,12 +1,14 @@
 # Django ships no type hints (django-stubs is not a dependency), so its decorators are untyped.
 # mypy: disable-error-code="untyped-decorator, no-any-return"
-"""Views of the Django example: login/logout, and a pods API for sessions and bearer tokens.
+"""Views of the Django example: login/logout, a pods API for sessions and bearer tokens, and
+an HTML form for new pods.
 
 The audit middleware takes the actor from ``request.user``: the session's user, or the
 token's user that ``api_view`` puts there. A user's organization is its Django group.
 Pods are Django models registered for auditing (``models.py``): creating, changing and
-deleting them is recorded from the ORM, with the previous and new values, and these
-views call ``record()`` only where the ORM cannot know (login, logout).
+deleting them is recorded from the ORM, with the previous and new values; logins,
+logouts and failed logins come from Django's auth signals. These views call
+``record()`` nowhere.
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from functools import wraps
-from typing import Any
+from typing import Any, ClassVar
 
+from django import forms
 from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from audit_middleware import Resource, record
 from integrations import pods
 from integrations.django_app.models import Label, Pod
 
@@ -86,23 +90,54 @@ def _own_pod(request: HttpRequest, pod_id: str) -> Pod | None:
 
 @require_POST
 def login_view(request: HttpRequest) -> HttpResponse:
-    """Log in with ``username`` and ``password`` (form fields)."""
+    """Log in with ``username`` and ``password`` (form fields); the auth signals record it."""
     user = authenticate(request, username=request.POST.get("username"), password=request.POST.get("password"))
     if user is None:
-        record("login_failed", details={"username": request.POST.get("username")})
         return JsonResponse({"error": "wrong username or password"}, status=401)
     login(request, user)
-    record("login", resource=Resource("session"))
     return JsonResponse({"user": user.get_username()})
 
 
 @require_POST
 @api_view
 def logout_view(request: HttpRequest) -> HttpResponse:
-    """End the session (the middleware still records who it was)."""
-    record("logout", resource=Resource("session"), tenant=org_of(request.user))
+    """End the session (the logout signal names who it was)."""
     logout(request)
     return HttpResponse(status=204)
+
+
+@require_http_methods(["GET", "POST"])
+def logout_link(request: HttpRequest) -> HttpResponse:
+    """Log out with a plain link (GET) or a form (POST), then go to the login page."""
+    logout(request)
+    return redirect("login")
+
+
+class PodForm(forms.ModelForm):  # type: ignore[misc]  # Django ships no type hints
+    """The fields of a new pod."""
+
+    image = forms.CharField(max_length=128)
+
+    class Meta:
+        model = Pod
+        fields: ClassVar[list[str]] = ["name"]
+
+    def save(self, commit: bool = True) -> Pod:
+        """The pod, with the image in its spec."""
+        self.instance.spec = {"image": self.cleaned_data["image"], "cpu": 1}
+        return super().save(commit)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def new_pod(request: HttpRequest) -> HttpResponse:
+    """An HTML form: a valid one creates the pod; an invalid one is shown again, creating nothing."""
+    form = PodForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.instance.org = org_of(request.user) or "-"
+        form.save()
+        return redirect("/console/pods/new/")
+    return render(request, "pods/new.html", {"form": form}, status=200)
 
 
 @require_http_methods(["GET", "POST", "DELETE"])

@@ -105,3 +105,30 @@ def test_validation_error_changes_nothing_and_is_a_failure(trail: Trail) -> None
     refused = trail.stored("acme")[-1]
     assert refused.outcome == "failure"
     assert refused.changes is None
+
+
+def test_oauth2_token_login_names_the_user(trail: Trail) -> None:
+    """POST /token (a form, no dependency) is one Login naming the user, in their tenant."""
+    (login,) = [e for e in trail.stored("acme") if e.action.id == "login"]
+    assert (login.actor.name, login.actor.email, login.outcome) == ("alice", "alice@acme.example", "success")
+    assert login.request is not None
+    assert login.request.path == "/token"
+
+
+def test_failed_token_login_is_login_failed_with_the_attempted_user(trail: Trail) -> None:
+    """A wrong password (400): one Login Failed by the attempted name, no generic record."""
+    response = trail.client.post("/token", data={"username": "bob", "password": "guess"})
+    assert response.status_code == 400
+    token_records = [e for e in trail.stored() if e.request and e.request.path == "/token"]
+    assert [(e.action.id, e.actor.name, e.outcome) for e in token_records] == [
+        ("login_failed", "bob", "failure")
+    ]
+    assert "guess" not in repr(token_records[0].to_document())
+
+
+def test_redirect_adding_the_slash_is_not_recorded(trail: Trail) -> None:
+    """POST /vms is redirected (307) to /vms/ and repeated: one record, of the repeated request."""
+    response = trail.call("POST", "/vms", json={"name": "slashless"})
+    assert response.status_code == 201
+    assert [e.request.path for e in trail.machines() if e.request] == ["/vms/"]
+    assert not [e for e in trail.stored() if e.request and e.request.path == "/vms"]

@@ -8,15 +8,21 @@ from typing import Any
 import pytest
 
 flask = pytest.importorskip("flask")
-pytest.importorskip("flask_login")
+flask_login = pytest.importorskip("flask_login")
 
 from flask.testing import FlaskClient  # noqa: E402
 
 from audit_middleware import Actor, configure, record, set_actor  # noqa: E402
 from audit_middleware.capture.wsgi import AuditMiddleware  # noqa: E402
-from audit_middleware.frameworks.flask import AuditExtension, actor_from_user  # noqa: E402
+from audit_middleware.frameworks.flask import (  # noqa: E402
+    AuditExtension,
+    actor_from_user,
+    audit_login,
+    audit_login_failed,
+)
 from audit_middleware.sinks import MemorySink  # noqa: E402
 from audit_middleware.testing import CapturedEvents  # noqa: E402
+from integrations import pods  # noqa: E402
 from integrations.flask_app import create_app  # noqa: E402
 from tests.frameworks.support import ALICE_TOKEN, only  # noqa: E402
 
@@ -289,3 +295,86 @@ def test_default_mapper_reads_flask_login_attributes() -> None:
 def _no_request_context_left() -> Iterator[None]:
     yield
     assert not flask.has_request_context()
+
+
+# --- flask-login's signals and the login one-liners ----------------------------------------
+
+
+def login_app() -> flask.Flask:
+    """A bare app with flask-login: a form login that says when it failed, and logouts."""
+    app = flask.Flask("logins")
+    app.secret_key = "test-only"
+    app.test_client_class = ClosingClient
+    manager = flask_login.LoginManager(app)
+    manager.login_view = "login"
+    manager.user_loader(pods.user_by_id)
+    AuditExtension(app)
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        user = pods.check_password(
+            flask.request.form.get("username", ""), flask.request.form.get("password", "")
+        )
+        if user is None:
+            audit_login_failed(flask.request.form.get("username"), reason="bad password")
+            return "wrong username or password", 200  # the form again
+        flask_login.login_user(user)
+        return flask.redirect("/")
+
+    @app.route("/logout", methods=["GET", "POST"])
+    def logout() -> Any:
+        flask_login.logout_user()
+        return flask.redirect("/login")
+
+    @app.post("/things")
+    @flask_login.login_required
+    def create_thing() -> str:
+        return "created"
+
+    return app
+
+
+def test_login_user_is_a_login_by_the_user(sink: MemorySink) -> None:
+    """login_user() (flask-login's signal) gives one Login naming the user, no generic record."""
+    login_app().test_client().post("/login", data={"username": "dave", "password": "diver"})
+    (event,) = sink.events
+    assert (event.action.id, event.actor.name, event.outcome) == ("login", "dave", "success")
+
+
+def test_failed_login_one_liner_names_the_attempted_user(sink: MemorySink) -> None:
+    """audit_login_failed() in the view: Login Failed by the attempted name, with the reason."""
+    login_app().test_client().post("/login", data={"username": "dave", "password": "guess"})
+    (event,) = sink.events
+    assert (event.action.id, event.actor.name, event.outcome) == ("login_failed", "dave", "failure")
+    assert event.details == {"username": "dave", "reason": "bad password"}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_get_and_post_logouts_name_who_logged_out(sink: MemorySink, method: str) -> None:
+    """logout_user() by a link or a form: one Logout naming the user."""
+    client = login_app().test_client()
+    client.post("/login", data={"username": "dave", "password": "diver"})
+    client.open("/logout", method=method)
+    assert [(e.action.id, e.actor.name) for e in sink.events] == [("login", "dave"), ("logout", "dave")]
+
+
+def test_login_required_refusal_is_a_failure(sink: MemorySink) -> None:
+    """An anonymous POST that login_required turns away (302 to the login page) is no success."""
+    response = login_app().test_client().post("/things")
+    assert response.status_code == 302
+    (event,) = sink.events
+    assert (event.outcome, event.details) == ("failure", {"reason": "login required"})
+
+
+def test_audit_login_one_liner_makes_the_request_the_users(sink: MemorySink) -> None:
+    """audit_login(user) (apps without flask-login) records a Login and names the request's user."""
+    app = bare_app(AuditExtension())
+
+    @app.post("/session")
+    def session() -> str:
+        audit_login(pods.USERS["erin"])
+        return "ok"
+
+    app.test_client().post("/session")
+    (event,) = sink.events
+    assert (event.action.id, event.actor.id, event.actor.name) == ("login", "u-4", "erin")

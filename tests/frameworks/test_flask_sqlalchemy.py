@@ -135,3 +135,51 @@ def test_many_app_instances_record_each_change_once(trail: Trail, tmp_path: Path
     assert [e.action.id for e in trail.stored("acme") if e.resource and e.resource.name == "once"] == [
         "create"
     ]
+
+
+def test_form_login_and_failed_login(trail: Trail) -> None:
+    """A form login is one Login by the user; a wrong password one Login Failed naming who was tried."""
+    assert trail.login("alice", "not-it").status_code == 200  # the form again
+    assert trail.login().status_code == 302
+    failed = trail.stored()[-1]  # no tenant: nobody was authenticated
+    assert (failed.action.id, failed.outcome, failed.actor.name) == ("login_failed", "failure", "alice")
+    assert failed.details == {"username": "alice", "reason": "bad password"}
+    (login,) = [e for e in trail.stored("acme") if e.action.id == "login"]
+    assert (login.actor.name, login.outcome) == ("alice", "success")
+    assert all(e.action.id != "create" for e in trail.stored() if e.request and e.request.path == "/login")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_logout_by_link_or_form(trail: Trail, method: str) -> None:
+    """GET and POST logouts are both one Logout naming who it was."""
+    trail.login()
+    trail.client.open("/logout", method=method)
+    logout = trail.stored("acme")[-1]
+    assert (logout.action.id, logout.actor.name) == ("logout", "alice")
+
+
+def test_anonymous_change_redirected_to_login_is_refused(trail: Trail) -> None:
+    """POST /projects/ without a session: 302 to the login page, a failure, nothing created."""
+    response = trail.client.post("/projects/", data={"name": "sneaky"})
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+    refused = trail.stored()[-1]
+    assert (refused.outcome, refused.details) == ("failure", {"reason": "login required"})
+    assert refused.changes is None
+
+
+def test_form_with_errors_is_not_claimed_as_a_success(trail: Trail) -> None:
+    """A project form shown again with its errors (200) created nothing: unknown, no changes."""
+    trail.login()
+    assert trail.client.post("/projects/", data={"name": "  "}).status_code == 200
+    shown_again = trail.stored("acme")[-1]
+    assert (shown_again.outcome, shown_again.changes) == ("unknown", None)
+
+
+def test_redirect_adding_the_slash_is_not_recorded(trail: Trail) -> None:
+    """POST /projects (no slash) is redirected (308) to /projects/: only the repeated request is recorded."""
+    trail.login()
+    response = trail.client.post("/projects", data={"name": "slashless"}, follow_redirects=True)
+    assert response.status_code == 200
+    paths = [e.request.path for e in trail.stored("acme") if e.request and e.action.id != "login"]
+    assert paths == ["/projects/"]

@@ -11,8 +11,9 @@
 It binds the request's audit context itself (no need to wrap the WSGI/ASGI app as well),
 records the URL pattern as the route, takes the actor from ``request.user``, and sends
 the request's record when the response is done (for a streamed response: when it is
-closed). Optional settings, applied at start-up when ``"audit_middleware.frameworks.django"`` is
-in ``INSTALLED_APPS``::
+closed). Logins, logouts and failed logins are recorded from Django's auth signals
+(:mod:`audit_middleware.frameworks.django.auth`). Optional settings, applied at start-up
+when ``"audit_middleware.frameworks.django"`` is in ``INSTALLED_APPS``::
 
     AUDIT_MIDDLEWARE = {
         "rules": [Rule("POST", "/pods/<pod_id>/start", action="start", resource_type="pod")],

@@ -10,6 +10,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 
+from audit_middleware.frameworks.django.auth import connect_auth_signals
 from audit_middleware.frameworks.django.changes import register_from_settings
 from audit_middleware.frameworks.django.conf import SETTING, apply_settings, option
 
@@ -29,9 +30,10 @@ class AuditMiddlewareConfig(AppConfig):  # type: ignore[misc]  # Django ships no
     verbose_name = "Audit middleware"
 
     def ready(self) -> None:
-        """Apply ``settings.AUDIT_MIDDLEWARE`` and register the models it names."""
+        """Apply ``settings.AUDIT_MIDDLEWARE``, register the models it names, listen to auth signals."""
         apply_settings()
         register_from_settings(option("models", ()))
+        connect_auth_signals()
         setting_changed.connect(_reapply, dispatch_uid="audit_middleware.frameworks.django.reapply")
 
 

@@ -8,8 +8,10 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.apps import apps
-from django.contrib.auth.signals import user_logged_out
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.middleware.common import CommonMiddleware
+from django.shortcuts import resolve_url
 
 from audit_middleware.capture.changes import settle
 from audit_middleware.capture.context import RequestContext, bind, current, unbind
@@ -17,34 +19,12 @@ from audit_middleware.capture.recorder import finish_request, may_record, resolv
 from audit_middleware.capture.wsgi import context_from_environ
 from audit_middleware.frameworks import users
 from audit_middleware.frameworks.django.apps import APP_NAMES
+from audit_middleware.frameworks.django.auth import actor_from_user, connect_auth_signals
 from audit_middleware.frameworks.django.conf import ADAPTER_KEYS, SETTING, option, raw_options
 from audit_middleware.frameworks.users import UserMapper
 from audit_middleware.model.event import Actor
 
 __all__ = ["AuditMiddleware", "UserMapper", "actor_from_user"]
-
-
-def actor_from_user(user: Any) -> Actor | None:
-    """Map an authenticated Django user to an audit ``Actor`` (None for anonymous users).
-
-    Reads ``pk``, ``get_username()``, the model's email field and the ``superuser`` /
-    ``staff`` flags as roles: attributes only, never a query. Name your own mapper in
-    ``settings.AUDIT_MIDDLEWARE["user_mapper"]`` to add groups or an impersonator.
-
-    >>> from django.contrib.auth.models import User  # doctest: +SKIP
-    >>> actor_from_user(User(pk=7, username="ann", email="ann@example.com"))  # doctest: +SKIP
-    Actor(id='7', name='ann', email='ann@example.com', roles=(), kind='user', impersonator=None)
-    """
-    if not getattr(user, "is_authenticated", False):
-        return None
-    flags = (("superuser", getattr(user, "is_superuser", False)), ("staff", getattr(user, "is_staff", False)))
-    return users.actor_from_user(
-        user,
-        user_id=user.pk,
-        name=user.get_username(),
-        email=getattr(user, user.get_email_field_name(), None) or None,
-        roles=[role for role, flag in flags if flag],
-    )
 
 
 class AuditMiddleware:
@@ -79,8 +59,10 @@ class AuditMiddleware:
         if self._async:
             # Tells Django (and asgiref) that calling this instance returns a coroutine.
             markcoroutinefunction(self)
-        # logout() replaces request.user before the response: catch who logged out.
-        user_logged_out.connect(self._on_logout)
+        connect_auth_signals()
+        # CommonMiddleware placed before this one turns a 404 into its APPEND_SLASH redirect
+        # after this one has seen the response
+        self._slash_outside = _listed_before("django.middleware.common.CommonMiddleware")
 
     def __call__(self, request: Any) -> Any:
         """Handle one request (returns a coroutine when the chain is async)."""
@@ -135,6 +117,13 @@ class AuditMiddleware:
             context.route = match.route if match.route.startswith("/") else "/" + match.route
         if response is not None:
             context.status_code = response.status_code
+            if response.status_code == 404 and self._slash_outside:
+                target = _slash_redirect(request)
+                if target is not None:  # what the client will get: a redirect that adds a slash
+                    context.status_code, context.location = 301, target
+            elif 300 <= response.status_code < 400:  # for the outcome rules
+                context.location = response.get("Location")
+                context.login_path = _login_path()
         settle()  # changes made in a test case's transaction join the request before it is judged
         if may_record(context):
             if context.actor is None:
@@ -160,14 +149,42 @@ class AuditMiddleware:
         context.actor_lookup = lambda: self._guarded(getattr(request, "user", None))
         return context, token
 
-    def _on_logout(self, user: Any = None, **_signal: Any) -> None:
-        context = current()
-        if context is not None and context.actor is None and user is not None:
-            context.actor = self._guarded(user)
-
     def _guarded(self, user: Any) -> Actor | None:
         # An app's mapper bug (or a failing user query) must cost neither the request nor its record.
         return None if user is None else users.guarded(self.user_mapper, user)
+
+
+_OWN_NAMES = (
+    "audit_middleware.frameworks.django.AuditMiddleware",
+    "audit_middleware.frameworks.django.middleware.AuditMiddleware",
+    "audit_middleware.django.AuditMiddleware",
+)
+
+
+def _listed_before(name: str) -> bool:
+    """Whether middleware ``name`` comes before this one in ``settings.MIDDLEWARE`` (is outside it)."""
+    listed = list(getattr(settings, "MIDDLEWARE", None) or ())
+    own = next((listed.index(entry) for entry in _OWN_NAMES if entry in listed), None)
+    return name in listed and own is not None and listed.index(name) < own
+
+
+def _slash_redirect(request: Any) -> str | None:
+    """Where CommonMiddleware will send a request it redirects to append a slash, or None."""
+    try:
+        if settings.DEBUG and request.method in ("POST", "PUT", "PATCH"):
+            return None  # Django raises there instead of redirecting
+        if CommonMiddleware(lambda _: None).should_redirect_with_slash(request):
+            return str(request.get_full_path(force_append_slash=True))
+    except Exception:  # noqa: BLE001 - the record keeps the status this middleware saw
+        return None
+    return None
+
+
+def _login_path() -> str | None:
+    try:
+        return str(resolve_url(settings.LOGIN_URL))
+    except Exception:  # noqa: BLE001 - an unresolvable LOGIN_URL leaves the path heuristics
+        return None
 
 
 class _StreamEnd:
