@@ -45,6 +45,7 @@ __all__ = [
     "RowChange",
     "Tracking",
     "add_settle_hook",
+    "decorator",
     "default_resource_type",
     "name_of",
     "plain",
@@ -118,6 +119,13 @@ def tracking(
         exclude=frozenset(exclude),
         name_field=name_field,
     )
+
+
+def decorator(register: Callable[..., type], model: type | None, options: Mapping[str, Any]) -> Any:
+    """What an adapter's ``@audited`` returns: the class registered (bare use), or a decorator."""
+    if model is not None:
+        return register(model)
+    return lambda cls: register(cls, **options)
 
 
 def default_resource_type(class_name: str) -> str:

@@ -76,50 +76,6 @@ def record(
     >>> from audit_middleware import Resource, record
     >>> event = record("restart", resource=Resource("pod", "web-1"))  # doctest: +SKIP
     """
-    return _record(
-        action,
-        resource=resource,
-        targets=targets,
-        changes=changes,
-        details=details,
-        outcome=outcome,
-        actor=actor,
-        tenant=tenant,
-        project=project,
-        source="app",
-    )
-
-
-def record_detected(
-    action: Action | str,
-    *,
-    resource: Resource | None = None,
-    details: Mapping[str, Any] | None = None,
-    actor: Actor | None = None,
-    tenant: Scope | str | None = None,
-) -> AuditEvent:
-    """``record()`` for what a framework adapter saw (a login signal, for example).
-
-    It stands in the request like an explicit record, except that the app's own record of
-    the same action in the same request wins: an app that records its logins itself
-    never gets two.
-    """
-    return _record(action, resource=resource, details=details, actor=actor, tenant=tenant, source="detected")
-
-
-def _record(
-    action: Action | str,
-    *,
-    resource: Resource | None = None,
-    targets: Iterable[Resource] | None = None,
-    changes: ChangeSet | tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] | None = None,
-    details: Mapping[str, Any] | None = None,
-    outcome: Outcome | None = None,
-    actor: Actor | None = None,
-    tenant: Scope | str | None = None,
-    project: Scope | str | None = None,
-    source: str,
-) -> AuditEvent:
     resolved = CATALOG.resolve(action)
     if outcome is not None and outcome not in OUTCOMES:
         raise AuditValidationError(f"outcome {outcome!r} must be one of {sorted(OUTCOMES)}")
@@ -152,13 +108,34 @@ def _record(
         send(event, settings)
         return event
     context.note_span()
-    pending = PendingRecord(event, outcome is not None, actor is not None, source)
+    pending = PendingRecord(event, outcome is not None, actor is not None)
     if context.finished:
         # e.g. a task spawned by the request that outlives it: the request's records are
         # already sent, so complete this one now rather than lose it
         send(complete(pending, context, settings, context.facts(), failed_status(context)), settings)
     else:
         context.explicit.append(pending)
+    return event
+
+
+def record_detected(
+    action: Action | str,
+    *,
+    resource: Resource | None = None,
+    details: Mapping[str, Any] | None = None,
+    actor: Actor | None = None,
+    tenant: Scope | str | None = None,
+) -> AuditEvent:
+    """``record()`` for what a framework adapter saw (a login signal, for example).
+
+    It stands in the request like an explicit record, except that the app's own record of
+    the same action in the same request wins: an app that records its logins itself
+    never gets two.
+    """
+    event = record(action, resource=resource, details=details, actor=actor, tenant=tenant)
+    context = current()
+    if context is not None and context.explicit and context.explicit[-1].event is event:
+        context.explicit[-1].source = "detected"
     return event
 
 

@@ -35,3 +35,9 @@ class StoredTrail:
     def close(self) -> None:
         self.sink.close()
         self.store.close()
+
+    def __enter__(self) -> StoredTrail:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

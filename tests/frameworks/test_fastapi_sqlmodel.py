@@ -47,11 +47,8 @@ class Trail(StoredTrail):
 
 @pytest.fixture
 def trail(tmp_path: Path) -> Iterator[Trail]:
-    trail = Trail(tmp_path / "audit.sqlite3")
-    try:
+    with Trail(tmp_path / "audit.sqlite3") as trail:
         yield trail
-    finally:
-        trail.close()
 
 
 def test_create_resize_delete_are_recorded_with_their_rows(trail: Trail) -> None:

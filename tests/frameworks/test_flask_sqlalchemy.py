@@ -49,11 +49,8 @@ REGISTRY_OPTIONS = {model: REGISTRY.tracking_for(model) for model in (example.Pr
 
 @pytest.fixture
 def trail(tmp_path: Path) -> Iterator[Trail]:
-    trail = Trail(tmp_path / "audit.sqlite3")
-    try:
+    with Trail(tmp_path / "audit.sqlite3") as trail:
         yield trail
-    finally:
-        trail.close()
 
 
 def test_seeding_outside_a_request_is_recorded_by_the_system(trail: Trail) -> None:

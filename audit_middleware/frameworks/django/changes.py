@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, TypeVar, overload
+from typing import Any, ClassVar, TypeVar
 
 from django.db import connections, transaction
 from django.db.models import Model
@@ -41,6 +41,7 @@ from audit_middleware.capture.changes import (
     RowChange,
     Tracking,
     add_settle_hook,
+    decorator,
     name_of,
     plain,
     row_change,
@@ -96,21 +97,9 @@ def register(
     return model
 
 
-@overload
-def audited(model: ModelT, /) -> ModelT: ...
-@overload
-def audited(
-    *,
-    fields: Iterable[str] | None = None,
-    exclude: Iterable[str] = (),
-    resource_type: str | None = None,
-    name_field: NameField | None = None,
-) -> Callable[[ModelT], ModelT]: ...
 def audited(model: Any = None, /, **options: Any) -> Any:
     """Class decorator form of :func:`register`: ``@audited`` or ``@audited(exclude=[...])``."""
-    if model is not None:
-        return register(model)
-    return lambda cls: register(cls, **options)
+    return decorator(register, model, options)
 
 
 class AuditedModel:

@@ -32,8 +32,8 @@ changes made by SQL the ORM does not see. Listeners are attached once, to the
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, TypeVar, overload
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 from audit_middleware.errors import MissingDependencyError
 
@@ -46,7 +46,7 @@ except ImportError as exc:  # the one clear message this adapter's users need
         "pip install opensearch-audit-middleware[sqlalchemy]"
     ) from exc
 
-from audit_middleware.capture.changes import REGISTRY, NameField, tracking
+from audit_middleware.capture.changes import REGISTRY, NameField, decorator, tracking
 from audit_middleware.frameworks.sqlalchemy import bulk, session
 from audit_middleware.frameworks.sqlalchemy.bulk import BULK_ROWS
 
@@ -91,21 +91,9 @@ def register(
     return model
 
 
-@overload
-def audited(model: ModelT, /) -> ModelT: ...
-@overload
-def audited(
-    *,
-    fields: Iterable[str] | None = None,
-    exclude: Iterable[str] = (),
-    resource_type: str | None = None,
-    name_field: NameField | None = None,
-) -> Callable[[ModelT], ModelT]: ...
 def audited(model: Any = None, /, **options: Any) -> Any:
     """Class decorator form of :func:`register`: ``@audited`` or ``@audited(exclude=[...])``."""
-    if model is not None:
-        return register(model)
-    return lambda cls: register(cls, **options)
+    return decorator(register, model, options)
 
 
 class AuditedMixin:
