@@ -146,18 +146,21 @@ class ChangeRegistry:
     Registrations happen at start-up; lookups (on every write) are lock-free.
     """
 
-    __slots__ = ("_lock", "_lookups", "_models")
+    __slots__ = ("_lock", "_lookups", "_models", "active")
 
     def __init__(self) -> None:
         self._models: dict[type, Tracking] = {}
         self._lookups: dict[type, Tracking | None] = {}
         self._lock = threading.Lock()
+        self.active = False
+        """Whether any model is registered (ORM capture is on); read on every request."""
 
     def add(self, model: type, options: Tracking) -> Tracking:
         """Register ``model``; registering it again replaces its options."""
         with self._lock:
             self._models = {**self._models, model: options}
             self._lookups = {}
+            self.active = True
         return options
 
     def tracking_for(self, model: type) -> Tracking | None:
@@ -170,11 +173,6 @@ class ChangeRegistry:
         found = next((models[base] for base in model.__mro__ if base in models), None)
         self._lookups[model] = found
         return found
-
-    @property
-    def active(self) -> bool:
-        """Whether any model is registered (ORM capture is on)."""
-        return bool(self._models)
 
     def models(self) -> tuple[type, ...]:
         """The registered models."""
@@ -189,6 +187,7 @@ class ChangeRegistry:
         with self._lock:
             self._models = dict(registrations)
             self._lookups = {}
+            self.active = bool(self._models)
 
     def clear(self) -> None:
         """Forget every registration."""

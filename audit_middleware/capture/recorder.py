@@ -187,7 +187,9 @@ def _finish_request(context: RequestContext, *, failed: bool) -> None:
             send(_request_event(context, config, description, outcome), config)
         return
     reason = context.denied
-    if decision.rule is None:  # the generic record: it may claim only what the response shows
+    honest = config.honest_outcomes
+    if decision.rule is None and (reason is not None or (REGISTRY.active if honest is None else honest)):
+        # the generic record may claim only what the response shows (else: the status decides)
         verdict = _judge(context, config, failure)
         if not verdict.audit:
             return
@@ -201,14 +203,18 @@ def _finish_request(context: RequestContext, *, failed: bool) -> None:
     send(event, config)
 
 
-def _judge(context: RequestContext, config: CaptureSettings, failure: bool) -> Verdict:
+def _honest(config: CaptureSettings) -> bool:
     honest = config.honest_outcomes
+    return REGISTRY.active if honest is None else honest
+
+
+def _judge(context: RequestContext, config: CaptureSettings, failure: bool) -> Verdict:
     status = context.status_code
     redirected = status is not None and 300 <= status < 400 and context.location is not None
     return judge(
         status=status,
         failed=failure,
-        honest=REGISTRY.active if honest is None else honest,
+        honest=_honest(config),
         path=context.path,
         location=context.location,
         denied=context.denied,

@@ -50,7 +50,7 @@ class Rule:
             Resource(self.resource_type)  # a bad type fails here, at set-up, not on every request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every audited request, and frozen init costs more
 class Decision:
     """What to record for a request: an action id, the resource it touched, and the rule
     that said so (None for the generic fallback)."""
