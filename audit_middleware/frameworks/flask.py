@@ -77,7 +77,10 @@ def actor_from_user(user: Any) -> Actor | None:
     >>> actor_from_user(User())
     Actor(id='42', name=None, email='ann@example.com', roles=(), kind='user', impersonator=None)
     """
-    return users.actor_from_user(user, user_id=user.get_id())
+    get_id = getattr(user, "get_id", None)
+    if callable(get_id):
+        return users.actor_from_user(user, user_id=get_id())
+    return users.actor_from_user(user)  # an app's own user object (id, username, email)
 
 
 class AuditExtension:
@@ -85,8 +88,8 @@ class AuditExtension:
 
     ``actor_resolver(request)`` is called (inside the request context) when flask-login is
     not in use or nobody is logged in with it; it can read a bearer token, ``g`` or the
-    session, and returns an ``Actor`` or None. ``user_mapper`` turns a flask-login user
-    into an ``Actor``.
+    session, and returns an ``Actor``, the app's user object, or None. ``user_mapper``
+    turns a user object (flask-login's or the app's) into an ``Actor``.
 
     >>> from flask import Flask
     >>> from audit_middleware import Actor
@@ -173,7 +176,9 @@ class AuditExtension:
                 if actor is not None:
                     return actor
         if self.actor_resolver is not None:
-            return self.actor_resolver(flask.request._get_current_object())  # type: ignore[attr-defined]
+            found = self.actor_resolver(flask.request._get_current_object())  # type: ignore[attr-defined]
+            # the callback may hand back the app's own user object (g.user, say): map it
+            return found if found is None or isinstance(found, Actor) else self.user_mapper(found)
         return None
 
     def _on_login(self, _sender: flask.Flask, user: Any = None, **_extra: Any) -> None:
@@ -216,12 +221,8 @@ def audit_logout(user: Any = None) -> AuditEvent:
 
 def _mapper() -> UserMapper:
     extension = flask.current_app.extensions.get("audit_middleware") if flask.has_app_context() else None
-    mapper: UserMapper = extension.user_mapper if isinstance(extension, AuditExtension) else _any_user
+    mapper: UserMapper = extension.user_mapper if isinstance(extension, AuditExtension) else actor_from_user
     return mapper
-
-
-def _any_user(user: Any) -> Actor | None:
-    return actor_from_user(user) if callable(getattr(user, "get_id", None)) else users.actor_from_user(user)
 
 
 def _guarded_record(action: str, actor: Actor | None) -> None:

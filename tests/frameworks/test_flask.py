@@ -378,3 +378,16 @@ def test_audit_login_one_liner_makes_the_request_the_users(sink: MemorySink) -> 
     app.test_client().post("/session")
     (event,) = sink.events
     assert (event.action.id, event.actor.id, event.actor.name) == ("login", "u-4", "erin")
+
+
+def test_actor_resolver_may_return_the_apps_user_object(sink: MemorySink) -> None:
+    """A callback handing back the app's own user (``g.user``) is mapped: id, username, email."""
+
+    class AppUser:
+        id = 12
+        username = "zoe"
+        email = "zoe@example.com"
+
+    bare_app(AuditExtension(actor_resolver=lambda request: AppUser())).test_client().post("/things/1")
+    (event,) = sink.events
+    assert event.actor == Actor(id="12", name="zoe", email="zoe@example.com")
