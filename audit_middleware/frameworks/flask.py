@@ -21,6 +21,7 @@ has no signal for a failed login: the login view says so in one line::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -138,7 +139,7 @@ class AuditExtension:
         context = current()
         if context is not None:
             self._identify(context)
-            if not response.is_streamed:
+            if not inspect.isgenerator(response.response):  # a generator streams; the rest is complete
                 flask.request.environ[_COMPLETE] = True
             if 300 <= response.status_code < 400:
                 context.login_path = _login_page()

@@ -391,3 +391,33 @@ def test_actor_resolver_may_return_the_apps_user_object(sink: MemorySink) -> Non
     bare_app(AuditExtension(actor_resolver=lambda request: AppUser())).test_client().post("/things/1")
     (event,) = sink.events
     assert event.actor == Actor(id="12", name="zoe", email="zoe@example.com")
+
+
+def test_records_do_not_wait_for_a_body_nobody_reads(sink: MemorySink) -> None:
+    """A test client that never reads the body (so never closes it) still gets the record,
+    for a view's own response and for an abort(403) alike; a streamed body still waits."""
+    app = flask.Flask("unread")
+    AuditExtension(app)
+
+    @app.post("/ok")
+    def ok() -> str:
+        return "done"
+
+    @app.post("/refused")
+    def refused() -> str:
+        flask.abort(403)
+
+    @app.post("/stream")
+    def stream() -> flask.Response:
+        return flask.Response(iter_lines())
+
+    def iter_lines() -> Iterator[str]:
+        yield "one\n"
+
+    client = FlaskClient(app)
+    assert client.post("/ok").status_code == 200
+    assert client.post("/refused").status_code == 403
+    streamed = client.post("/stream")
+    assert [(e.request.status_code if e.request else None) for e in sink.events] == [200, 403]
+    streamed.close()
+    assert len(sink.events) == 3
