@@ -129,3 +129,11 @@ def test_redirect_adding_the_slash_is_not_recorded(trail: Trail) -> None:
     assert response.status_code == 201
     assert [e.request.path for e in trail.machines() if e.request] == ["/vms/"]
     assert not [e for e in trail.stored() if e.request and e.request.path == "/vms"]
+
+
+def test_request_without_a_token_is_refused_not_a_success(trail: Trail) -> None:
+    """A change attempted without a valid token (401) is a failure that changed nothing."""
+    response = trail.client.post("/vms/", json={"name": "intruder"})
+    assert response.status_code == 401
+    refused = trail.stored()[-1]
+    assert (refused.outcome, refused.changes, refused.actor.name) == ("failure", None, "anonymous")
