@@ -43,10 +43,10 @@ from audit_middleware.capture.changes import (
     add_settle_hook,
     decorator,
     name_of,
-    plain,
     row_change,
     tracking,
 )
+from audit_middleware.capture.snapshots import plain
 from audit_middleware.capture.staging import StagedChanges, commit, stage
 from audit_middleware.logs import warn
 from audit_middleware.model.event import Resource

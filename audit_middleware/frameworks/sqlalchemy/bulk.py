@@ -14,7 +14,14 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import ORMExecuteState
 
 from audit_middleware import logs
-from audit_middleware.capture.changes import REGISTRY, ChangeGroup, ChangeKind, name_of, plain, row_change
+from audit_middleware.capture.changes import (
+    REGISTRY,
+    ChangeGroup,
+    ChangeKind,
+    name_of,
+    row_change,
+)
+from audit_middleware.capture.snapshots import plain
 from audit_middleware.capture.staging import stage
 from audit_middleware.frameworks.sqlalchemy.session import MappedModel, model_of, stage_on
 from audit_middleware.model.event import Resource

@@ -20,9 +20,9 @@ from audit_middleware.capture.changes import (
     RowChange,
     Tracking,
     name_of,
-    plain,
     row_change,
 )
+from audit_middleware.capture.snapshots import plain
 from audit_middleware.capture.staging import StagedChanges, commit, stage
 from audit_middleware.model.event import Resource
 
