@@ -70,6 +70,8 @@ class RequestContext:
     project: Scope | None = None
     native_request: Any = None
     status_code: int | None = None
+    # the response is known in full (not streamed): an adapter may send the record before close()
+    complete: bool = False
     # a redirect's Location, and the app's login page (adapters know it), for the outcome rules
     location: str | None = None
     login_path: str | None = None

@@ -61,8 +61,6 @@ __all__ = [
 ]
 
 FlaskActorResolver = Callable[[flask.Request], "Actor | None"]
-# environ key: the response is complete (not streamed), so its record need not wait for close()
-_COMPLETE = "audit_middleware.complete"
 
 
 def actor_from_user(user: Any) -> Actor | None:
@@ -139,8 +137,8 @@ class AuditExtension:
         context = current()
         if context is not None:
             self._identify(context)
-            if not inspect.isgenerator(response.response):  # a generator streams; the rest is complete
-                flask.request.environ[_COMPLETE] = True
+            # a generator streams; any other body is complete, so its record need not wait for close()
+            context.complete = not inspect.isgenerator(response.response)
             if 300 <= response.status_code < 400:
                 context.login_path = _login_page()
         return response
@@ -154,7 +152,7 @@ class AuditExtension:
         if exc is not None:
             self._identify(context)
             resolve_late(context)
-        if context.status_code is not None and flask.request.environ.get(_COMPLETE):
+        if context.complete and context.status_code is not None:
             # The whole response is known: send the record now rather than when the server
             # closes the body (test clients that never read a body never close it).
             finish_request(context)
@@ -164,6 +162,7 @@ class AuditExtension:
             _bind(context)  # an earlier before_request hook answered before ours ran
         if context.actor is None and may_record(context):
             context.actor = users.guarded(self._find_actor)
+            context.actor_lookup = None  # looked up: the answer (perhaps nobody) is known
 
     def _lookup(self) -> Actor | None:
         # for code that needs the actor before the response (a task queued by the view)

@@ -128,6 +128,7 @@ class AuditMiddleware:
         if may_record(context):
             if context.actor is None:
                 context.actor = self._guarded(getattr(request, "user", None))
+                context.actor_lookup = None  # looked up: the answer (perhaps nobody) is known
             resolve_late(context)
         if not owned:
             return
