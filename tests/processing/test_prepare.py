@@ -1,0 +1,111 @@
+"""The processing stage: every record redacted in one place before any sink sees it."""
+
+from __future__ import annotations
+
+from audit_middleware.model.event import Actor, ChangeSet, RequestFacts
+from audit_middleware.processing.prepare import prepare
+from audit_middleware.processing.redaction import Redactor
+from tests.query.conftest import make_event
+
+KEY = b"k" * 32
+
+
+def test_the_event_is_redacted_in_place_and_returned() -> None:
+    """prepare() returns the very event it was given, now redacted."""
+    event = make_event("create", details={"password": "p"})
+    assert prepare(event, Redactor()) is event
+    assert event.details == {"password": "[REDACTED]"}
+
+
+def test_change_values_are_masked_and_paths_cut() -> None:
+    """Denied fields keep their name with masked values; a path through a denied key stops at it."""
+    event = make_event(
+        "update",
+        changes=ChangeSet(
+            {"name": "web", "password": "old", "tokens": {"ghp_1": "a"}},
+            {"name": "api", "password": "new", "tokens": {"ghp_2": "b"}},
+            ("tokens.ghp_2", "password", "name", "tokens.ghp_1"),
+        ),
+    )
+    prepare(event, Redactor())
+    assert event.changes == ChangeSet(
+        {"name": "web", "password": "[REDACTED]", "tokens": "[REDACTED]"},
+        {"name": "api", "password": "[REDACTED]", "tokens": "[REDACTED]"},
+        ("name", "password", "tokens"),
+    )
+
+
+def test_details_are_masked_at_any_depth() -> None:
+    """Nested secrets in details are masked; other values stay."""
+    event = make_event("create", details={"request": {"headers": {"X-Api-Key": "k"}, "size": 3}})
+    prepare(event, Redactor())
+    assert event.details == {"request": {"headers": {"X-Api-Key": "[REDACTED]"}, "size": 3}}
+
+
+def test_the_configured_denylist_applies() -> None:
+    """Keys the app adds are masked; allowed keys are kept."""
+    event = make_event("create", details={"pin_hint": "x", "token_type": "bearer", "badge": "b-7"})
+    prepare(event, Redactor(extra_keys=["badge"], allow_keys=["token_type"]))
+    assert event.details == {"pin_hint": "x", "token_type": "bearer", "badge": "[REDACTED]"}
+
+
+def test_a_record_without_changes_or_details_is_left_as_it_is() -> None:
+    """No changes stays None and empty details stay empty."""
+    event = make_event("delete")
+    prepare(event, Redactor())
+    assert event.changes is None
+    assert event.details == {}
+
+
+def test_emails_are_pseudonymised_for_the_actor_and_the_impersonator() -> None:
+    """With a pseudonym key, both the acting identity's and the real person's emails are replaced."""
+    redactor = Redactor(email_pseudonym_key=KEY)
+    admin = Actor(id="a1", email="admin@example.com")
+    event = make_event("update", user=Actor(id="u1", email="ann@example.com", impersonator=admin))
+    prepare(event, redactor)
+    assert event.actor.email == redactor.email("ann@example.com")
+    assert event.actor.impersonator is not None
+    assert event.actor.impersonator.email == redactor.email("admin@example.com")
+    assert event.actor.email.endswith("@pseudonym.invalid")
+    assert (event.actor.id, event.actor.impersonator.id) == ("u1", "a1")
+
+
+def test_without_a_pseudonym_key_emails_stay() -> None:
+    """By default the actor is not touched."""
+    actor = Actor(id="u1", email="ann@example.com")
+    event = make_event("update", user=actor)
+    prepare(event, Redactor())
+    assert event.actor is actor
+
+
+def test_ips_are_truncated_when_asked() -> None:
+    """truncate_ips blurs the client IP and the addresses of the forwarded chain."""
+    event = make_event(
+        "create",
+        request=RequestFacts(
+            method="POST",
+            path="/pods",
+            client_ip="203.0.113.77",
+            forwarded_chain=("203.0.113.77", "2001:db8:1234:5678::1"),
+        ),
+    )
+    prepare(event, Redactor(truncate_ips=True))
+    assert event.request is not None
+    assert event.request.client_ip == "203.0.113.0"
+    assert event.request.forwarded_chain == ("203.0.113.0", "2001:db8:1234::")
+    assert (event.request.method, event.request.path) == ("POST", "/pods")
+
+
+def test_ips_are_kept_by_default() -> None:
+    """Without truncate_ips the request facts are untouched."""
+    facts = RequestFacts(method="POST", client_ip="203.0.113.77", forwarded_chain=("203.0.113.77",))
+    event = make_event("create", request=facts)
+    prepare(event, Redactor())
+    assert event.request is facts
+
+
+def test_a_record_outside_a_request_needs_no_ip_handling() -> None:
+    """A record without request facts passes with truncate_ips on."""
+    event = make_event("create")
+    prepare(event, Redactor(truncate_ips=True))
+    assert event.request is None
