@@ -193,6 +193,20 @@ def test_close_closes_the_file(tmp_path: Path) -> None:
     sink.close()
 
 
+def test_a_record_after_close_is_still_appended(tmp_path: Path, fsynced: list[int]) -> None:
+    """A late emit() (another thread, after shutdown) reopens the file for that line rather than drop it."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonLinesSink(path, fsync=True)
+    early, late = make_event("create"), make_event("delete")
+    sink.emit(early)
+    sink.close()
+    synced = len(fsynced)
+    sink.emit(late)
+    assert [line["event"]["id"] for line in lines(path)] == [early.id, late.id]  # type: ignore[index]
+    assert len(fsynced) == synced + 1, "the late line is fsynced too"
+    assert sink._fd is None, "the sink stays closed"
+
+
 def test_stdout_writes_to_the_current_standard_output(capsys: pytest.CaptureFixture[str]) -> None:
     """JsonLinesSink.stdout() writes each record as a line on sys.stdout."""
     event = make_event("create")
