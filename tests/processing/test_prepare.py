@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+from structlog.testing import capture_logs
+
 from audit_middleware.model.event import Actor, ChangeSet, RequestFacts
-from audit_middleware.processing.prepare import prepare
+from audit_middleware.processing.prepare import WITHHELD, prepare
 from audit_middleware.processing.redaction import Redactor
 from tests.query.conftest import make_event
 
@@ -109,3 +112,64 @@ def test_a_record_outside_a_request_needs_no_ip_handling() -> None:
     event = make_event("create")
     prepare(event, Redactor(truncate_ips=True))
     assert event.request is None
+
+
+class UnreadableKey:
+    """A mapping key whose text cannot be taken, so no rule can be applied to it."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@pytest.mark.parametrize(
+    ("changes", "details"),
+    [
+        (ChangeSet({"password": "hunter2"}, {"password": "hunter3"}, (1,)), {"password": "hunter2"}),  # type: ignore[arg-type]
+        (ChangeSet(["password=hunter2"], {}, ("password",)), {}),  # type: ignore[arg-type]
+        (None, {UnreadableKey(): "hunter2", "password": "hunter2"}),
+    ],
+    ids=["field-not-text", "before-not-a-mapping", "key-without-text"],
+)
+def test_a_record_that_cannot_be_redacted_is_kept_without_what_redaction_covers(
+    changes: ChangeSet | None, details: dict[object, object]
+) -> None:
+    """Values the policy cannot read are withheld, with a marker and one warning; the record is kept."""
+    event = make_event("update", changes=changes, details=details)  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        assert prepare(event, Redactor()) is event
+    assert "hunter2" not in str(event.to_document())
+    assert event.changes is None
+    assert event.details == {WITHHELD: event.details[WITHHELD]}
+    assert "changes and details withheld" in event.details[WITHHELD]
+    assert (event.action.id, event.actor.id) == ("update", "u1"), "who did what is kept"
+    [warning] = logs
+    assert warning["event_id"] == event.id
+    assert warning["log_level"] == "warning"
+
+
+def test_withheld_records_lose_their_emails_and_ips_when_those_are_protected() -> None:
+    """With pseudonyms and truncation on, a record that could not be redacted keeps no email and no IP."""
+    event = make_event(
+        "update",
+        user=Actor(id="u1", email="ann@example.com", impersonator=Actor(id="a1", email="root@example.com")),
+        changes=ChangeSet({}, {}, (None,)),  # type: ignore[arg-type]
+        request=RequestFacts(client_ip="203.0.113.77", forwarded_chain=("203.0.113.77",)),
+    )
+    prepare(event, Redactor(truncate_ips=True, email_pseudonym_key=KEY))
+    text = str(event.to_document())
+    for personal in ("ann@example.com", "root@example.com", "203.0.113"):
+        assert personal not in text
+    assert event.actor.id == "u1"
+    assert event.actor.impersonator is not None
+    assert event.actor.impersonator.id == "a1"
+
+
+def test_withheld_records_keep_emails_and_ips_the_policy_does_not_touch() -> None:
+    """Without pseudonyms or truncation configured, only changes and details are withheld."""
+    facts = RequestFacts(client_ip="203.0.113.77")
+    event = make_event(
+        "update", user=Actor(email="ann@example.com"), details={UnreadableKey(): 1}, request=facts
+    )
+    prepare(event, Redactor())
+    assert event.actor.email == "ann@example.com"
+    assert event.request is facts

@@ -60,6 +60,20 @@ def test_a_failing_sink_costs_neither_the_record_nor_the_caller(capsys: pytest.C
     assert "s-1" not in line
 
 
+def test_a_record_that_cannot_be_redacted_reaches_the_sink_without_its_secrets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Redaction failing on an app's value neither leaks the value to stderr nor loses the record."""
+    sink = Snapshotting()
+    bad = ChangeSet({"password": "hunter2"}, {"password": "hunter3"}, (1,))  # type: ignore[arg-type]
+    event = make_event("update", changes=bad)
+    deliver(event, sink, Redactor())
+    assert capsys.readouterr().err == ""
+    [document] = sink.at_emit
+    assert document["event"]["id"] == event.id  # type: ignore[index]
+    assert "hunter" not in str(document)
+
+
 def test_nothing_is_written_to_stderr_when_the_sink_takes_the_record(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
