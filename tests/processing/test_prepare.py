@@ -6,7 +6,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from audit_middleware.model.event import Actor, ChangeSet, RequestFacts
-from audit_middleware.processing.prepare import WITHHELD, prepare
+from audit_middleware.processing.prepare import HOP_WITHHELD, WITHHELD, prepare
 from audit_middleware.processing.redaction import Redactor
 from tests.query.conftest import make_event
 
@@ -97,6 +97,51 @@ def test_ips_are_truncated_when_asked() -> None:
     assert event.request.client_ip == "203.0.113.0"
     assert event.request.forwarded_chain == ("203.0.113.0", "2001:db8:1234::")
     assert (event.request.method, event.request.path) == ("POST", "/pods")
+
+
+def test_the_chain_is_truncated_when_no_client_ip_was_resolved() -> None:
+    """A peer without an address (a unix socket) still gets the forwarded addresses truncated."""
+    event = make_event(
+        "create", request=RequestFacts(client_ip=None, forwarded_chain=("198.51.100.7", "10.1.2.3"))
+    )
+    prepare(event, Redactor(truncate_ips=True))
+    assert event.request is not None
+    assert event.request.client_ip is None
+    assert event.request.forwarded_chain == ("198.51.100.0", "10.1.2.0")
+
+
+@pytest.mark.parametrize(
+    ("hop", "truncated"),
+    [
+        ("for=198.51.100.7;proto=https", "for=198.51.100.0;proto=https"),
+        ('proto=http;For="198.51.100.7:4711"', "proto=http;for=198.51.100.0"),
+        ('for="[2001:db8:1234:5678::1]:443";by=10.0.0.1', 'for="[2001:db8:1234::]";by=10.0.0.1'),
+        ("198.51.100.7:8080", "198.51.100.0"),
+        ("for=unknown", HOP_WITHHELD),
+        ("for=_hidden;proto=https", HOP_WITHHELD),
+        ("proto=https;by=203.0.113.43", HOP_WITHHELD),
+        ("198.051.100.007", HOP_WITHHELD),
+        ("unknown", HOP_WITHHELD),
+    ],
+    ids=[
+        "forwarded",
+        "forwarded-quoted-port",
+        "forwarded-ipv6",
+        "port",
+        "forwarded-unknown",
+        "forwarded-obfuscated",
+        "forwarded-without-for",
+        "leading-zeros",
+        "not-an-address",
+    ],
+)
+def test_every_hop_of_the_chain_is_truncated_or_withheld(hop: str, truncated: str) -> None:
+    """Forwarded elements get their for= address truncated in place; hops without one are withheld."""
+    event = make_event("create", request=RequestFacts(client_ip="198.51.100.7", forwarded_chain=(hop,)))
+    prepare(event, Redactor(truncate_ips=True))
+    assert event.request is not None
+    assert event.request.forwarded_chain == (truncated,)
+    assert "198.51.100.7" not in str(event.to_document())
 
 
 def test_ips_are_kept_by_default() -> None:
