@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import uuid
 from datetime import date, datetime, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -72,3 +74,71 @@ def test_loads_refuses_invalid_json() -> None:
     """Invalid input raises a ValueError (orjson's JSONDecodeError is one)."""
     with pytest.raises(ValueError):  # noqa: PT011 - orjson's own message
         loads(b"{not json")
+
+
+class Colour:
+    """An app object with no JSON form."""
+
+    def __repr__(self) -> str:
+        return "Colour(red)"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    label: str
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Decimal("12.50"), "12.50"),
+        (datetime(2024, 11, 25, 16, 0, 0, 123000, tzinfo=timezone.utc), "2024-11-25T16:00:00.123000+00:00"),
+        ({"b", "a"}, ["a", "b"]),
+        (frozenset({3}), [3]),
+        (b"ok\xff", "ok\ufffd"),
+        (bytearray(b"x"), "x"),
+        (uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+        (Colour(), "Colour(red)"),
+        (Point(1, "p"), {"x": 1, "label": "p"}),
+        (2**64 - 1, 2**64 - 1),
+        (-(2**63), -(2**63)),
+        (float("nan"), None),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_odd_values_encode(value, expected):
+    """Values from app models encode to readable JSON instead of failing the record."""
+    assert loads(dumps({"v": value})) == {"v": expected}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a\ud800b", "a\ufffdb"),
+        ("\udcff", "\ufffd"),
+        ({"k\udc80": "v"}, {"k\ufffd": "v"}),
+        (["ok", {"deep": ["\ud83d"]}], ["ok", {"deep": ["\ufffd"]}]),
+        ({"s": {"x\udc80"}}, {"s": ["x\ufffd"]}),
+        (Point(1, "\udc80"), {"x": 1, "label": "\ufffd"}),
+        (2**64, str(2**64)),
+        (-(2**63) - 1, str(-(2**63) - 1)),
+        ({(1, 2): "tuple key"}, {"(1, 2)": "tuple key"}),
+    ],
+    ids=[
+        "lone-high",
+        "lone-low",
+        "key",
+        "nested",
+        "set",
+        "dataclass",
+        "int-too-big",
+        "int-too-small",
+        "tuple-key",
+    ],
+)
+def test_values_orjson_refuses_are_sanitised(value, expected):
+    """Lone surrogates, >64-bit ints and odd keys do not crash encoding; they are made valid."""
+    encoded = dumps({"v": value, "fine": "é"})
+    assert encoded.decode("utf-8")  # valid UTF-8
+    assert loads(encoded) == {"v": expected, "fine": "é"}

@@ -116,6 +116,14 @@ def test_parse_timestamp_refuses_text_that_is_no_time() -> None:
         parse_timestamp("yesterday")
 
 
+@pytest.mark.parametrize(
+    "value", [0, 1, 999, 1_732_550_400_123, 2_197_509_879_456, 1_095_080_331_442, 4_102_444_799_999]
+)
+def test_timestamp_parses_back_exactly(value: int) -> None:
+    """format_timestamp and parse_timestamp are inverse to the millisecond (no float rounding)."""
+    assert parse_timestamp(format_timestamp(value)) == value
+
+
 @given(MS_RANGE)
 def test_text_round_trip(value: int) -> None:
     """Any millisecond formats and parses back to itself."""
