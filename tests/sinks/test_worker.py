@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from audit_middleware.sinks.worker import BackgroundWorker, after_fork_in_child
+from tests.fork_support import in_forked_child
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 multi_threaded_fork = pytest.mark.filterwarnings(
@@ -302,29 +303,19 @@ def test_a_forked_child_gets_its_own_queue_and_thread(make_worker: Callable[...,
     busy_with_first_item(worker)  # the parent's thread holds "first" at the gate
     worker.offer("parent-1")
     worker.offer("parent-2")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(read_end)
-            report = [
-                worker.depth() == 0,
-                not worker.running,
-                worker.offer("child"),
-                worker.flush(timeout=10),
-                worker.batches == [["child"]],
-                worker.running,
-            ]
-            os.write(write_end, repr(report).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        report = pipe.read()
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-    assert report == repr([True] * 6)
+
+    def child() -> str:
+        report = [
+            worker.depth() == 0,
+            not worker.running,
+            worker.offer("child"),
+            worker.flush(timeout=10),
+            worker.batches == [["child"]],
+            worker.running,
+        ]
+        return repr(report)
+
+    assert in_forked_child(child) == repr([True] * 6)
     assert worker.depth() == 2, "the parent's queue is untouched by the child"
     gate.set()
     assert worker.flush(timeout=10)
@@ -354,19 +345,7 @@ def test_fork_hooks_run_in_the_child_only_while_their_object_lives() -> None:
     after_fork_in_child(gone.after_fork)
     del gone
     gc.collect()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        try:
-            os.close(read_end)
-            os.write(write_end, ",".join(ForkHook.calls).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        seen_in_child = pipe.read()
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-    assert seen_in_child == "alive"
+    assert in_forked_child(lambda: ",".join(ForkHook.calls)) == "alive"
     assert ForkHook.calls == [], "the parent runs no hook"
     assert alive.name == "alive"  # keeps the object alive until after the fork
 

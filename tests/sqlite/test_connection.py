@@ -12,6 +12,7 @@ import pytest
 
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.schema import SCHEMA_VERSION, SQLiteStoreError
+from tests.fork_support import in_forked_child
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 
@@ -154,22 +155,13 @@ def test_a_forked_child_starts_with_an_empty_pool(pool: ConnectionPool) -> None:
     with pool.borrow() as parents:
         pass
     parent_id = id(parents)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        try:
-            os.close(read_end)
-            with pool.borrow() as childs:
-                usable = childs.execute("SELECT 1").fetchone() == (1,)
-            report = f"{id(childs) != parent_id and usable} {len(pool._idle)}"
-            os.write(write_end, report.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        report = pipe.read()
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-    assert report == "True 1"
+
+    def child() -> str:
+        with pool.borrow() as childs:
+            usable = childs.execute("SELECT 1").fetchone() == (1,)
+        return f"{id(childs) != parent_id and usable} {len(pool._idle)}"
+
+    assert in_forked_child(child) == "True 1"
     with pool.borrow() as again:
         assert again is parents, "the parent's pool is untouched by the child"
         assert again.execute("SELECT 1").fetchone() == (1,)
