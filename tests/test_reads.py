@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from audit_middleware.model.event import Actor, AuditEvent, Resource
+from audit_middleware.processing.redaction import Redactor
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.reads import export_audited, record_read
@@ -75,3 +76,26 @@ def test_read_records_are_redacted_like_any_other() -> None:
     [event] = sink.events
     assert event.details == {"api_key": "[REDACTED]"}
     assert event.tenant is None, "the no-tenant marker is not stored as a tenant"
+
+
+def test_a_read_record_names_the_tenant_and_the_outcome_given() -> None:
+    """record_read() returns the event it delivered: the tenant as a scope, the outcome as given."""
+    sink = MemorySink()
+    event = record_read(
+        sink, "audit_exported", actor=Actor(id="u1"), tenant="acme", details={"rows": 0}, outcome="failure"
+    )
+    assert sink.events == [event]
+    assert event.tenant is not None
+    assert event.tenant.id == "acme"
+    assert event.outcome == "failure"
+    assert event.resource == Resource("audit_log")
+
+
+def test_the_given_redactor_applies_to_the_export_record(filled_store: SQLiteStore) -> None:
+    """export_audited passes its redactor to the processing stage: the app's own keys are masked too."""
+    sink = MemorySink()
+    query = AuditQuery.build("acme", search="ticket-7")
+    redactor = Redactor(extra_keys=["text"])
+    export_audited(filled_store, query, io.BytesIO(), sink, actor=Actor(name="ann"), redactor=redactor)
+    [event] = sink.events
+    assert event.details["filters"]["text"] == "[REDACTED]"

@@ -38,11 +38,14 @@ class JsonLinesSink(Sink):
         self._fsync = fsync
         self._fd: int | None = None
         self._stream = stream
-        if path is not None:
-            target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.path = None if path is None else Path(path)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = self._open(self.path)
+
+    @staticmethod
+    def _open(path: Path) -> int:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     @classmethod
     def stdout(cls) -> JsonLinesSink:
@@ -50,15 +53,25 @@ class JsonLinesSink(Sink):
         return cls(stream=sys.stdout)
 
     def emit(self, event: AuditEvent) -> None:
-        """Write the event as one line."""
+        """Write the event as one line (after ``close()`` too: a late record is still appended)."""
         line = dumps(event.to_document()) + b"\n"
         with self._lock:
             if self._fd is not None:
-                os.write(self._fd, line)
-                if self._fsync:
-                    os.fsync(self._fd)
+                self._append(self._fd, line)
+            elif self.path is not None:
+                # closed, and a record still arrives (another thread, at shutdown): keep it
+                fd = self._open(self.path)
+                try:
+                    self._append(fd, line)
+                finally:
+                    os.close(fd)
             elif self._stream is not None:
                 self._stream.write(line.decode("utf-8"))
+
+    def _append(self, fd: int, line: bytes) -> None:
+        os.write(fd, line)
+        if self._fsync:
+            os.fsync(fd)
 
     def flush(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - a local write is quick
         """Flush the stream or fsync the file."""
