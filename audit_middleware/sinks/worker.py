@@ -32,6 +32,7 @@ _fork_hooks_lock = threading.Lock()
 def after_fork_in_child(method: Callable[[], None]) -> None:
     """Call the bound ``method`` in every forked child, for as long as its object lives."""
     with _fork_hooks_lock:
+        _fork_hooks[:] = [ref for ref in _fork_hooks if ref() is not None]  # forget dead objects
         _fork_hooks.append(weakref.WeakMethod(method))
 
 
@@ -81,11 +82,11 @@ class BackgroundWorker(Generic[T]):
     # -- producers ----------------------------------------------------------------------
 
     def offer(self, item: T) -> bool:
-        """Queue ``item``; False when the queue is full (the caller keeps it another way)."""
+        """Queue ``item``; False when the queue is full or stopped (the caller keeps it another way)."""
         self._this_process()
         self._start()
         with self._wake:
-            if len(self._queue) >= self.max_queue:
+            if len(self._queue) >= self.max_queue or self.stopping.is_set():
                 return False
             self._queue.append(item)
             self._unfinished += 1

@@ -354,3 +354,11 @@ def test_fork_hooks_take_bound_methods_only() -> None:
     """A plain function cannot be held weakly by its object, so it is refused."""
     with pytest.raises(TypeError):
         after_fork_in_child(lambda: None)
+
+
+def test_offer_after_stop_is_refused(make_worker: Callable[..., Recorder]) -> None:
+    """Once stopped, offer() says no, so the caller keeps the item another way instead of losing it."""
+    worker = make_worker()
+    assert worker.stop(timeout=5) == []
+    assert worker.offer("late") is False
+    assert worker.depth() == 0
