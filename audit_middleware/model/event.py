@@ -197,7 +197,7 @@ class AuditEvent:
         }
         audit: dict[str, Any] = {
             "actor": {"kind": self.actor.kind},
-            "action": {"label": action.label, "group": action.group},
+            "action": {"label": action.label, "group": action.group, "filter": action.filter_group},
         }
         doc["user"] = _user_document(self.actor)
         if self.tenant is not None:

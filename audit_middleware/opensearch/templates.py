@@ -32,7 +32,7 @@ from typing import Any
 from audit_middleware.model import ecs
 from audit_middleware.opensearch.tiers import validate_name
 
-TEMPLATE_REVISION = 1
+TEMPLATE_REVISION = 2
 # Above the 100 that catch-all templates commonly use, so ours wins for "{prefix}-*".
 INDEX_TEMPLATE_PRIORITY = 500
 MANAGED_BY = "audit-middleware"
@@ -48,6 +48,8 @@ AUDIT_FIELDS: dict[str, dict[str, Any]] = {
     "audit.actor.kind": _KEYWORD,
     "audit.action.label": _KEYWORD,
     "audit.action.group": _KEYWORD,
+    # The action-type filter (create, update, delete, start-stop, account, team, ...).
+    "audit.action.filter": _KEYWORD,
     "audit.project.id": _KEYWORD,
     "audit.project.name": _KEYWORD,
     "audit.resource.type": _KEYWORD,
