@@ -201,7 +201,12 @@ def test_round_trip_of_an_unregistered_action():
 
 @pytest.mark.parametrize(
     ("action_id", "expected"),
-    [("delete", "delete"), ("restart", "start-stop"), ("ssh_key_added", "account"), ("member_removed", "team")],
+    [
+        ("delete", "delete"),
+        ("restart", "start-stop"),
+        ("ssh_key_added", "account"),
+        ("member_removed", "team"),
+    ],
 )
 def test_document_stores_the_action_type_filter(action_id, expected):
     """audit.action.filter holds the action-type filter the record falls under."""
