@@ -40,6 +40,7 @@ from audit_middleware.opensearch.templates import (
     build_index_template,
     build_mappings,
     component_template_name,
+    flatten,
     index_template_name,
 )
 from audit_middleware.opensearch.tiers import (
@@ -374,26 +375,16 @@ def _plan_data_stream(client: OpenSearch, name: str) -> tuple[Step, list[str]]:
     return Step("data stream", name, "created", run=run), []
 
 
-def _leaf_mappings(properties: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    leaves: dict[str, Any] = {}
-    for name, mapping in properties.items():
-        if "properties" in mapping:
-            leaves.update(_leaf_mappings(mapping["properties"], f"{prefix}{name}."))
-        else:
-            leaves[f"{prefix}{name}"] = mapping
-    return leaves
-
-
 def _plan_new_fields(client: OpenSearch, stream: str, backing: Sequence[str]) -> Step | None:
     """Add the template's fields missing from an existing stream's write index; ``None``: none missing."""
     write_index = backing[-1]
     with _explained(client, f"read the mapping of {stream}"):
         answer = client.indices.get_mapping(index=write_index)
-    stored = _leaf_mappings(answer.get(write_index, {}).get("mappings", {}).get("properties", {}))
+    stored = flatten(answer.get(write_index, {}).get("mappings", {}).get("properties", {}))
     desired = build_mappings()
     missing = sorted(
         name
-        for name, mapping in _leaf_mappings(desired["properties"]).items()
+        for name, mapping in flatten(desired["properties"]).items()
         if not _contains(stored.get(name), mapping)
     )
     if not missing:

@@ -27,6 +27,7 @@ Field decisions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from audit_middleware.model import ecs
@@ -129,6 +130,17 @@ def _nest(flat: dict[str, dict[str, Any]]) -> dict[str, Any]:
             node = node.setdefault(parent, {"properties": {}})["properties"]
         node[leaf] = flat[name]
     return root
+
+
+def flatten(properties: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The leaf mappings of a ``properties`` tree by dotted name (the inverse of nesting)."""
+    leaves: dict[str, Any] = {}
+    for name, mapping in properties.items():
+        if "properties" in mapping:
+            leaves.update(flatten(mapping["properties"], f"{prefix}{name}."))
+        else:
+            leaves[f"{prefix}{name}"] = mapping
+    return leaves
 
 
 def build_mappings() -> dict[str, Any]:

@@ -80,6 +80,31 @@ def lucene_fields(query: str) -> list[str]:
     return [match.group(1) for match in re.finditer(r"(?<![\w.@\\])([A-Za-z_@][\w.@]*):", unquoted)]
 
 
+@dataclass(frozen=True)
+class _Line:
+    """One saved object being checked: where it is, its title, attributes and references by name."""
+
+    checker: _Checker
+    label: str
+    title: str
+    attributes: Mapping[str, Any]
+    references: Mapping[str, Mapping[str, Any]]
+
+    def problem(self, text: str) -> None:
+        self.checker.problem(self.label, text)
+
+    def use(self, name: str, use: Use, where: str) -> None:
+        self.checker.uses.append(FieldUse(name, use, self.title, where))
+
+    def resolve(self, name: Any, kinds: set[str]) -> None:
+        """Check that ``name`` is a reference of this object to one of ``kinds``."""
+        ref = self.references.get(name) if isinstance(name, str) else None
+        if ref is None:
+            self.problem(f"no reference named {name!r}: Dashboards fails to load the object")
+        elif ref["type"] not in kinds:
+            self.problem(f"reference {name!r} must point at {' or '.join(sorted(kinds))}, not {ref['type']}")
+
+
 class _Checker:
     """One pass over a file: problems, and the fields each object uses."""
 
@@ -91,9 +116,6 @@ class _Checker:
 
     def problem(self, label: str, text: str) -> None:
         self.found.append(f"{label}: {text}")
-
-    def use(self, title: str, name: str, use: Use, where: str) -> None:
-        self.uses.append(FieldUse(name, use, title, where))
 
     def run(self) -> None:
         seen: set[tuple[Any, Any]] = set()
@@ -134,7 +156,7 @@ class _Checker:
             "visualization": self.visualization,
             "dashboard": self.dashboard,
         }[kind]
-        check(label, title, attributes, references)
+        check(_Line(self, label, title, attributes, references))
 
     def references(self, label: str, value: Any) -> dict[str, Mapping[str, Any]]:
         if not isinstance(value, list):
@@ -154,28 +176,14 @@ class _Checker:
                 )
         return named
 
-    def resolve(
-        self, label: str, references: Mapping[str, Mapping[str, Any]], name: Any, kinds: set[str]
-    ) -> None:
-        ref = references.get(name) if isinstance(name, str) else None
-        if ref is None:
-            self.problem(label, f"no reference named {name!r}: Dashboards fails to load the object")
-        elif ref["type"] not in kinds:
-            self.problem(
-                label, f"reference {name!r} must point at {' or '.join(sorted(kinds))}, not {ref['type']}"
-            )
-
     def fields_of(self, pattern: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         specs = _json(pattern.get("fields"), "index pattern fields", [])
         return {spec["name"]: spec for spec in specs or () if isinstance(spec, Mapping) and "name" in spec}
 
-    def index_pattern(
-        self, label: str, title: str, attributes: Mapping[str, Any], references: Mapping[str, Any]
-    ) -> None:
-        del title, references
-        specs = _json(attributes.get("fields"), f"{label}: attributes.fields", self.found)
+    def index_pattern(self, line: _Line) -> None:
+        specs = _json(line.attributes.get("fields"), f"{line.label}: attributes.fields", self.found)
         if not isinstance(specs, list) or not specs:
-            self.problem(label, "fields must list the field specs (Discover's CSV report reads them)")
+            line.problem("fields must list the field specs (Discover's CSV report reads them)")
             return
         for spec in specs:
             required = {
@@ -188,135 +196,112 @@ class _Checker:
                 "scripted",
             }
             if not isinstance(spec, Mapping) or not required <= set(spec):
-                self.problem(label, f"field spec {spec!r} lacks one of {sorted(required)}")
-        by_name = self.fields_of(attributes)
-        time_field = attributes.get("timeFieldName")
+                line.problem(f"field spec {spec!r} lacks one of {sorted(required)}")
+        by_name = self.fields_of(line.attributes)
+        time_field = line.attributes.get("timeFieldName")
         if by_name.get(str(time_field), {}).get("type") != "date":
-            self.problem(label, f"timeFieldName {time_field!r} is not a date field of the pattern")
-        formats = _json(attributes.get("fieldFormatMap"), f"{label}: attributes.fieldFormatMap", self.found)
+            line.problem(f"timeFieldName {time_field!r} is not a date field of the pattern")
+        formats = _json(
+            line.attributes.get("fieldFormatMap"), f"{line.label}: attributes.fieldFormatMap", self.found
+        )
         for name, spec in (formats or {}).items():
             if name not in by_name:
-                self.problem(label, f"field format for {name!r}, which the pattern does not have")
+                line.problem(f"field format for {name!r}, which the pattern does not have")
             if not (isinstance(spec, Mapping) and isinstance(spec.get("id"), str)):
-                self.problem(label, f"field format of {name!r} needs an id")
+                line.problem(f"field format of {name!r} needs an id")
 
-    def search_source(
-        self,
-        label: str,
-        title: str,
-        attributes: Mapping[str, Any],
-        references: Mapping[str, Mapping[str, Any]],
-        *,
-        needs_index: bool,
-    ) -> None:
-        meta = attributes.get("kibanaSavedObjectMeta")
+    def search_source(self, line: _Line, *, needs_index: bool) -> None:
+        meta = line.attributes.get("kibanaSavedObjectMeta")
         raw = meta.get("searchSourceJSON") if isinstance(meta, Mapping) else None
-        source = _json(raw, f"{label}: kibanaSavedObjectMeta.searchSourceJSON", self.found)
+        source = _json(raw, f"{line.label}: kibanaSavedObjectMeta.searchSourceJSON", self.found)
         if not isinstance(source, Mapping):
             return
         if "index" in source:
-            self.problem(label, "the search source names its index inline; use indexRefName and a reference")
+            line.problem("the search source names its index inline; use indexRefName and a reference")
         if needs_index:
             if source.get("indexRefName") != INDEX_REF:
-                self.problem(label, f"the search source needs indexRefName {INDEX_REF!r}")
-            self.resolve(label, references, source.get("indexRefName"), {"index-pattern"})
+                line.problem(f"the search source needs indexRefName {INDEX_REF!r}")
+            line.resolve(source.get("indexRefName"), {"index-pattern"})
         query = source.get("query")
         if not (
             isinstance(query, Mapping)
             and query.get("language") == "lucene"
             and isinstance(query.get("query"), str)
         ):
-            self.problem(label, "the query must be {query: <Lucene string>, language: lucene}")
+            line.problem("the query must be {query: <Lucene string>, language: lucene}")
         else:
             for name in lucene_fields(query["query"]):
-                self.use(title, name, "search", "query")
+                line.use(name, "search", "query")
         filters = source.get("filter", [])
         if not isinstance(filters, list):
-            self.problem(label, "the search source's filter must be a list")
+            line.problem("the search source's filter must be a list")
             return
         for position, item in enumerate(filters):
-            self.filter(label, title, position, item, references)
+            self.filter(line, position, item)
 
-    def filter(
-        self, label: str, title: str, position: int, item: Any, references: Mapping[str, Mapping[str, Any]]
-    ) -> None:
+    def filter(self, line: _Line, position: int, item: Any) -> None:
         meta = item.get("meta") if isinstance(item, Mapping) else None
         if not (isinstance(meta, Mapping) and isinstance(item.get("query"), Mapping)):
-            self.problem(label, f"filter {position} must be {{meta, query: <query DSL>}}")
+            line.problem(f"filter {position} must be {{meta, query: <query DSL>}}")
             return
         ref_name = meta.get("indexRefName")
         if ref_name is not None:
             matched = _FILTER_REF.match(ref_name)
             if not matched or int(matched.group(1)) != position:
-                self.problem(label, f"filter {position} has indexRefName {ref_name!r}")
-            self.resolve(label, references, ref_name, {"index-pattern"})
+                line.problem(f"filter {position} has indexRefName {ref_name!r}")
+            line.resolve(ref_name, {"index-pattern"})
         for name in _dsl_fields(item["query"]):
-            self.use(title, name, "search", f"filter {position}")
+            line.use(name, "search", f"filter {position}")
 
-    def search(
-        self,
-        label: str,
-        title: str,
-        attributes: Mapping[str, Any],
-        references: Mapping[str, Mapping[str, Any]],
-    ) -> None:
-        columns = attributes.get("columns")
+    def search(self, line: _Line) -> None:
+        columns = line.attributes.get("columns")
         if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
-            self.problem(label, "columns must be a list of field names")
+            line.problem("columns must be a list of field names")
         else:
             for column in columns:
                 if column != "_source":
-                    self.use(title, column, "show", "column")
-        sort = attributes.get("sort")
+                    line.use(column, "show", "column")
+        sort = line.attributes.get("sort")
         if not (isinstance(sort, list) and all(_is_sort_pair(pair) for pair in sort)):
-            self.problem(label, "sort must be a list of [field, asc|desc] pairs")
+            line.problem("sort must be a list of [field, asc|desc] pairs")
         else:
             for name, _ in sort:
-                self.use(title, name, "aggregate", "sort")
-        self.search_source(label, title, attributes, references, needs_index=True)
+                line.use(name, "aggregate", "sort")
+        self.search_source(line, needs_index=True)
 
-    def visualization(
-        self,
-        label: str,
-        title: str,
-        attributes: Mapping[str, Any],
-        references: Mapping[str, Mapping[str, Any]],
-    ) -> None:
-        state = _json(attributes.get("visState"), f"{label}: attributes.visState", self.found)
-        _json(attributes.get("uiStateJSON"), f"{label}: attributes.uiStateJSON", self.found)
+    def visualization(self, line: _Line) -> None:
+        state = _json(line.attributes.get("visState"), f"{line.label}: attributes.visState", self.found)
+        _json(line.attributes.get("uiStateJSON"), f"{line.label}: attributes.uiStateJSON", self.found)
         if not isinstance(state, Mapping):
             return
         kind = state.get("type")
-        if state.get("title") != title:
-            self.problem(label, "visState.title must equal the title")
+        if state.get("title") != line.title:
+            line.problem("visState.title must equal the title")
         if kind not in _SCHEMAS:
-            self.problem(label, f"visState.type {kind!r} is not one this bundle knows")
+            line.problem(f"visState.type {kind!r} is not one this bundle knows")
             return
-        on_saved_search = "savedSearchRefName" in attributes
+        on_saved_search = "savedSearchRefName" in line.attributes
         if on_saved_search:
-            if attributes["savedSearchRefName"] != SAVED_SEARCH_REF:
-                self.problem(label, f"savedSearchRefName must be {SAVED_SEARCH_REF!r}")
-            self.resolve(label, references, attributes["savedSearchRefName"], {"search"})
+            if line.attributes["savedSearchRefName"] != SAVED_SEARCH_REF:
+                line.problem(f"savedSearchRefName must be {SAVED_SEARCH_REF!r}")
+            line.resolve(line.attributes["savedSearchRefName"], {"search"})
         self.search_source(
-            label,
-            title,
-            attributes,
-            references,
+            line,
             needs_index=kind != "input_control_vis" and not on_saved_search,
         )
         if kind == "input_control_vis":
-            self.controls(label, title, state.get("params", {}), references)
+            self.controls(line, state.get("params", {}))
         else:
-            self.aggs(label, title, kind, state)
+            self.aggs(line, kind, state)
 
-    def aggs(self, label: str, title: str, kind: str, state: Mapping[str, Any]) -> None:
+    def aggs(self, line: _Line, kind: str, state: Mapping[str, Any]) -> None:
         aggs = state.get("aggs")
         if not isinstance(aggs, list) or not aggs:
-            self.problem(label, "visState.aggs must list the aggregations")
+            line.problem("visState.aggs must list the aggregations")
             return
         ids = [agg.get("id") for agg in aggs if isinstance(agg, Mapping)]
         if len(set(ids)) != len(aggs) or not all(isinstance(i, str) for i in ids):
-            self.problem(label, "every aggregation needs its own string id")
+            line.problem("every aggregation needs its own string id")
         metrics = {
             agg.get("id") for agg in aggs if isinstance(agg, Mapping) and agg.get("schema") == "metric"
         }
@@ -324,78 +309,66 @@ class _Checker:
             if not isinstance(agg, Mapping):
                 continue
             if agg.get("schema") not in _SCHEMAS[kind]:
-                self.problem(
-                    label, f"aggregation {agg.get('id')} has schema {agg.get('schema')!r}, not one of {kind}"
+                line.problem(
+                    f"aggregation {agg.get('id')} has schema {agg.get('schema')!r}, not one of {kind}"
                 )
             field_name = agg.get("params", {}).get("field")
             if agg.get("type") in _BUCKET_USES and isinstance(field_name, str):
-                self.use(title, field_name, _BUCKET_USES[agg["type"]], f"{agg['type']} aggregation")
+                line.use(field_name, _BUCKET_USES[agg["type"]], f"{agg['type']} aggregation")
             order_by = agg.get("params", {}).get("orderBy")
             if agg.get("type") == "terms" and order_by not in (*metrics, "_key"):
-                self.problem(
-                    label, f"terms aggregation {agg.get('id')} orders by {order_by!r}, no metric of it"
-                )
+                line.problem(f"terms aggregation {agg.get('id')} orders by {order_by!r}, no metric of it")
         for series in state.get("params", {}).get("seriesParams", ()):
             if series.get("data", {}).get("id") not in metrics:
-                self.problem(label, "seriesParams data.id must be a metric aggregation's id")
+                line.problem("seriesParams data.id must be a metric aggregation's id")
 
-    def controls(
-        self, label: str, title: str, params: Mapping[str, Any], references: Mapping[str, Mapping[str, Any]]
-    ) -> None:
+    def controls(self, line: _Line, params: Mapping[str, Any]) -> None:
         controls = params.get("controls")
         if not isinstance(controls, list) or not controls:
-            self.problem(label, "an input-control panel needs controls")
+            line.problem("an input-control panel needs controls")
             return
         for position, control in enumerate(controls):
             if "indexPattern" in control:
-                self.problem(label, f"control {position} names its index pattern inline")
+                line.problem(f"control {position} names its index pattern inline")
             if control.get("indexPatternRefName") != f"control_{position}_index_pattern":
-                self.problem(
-                    label, f"control {position} needs indexPatternRefName control_{position}_index_pattern"
-                )
-            self.resolve(label, references, control.get("indexPatternRefName"), {"index-pattern"})
+                line.problem(f"control {position} needs indexPatternRefName control_{position}_index_pattern")
+            line.resolve(control.get("indexPatternRefName"), {"index-pattern"})
             name = control.get("fieldName")
             if isinstance(name, str):
                 # A list control reads its options with a terms aggregation and filters with match_phrase.
-                self.use(title, name, "aggregate", f"control {control.get('label')!r}")
-                self.use(title, name, "search", f"control {control.get('label')!r}")
+                line.use(name, "aggregate", f"control {control.get('label')!r}")
+                line.use(name, "search", f"control {control.get('label')!r}")
 
-    def dashboard(
-        self,
-        label: str,
-        title: str,
-        attributes: Mapping[str, Any],
-        references: Mapping[str, Mapping[str, Any]],
-    ) -> None:
-        del title
-        panels = _json(attributes.get("panelsJSON"), f"{label}: attributes.panelsJSON", self.found)
-        _json(attributes.get("optionsJSON"), f"{label}: attributes.optionsJSON", self.found)
+    def dashboard(self, line: _Line) -> None:
+        panels = _json(line.attributes.get("panelsJSON"), f"{line.label}: attributes.panelsJSON", self.found)
+        _json(line.attributes.get("optionsJSON"), f"{line.label}: attributes.optionsJSON", self.found)
         for position, panel in enumerate(panels or ()):
             grid = panel.get("gridData", {})
             if not _SEMVER.match(str(panel.get("version"))):
-                self.problem(label, f"panel {position} needs a semver version")
+                line.problem(f"panel {position} needs a semver version")
             if grid.get("i") != panel.get("panelIndex") or not isinstance(panel.get("panelIndex"), str):
-                self.problem(label, f"panel {position}: gridData.i must equal panelIndex (a string)")
+                line.problem(f"panel {position}: gridData.i must equal panelIndex (a string)")
             if (
                 any(not isinstance(grid.get(k), int) for k in "xywh")
                 or grid["x"] + grid["w"] > DASHBOARD_COLUMNS
             ):
-                self.problem(label, f"panel {position} does not fit the {DASHBOARD_COLUMNS}-column grid")
+                line.problem(f"panel {position} does not fit the {DASHBOARD_COLUMNS}-column grid")
             if "id" in panel or "type" in panel:
-                self.problem(label, f"panel {position} names its object inline; use panelRefName")
-            self.resolve(label, references, panel.get("panelRefName"), {"visualization", "search"})
-        if attributes.get("timeRestore") is True and not (
-            isinstance(attributes.get("timeFrom"), str) and isinstance(attributes.get("timeTo"), str)
+                line.problem(f"panel {position} names its object inline; use panelRefName")
+            line.resolve(panel.get("panelRefName"), {"visualization", "search"})
+        if line.attributes.get("timeRestore") is True and not (
+            isinstance(line.attributes.get("timeFrom"), str)
+            and isinstance(line.attributes.get("timeTo"), str)
         ):
-            self.problem(label, "timeRestore needs timeFrom and timeTo")
-        refresh = attributes.get("refreshInterval")
+            line.problem("timeRestore needs timeFrom and timeTo")
+        refresh = line.attributes.get("refreshInterval")
         if not (
             isinstance(refresh, Mapping)
             and isinstance(refresh.get("pause"), bool)
             and isinstance(refresh.get("value"), int)
         ):
-            self.problem(label, "refreshInterval must be {pause: bool, value: milliseconds}")
-        self.search_source(label, label, attributes, references, needs_index=False)
+            line.problem("refreshInterval must be {pause: bool, value: milliseconds}")
+        self.search_source(line, needs_index=False)
 
     def check_uses(self) -> None:
         patterns = [

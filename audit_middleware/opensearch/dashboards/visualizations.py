@@ -24,6 +24,10 @@ from audit_middleware.opensearch.dashboards.objects import (
 __all__ = ["Control", "DateHistogram", "Terms", "input_controls", "visualization"]
 
 
+def _agg_config(agg_id: str, kind: str, schema: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"id": agg_id, "enabled": True, "type": kind, "schema": schema, "params": params}
+
+
 @dataclass(frozen=True)
 class Terms:
     """A terms bucket aggregation: the ``size`` most frequent values of ``field``."""
@@ -34,12 +38,11 @@ class Terms:
 
     def agg(self, agg_id: str, schema: str) -> dict[str, Any]:
         """The agg config in a visState."""
-        return {
-            "id": agg_id,
-            "enabled": True,
-            "type": "terms",
-            "schema": schema,
-            "params": {
+        return _agg_config(
+            agg_id,
+            "terms",
+            schema,
+            {
                 "field": self.field,
                 "orderBy": "1",
                 "order": "desc",
@@ -50,7 +53,7 @@ class Terms:
                 "missingBucketLabel": "Missing",
                 "customLabel": self.label,
             },
-        }
+        )
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,11 @@ class DateHistogram:
 
     def agg(self, agg_id: str, schema: str) -> dict[str, Any]:
         """The agg config in a visState."""
-        return {
-            "id": agg_id,
-            "enabled": True,
-            "type": "date_histogram",
-            "schema": schema,
-            "params": {
+        return _agg_config(
+            agg_id,
+            "date_histogram",
+            schema,
+            {
                 "field": self.field,
                 "timeRange": {"from": "now-24h", "to": "now"},
                 "useNormalizedOpenSearchInterval": True,
@@ -76,10 +78,10 @@ class DateHistogram:
                 "min_doc_count": 1,
                 "extended_bounds": {},
             },
-        }
+        )
 
 
-_COUNT = {"id": "1", "enabled": True, "type": "count", "params": {}, "schema": "metric"}
+_COUNT = _agg_config("1", "count", "metric", {})
 
 
 def _axes(kind: str, *, horizontal: bool) -> dict[str, Any]:
