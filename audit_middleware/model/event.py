@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any, Literal, cast
 
 from audit_middleware.errors import AuditValidationError
@@ -38,6 +39,8 @@ RESOURCE_TYPES: dict[str, str] = {
     "session": "Session",
     "audit_log": "Audit Log",
 }
+BUILTIN_RESOURCE_TYPES: Mapping[str, str] = MappingProxyType(dict(RESOURCE_TYPES))
+"""The built-in resource types alone (what the bundled dashboards know), whatever apps register."""
 
 
 def register_resource_type(type_id: str, label: str) -> None:

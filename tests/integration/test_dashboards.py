@@ -26,7 +26,15 @@ from click.testing import CliRunner
 
 from audit_middleware.cli import main
 from audit_middleware.model.actions import CATALOG, Action
-from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts, Resource, Scope
+from audit_middleware.model.event import (
+    BUILTIN_RESOURCE_TYPES,
+    Actor,
+    AuditEvent,
+    ChangeSet,
+    RequestFacts,
+    Resource,
+    Scope,
+)
 from audit_middleware.model.ids import uuid7
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.dashboards import bundle, fields, structure
@@ -368,7 +376,7 @@ EXPECTED: dict[str, Callable[[AuditEvent], bool]] = {
     "Audit: SSH key events": lambda e: (
         e.action.id in ("ssh_key_added", "ssh_key_deleted") or _type_is("ssh_key")(e)
     ),
-    **{f"Audit: {label} entries": _type_is(kind) for kind, label in bundle.RESOURCE_TYPES.items()},
+    **{f"Audit: {label} entries": _type_is(kind) for kind, label in BUILTIN_RESOURCE_TYPES.items()},
 }
 
 

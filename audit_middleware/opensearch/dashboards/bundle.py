@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any
 
 from audit_middleware.model.actions import CATALOG
-from audit_middleware.model.event import RESOURCE_TYPES
+from audit_middleware.model.event import BUILTIN_RESOURCE_TYPES
 from audit_middleware.opensearch.dashboards import fields, objects, visualizations
 from audit_middleware.opensearch.dashboards.objects import Panel, PhraseFilter
 from audit_middleware.opensearch.dashboards.visualizations import Control, DateHistogram, Terms
@@ -32,8 +32,9 @@ DASHBOARD_TITLE = "Audit Logs"
 TIME_FIELD = "@timestamp"
 REFRESH_MS = 30_000
 NEWEST_FIRST = ((TIME_FIELD, "desc"),)
-# The resource types whose entries get a saved search of their own (all built-in ones).
-PER_TYPE_SEARCHES = tuple(RESOURCE_TYPES)
+# The resource types whose entries get a saved search of their own: the built-in ones
+# (types an app registers at run time must not change the shipped file).
+PER_TYPE_SEARCHES = tuple(BUILTIN_RESOURCE_TYPES)
 
 
 def _field(name: str) -> str:
@@ -170,8 +171,9 @@ def _searches(names: _Names, pattern: str) -> list[dict[str, Any]]:
     found.extend(
         search(
             f"resource-type/{kind}",
-            f"Audit: {RESOURCE_TYPES[kind]} entries",
-            f"Entries whose resource is a {RESOURCE_TYPES[kind].lower()} (audit.resource.type {kind}).",
+            f"Audit: {BUILTIN_RESOURCE_TYPES[kind]} entries",
+            f"Entries whose resource is a {BUILTIN_RESOURCE_TYPES[kind].lower()} "
+            f"(audit.resource.type {kind}).",
             "",
             columns=CHANGE_COLUMNS,
             filters=[PhraseFilter("audit.resource.type", kind)],

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
+from audit_middleware.model import event
 from audit_middleware.model.actions import CATALOG
-from audit_middleware.model.event import RESOURCE_TYPES
+from audit_middleware.model.event import BUILTIN_RESOURCE_TYPES
 from audit_middleware.opensearch.dashboards import bundle, fields, structure
 from tests.conftest import ROOT
 
@@ -99,13 +100,25 @@ def test_saved_searches_cover_the_briefs_views():
         "Audit: SSH key events",
     ):
         assert title in searches
-    for kind, label in RESOURCE_TYPES.items():
+    for kind, label in BUILTIN_RESOURCE_TYPES.items():
         assert source_of(searches[f"Audit: {label} entries"])["filter"][0]["query"] == {
             "match_phrase": {"audit.resource.type": kind}
         }
     for search in searches.values():
         assert search["attributes"]["sort"] == [["@timestamp", "desc"]]
         assert source_of(search)["query"]["language"] == "lucene"
+
+
+def test_resource_types_an_app_registers_leave_the_bundle_alone():
+    """Registering or relabelling a resource type at run time does not change the shipped objects."""
+    saved = dict(event.RESOURCE_TYPES)
+    try:
+        event.register_resource_type("k8s.namespace", "Namespace")
+        event.register_resource_type("pod", "Container Group")
+        assert bundle.ndjson() == bundle.bundled_ndjson()
+    finally:
+        event.RESOURCE_TYPES.clear()
+        event.RESOURCE_TYPES.update(saved)
 
 
 def test_all_entries_shows_user_action_resource_outcome_and_ip():
