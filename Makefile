@@ -15,7 +15,7 @@ OPENSEARCH_TARGETS := test bench opensearch-start opensearch-stop opensearch-sta
 # and a different plugin set would mean re-assembling it.
 $(OPENSEARCH_TARGETS): export AUDIT_OPENSEARCH_PLUGINS_DIR := $(AUDIT_OPENSEARCH_PLUGINS_DIR)
 
-.PHONY: demo test lint bench clean $(OPENSEARCH_TARGETS)
+.PHONY: demo test lint bench dashboards clean $(OPENSEARCH_TARGETS)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+## Regenerates the bundled OpenSearch Dashboards saved objects (package data and kibana_dashboards/).
+dashboards: $(STAMP)
+	$(PY) -m audit_middleware.opensearch.dashboards --write audit_middleware/opensearch/dashboards kibana_dashboards
 
 bench: $(STAMP)
 	$(NODE) start

@@ -12,6 +12,12 @@ One place, so that the names in the docs, the CLI and the sinks cannot drift apa
 ``AUDIT_OPENSEARCH_AWS_SERVICE``        ``es`` (Amazon OpenSearch Service, default) or ``aoss``
 ``AUDIT_OPENSEARCH_TIMEOUT``            request timeout in seconds (default 10)
 ``AUDIT_OPENSEARCH_PREFIX``             name prefix of templates, policies and data streams (``audit``)
+``AUDIT_DASHBOARDS_URL``                OpenSearch Dashboards URL: ``setup`` installs the saved objects there
+``AUDIT_DASHBOARDS_USERNAME``           Dashboards basic auth user (default: the OpenSearch user)
+``AUDIT_DASHBOARDS_PASSWORD``           Dashboards basic auth password (default: the OpenSearch password)
+``AUDIT_DASHBOARDS_TENANT``             Dashboards tenant (security plugin): ``global``, ``private`` or a name
+``AUDIT_DASHBOARDS_CA_CERTS``           CA bundle for Dashboards' certificate (default: the OpenSearch one)
+``AUDIT_DASHBOARDS_VERIFY_CERTS``       ``true`` or ``false`` (default: as for OpenSearch)
 ``AUDIT_LOG_FILE``                      without OpenSearch: write JSON lines to this file
 ``AUDIT_SQLITE_PATH``                   the embedded store's file (default ``./audit.sqlite3``)
 ``AUDIT_SPOOL_DIR``                     the OpenSearch sink's state directory (spool, dead letters)
@@ -34,6 +40,12 @@ OPENSEARCH_AWS_REGION = "AUDIT_OPENSEARCH_AWS_REGION"
 OPENSEARCH_AWS_SERVICE = "AUDIT_OPENSEARCH_AWS_SERVICE"
 OPENSEARCH_TIMEOUT = "AUDIT_OPENSEARCH_TIMEOUT"
 OPENSEARCH_PREFIX = "AUDIT_OPENSEARCH_PREFIX"
+DASHBOARDS_URL = "AUDIT_DASHBOARDS_URL"
+DASHBOARDS_USERNAME = "AUDIT_DASHBOARDS_USERNAME"
+DASHBOARDS_PASSWORD = "AUDIT_DASHBOARDS_PASSWORD"  # noqa: S105 - the variable's name, not a password
+DASHBOARDS_TENANT = "AUDIT_DASHBOARDS_TENANT"
+DASHBOARDS_CA_CERTS = "AUDIT_DASHBOARDS_CA_CERTS"
+DASHBOARDS_VERIFY_CERTS = "AUDIT_DASHBOARDS_VERIFY_CERTS"
 LOG_FILE = "AUDIT_LOG_FILE"
 SQLITE_PATH = "AUDIT_SQLITE_PATH"
 SPOOL_DIR = "AUDIT_SPOOL_DIR"

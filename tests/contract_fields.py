@@ -37,6 +37,7 @@ CONTRACT_AUDIT_FIELDS = {
     "audit.actor.kind": "keyword",
     "audit.action.label": "keyword",
     "audit.action.group": "keyword",
+    "audit.action.filter": "keyword",
     "audit.project.id": "keyword",
     "audit.project.name": "keyword",
     "audit.resource.type": "keyword",

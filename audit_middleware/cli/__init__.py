@@ -5,6 +5,7 @@
     audit-middleware setup                                   # local node, defaults
     audit-middleware setup --url https://search.example:9200 --extended-days 2555 \\
         --snapshot-repository audit-archive --dry-run
+    audit-middleware setup --dashboards-url https://dashboards.example:5601 --dashboards-tenant global
 
     audit-middleware search --tenant acme --action start-stop --since 7d --search "web"
     audit-middleware show --tenant acme 0192c1a0-...
@@ -46,7 +47,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "setup": (
         "audit_middleware.cli.admin",
-        "Install or update the ISM retention policies, index templates and data streams.",
+        "Install or update the ISM retention policies, index templates, data streams and dashboards.",
     ),
     "status": (
         "audit_middleware.cli.admin",

@@ -1,4 +1,4 @@
-"""Administration commands: ``setup`` (templates, retention, data streams) and ``status``.
+"""Administration commands: ``setup`` (templates, retention, data streams, dashboards) and ``status``.
 
 opensearch-py is imported inside the commands, so ``--help`` does not load it.
 """
@@ -21,6 +21,7 @@ from audit_middleware.opensearch.connection import DEFAULT_URL, ConnectionSettin
 from audit_middleware.opensearch.retention import EXTENDED_DAYS, STANDARD_DAYS, default_tiers
 
 if TYPE_CHECKING:
+    from audit_middleware.opensearch.dashboards.settings import DashboardsSettings
     from audit_middleware.opensearch.provisioning import StepResult
 
 __all__ = ["setup", "status"]
@@ -73,6 +74,18 @@ def _echo_results(results: Sequence[StepResult], *, dry_run: bool) -> None:
     show_default=True,
     help="Replicas of each backing index.",
 )
+@click.option(
+    "--dashboards-url",
+    metavar="URL",
+    help="OpenSearch Dashboards URL (with its base path): also install the bundled saved objects there "
+    f"[default: ${env.DASHBOARDS_URL}; none: skip]",
+)
+@click.option(
+    "--dashboards-tenant",
+    metavar="TENANT",
+    help="Dashboards tenant (security plugin): global, private or a tenant's name "
+    f"[default: ${env.DASHBOARDS_TENANT}]",
+)
 @click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
 @click.option(
     "--skip-ism",
@@ -87,18 +100,26 @@ def setup(
     extended_days: int,
     snapshot_repository: str | None,
     replicas: int,
+    dashboards_url: str | None,
+    dashboards_tenant: str | None,
     dry_run: bool,
     skip_ism: bool,
 ) -> None:
-    """Install or update the ISM retention policies, index templates and data streams.
+    """Install or update the ISM retention policies, index templates, data streams and dashboards.
 
-    Safe to re-run: every object is reported as created, updated or unchanged.
+    Safe to re-run: every object is reported as created, updated or unchanged. The
+    Dashboards saved objects are installed when a Dashboards URL is given; its
+    credentials and TLS settings default to the OpenSearch ones (AUDIT_DASHBOARDS_*).
     """
     from audit_middleware.opensearch.client import build_client  # noqa: PLC0415 - see the module docstring
+    from audit_middleware.opensearch.dashboards.settings import DashboardsSettings  # noqa: PLC0415
     from audit_middleware.opensearch.provisioning import SetupConfig, SetupError, apply  # noqa: PLC0415
 
     try:
         settings = _connection_settings(url, prefix)
+        dashboards = DashboardsSettings.from_env(
+            url=dashboards_url, tenant=dashboards_tenant, opensearch=settings
+        )
         config = SetupConfig(
             prefix=settings.prefix,
             tiers=default_tiers(extended_days, snapshot_repository),
@@ -122,8 +143,24 @@ def setup(
                 if issubclass(warning.category, UserWarning):
                     click.echo(f"warning: {warning.message}", err=True)
     _echo_results(results, dry_run=dry_run)
+    if dashboards is not None:
+        _install_dashboards(dashboards, config.prefix, dry_run=dry_run)
     if dry_run:
         click.echo("dry run: nothing was changed")
+
+
+def _install_dashboards(settings: DashboardsSettings, prefix: str, *, dry_run: bool) -> None:
+    """Import the bundled saved objects into Dashboards and print what each became."""
+    from audit_middleware.opensearch.dashboards.bundle import saved_objects  # noqa: PLC0415
+    from audit_middleware.opensearch.dashboards.importer import install  # noqa: PLC0415
+    from audit_middleware.opensearch.provisioning import SetupError  # noqa: PLC0415
+
+    try:
+        results = install(settings, saved_objects(prefix), dry_run=dry_run)
+    except SetupError as exc:
+        _echo_results(exc.completed, dry_run=False)
+        raise click.ClickException(str(exc)) from exc
+    _echo_results(results, dry_run=dry_run)
 
 
 @click.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any, Literal, cast
 
 from audit_middleware.errors import AuditValidationError
@@ -38,6 +39,8 @@ RESOURCE_TYPES: dict[str, str] = {
     "session": "Session",
     "audit_log": "Audit Log",
 }
+BUILTIN_RESOURCE_TYPES: Mapping[str, str] = MappingProxyType(dict(RESOURCE_TYPES))
+"""The built-in resource types alone (what the bundled dashboards know), whatever apps register."""
 
 
 def register_resource_type(type_id: str, label: str) -> None:
@@ -197,7 +200,7 @@ class AuditEvent:
         }
         audit: dict[str, Any] = {
             "actor": {"kind": self.actor.kind},
-            "action": {"label": action.label, "group": action.group},
+            "action": {"label": action.label, "group": action.group, "filter": action.filter_group},
         }
         doc["user"] = _user_document(self.actor)
         if self.tenant is not None:

@@ -9,7 +9,10 @@ it unchanged; ``apply()`` carries the plan out. The order matters:
 2. the component template (settings and mappings), then the index template using it;
 3. the data streams (one per tier), whose first backing indices the policies manage;
 4. for data streams that already existed, backing indices without a policy get
-   the tier's policy, and indices on an outdated version of it move to the new one.
+   the tier's policy, and indices on an outdated version of it move to the new one;
+   fields the template gained since are added to their mappings (a template applies
+   only to backing indices created after it), so new records are searchable by them
+   before the next rollover.
 
 Without the ISM plugin nothing would ever roll over or delete the data: that is an
 error unless ``require_ism=False``, which installs the rest and warns
@@ -35,7 +38,9 @@ from audit_middleware.opensearch.retention import RetentionTier, build_policy, d
 from audit_middleware.opensearch.templates import (
     build_component_template,
     build_index_template,
+    build_mappings,
     component_template_name,
+    flatten,
     index_template_name,
 )
 from audit_middleware.opensearch.tiers import (
@@ -126,7 +131,8 @@ class Step:
     """One object setup manages, and what applying the plan will do to it."""
 
     kind: str
-    """``ism policy``, ``component template``, ``index template``, ``data stream`` or ``ism attachment``."""
+    """``ism policy``, ``component template``, ``index template``, ``data stream``, ``mappings``
+    or ``ism attachment``."""
     name: str
     status: Status
     detail: str = ""
@@ -369,6 +375,38 @@ def _plan_data_stream(client: OpenSearch, name: str) -> tuple[Step, list[str]]:
     return Step("data stream", name, "created", run=run), []
 
 
+def _plan_new_fields(client: OpenSearch, stream: str, backing: Sequence[str]) -> Step | None:
+    """Add the template's fields missing from an existing stream's write index; ``None``: none missing."""
+    write_index = backing[-1]
+    with _explained(client, f"read the mapping of {stream}"):
+        answer = client.indices.get_mapping(index=write_index)
+    stored = flatten(answer.get(write_index, {}).get("mappings", {}).get("properties", {}))
+    desired = build_mappings()
+    missing = sorted(
+        name
+        for name, mapping in flatten(desired["properties"]).items()
+        if not _contains(stored.get(name), mapping)
+    )
+    if not missing:
+        return None
+
+    def run() -> Status:
+        with _explained(client, f"add fields to the mappings of {stream}"):
+            try:
+                client.indices.put_mapping(index=stream, body=desired)
+            except TransportError as exc:
+                if exc.status_code != 400:
+                    raise
+                raise SetupError(
+                    f"the mappings of {stream} cannot take the template's fields ({errors.reason(exc)}): "
+                    f"roll it over (POST {stream}/_rollover) so its next backing index uses the template"
+                ) from None
+        return "updated"
+
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return Step("mappings", stream, "updated", f"new fields {shown}", run=run)
+
+
 def _chunks(names: Sequence[str]) -> Iterator[str]:
     for start in range(0, len(names), _INDICES_PER_REQUEST):
         yield ",".join(names[start : start + _INDICES_PER_REQUEST])
@@ -469,6 +507,10 @@ def _plan(client: OpenSearch, config: SetupConfig) -> list[Step]:
     steps.append(_plan_index_template(client, config))
     streams = [_plan_data_stream(client, name) for name in config.data_streams]
     steps.extend(step for step, _ in streams)
+    for stream, backing in streams:
+        new_fields = _plan_new_fields(client, stream.name, backing) if backing else None
+        if new_fields is not None:
+            steps.append(new_fields)
     for index, (tier, (stream, backing)) in enumerate(zip(config.tiers, streams, strict=True)):
         # New streams get their policy from ism_template; existing ones may predate it.
         if with_ism and backing:

@@ -27,12 +27,13 @@ Field decisions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from audit_middleware.model import ecs
 from audit_middleware.opensearch.tiers import validate_name
 
-TEMPLATE_REVISION = 1
+TEMPLATE_REVISION = 2
 # Above the 100 that catch-all templates commonly use, so ours wins for "{prefix}-*".
 INDEX_TEMPLATE_PRIORITY = 500
 MANAGED_BY = "audit-middleware"
@@ -48,6 +49,8 @@ AUDIT_FIELDS: dict[str, dict[str, Any]] = {
     "audit.actor.kind": _KEYWORD,
     "audit.action.label": _KEYWORD,
     "audit.action.group": _KEYWORD,
+    # The action-type filter (create, update, delete, start-stop, account, team, ...).
+    "audit.action.filter": _KEYWORD,
     "audit.project.id": _KEYWORD,
     "audit.project.name": _KEYWORD,
     "audit.resource.type": _KEYWORD,
@@ -127,6 +130,17 @@ def _nest(flat: dict[str, dict[str, Any]]) -> dict[str, Any]:
             node = node.setdefault(parent, {"properties": {}})["properties"]
         node[leaf] = flat[name]
     return root
+
+
+def flatten(properties: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The leaf mappings of a ``properties`` tree by dotted name (the inverse of nesting)."""
+    leaves: dict[str, Any] = {}
+    for name, mapping in properties.items():
+        if "properties" in mapping:
+            leaves.update(flatten(mapping["properties"], f"{prefix}{name}."))
+        else:
+            leaves[f"{prefix}{name}"] = mapping
+    return leaves
 
 
 def build_mappings() -> dict[str, Any]:

@@ -235,6 +235,22 @@ def test_new_template_revision_reports_updated(opensearch, prefix, monkeypatch):
     assert {r.status for r in _apply(opensearch, _config(prefix))} == {"unchanged"}
 
 
+def test_fields_added_to_the_template_reach_existing_streams(opensearch, prefix, monkeypatch):
+    """A template that gained a field adds it to existing streams' mappings, so new records match it."""
+    older = {name: m for name, m in templates.AUDIT_FIELDS.items() if name != "audit.action.filter"}
+    monkeypatch.setattr(templates, "AUDIT_FIELDS", older)
+    _apply(opensearch, _config(prefix))
+    assert "audit.action.filter" not in _mapping_of(opensearch, f"{prefix}-standard")
+    monkeypatch.undo()
+    statuses = _statuses(_apply(opensearch, _config(prefix)))
+    assert statuses[f"mappings {prefix}-standard"] == "updated"
+    assert statuses[f"mappings {prefix}-extended"] == "updated"
+    assert _mapping_of(opensearch, f"{prefix}-standard")["audit.action.filter"]["type"] == "keyword"
+    _create(opensearch, f"{prefix}-standard", sample_document(action={"label": "Update", "filter": "update"}))
+    assert _hits(opensearch, f"{prefix}-standard", {"term": {"audit.action.filter": "update"}}) == 1
+    assert not [r for r in _apply(opensearch, _config(prefix)) if r.step.kind == "mappings"]
+
+
 def test_changed_settings_update_the_component_template(opensearch, prefix):
     """A different replica count is a content change of the component template alone."""
     _apply(opensearch, _config(prefix, replicas=0))

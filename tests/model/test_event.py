@@ -88,7 +88,7 @@ def test_document_uses_ecs_field_names():
     assert audit["changes"]["before"] == {"spec": {"replicas": 2}, "labels": {"team": "a"}}
     assert audit["source"] == {"forwarded": ["203.0.113.9", "198.51.100.7"]}
     assert audit["http"] == {"route": "/pods/<pod_id>"}
-    assert audit["action"] == {"label": "Update", "group": "resource"}
+    assert audit["action"] == {"label": "Update", "group": "resource", "filter": "update"}
 
 
 def test_event_id_is_a_uuid7():
@@ -180,6 +180,22 @@ def test_round_trip_of_an_unregistered_action():
     loaded = AuditEvent.from_document(doc)
     assert loaded.action == custom
     assert "legacy.thing" not in actions.CATALOG
+    assert loaded.to_document() == doc
+
+
+@pytest.mark.parametrize(
+    ("action_id", "expected"),
+    [
+        ("delete", "delete"),
+        ("restart", "start-stop"),
+        ("ssh_key_added", "account"),
+        ("member_removed", "team"),
+    ],
+)
+def test_document_stores_the_action_type_filter(action_id, expected):
+    """audit.action.filter holds the action-type filter the record falls under."""
+    doc = rich_event(action=actions.CATALOG.get(action_id)).to_document()
+    assert doc["audit"]["action"]["filter"] == expected
 
 
 @pytest.mark.parametrize("bad", ["Pods", "pod type", "1pod", "", "x" * 65, "pöd", None, 7])
