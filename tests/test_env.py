@@ -20,7 +20,6 @@ def test_every_variable_is_in_the_table() -> None:
     assert env.__doc__ is not None
     table = {word.strip("`") for word in env.__doc__.split() if word.startswith("``AUDIT_")}
     assert table == set(NAMES)
-    assert len(NAMES) == 12
 
 
 @pytest.mark.parametrize(("environ", "expected"), [({}, None), ({"X": ""}, None), ({"X": "v"}, "v")])
