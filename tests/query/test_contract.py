@@ -155,7 +155,9 @@ def _found(store: AuditStore, **filters: object) -> set[str]:
         pytest.param({"project": "p2", "projects": ["p1", "p2"]}, ["delete"], id="project-narrows-list"),
         pytest.param({"project": "p1", "projects": ["p2"]}, [], id="project-cannot-widen-list"),
         pytest.param(
-            {"project": NO_PROJECT}, [name for name in ALL if name not in ("create", "delete")], id="no-project"
+            {"project": NO_PROJECT},
+            [name for name in ALL if name not in ("create", "delete")],
+            id="no-project",
         ),
         pytest.param(
             {"exclude_actions": ["update", "token_created"]},
