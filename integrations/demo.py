@@ -18,6 +18,7 @@ import argparse
 import os
 import secrets
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -227,6 +228,10 @@ def show(args: list[str], store_args: list[str], run: Callable[..., Any] = cli) 
             raise
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(app: Any, host: str, port: int, tokens: ViewerTokens) -> None:
     """Serve the console and its Audit Logs page until Ctrl-C, printing where to open it."""
     server = make_server(host, port, app, threaded=True)
@@ -244,6 +249,7 @@ def serve(app: Any, host: str, port: int, tokens: ViewerTokens) -> None:
         flush=True,
     )
     print("Press Ctrl-C to stop.", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it as Ctrl-C does
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -241,6 +241,8 @@ class AuditViewer:
             self._record_list(request, reader, query, len(entries))
         except QueryError as exc:
             error, status = str(exc), 400
+        except ForbiddenError:
+            raise
         except AuditError as exc:
             logger.warning("the audit log viewer could not read the store: %s", exc)
             error, status = "The audit log is not available right now. Try again in a moment.", 503
@@ -268,6 +270,8 @@ class AuditViewer:
             page = self.store.search(query)
         except QueryError as exc:
             raise _Refused(400, "Filter not understood", str(exc)) from None
+        except ForbiddenError:
+            raise
         except AuditError as exc:
             logger.warning("the audit log viewer could not read the store: %s", exc)
             raise _Refused(503, "Not available", "The audit log is not available right now.") from None
@@ -289,6 +293,8 @@ class AuditViewer:
         access = reader.access
         try:
             event = self.store.get(access.tenant, entry_id) if _ENTRY_ID.fullmatch(entry_id) else None
+        except ForbiddenError:
+            raise
         except AuditError as exc:
             logger.warning("the audit log viewer could not read the store: %s", exc)
             raise _Refused(503, "Not available", "The audit log is not available right now.") from None
