@@ -56,7 +56,7 @@ def main() -> int:
             page.screenshot(path=DOCS / "viewer-phone.png")
             browser.close()
     for name in ("list", "details", "filtered", "phone"):
-        print(DOCS / f"viewer-{name}.png")
+        sys.stdout.write(f"{DOCS / f'viewer-{name}.png'}\n")
     return 0
 
 
