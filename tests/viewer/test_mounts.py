@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -79,7 +80,9 @@ def _asgi_caller(app: Any) -> Callable[..., Answer]:
                 call.cookies.update(response.cookies)  # type: ignore[attr-defined]
                 return response
 
-        response = asyncio.run(run())
+        # a loop of its own in a thread: the browser tests' Playwright keeps one running in this one
+        with ThreadPoolExecutor(1) as worker:
+            response = worker.submit(asyncio.run, run()).result()
         return Answer(response.status_code, response.text, response.headers)
 
     call.cookies = {}  # type: ignore[attr-defined]
