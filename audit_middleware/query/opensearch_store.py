@@ -181,7 +181,11 @@ def _tenant_filter(tenant: str) -> dict[str, Any]:
 def _project_clause(projects: tuple[str, ...]) -> dict[str, Any]:
     """Any of ``projects``; ``NO_PROJECT`` stands for records without ``audit.project.id``."""
     named = [project for project in projects if project != NO_PROJECT]
-    should: list[dict[str, Any]] = [{"terms": {"audit.project.id": named}}] if named else []
+    should: list[dict[str, Any]] = []
+    if len(named) == 1:
+        should.append({"term": {"audit.project.id": named[0]}})
+    elif named:
+        should.append({"terms": {"audit.project.id": named}})
     if len(named) != len(projects):
         should.append({"bool": {"must_not": [{"exists": {"field": "audit.project.id"}}]}})
     return should[0] if len(should) == 1 else {"bool": {"should": should, "minimum_should_match": 1}}
