@@ -15,7 +15,8 @@ fill it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import replace
 from typing import IO, Any
 
@@ -31,7 +32,7 @@ from audit_middleware.model.event import (
 )
 from audit_middleware.model.ids import uuid7
 from audit_middleware.processing.redaction import Redactor
-from audit_middleware.query.export import ExportFormat, export_chunks, write_export
+from audit_middleware.query.export import ExportFormat, export_chunks
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.store import AuditStore
 from audit_middleware.sinks.base import Sink
@@ -108,33 +109,28 @@ def export_audited(
     ``audit_log``, with details naming the filters, the format and the row count (or
     the error, with outcome ``failure``).
     """
-    counter = _Counter()
-    details: dict[str, Any] = {"filters": query.describe(), "format": format}
-    try:
-        rows = write_export(counter.count(store.iterate(query)), out, format, bom=bom, progress=progress)
-    except BaseException as exc:
-        details.update(rows=counter.rows, error=type(exc).__name__)
-        record_read(
-            sink,
-            "audit_exported",
-            actor=actor,
-            tenant=query.tenant,
-            details=details,
-            outcome="failure",
-            redactor=redactor,
-            request=request,
-        )
-        raise
-    details["rows"] = rows
-    record_read(
+    rows = 0
+
+    def count(done: int) -> None:
+        nonlocal rows
+        rows += done
+        if progress is not None:
+            progress(done)
+
+    chunks = export_stream_audited(
+        store,
+        query,
         sink,
-        "audit_exported",
         actor=actor,
-        tenant=query.tenant,
-        details=details,
+        format=format,
+        bom=bom,
         redactor=redactor,
         request=request,
+        progress=count,
     )
+    with closing(chunks):
+        for chunk in chunks:
+            out.write(chunk)
     return rows
 
 
@@ -148,7 +144,8 @@ def export_stream_audited(
     bom: bool = False,
     redactor: Redactor | None = None,
     request: RequestFacts | None = None,
-) -> Iterator[bytes]:
+    progress: Callable[[int], None] | None = None,
+) -> Generator[bytes, None, None]:
     """The export as chunks of bytes (a streamed HTTP response), recorded as it ends.
 
     The ``audit_exported`` record is written when the last chunk has been taken
@@ -160,7 +157,7 @@ def export_stream_audited(
     details: dict[str, Any] = {"filters": query.describe(), "format": format}
     outcome: Outcome = "failure"
     try:
-        yield from export_chunks(counter.count(store.iterate(query)), format, bom=bom)
+        yield from export_chunks(counter.count(store.iterate(query)), format, bom=bom, progress=progress)
         outcome = "success"
     except GeneratorExit:
         details["error"] = "closed before the end"
