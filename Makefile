@@ -29,8 +29,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m integrations.demo
 
-## Creates the venv, starts the local OpenSearch, runs every test, stops the node.
+## Creates the venv, installs Debian's Chromium for the browser tests when missing, starts the
+## local OpenSearch, runs every test, stops the node.
 test: $(STAMP)
+	bash tools/ensure-chromium.sh
 	$(NODE) start --optional
 	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(NODE) stop; exit $$status
 

@@ -59,7 +59,7 @@ def run_into_sqlite(tmp_path) -> SQLiteStore:
 def test_demo_command_runs_and_prints_searches_and_an_export(tmp_path, monkeypatch, capsys):
     """`python -m integrations.demo` records the scenario, prints searches, a diff and an export."""
     monkeypatch.setattr(demo, "STATE", tmp_path)
-    assert demo.main([]) == 0
+    assert demo.main(["--no-serve"]) == 0
     printed = capsys.readouterr().out
     assert "$ audit-middleware search --tenant acme --action start-stop" in printed
     assert "Login Failed" in printed

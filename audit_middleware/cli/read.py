@@ -2,6 +2,12 @@
 
 Each takes the same filters (``filter_options``) and a ``--store``; the stores are
 imported when opened, so ``--help`` loads neither SQLite's nor OpenSearch's.
+
+Every command is itself recorded, into the store it reads (``reads``): ``search`` and
+``tail`` as one ``audit_viewed`` each (not one per poll), ``show`` as an
+``audit_viewed`` of that entry, ``export`` as ``audit_exported``. Those records are
+left out of what the commands show unless ``--include-reads`` is given (or ``--action``
+names them), so reading the log does not fill it.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from audit_middleware.query.export import EXPORT_FORMATS, ExportFormat
 from audit_middleware.query.model import DEFAULT_PAGE_SIZE, AuditQuery, QueryError
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.query.store import AuditStore
-from audit_middleware.reads import export_audited
+from audit_middleware.reads import export_audited, record_read, without_reads
 from audit_middleware.sinks.base import Sink
 
 __all__ = ["export", "filter_options", "open_store", "search", "show", "tail"]
@@ -48,6 +54,7 @@ _FILTERS = (
     "search",
     "page_size",
     "cursor",
+    "include_reads",
 )
 
 
@@ -148,9 +155,13 @@ def filter_options(command: F) -> F:
         help="Events per page (search, tail).",
     )
     @click.option("--cursor", metavar="TOKEN", help="Continue after a previous page (its printed cursor).")
+    @click.option(
+        "--include-reads", is_flag=True, help="Also show the records of reads of the log (views, exports)."
+    )
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         filters = {name: kwargs.pop(name) for name in _FILTERS}
+        include_reads = filters.pop("include_reads")
         with _explained():
             query = AuditQuery.build(
                 filters.pop("tenant"),
@@ -158,7 +169,7 @@ def filter_options(command: F) -> F:
                 resource_type=filters.pop("resource_type"),
                 **filters,
             )
-        return command(*args, query=query, **kwargs)
+        return command(*args, query=query if include_reads else without_reads(query), **kwargs)
 
     return run  # type: ignore[return-value]
 
@@ -171,6 +182,9 @@ def search(*, store: AuditStore, query: AuditQuery, as_json: bool) -> None:
     """Print one page of matching events, newest first, and the cursor of the next page."""
     with _explained():
         page = store.search(query)
+        _record_view(
+            store, query.tenant, {"filters": query.describe(), "view": "search", "rows": len(page.events)}
+        )
     if not as_json:
         click.echo(table_header())
     echo_events(page.events, as_json=as_json)
@@ -189,6 +203,9 @@ def show(*, store: AuditStore, event_id: str, tenant: str, as_json: bool) -> Non
     """Print every detail of one event, including the change diff (field: old -> new)."""
     with _explained():
         event = store.get(tenant, event_id)
+        _record_view(
+            store, tenant, {"view": "entry", "found": event is not None}, entry_id=event_id[:128] or None
+        )
     if event is None:
         raise click.ClickException(f"no event {event_id!r} in tenant {tenant!r}")
     if as_json:
@@ -265,6 +282,7 @@ def tail(
     with _explained():
         live = store.tail(query.next_page(None), poll_interval=interval, stop=stop) if follow else None
         latest = store.search(query.next_page(None)).events
+        _record_view(store, query.tenant, {"filters": query.describe(), "view": "tail", "follow": follow})
         if not as_json:
             click.echo(table_header())
         echo_events(reversed(latest), as_json=as_json)
@@ -302,6 +320,16 @@ def _record_sink(store: AuditStore) -> Iterator[Sink]:
         yield sink
     finally:
         sink.close(timeout=10.0)
+
+
+def _record_view(
+    store: AuditStore, tenant: str, details: dict[str, Any], entry_id: str | None = None
+) -> None:
+    """Record this command's read as an ``audit_viewed`` event in the store it read."""
+    with _record_sink(store) as sink:
+        record_read(
+            sink, "audit_viewed", actor=_cli_actor(), tenant=tenant, details=details, entry_id=entry_id
+        )
 
 
 def _cli_actor() -> Actor:

@@ -2,7 +2,16 @@
 
 from audit_middleware.model.event import NO_TENANT
 from audit_middleware.query.export import ExportFormat
-from audit_middleware.query.model import AuditQuery, Cursor, Page, QueryError
+from audit_middleware.query.model import NO_PROJECT, AuditQuery, Cursor, Page, QueryError
 from audit_middleware.query.store import AuditStore
 
-__all__ = ["NO_TENANT", "AuditQuery", "AuditStore", "Cursor", "ExportFormat", "Page", "QueryError"]
+__all__ = [
+    "NO_PROJECT",
+    "NO_TENANT",
+    "AuditQuery",
+    "AuditStore",
+    "Cursor",
+    "ExportFormat",
+    "Page",
+    "QueryError",
+]

@@ -24,6 +24,9 @@ from audit_middleware.model.timestamps import unix_ms
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_TEXT_LENGTH = 200
+MAX_LIST_VALUES = 500  # values in one allow- or deny-list (projects, excluded actions)
+NO_PROJECT = "-"
+"""In a project filter or allow-list: the records made outside any project."""
 PRESETS: dict[str, timedelta] = {
     "24h": timedelta(hours=24),
     "7d": timedelta(days=7),
@@ -86,6 +89,12 @@ class AuditQuery:
     * ``start`` is inclusive and ``end`` exclusive, both UTC.
     * ``actions`` holds action ids (groups such as ``"start-stop"`` are expanded by
       ``build``); ``resource_types`` resource type ids. Several values mean "any of".
+    * ``project`` is one project id; ``projects`` an allow-list (any of; ``None``: no
+      restriction, an empty tuple: nothing matches). Both apply when both are set, so
+      a project asked for can only narrow what the allow-list permits. ``NO_PROJECT``
+      (``"-"``) stands for the records made outside any project.
+    * ``exclude_actions`` leaves those action ids out (the viewer hides reads of the
+      log itself this way).
     * ``user`` matches a user id exactly or an email case-insensitively, of the person
       who acted or of the identity acted as (impersonation).
     * ``text`` is free text matched case-insensitively, by word prefix, against the
@@ -106,6 +115,8 @@ class AuditQuery:
     resource_types: tuple[str, ...] = ()
     user: str | None = None
     project: str | None = None
+    projects: tuple[str, ...] | None = None
+    exclude_actions: tuple[str, ...] = ()
     outcome: str | None = None
     start: datetime | None = None
     end: datetime | None = None
@@ -127,6 +138,14 @@ class AuditQuery:
             raise QueryError("the start of the date range must be before its end")
         if self.text is not None and len(self.text) > MAX_TEXT_LENGTH:
             raise QueryError(f"search text is limited to {MAX_TEXT_LENGTH} characters")
+        for name in ("projects", "exclude_actions"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if not isinstance(values, tuple) or not all(isinstance(v, str) and v for v in values):
+                raise QueryError(f"{name} must be a tuple of non-empty ids")
+            if len(values) > MAX_LIST_VALUES:
+                raise QueryError(f"{name} is limited to {MAX_LIST_VALUES} values, not {len(values)}")
 
     @property
     def start_ms(self) -> int | None:
@@ -153,6 +172,10 @@ class AuditQuery:
             value = getattr(self, name)
             if value is not None:
                 described[name] = value
+        if self.projects is not None:
+            described["projects"] = list(self.projects)
+        if self.exclude_actions:
+            described["exclude_actions"] = list(self.exclude_actions)
         if self.start is not None:
             described["from"] = self.start.isoformat().replace("+00:00", "Z")
         if self.end is not None:
@@ -172,6 +195,8 @@ class AuditQuery:
         resource_type: str | Iterable[str] | None = None,
         user: str | None = None,
         project: str | None = None,
+        projects: Iterable[str] | None = None,
+        exclude_actions: Iterable[str] = (),
         outcome: str | None = None,
         since: str | None = None,
         start: str | datetime | None = None,
@@ -190,6 +215,8 @@ class AuditQuery:
         whole day (``--from 2026-11-01 --to 2026-11-30`` is all of November). ``action``
         takes action ids or labels (``login_failed``, ``"Login Failed"``), the filter
         groups ``create``, ``update``, ``delete``, ``start-stop``, or ``all`` (no filter).
+        ``projects`` is the allow-list (``None``: every project); ``exclude_actions`` takes
+        action ids.
         """
         zone = _zone(timezone_name)
         moment = now or datetime.now(timezone.utc)
@@ -210,6 +237,8 @@ class AuditQuery:
             resource_types=_names(resource_type),
             user=user.strip() or None if user else None,
             project=project or None,
+            projects=_ids(projects),
+            exclude_actions=_ids(exclude_actions) or (),
             outcome=outcome or None,
             start=begin,
             end=finish,
@@ -232,6 +261,14 @@ def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:
         return ()
     items = [value] if isinstance(value, str) else list(value)
     return tuple(dict.fromkeys(part.strip() for item in items for part in item.split(",") if part.strip()))
+
+
+def _ids(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    """An id list as given (a lone string is one id, not its characters), without repeats."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(dict.fromkeys(str(item) for item in items if item))
 
 
 def _expand_actions(value: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -57,7 +57,7 @@ from audit_middleware.opensearch import errors
 from audit_middleware.opensearch.client import build_client
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.tiers import DEFAULT_PREFIX, validate_name
-from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, Page, QueryError
+from audit_middleware.query.model import MAX_TEXT_LENGTH, NO_PROJECT, AuditQuery, Cursor, Page, QueryError
 from audit_middleware.query.store import AuditStore
 
 __all__ = ["OpenSearchStore", "OpenSearchStoreError", "filter_query", "search_body"]
@@ -178,6 +178,19 @@ def _tenant_filter(tenant: str) -> dict[str, Any]:
     }
 
 
+def _project_clause(projects: tuple[str, ...]) -> dict[str, Any]:
+    """Any of ``projects``; ``NO_PROJECT`` stands for records without ``audit.project.id``."""
+    named = [project for project in projects if project != NO_PROJECT]
+    should: list[dict[str, Any]] = []
+    if len(named) == 1:
+        should.append({"term": {"audit.project.id": named[0]}})
+    elif named:
+        should.append({"terms": {"audit.project.id": named}})
+    if len(named) != len(projects):
+        should.append({"bool": {"must_not": [{"exists": {"field": "audit.project.id"}}]}})
+    return should[0] if len(should) == 1 else {"bool": {"should": should, "minimum_should_match": 1}}
+
+
 def _filters(query: AuditQuery, *, start_ms: int | None = None) -> list[dict[str, Any]]:
     """The filter clauses of ``query``; ``start_ms`` raises the lower time bound (tail)."""
     clauses: list[dict[str, Any]] = [_tenant_filter(query.tenant)]
@@ -188,7 +201,12 @@ def _filters(query: AuditQuery, *, start_ms: int | None = None) -> list[dict[str
     if query.user:
         clauses.append(_user_clause(query.user))
     if query.project:
-        clauses.append({"term": {"audit.project.id": query.project}})
+        clauses.append(_project_clause((query.project,)))
+    if query.projects is not None:
+        # an empty allow-list permits nothing
+        clauses.append(_project_clause(query.projects) if query.projects else {"match_none": {}})
+    if query.exclude_actions:
+        clauses.append({"bool": {"must_not": [{"terms": {"event.action": list(query.exclude_actions)}}]}})
     if query.outcome:
         clauses.append({"term": {"event.outcome": query.outcome}})
     lower = query.start_ms

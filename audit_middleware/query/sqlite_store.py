@@ -21,7 +21,7 @@ from typing import Any
 from audit_middleware.model.encoding import loads
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.timestamps import unix_ms
-from audit_middleware.query.model import AuditQuery, Cursor, Page, QueryError
+from audit_middleware.query.model import NO_PROJECT, AuditQuery, Cursor, Page, QueryError
 from audit_middleware.query.store import AuditStore
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.schema import USER_SEQS, SQLiteStoreError
@@ -75,6 +75,15 @@ def _ms(moment: datetime) -> int:
         raise QueryError(str(exc)) from None
 
 
+def _project_clause(projects: tuple[str, ...]) -> tuple[str, ...]:
+    """A clause (then its values) matching any of ``projects``; ``NO_PROJECT``: no project at all."""
+    named = [project for project in projects if project != NO_PROJECT]
+    parts = [f"project IN ({', '.join('?' * len(named))})"] if named else []
+    if len(named) != len(projects):
+        parts.append("project IS NULL")
+    return (parts[0] if len(parts) == 1 else f"({' OR '.join(parts)})", *named)
+
+
 class _Filter:
     """The SQL ``WHERE`` of a query: clauses with ``?`` placeholders and their values."""
 
@@ -104,7 +113,15 @@ class _Filter:
                 f"+seq IN ({USER_SEQS})", *[value for _ in range(4) for value in (query.tenant, query.user)]
             )
         if query.project:
-            where.add("project = ?", query.project)
+            where.add(*_project_clause((query.project,)))
+        if query.projects is not None:
+            if not query.projects:
+                return None  # an empty allow-list permits nothing
+            where.add(*_project_clause(query.projects))
+        if query.exclude_actions:
+            where.add(
+                f"action NOT IN ({', '.join('?' * len(query.exclude_actions))})", *query.exclude_actions
+            )
         if query.outcome:
             where.add("outcome = ?", query.outcome)
         if query.start_ms is not None:

@@ -17,6 +17,7 @@ from audit_middleware.cli import main
 from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts, Resource
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
+from audit_middleware.reads import without_reads
 from audit_middleware.sinks.sqlite import SQLiteSink
 from tests.query.conftest import HOUR, MINUTE, make_event
 
@@ -75,8 +76,9 @@ def run(db: Path, *args: str) -> Result:
 
 
 def _stored(db: Path, **filters: str) -> list[AuditEvent]:
+    """What the store holds for acme, without the records of reads unless ``action`` asks for them."""
     with SQLiteStore(db) as store:
-        return store.search(AuditQuery.build("acme", **filters)).events  # type: ignore[arg-type]
+        return store.search(without_reads(AuditQuery.build("acme", **filters))).events  # type: ignore[arg-type]
 
 
 # -- search --------------------------------------------------------------------------------
@@ -284,6 +286,42 @@ def test_tail_follow_prints_new_events(db: Path) -> None:
     lines = result.stdout.splitlines()
     assert "fresh-pod" in lines[-1]
     assert "web-frontend" in lines[-2]
+
+
+# -- reads are recorded ---------------------------------------------------------------------
+
+
+def test_search_show_and_tail_record_their_reads(db: Path, events: dict[str, AuditEvent]) -> None:
+    """Each reading command leaves one audit_viewed record naming its filters or entry."""
+    assert run(db, "search", "--tenant", "acme", "--action", "delete").exit_code == 0
+    assert run(db, "show", events["update"].id, "--tenant", "acme").exit_code == 0
+    assert run(db, "show", events["globex"].id, "--tenant", "acme").exit_code == 1
+    assert run(db, "tail", "--tenant", "acme", "--limit", "2").exit_code == 0
+    tail, missing, shown, search = _stored(db, action="audit_viewed")
+    assert search.details == {
+        "filters": {"tenant": "acme", "actions": ["delete"]},
+        "view": "search",
+        "rows": 1,
+    }
+    assert search.actor.id is not None
+    assert search.actor.id.startswith("cli:")
+    assert (shown.resource, shown.details) == (
+        Resource("audit_log", events["update"].id),
+        {"view": "entry", "found": True},
+    )
+    assert missing.details["found"] is False
+    assert tail.details["view"] == "tail"
+    assert tail.details["follow"] is False
+
+
+def test_reads_are_hidden_unless_asked_for(db: Path) -> None:
+    """search leaves the records of reads out by default; --include-reads shows them."""
+    run(db, "search", "--tenant", "acme")
+    plain = run(db, "search", "--tenant", "acme", "--json")
+    assert "audit_viewed" not in plain.stdout
+    with_reads = run(db, "search", "--tenant", "acme", "--json", "--include-reads")
+    actions = [json.loads(line)["event"]["action"] for line in with_reads.stdout.splitlines()]
+    assert actions.count("audit_viewed") == 2
 
 
 # -- errors and store selection ------------------------------------------------------------

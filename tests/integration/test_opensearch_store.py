@@ -20,7 +20,7 @@ from audit_middleware.model.event import NO_TENANT, Actor, AuditEvent, Resource,
 from audit_middleware.model.ids import uuid7
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.provisioning import SetupConfig, apply
-from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, QueryError
+from audit_middleware.query.model import MAX_TEXT_LENGTH, NO_PROJECT, AuditQuery, Cursor, QueryError
 from audit_middleware.query.opensearch_store import (
     OpenSearchStore,
     OpenSearchStoreError,
@@ -193,6 +193,25 @@ def test_records_without_tenant_are_selected_by_no_tenant():
             }
         }
     ]
+
+
+def test_project_allow_lists_and_excluded_actions_have_their_clauses():
+    """An allow-list is a terms filter (NO_PROJECT: no project field); exclusions a must_not."""
+    query = AuditQuery(tenant="acme", projects=("p1", "p2", NO_PROJECT), exclude_actions=("audit_viewed",))
+    clauses = search_body(query)["query"]["bool"]["filter"]
+    assert clauses[1] == {
+        "bool": {
+            "should": [
+                {"terms": {"audit.project.id": ["p1", "p2"]}},
+                {"bool": {"must_not": [{"exists": {"field": "audit.project.id"}}]}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+    assert clauses[2] == {"bool": {"must_not": [{"terms": {"event.action": ["audit_viewed"]}}]}}
+    assert search_body(AuditQuery(tenant="acme", projects=()))["query"]["bool"]["filter"][1] == {
+        "match_none": {}
+    }
 
 
 def test_every_filter_has_its_clause():

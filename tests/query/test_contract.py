@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from audit_middleware.model.event import NO_TENANT, Actor, AuditEvent, ChangeSet, RequestFacts, Resource
-from audit_middleware.query.model import AuditQuery, Cursor, QueryError
+from audit_middleware.query.model import NO_PROJECT, AuditQuery, Cursor, QueryError
 from audit_middleware.query.store import AuditStore
 from tests.query.conftest import DAY, HOUR, MINUTE, NOW, NOW_MS, make_event
 
@@ -141,6 +141,32 @@ def _found(store: AuditStore, **filters: object) -> set[str]:
         pytest.param({"user": "nobody@example.com"}, [], id="unknown-user"),
         pytest.param({"project": "p2"}, ["delete"], id="project"),
         pytest.param({"outcome": "failure"}, ["login_failed"], id="outcome"),
+        pytest.param({"projects": ["p1", "p2"]}, ["create", "delete"], id="project-allow-list"),
+        pytest.param({"projects": ["p2", "elsewhere"]}, ["delete"], id="allow-list-with-unknown"),
+        pytest.param({"projects": []}, [], id="empty-allow-list-permits-nothing"),
+        pytest.param(
+            {"projects": [NO_PROJECT]},
+            [name for name in ALL if name not in ("create", "delete")],
+            id="allow-list-of-records-without-project",
+        ),
+        pytest.param(
+            {"projects": ["p1", NO_PROJECT]}, [name for name in ALL if name != "delete"], id="p1-or-none"
+        ),
+        pytest.param({"project": "p2", "projects": ["p1", "p2"]}, ["delete"], id="project-narrows-list"),
+        pytest.param({"project": "p1", "projects": ["p2"]}, [], id="project-cannot-widen-list"),
+        pytest.param(
+            {"project": NO_PROJECT},
+            [name for name in ALL if name not in ("create", "delete")],
+            id="no-project",
+        ),
+        pytest.param(
+            {"exclude_actions": ["update", "token_created"]},
+            [name for name in ALL if name not in ("update", "impersonated", "token")],
+            id="exclude-actions",
+        ),
+        pytest.param(
+            {"action": ["update", "delete"], "exclude_actions": ["update"]}, ["delete"], id="exclude-wins"
+        ),
         pytest.param(
             {"since": "24h"}, ["create", "update", "login_failed", "impersonated", "token"], id="24h"
         ),

@@ -272,3 +272,28 @@ def test_describe_names_the_filters_set() -> None:
         "from": "2026-07-14T12:00:00Z",
     }
     assert format_timestamp(int(NOW.timestamp() * 1000)) == "2026-07-15T12:00:00.000Z"
+
+
+def test_project_allow_list_and_excluded_actions_are_parsed() -> None:
+    """A lone project string is one id; repeats are dropped; None means no restriction."""
+    query = AuditQuery.build("acme", projects="p,1", exclude_actions=["audit_viewed", "audit_viewed"])
+    assert query.projects == ("p,1",)
+    assert query.exclude_actions == ("audit_viewed",)
+    assert AuditQuery.build("acme").projects is None
+    assert AuditQuery.build("acme", projects=[]).projects == ()
+    assert AuditQuery.build("acme", projects=["b", "a", "b"]).describe()["projects"] == ["b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        pytest.param({"projects": tuple(f"p{i}" for i in range(501))}, "limited", id="too-many"),
+        pytest.param({"projects": ("",)}, "non-empty", id="empty-id"),
+        pytest.param({"projects": ["p1"]}, "tuple", id="a-list"),
+        pytest.param({"exclude_actions": (1,)}, "non-empty", id="not-text"),
+    ],
+)
+def test_bad_project_lists(filters: dict[str, object], message: str) -> None:
+    """Allow- and deny-lists are tuples of at most 500 non-empty ids."""
+    with pytest.raises(QueryError, match=message):
+        AuditQuery(tenant="acme", **filters)  # type: ignore[arg-type]
