@@ -14,6 +14,9 @@ One place, so that the names in the docs, the CLI and the sinks cannot drift apa
 ``AUDIT_OPENSEARCH_PREFIX``             name prefix of templates, policies and data streams (``audit``)
 ``AUDIT_LOG_FILE``                      without OpenSearch: write JSON lines to this file
 ``AUDIT_SQLITE_PATH``                   the embedded store's file (default ``./audit.sqlite3``)
+``AUDIT_SQLITE_RETENTION_DAYS``         days the default store keeps records (``90``; ``off``: forever)
+``AUDIT_SQLITE_ARCHIVE_DIR``            where it archives them first (default ``<store>.archive``)
+``AUDIT_ALERT_WEBHOOK``                 URL the default store POSTs its alerts to (else they are logged)
 ``AUDIT_SPOOL_DIR``                     the OpenSearch sink's state directory (spool, dead letters)
 ``XDG_STATE_HOME``                      the base of the default state directory
 ======================================  ==============================================================
@@ -36,6 +39,9 @@ OPENSEARCH_TIMEOUT = "AUDIT_OPENSEARCH_TIMEOUT"
 OPENSEARCH_PREFIX = "AUDIT_OPENSEARCH_PREFIX"
 LOG_FILE = "AUDIT_LOG_FILE"
 SQLITE_PATH = "AUDIT_SQLITE_PATH"
+SQLITE_RETENTION_DAYS = "AUDIT_SQLITE_RETENTION_DAYS"
+SQLITE_ARCHIVE_DIR = "AUDIT_SQLITE_ARCHIVE_DIR"
+ALERT_WEBHOOK = "AUDIT_ALERT_WEBHOOK"
 SPOOL_DIR = "AUDIT_SPOOL_DIR"
 
 DEFAULT_SQLITE_PATH = "audit.sqlite3"
