@@ -36,6 +36,7 @@ __all__ = [
     "list_archives",
     "list_restored",
     "plan_repository",
+    "policy_repositories",
     "restore",
     "restored_name",
     "restored_pattern",
@@ -133,6 +134,26 @@ def list_archives(client: OpenSearch, repository: str, prefix: str) -> list[Arch
                 )
     found.sort(key=lambda archived: (archived.start_ms, archived.index))
     return found
+
+
+def policy_repositories(client: OpenSearch, prefix: str) -> list[str]:
+    """The snapshot repositories the retention policies of ``prefix``'s tiers archive to."""
+    start = f"{validate_name(prefix, 'prefix')}-"
+    with _translated(client, "read the ISM policies"):
+        try:
+            answer = client.transport.perform_request("GET", "/_plugins/_ism/policies", params={"size": 1000})
+        except NotFoundError:
+            return []
+    found = set()
+    for entry in answer.get("policies", ()):
+        if not (str(entry.get("_id", "")).startswith(start) and str(entry["_id"]).endswith("-retention")):
+            continue
+        for state in entry.get("policy", {}).get("states", ()):
+            for action in state.get("actions", ()):
+                repository = (action.get("snapshot") or {}).get("repository")
+                if repository:
+                    found.add(str(repository))
+    return sorted(found)
 
 
 def list_restored(client: OpenSearch, prefix: str) -> list[str]:
