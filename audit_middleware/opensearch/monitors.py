@@ -33,7 +33,7 @@ from typing import Any
 
 from opensearchpy import NotFoundError, OpenSearch
 
-from audit_middleware.model.alerts import NO_USER, Alert, AlertRule, AlertState, GroupKey
+from audit_middleware.model.alerts import NO_USER, Alert, AlertRule, AlertState, GroupKey, default_rules
 from audit_middleware.model.event import NO_TENANT
 from audit_middleware.opensearch.steps import SetupError, Status, Step, contains, explained, has_plugin
 from audit_middleware.opensearch.tiers import validate_name
@@ -65,6 +65,7 @@ _USER_SCRIPT = (
     f"(doc['user.id'].size() > 0 ? doc['user.id'].value : '{NO_USER}'))"
 )
 _FIELD_OF: dict[GroupKey, str] = {"ip": "source.ip", "role": "audit.permissions.added", "event": "event.id"}
+_TITLES = {rule.id: rule.title for rule in default_rules()}
 _TRIGGER = re.compile(r"(?P<rule>[a-z][a-z0-9_.-]*): (?P<threshold>\d+) (records|targets) in (?P<window>\S+)")
 
 
@@ -149,8 +150,9 @@ def _action(rule: AlertRule, destination_id: str) -> dict[str, Any]:
         "destination_id": destination_id,
         "message_template": {
             "source": (
+                # the alert context's bucket_keys: the group's tenant and keys (in no fixed order)
                 f"{rule.title} ({rule.condition}): "
-                "{{#ctx.newAlerts}}{{agg_alert_content.bucket.key}} {{/ctx.newAlerts}}"
+                "{{#ctx.newAlerts}}[{{bucket_keys}}] {{/ctx.newAlerts}}"
             ),
             "lang": "mustache",
         },
@@ -404,6 +406,7 @@ def _alert(raw: Mapping[str, Any], prefix: str) -> Alert | None:
         updated_ms=int(raw.get("last_notification_time") or raw.get("start_time") or 0),
         ended_ms=int(raw["end_time"]) if raw.get("end_time") else None,
         event_ids=ids,
+        title=_TITLES.get(rule_id, ""),
         source="opensearch",
         details={"monitor_id": raw.get("monitor_id"), "error": raw.get("error_message")}
         if raw.get("error_message")

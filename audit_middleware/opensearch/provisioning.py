@@ -26,6 +26,7 @@ templates, streams, attachments) share one idempotency rule and one error transl
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ _POLICY_ID_KEY = "index.plugins.index_state_management.policy_id"
 _LEGACY_POLICY_ID_KEY = "index.opendistro.index_state_management.policy_id"
 # Index names per ISM request, so a stream with hundreds of backing indices stays under URL limits.
 _INDICES_PER_REQUEST = 50
+_ATTACH_WAIT = 30.0  # seconds setup waits for explain to show a new stream's policy
 
 
 class RetentionNotManagedWarning(UserWarning):
@@ -430,7 +432,15 @@ def _plan_new_stream_attachment(client: OpenSearch, stream: str, pid: str) -> St
     def run() -> Status:
         with explained(client, f"read data stream {stream}"):
             found = client.indices.get_data_stream(name=stream)["data_streams"][0]["indices"]
-        _ism_post(client, "add", pid, [index["index_name"] for index in found], stream)
+        backing = [index["index_name"] for index in found]
+        _ism_post(client, "add", pid, backing, stream)
+        # explain shows the policy once ISM's config index has refreshed (well under a second)
+        deadline = time.monotonic() + _ATTACH_WAIT
+        while time.monotonic() < deadline:
+            state = _explain(client, stream, backing)
+            if all((state.get(index) or {}).get(_POLICY_ID_KEY) for index in backing):
+                break
+            time.sleep(0.2)
         return "created"
 
     return Step("ism attachment", stream, "created", f"{pid} on the new backing index", run=run)
@@ -508,6 +518,8 @@ def _plan(client: OpenSearch, config: SetupConfig) -> list[Step]:
         pid = policy_id(config.prefix, tier.name)
         if with_ism and not backing:
             steps.append(_plan_new_stream_attachment(client, stream.name, pid))
+        if not backing:
+            steps.append(Step("stream mapping", stream.name, "created", "from the index template"))
         elif with_ism:
             # Existing streams may predate the policy, or hold indices on an older version of it.
             policy, seq_no = policies[index]

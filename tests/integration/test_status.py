@@ -13,6 +13,7 @@ from audit_middleware.opensearch.provisioning import SetupConfig, apply
 from audit_middleware.sinks.opensearch.deadletter import DeadLetterFile
 from audit_middleware.sinks.opensearch.spool import Spool
 from tests.conftest import OPENSEARCH_URL
+from tests.integration.layout import remove_layout
 
 pytestmark = pytest.mark.opensearch
 
@@ -26,16 +27,14 @@ def test_ready_prefix_reports_ok_and_exits_0(opensearch, unique_name, tmp_path):
     """With set-up done and nothing waiting, status says delivery is ok."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        apply(opensearch, SetupConfig(prefix=unique_name, replicas=0, require_ism=False))
+        apply(opensearch, SetupConfig(prefix=unique_name, replicas=0, require_ism=False, alert_rules=()))
     try:
         code, output = run_status("--prefix", unique_name, "--state-dir", str(tmp_path))
         assert code == 0, output
         assert "Delivery:      ok" in output
         assert "2.19." in output
     finally:
-        opensearch.indices.delete_data_stream(name=f"{unique_name}-*")
-        opensearch.indices.delete_index_template(name=f"{unique_name}-*")
-        opensearch.cluster.delete_component_template(name=f"{unique_name}-*")
+        remove_layout(opensearch, unique_name)
 
 
 def test_missing_setup_is_named_and_exits_1(opensearch, unique_name, tmp_path):

@@ -224,8 +224,8 @@ class Shipper(BackgroundWorker[AuditEvent]):
             return items
         try:
             stored = bulk.find_stored(self._client, uncertain, timeout=self._options.request_timeout)
-        except (OSConnectionError, TransportError) as exc:
-            self._metrics.degraded(f"cannot check re-sent records: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any failure: keep the records, try again later
+            self._metrics.degraded(f"cannot check re-sent records: {type(exc).__name__}: {exc}")
             return None
         if not stored:
             return items
