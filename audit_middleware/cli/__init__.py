@@ -116,4 +116,4 @@ class _LazyGroup(click.Group):
     package_name="opensearch-audit-middleware", prog_name="audit-middleware", message="%(prog)s %(version)s"
 )
 def main(**_: Any) -> None:
-    """Set up OpenSearch for the audit trail, and search, show, export and tail audit records."""
+    """Set up the audit trail, search, show, export and tail records, and run retention, archives, alerts."""

@@ -6,7 +6,6 @@ opensearch-py is imported inside the commands, so ``--help`` does not load it.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -16,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from audit_middleware import env
+from audit_middleware.cli.targets import connection_settings
 from audit_middleware.errors import AuditError
 from audit_middleware.model.alerts import apply_overrides, default_rules, parse_override
-from audit_middleware.opensearch.connection import DEFAULT_URL, ConnectionSettings
+from audit_middleware.opensearch.connection import DEFAULT_URL
 from audit_middleware.opensearch.retention import EXTENDED_DAYS, STANDARD_DAYS, default_tiers
 
 if TYPE_CHECKING:
@@ -33,15 +33,6 @@ _DRY_RUN_STATUS = {
     "unchanged": "unchanged",
 }
 _RULE_IDS = ", ".join(rule.id for rule in default_rules())
-
-
-def _connection_settings(url: str | None, prefix: str | None) -> ConnectionSettings:
-    variables = dict(os.environ)
-    if url:
-        variables[env.OPENSEARCH_URL] = url
-    if prefix:
-        variables[env.OPENSEARCH_PREFIX] = prefix
-    return ConnectionSettings.from_env(variables)
 
 
 def _echo_results(results: Sequence[StepResult], *, dry_run: bool) -> None:
@@ -139,7 +130,7 @@ def setup(
     if snapshot_location is not None and snapshot_repository is None:
         raise click.UsageError("--snapshot-location needs --snapshot-repository NAME")
     try:
-        settings = _connection_settings(url, prefix)
+        settings = connection_settings(url, prefix)
         rules = apply_overrides(default_rules(), (parse_override(text) for text in alert_settings))
         config = SetupConfig(
             prefix=settings.prefix,
@@ -210,7 +201,7 @@ def status(url: str | None, prefix: str | None, state_dir: Path | None, as_json:
     from audit_middleware.sinks.opensearch.backlog import backlog  # noqa: PLC0415
 
     try:
-        settings = _connection_settings(url, prefix)
+        settings = connection_settings(url, prefix)
     except AuditError as exc:
         raise click.UsageError(str(exc)) from exc
     report = {**cluster_status(settings), **backlog(state_dir or env.state_dir())}

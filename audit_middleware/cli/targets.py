@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "connection_options",
+    "connection_settings",
     "explained",
     "opensearch_client",
     "sqlite_path",
@@ -83,16 +84,16 @@ def sqlite_pool(path: Path) -> Iterator[ConnectionPool]:
         pool.close()
 
 
-def _settings(url: str | None, prefix: str | None) -> ConnectionSettings:
-    from audit_middleware.opensearch.connection import ConnectionSettings  # noqa: PLC0415
+def connection_settings(url: str | None, prefix: str | None) -> ConnectionSettings:
+    """OpenSearch settings from the environment, with ``--url`` and ``--prefix`` winning."""
+    from audit_middleware.opensearch.connection import ConnectionSettings  # noqa: PLC0415 - only for OpenSearch
 
     variables = dict(os.environ)
     if url:
         variables[env.OPENSEARCH_URL] = url
     if prefix:
         variables[env.OPENSEARCH_PREFIX] = prefix
-    with explained():
-        return ConnectionSettings.from_env(variables)
+    return ConnectionSettings.from_env(variables)
 
 
 @contextmanager
@@ -100,7 +101,8 @@ def opensearch_client(url: str | None, prefix: str | None) -> Iterator[tuple[Ope
     """A client and the name prefix, from the options or the environment."""
     from audit_middleware.opensearch.client import build_client  # noqa: PLC0415 - only for OpenSearch
 
-    settings = _settings(url, prefix)
+    with explained():
+        settings = connection_settings(url, prefix)
     client = build_client(settings)
     try:
         with explained():

@@ -207,6 +207,22 @@ class Scenario:
         return False
 
 
+class NodeScenario(Scenario):
+    """A scenario on the local node, under a prefix of its own, with a state folder for its sinks."""
+
+    def __init__(self, client: OpenSearch, url: str, stem: str) -> None:
+        super().__init__()
+        self.client = client
+        self.url = url
+        self.prefix = f"{stem}-{secrets.token_hex(4)}"
+        self.state = Path(tempfile.mkdtemp(prefix=f"audit-{self.name}-"))
+
+    def close(self) -> None:
+        super().close()
+        remove_layout(self.client, self.prefix)
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
 # -- retention on the real engine ----------------------------------------------------------
 
 
@@ -215,7 +231,7 @@ def _backing(client: OpenSearch, stream: str) -> list[str]:
     return [index["index_name"] for index in found[0]["indices"]] if found else []
 
 
-class RetentionScenario(Scenario):
+class RetentionScenario(NodeScenario):
     """Both tiers with accelerated policies (minutes), built by the same code as the real ones.
 
     standard: roll over at 1 minute of age; extended: roll over at 50 kb per primary
@@ -229,12 +245,8 @@ class RetentionScenario(Scenario):
     name = "retention"
 
     def __init__(self, client: OpenSearch, url: str) -> None:
-        super().__init__()
-        self.client = client
-        self.url = url
-        self.prefix = f"ret-{secrets.token_hex(4)}"
+        super().__init__(client, url, "ret")
         self.repository = f"{self.prefix}-archive"
-        self.state = Path(tempfile.mkdtemp(prefix="audit-retention-"))
         self.first: dict[str, str] = {}
         self.kept: list[AuditEvent] = []
         self.bulky: list[AuditEvent] = []
@@ -405,15 +417,13 @@ class RetentionScenario(Scenario):
 
     def close(self) -> None:
         super().close()
-        remove_layout(self.client, self.prefix)
         remove_repository(self.client, self.repository)
-        shutil.rmtree(self.state, ignore_errors=True)
 
 
 # -- alert monitors on their schedule ----------------------------------------------------
 
 
-class AlertScenario(Scenario):
+class AlertScenario(NodeScenario):
     """The five monitors of the four alerts, installed by setup, fed by the real sink.
 
     Thresholds: 3 failed logins (per user, per IP) and 20 deleted targets, in 10 minutes.
@@ -425,11 +435,7 @@ class AlertScenario(Scenario):
     name = "alerts"
 
     def __init__(self, client: OpenSearch, url: str) -> None:
-        super().__init__()
-        self.client = client
-        self.url = url
-        self.prefix = f"alr-{secrets.token_hex(4)}"
-        self.state = Path(tempfile.mkdtemp(prefix="audit-alerts-"))
+        super().__init__(client, url, "alr")
         self.events: dict[str, list[AuditEvent]] = {}
 
     def config(self, failed_logins: int = 3) -> SetupConfig:
@@ -539,11 +545,6 @@ class AlertScenario(Scenario):
             "GET", f"{MONITORS}/alerts", params={"monitorId": monitor_id, "alertState": state, "size": 100}
         )
         return list(answer.get("alerts") or [])
-
-    def close(self) -> None:
-        super().close()
-        remove_layout(self.client, self.prefix)
-        shutil.rmtree(self.state, ignore_errors=True)
 
 
 # -- other nodes -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def run_status(*args: str) -> tuple[int, str]:
 
 
 def test_ready_prefix_reports_ok_and_exits_0(opensearch, unique_name, tmp_path):
-    """With set-up done and nothing waiting, status says delivery is ok."""
+    """With set-up done and nothing waiting, status says delivery is ok and lists the backing indices."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         apply(opensearch, SetupConfig(prefix=unique_name, replicas=0, require_ism=False, alert_rules=()))
@@ -33,6 +33,8 @@ def test_ready_prefix_reports_ok_and_exits_0(opensearch, unique_name, tmp_path):
         assert code == 0, output
         assert "Delivery:      ok" in output
         assert "2.19." in output
+        assert "Retention:     2 backing indices" in output
+        assert f".ds-{unique_name}-standard-000001" in output
     finally:
         remove_layout(opensearch, unique_name)
 
