@@ -11,8 +11,7 @@ leave it unchanged; ``apply()`` carries the plan out. The order matters:
 4. the data streams (one per tier), whose first backing indices the policies manage;
 5. ISM attachments: each stream's backing indices carry the tier's policy, at its
    current version (a new stream's first index is checked too, so that setup returns
-   only once retention is really managed); streams made by an older version get the
-   new mapping fields;
+   only once retention is really managed);
 6. the alert monitors (``monitors``), with their notification channel if one is set.
 
 Without the ISM plugin nothing would ever roll over or delete the data: that is an
@@ -52,7 +51,6 @@ from audit_middleware.opensearch.steps import (
 from audit_middleware.opensearch.templates import (
     build_component_template,
     build_index_template,
-    build_mappings,
     component_template_name,
     index_template_name,
 )
@@ -446,23 +444,6 @@ def _plan_new_stream_attachment(client: OpenSearch, stream: str, pid: str) -> St
     return Step("ism attachment", stream, "created", f"{pid} on the new backing index", run=run)
 
 
-def _plan_stream_mapping(client: OpenSearch, stream: str) -> Step:
-    """New template fields on a stream made by an older version (every backing index gets them)."""
-    desired = build_mappings()
-    with explained(client, f"read the mapping of {stream}"):
-        answer = client.indices.get_mapping(index=stream)
-    current = [entry.get("mappings", {}) for entry in answer.values()]
-    if all(contains(mapping.get("properties", {}), desired["properties"]) for mapping in current):
-        return Step("stream mapping", stream, "unchanged")
-
-    def run() -> Status:
-        with explained(client, f"add the new fields to the mapping of {stream}"):
-            client.indices.put_mapping(index=stream, body=desired)
-        return "updated"
-
-    return Step("stream mapping", stream, "updated", "fields added by a newer template", run=run)
-
-
 def _ism_post(client: OpenSearch, endpoint: str, pid: str, indices: Sequence[str], stream: str) -> None:
     for names in _chunks(indices):
         with explained(client, f"{endpoint.replace('_', ' ')} {pid} on {stream}"):
@@ -518,8 +499,6 @@ def _plan(client: OpenSearch, config: SetupConfig) -> list[Step]:
         pid = policy_id(config.prefix, tier.name)
         if with_ism and not backing:
             steps.append(_plan_new_stream_attachment(client, stream.name, pid))
-        if not backing:
-            steps.append(Step("stream mapping", stream.name, "created", "from the index template"))
         elif with_ism:
             # Existing streams may predate the policy, or hold indices on an older version of it.
             policy, seq_no = policies[index]
@@ -528,8 +507,6 @@ def _plan(client: OpenSearch, config: SetupConfig) -> list[Step]:
                     client, stream.name, pid=pid, backing=backing, policy=policy, policy_seq_no=seq_no
                 )
             )
-        if backing:
-            steps.append(_plan_stream_mapping(client, stream.name))
     return steps + alert_steps
 
 

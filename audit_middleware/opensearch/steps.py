@@ -40,7 +40,7 @@ class Step:
 
     kind: str
     """``ism policy``, ``component template``, ``index template``, ``data stream``,
-    ``ism attachment``, ``stream mapping``, ``snapshot repository``, ``alert monitor``..."""
+    ``ism attachment``, ``snapshot repository``, ``alert monitor``, ``notification channel``."""
     name: str
     status: Status
     detail: str = ""

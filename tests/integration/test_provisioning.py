@@ -205,9 +205,7 @@ def test_setup_twice_reports_everything_unchanged(opensearch, prefix):
         "data stream",
         "data stream",
         "ism attachment",
-        "stream mapping",
         "ism attachment",
-        "stream mapping",
     ]
     assert {r.status for r in first} == {"created"}
     second = _apply(opensearch, _config(prefix))
