@@ -131,6 +131,10 @@ class SetupConfig:
             raise AuditValidationError(f"alert rule ids must be unique, got {rule_ids}")
         if self.alert_webhook is not None and self.alert_channel is not None:
             raise AuditValidationError("give either an alert webhook or an alert channel, not both")
+        if not self.manage_alerts and (self.alert_webhook is not None or self.alert_channel is not None):
+            raise AuditValidationError(
+                "an alert webhook or channel needs the alert monitors (not --no-alerts)"
+            )
         if self.alert_webhook is not None and not self.alert_webhook.startswith(("https://", "http://")):
             raise AuditValidationError(f"alert webhook {self.alert_webhook!r} must be an http(s) URL")
         if self.snapshot_location is not None and len(self.snapshot_repositories) != 1:
@@ -444,6 +448,17 @@ def _plan_new_stream_attachment(client: OpenSearch, stream: str, pid: str) -> St
     return Step("ism attachment", stream, "created", f"{pid} on the new backing index", run=run)
 
 
+def _attached_meanwhile(reason: str) -> bool:
+    """Another setup run, or ism_template itself, attached the policy first.
+
+    Seen before the add (``already has a policy``) or while both write ISM's config
+    document for the index (a version conflict on ``.opendistro-ism-config``).
+    """
+    return "already has a policy" in reason or (
+        "version_conflict" in reason.lower().replace(" ", "_") and "document already exists" in reason
+    )
+
+
 def _ism_post(client: OpenSearch, endpoint: str, pid: str, indices: Sequence[str], stream: str) -> None:
     for names in _chunks(indices):
         with explained(client, f"{endpoint.replace('_', ' ')} {pid} on {stream}"):
@@ -453,8 +468,7 @@ def _ism_post(client: OpenSearch, endpoint: str, pid: str, indices: Sequence[str
         failed = [
             f"{item.get('index_name')}: {item.get('reason')}"
             for item in answer.get("failed_indices", ())
-            # Another setup run, or ism_template itself, got there first.
-            if "already has a policy" not in str(item.get("reason"))
+            if not _attached_meanwhile(str(item.get("reason")))
         ]
         if failed:
             raise SetupError(f"could not {endpoint.replace('_', ' ')} {pid} on {stream}: {'; '.join(failed)}")
@@ -515,6 +529,11 @@ def _plan_alerts(client: OpenSearch, config: SetupConfig) -> list[Step]:
     if not config.manage_alerts:
         return []
     if not has_plugin(client, monitors.ALERTING_PLUGIN):
+        if config.alert_webhook is not None or config.alert_channel is not None:
+            raise SetupError(
+                f"OpenSearch at {errors.where(client)} has no Alerting plugin ({monitors.ALERTING_PLUGIN}), "
+                "so there are no monitors to notify from: leave out the alert webhook or channel"
+            )
         if config.alert_rules:
             warnings.warn(
                 AlertsNotInstalledWarning(

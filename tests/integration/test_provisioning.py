@@ -409,6 +409,18 @@ def test_without_alerting_setup_warns_and_installs_no_monitor(plain, plain_prefi
     assert plain.indices.exists_index_template(name=f"{plain_prefix}-events")
 
 
+def test_without_alerting_a_notification_channel_is_refused(plain, plain_prefix):
+    """A webhook asked for on a node without Alerting: refused, saying there are no monitors."""
+    config = SetupConfig(
+        prefix=plain_prefix, replicas=0, require_ism=False, alert_webhook="https://h.example/x"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RetentionNotManagedWarning)
+        with pytest.raises(SetupError, match=r"no Alerting plugin.*leave out the alert webhook"):
+            apply(plain, config)
+    assert not plain.indices.exists_index_template(name=f"{plain_prefix}-events")
+
+
 def test_missing_snapshot_repository_is_reported_before_any_change(opensearch, prefix):
     """A snapshot repository that is not registered fails the plan, naming the repository."""
     tiers = default_tiers(snapshot_repository=f"{prefix}-nowhere")

@@ -64,17 +64,51 @@ def test_each_index_is_snapshotted_then_deleted(retention_run, opensearch, tier)
 
 
 def test_restored_archive_is_searched_by_the_query_layer_only_when_asked(retention_run):
-    """`archive restore` brings the deleted index back under restored-*, which the store reads with
-    include_restored and the live trail never does."""
+    """The deleted standard index comes back from its snapshot under restored-*, which the store reads
+    with include_restored and the live trail never does."""
     info = retention_run.milestones.wait("standard:restored", ISM_MINUTES + 120)
-    kept = sorted(event.id for event in retention_run.kept)
-    assert info["restored_ids"] == kept
+    name = f"restored-{retention_run.first['standard'].removeprefix('.ds-')}"
+    assert info["names"] == [name]
+    assert info["restored_ids"] == sorted(event.id for event in retention_run.kept)
     assert info["live_ids"] == []
     assert info["restored_get"] is True
-    name = f"restored-{retention_run.first['standard'].removeprefix('.ds-')}"
-    assert f"restored {name}" in info["output"]
-    listed = {row["index"]: row for row in json.loads(info["listed"])}
-    assert listed[retention_run.first["standard"]]["restored_as"] == name
+
+
+def test_archive_commands_list_restore_and_search_an_archive(retention_run):
+    """`archive list` shows each snapshot and where it is restored; `archive restore` brings the
+    extended index back; `search --include-restored` finds its records, plain `search` does not."""
+    retention_run.milestones.wait("standard:restored", ISM_MINUTES + 120)
+    snapshot = retention_run.milestones.wait("extended:snapshot", ISM_MINUTES)["snapshot"]
+    retention_run.milestones.wait("extended:deleted", ISM_MINUTES)
+    target = ["--url", OPENSEARCH_URL, "--prefix", retention_run.prefix]
+    listed = CliRunner().invoke(main, ["archive", "list", *target, "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {row["index"]: row for row in json.loads(listed.output)}
+    standard, extended = retention_run.first["standard"], retention_run.first["extended"]
+    assert rows[standard]["restored_as"] == f"restored-{standard.removeprefix('.ds-')}"
+    assert rows[extended]["restored_as"] is None
+    assert rows[extended]["state"] == "SUCCESS"
+    restored = CliRunner().invoke(main, ["archive", "restore", snapshot, *target])
+    assert restored.exit_code == 0, restored.output
+    assert f"restored restored-{extended.removeprefix('.ds-')}" in restored.output
+    again = CliRunner().invoke(main, ["archive", "restore", snapshot, *target])
+    assert again.exit_code == 1
+    assert "already restored" in again.stderr
+    env = {"AUDIT_OPENSEARCH_URL": OPENSEARCH_URL, "AUDIT_OPENSEARCH_PREFIX": retention_run.prefix}
+    search = ["search", "--store", "opensearch", "--tenant", "bigcorp", "--json", "--limit", "500"]
+    found = CliRunner(env=env).invoke(main, [*search, "--include-restored"])
+    assert found.exit_code == 0, found.output
+    ids = {json.loads(line)["event"]["id"] for line in found.stdout.splitlines() if line.startswith("{")}
+    assert {event.id for event in retention_run.bulky} <= ids
+    live = CliRunner(env=env).invoke(main, search)
+    assert (
+        not {json.loads(line)["event"]["id"] for line in live.stdout.splitlines() if line.startswith("{")}
+        & ids
+    )
+    dropped = CliRunner().invoke(
+        main, ["archive", "drop", f"restored-{extended.removeprefix('.ds-')}", *target]
+    )
+    assert dropped.exit_code == 0, dropped.output
 
 
 def test_a_replay_after_rollover_stores_no_second_copy(retention_run):
