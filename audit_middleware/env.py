@@ -20,6 +20,9 @@ One place, so that the names in the docs, the CLI and the sinks cannot drift apa
 ``AUDIT_DASHBOARDS_VERIFY_CERTS``       ``true`` or ``false`` (default: as for OpenSearch)
 ``AUDIT_LOG_FILE``                      without OpenSearch: write JSON lines to this file
 ``AUDIT_SQLITE_PATH``                   the embedded store's file (default ``./audit.sqlite3``)
+``AUDIT_SQLITE_RETENTION_DAYS``         days the default store keeps records (``90``; ``off``: forever)
+``AUDIT_SQLITE_ARCHIVE_DIR``            where it archives them first (default ``<store>.archive``)
+``AUDIT_ALERT_WEBHOOK``                 URL the default store POSTs its alerts to (else they are logged)
 ``AUDIT_SPOOL_DIR``                     the OpenSearch sink's state directory (spool, dead letters)
 ``XDG_STATE_HOME``                      the base of the default state directory
 ======================================  ==============================================================
@@ -48,6 +51,9 @@ DASHBOARDS_CA_CERTS = "AUDIT_DASHBOARDS_CA_CERTS"
 DASHBOARDS_VERIFY_CERTS = "AUDIT_DASHBOARDS_VERIFY_CERTS"
 LOG_FILE = "AUDIT_LOG_FILE"
 SQLITE_PATH = "AUDIT_SQLITE_PATH"
+SQLITE_RETENTION_DAYS = "AUDIT_SQLITE_RETENTION_DAYS"
+SQLITE_ARCHIVE_DIR = "AUDIT_SQLITE_ARCHIVE_DIR"
+ALERT_WEBHOOK = "AUDIT_ALERT_WEBHOOK"
 SPOOL_DIR = "AUDIT_SPOOL_DIR"
 
 DEFAULT_SQLITE_PATH = "audit.sqlite3"

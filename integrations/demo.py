@@ -199,7 +199,7 @@ def opensearch_target() -> Iterator[tuple[Sink, list[str], AuditStore]]:
     client = build_client(settings)
     client.indices.delete_data_stream(name=f"{PREFIX}-*", ignore=[404])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a node without ISM: retention is not managed here
+        warnings.simplefilter("ignore")  # on a node without ISM, retention is not managed
         apply(client, SetupConfig(prefix=PREFIX, replicas=0, require_ism=False))
     shutil.rmtree(STATE / "opensearch-state", ignore_errors=True)
     sink = OpenSearchSink(settings=settings, state_dir=STATE / "opensearch-state")

@@ -25,7 +25,8 @@ are applied through the cluster settings API (``cluster.default_number_of_replic
 which has no effect in opensearch.yml, and with ISM
 ``plugins.index_state_management.history.number_of_replicas: 0``), every index that is
 yellow only because a replica cannot be placed on one node is set to
-``number_of_replicas: 0``, and the cluster is green. ISM runs with a 1-minute job interval.
+``number_of_replicas: 0``, and the cluster is green. ISM runs with a 1-minute job interval
+and no jitter.
 
 Cluster of N nodes (for failover tests; replicas are *not* forced to 0 there)::
 
@@ -546,8 +547,10 @@ def common_settings(
         "cluster.routing.allocation.disk.threshold_enabled": False,
     }
     if ISM in installed_plugins(target):
-        # the minimum, so retention tests see ISM act within minutes
+        # the minimum, so retention tests see ISM act within minutes; without jitter (up to
+        # 60% of the interval by default), at predictable times
         settings["plugins.index_state_management.job_interval"] = 1
+        settings["plugins.index_state_management.jitter"] = 0.0
     return settings
 
 

@@ -53,4 +53,8 @@ CONTRACT_AUDIT_FIELDS = {
     "audit.source.forwarded": "keyword",
     "audit.http.route": "keyword",
     "audit.tier": "keyword",
+    # read by the alert rules (model.alerts)
+    "audit.target_count": "integer",
+    "audit.permissions.added": "keyword",
+    "audit.permissions.removed": "keyword",
 }

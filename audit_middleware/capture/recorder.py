@@ -26,6 +26,7 @@ from audit_middleware.model.event import (
     AuditEvent,
     ChangeSet,
     Outcome,
+    PermissionChange,
     RequestFacts,
     Resource,
     Scope,
@@ -46,13 +47,16 @@ def record(
     actor: Actor | None = None,
     tenant: Scope | str | None = None,
     project: Scope | str | None = None,
+    permissions: PermissionChange | None = None,
 ) -> AuditEvent:
     """Record an audit event and return it.
 
     Inside a request this record replaces the middleware's automatic one, and is sent
     when the response is known. ``outcome`` defaults to the action's usual outcome, or
     ``"failure"`` when the request fails. ``changes`` takes ``diff(before, after)`` or
-    a ``(before, after)`` pair.
+    a ``(before, after)`` pair. ``permissions`` names the roles a Permissions Changed
+    record granted and revoked; without it they are derived from a change of ``roles``
+    (``changes=diff({"roles": old}, {"roles": new})``).
 
     >>> from audit_middleware import Resource, record
     >>> event = record("restart", resource=Resource("pod", "web-1"))  # doctest: +SKIP
@@ -68,6 +72,8 @@ def record(
     if any(not isinstance(t, Resource) for t in target_list):
         raise AuditValidationError("targets must be audit_middleware.Resource objects")
     change_set = diff(*changes) if isinstance(changes, tuple) else changes
+    if permissions is not None and not isinstance(permissions, PermissionChange):
+        raise AuditValidationError("permissions must be an audit_middleware.PermissionChange")
     unix_ms = time.time_ns() // 1_000_000
     event = AuditEvent(
         id=uuid7(unix_ms),
@@ -81,6 +87,7 @@ def record(
         details=dict(details) if details else {},
         tenant=Scope.of(tenant),
         project=Scope.of(project),
+        permissions=permissions,
     )
     context = current()
     settings = current_settings()

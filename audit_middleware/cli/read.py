@@ -64,9 +64,18 @@ def _default_store_spec() -> str:
     return f"sqlite:{env.sqlite_path()}"
 
 
-def open_store(spec: str | None) -> AuditStore:
-    """The store named by ``--store`` (``sqlite:PATH`` or ``opensearch``), or the default one."""
+def open_store(spec: str | None, *, include_restored: bool = False) -> AuditStore:
+    """The store named by ``--store`` (``sqlite:PATH`` or ``opensearch``), or the default one.
+
+    ``include_restored`` (OpenSearch) also reads the archives restored from snapshots.
+    """
     spec = spec or _default_store_spec()
+    if include_restored and spec != "opensearch":
+        raise click.BadParameter(
+            "--include-restored reads restored OpenSearch archives; for SQLite, restore an archive into "
+            "a file with `audit-middleware archive restore FILE --into PATH` and read that file",
+            param_hint="--include-restored",
+        )
     if spec == "opensearch":
         try:
             from audit_middleware.query.opensearch_store import OpenSearchStore  # noqa: PLC0415 - optional
@@ -76,7 +85,7 @@ def open_store(spec: str | None) -> AuditStore:
             ) from exc
         from audit_middleware.opensearch.connection import ConnectionSettings  # noqa: PLC0415
 
-        return OpenSearchStore.from_settings(ConnectionSettings.from_env())
+        return OpenSearchStore.from_settings(ConnectionSettings.from_env(), include_restored=include_restored)
     if spec.startswith("sqlite:") and len(spec) > len("sqlite:"):
         path = Path(spec.removeprefix("sqlite:"))
         if not path.is_file():
@@ -108,10 +117,15 @@ def _with_store(command: F) -> F:
         help=f"Where the records are [default: opensearch if ${env.OPENSEARCH_URL} is set, "
         f"else sqlite:${env.SQLITE_PATH} or sqlite:{env.DEFAULT_SQLITE_PATH}].",
     )
+    @click.option(
+        "--include-restored",
+        is_flag=True,
+        help="Also read the archives restored from snapshots (OpenSearch; see `archive restore`).",
+    )
     @functools.wraps(command)
-    def run(*args: Any, store_spec: str | None, **kwargs: Any) -> Any:
+    def run(*args: Any, store_spec: str | None, include_restored: bool, **kwargs: Any) -> Any:
         with _explained():
-            store = open_store(store_spec)
+            store = open_store(store_spec, include_restored=include_restored)
             try:
                 return command(*args, store=store, **kwargs)
             finally:

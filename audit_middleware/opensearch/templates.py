@@ -33,7 +33,7 @@ from typing import Any
 from audit_middleware.model import ecs
 from audit_middleware.opensearch.tiers import validate_name
 
-TEMPLATE_REVISION = 2
+TEMPLATE_REVISION = 3
 # Above the 100 that catch-all templates commonly use, so ours wins for "{prefix}-*".
 INDEX_TEMPLATE_PRIORITY = 500
 MANAGED_BY = "audit-middleware"
@@ -60,6 +60,11 @@ AUDIT_FIELDS: dict[str, dict[str, Any]] = {
     "audit.targets.type": _KEYWORD,
     "audit.targets.id": _KEYWORD,
     "audit.targets.name": _KEYWORD,
+    # What the alert monitors count and group by (model.alerts): targets of an operation,
+    # and the roles a Permissions Changed record granted and revoked.
+    "audit.target_count": {"type": "integer"},
+    "audit.permissions.added": _KEYWORD,
+    "audit.permissions.removed": _KEYWORD,
     "audit.changes.before": _FLAT_OBJECT,
     "audit.changes.after": _FLAT_OBJECT,
     "audit.changes.fields": _KEYWORD,

@@ -54,6 +54,7 @@ from audit_middleware.errors import AuditError
 from audit_middleware.model.event import NO_TENANT, AuditEvent
 from audit_middleware.model.timestamps import unix_ms
 from audit_middleware.opensearch import errors
+from audit_middleware.opensearch.archive import restored_pattern
 from audit_middleware.opensearch.client import build_client
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.tiers import DEFAULT_PREFIX, validate_name
@@ -275,7 +276,9 @@ class OpenSearchStore(AuditStore):
     settings, or use ``from_settings``). ``export_batch_size`` is the page size of
     ``iterate``; ``pit_keep_alive`` how long a point in time survives between two export
     pages (a slower consumer gets a clear error); ``tail_lookback`` how many seconds of
-    late-visible records ``tail`` still picks up.
+    late-visible records ``tail`` still picks up. ``include_restored`` also searches the
+    archives restored from snapshots (``opensearch.archive``: ``restored-{prefix}-*``),
+    which the live trail never includes.
 
     >>> from opensearchpy import OpenSearch
     >>> store = OpenSearchStore(OpenSearch(["http://127.0.0.1:9200"]), prefix="audit")
@@ -291,6 +294,7 @@ class OpenSearchStore(AuditStore):
         export_batch_size: int = 1000,
         pit_keep_alive: str = "1m",
         tail_lookback: float = 30.0,
+        include_restored: bool = False,
     ) -> None:
         if not 1 <= export_batch_size <= 10_000:
             raise QueryError(f"export_batch_size must be between 1 and 10000, not {export_batch_size}")
@@ -301,6 +305,7 @@ class OpenSearchStore(AuditStore):
         self._batch = export_batch_size
         self._keep_alive = pit_keep_alive
         self._lookback_ms = int(tail_lookback * 1000)
+        self._include_restored = include_restored
         self._owns_client = False
 
     @classmethod
@@ -312,8 +317,10 @@ class OpenSearchStore(AuditStore):
 
     @property
     def index_pattern(self) -> str:
-        """What every request searches: all audit data streams of the prefix, every tier."""
-        return f"{self._prefix}-*"
+        """What every request searches: all audit data streams of the prefix, every tier
+        (and the restored archives, with ``include_restored``)."""
+        live = f"{self._prefix}-*"
+        return f"{live},{restored_pattern(self._prefix)}" if self._include_restored else live
 
     def close(self) -> None:
         """Close the client if this store created it."""

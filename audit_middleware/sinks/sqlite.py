@@ -6,6 +6,11 @@ full the caller writes its event itself (back-pressure, never a dropped record).
 ``write`` is the synchronous bulk load. The database runs in WAL mode, so readers
 (``query.sqlite_store.SQLiteStore``) never wait for the writer, and several processes
 (gunicorn workers) can share one file.
+
+With ``alert_rules`` and ``retention`` the sink also runs the store's periodic jobs
+(``sinks.housekeeping``): the alert rules as windowed queries on the shared file, calling
+``on_alert`` and/or ``alert_webhook``, and retention with archiving. One worker of many
+runs each job at a time.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from audit_middleware.model.alerts import AlertRule
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.sinks.base import Sink
+from audit_middleware.sinks.housekeeping import Housekeeping
 from audit_middleware.sinks.lastresort import write_undelivered
+from audit_middleware.sinks.notify import AlertNotifier, WebhookNotifier
 from audit_middleware.sinks.worker import BackgroundWorker
 from audit_middleware.sqlite.connection import ConnectionPool
+from audit_middleware.sqlite.retention import SQLiteRetention
 from audit_middleware.sqlite.schema import INSERT, row_of
 
 __all__ = ["SQLiteSink"]
@@ -40,7 +49,14 @@ class SQLiteSink(Sink):
     ``NORMAL`` survives a crash of the process, not of the machine); ``queue_size``
     bounds the events waiting for the background writer.
 
+    ``alert_rules`` (e.g. ``model.alerts.default_rules()``) are evaluated every
+    ``alert_interval`` seconds; each new alert is passed to ``on_alert`` (a callable, or
+    several) and POSTed to ``alert_webhook``. ``retention`` archives and deletes old
+    records every ``retention.interval`` seconds.
+
     >>> sink = SQLiteSink("audit.sqlite3")  # doctest: +SKIP
+    >>> sink = SQLiteSink("audit.sqlite3", alert_rules=default_rules(), on_alert=page_on_call,
+    ...                   retention=SQLiteRetention(tenant_tiers={"acme": "extended"}))  # doctest: +SKIP
     """
 
     def __init__(
@@ -50,13 +66,32 @@ class SQLiteSink(Sink):
         busy_timeout: float = 5.0,
         durable: bool = False,
         queue_size: int = 10_000,
+        alert_rules: Sequence[AlertRule] = (),
+        on_alert: AlertNotifier | Sequence[AlertNotifier] | None = None,
+        alert_webhook: str | None = None,
+        alert_interval: float = 15.0,
+        retention: SQLiteRetention | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
+        notifiers: list[AlertNotifier] = []
+        if callable(on_alert):
+            notifiers.append(on_alert)
+        elif on_alert is not None:
+            notifiers.extend(on_alert)
+        if alert_webhook is not None:
+            notifiers.append(WebhookNotifier(alert_webhook))
         self._pool = ConnectionPool(
             path, busy_timeout=busy_timeout, synchronous="FULL" if durable else "NORMAL"
         )
         self.path = self._pool.path
+        self.housekeeping = Housekeeping(
+            self._pool,
+            alert_rules=alert_rules,
+            notifiers=notifiers,
+            alert_interval=alert_interval,
+            retention=retention,
+        )
         self._closed = False
         self._writer = _Writer(self, queue_size)
         self.written = 0
@@ -90,6 +125,7 @@ class SQLiteSink(Sink):
         """
         try:
             if not self._closed and self._writer.offer(event):
+                self.housekeeping.start()
                 return
             self.write([event])
         except Exception as exc:  # noqa: BLE001 - a sink must not raise into the request
@@ -126,6 +162,7 @@ class SQLiteSink(Sink):
         """
         drained = self.flush(timeout)
         self._closed = True
+        self.housekeeping.stop(timeout)
         left = self._writer.stop(timeout)
         if left:
             self._store_batch(left)

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from audit_middleware.sqlite.schema import SQLiteStoreError, ensure_schema
+from audit_middleware.sqlite.migrations import ensure_schema
+from audit_middleware.sqlite.schema import SQLiteStoreError
 
 __all__ = ["ConnectionPool"]
 

@@ -28,6 +28,7 @@ from audit_middleware.query.opensearch_store import (
     search_body,
 )
 from tests.conftest import OPENSEARCH_URL
+from tests.integration.layout import remove_layout
 
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOSTILE = [
@@ -104,11 +105,9 @@ def layout(opensearch) -> Iterator[str]:
     prefix = f"qos-{uuid.uuid4().hex[:10]}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the local node has no ISM plugin
-        apply(opensearch, SetupConfig(prefix=prefix, replicas=0, require_ism=False))
+        apply(opensearch, SetupConfig(prefix=prefix, replicas=0, require_ism=False, alert_rules=()))
     yield prefix
-    opensearch.indices.delete_data_stream(name=f"{prefix}-*")
-    opensearch.indices.delete_index_template(name=f"{prefix}-*")
-    opensearch.cluster.delete_component_template(name=f"{prefix}-*")
+    remove_layout(opensearch, prefix)
 
 
 @pytest.fixture

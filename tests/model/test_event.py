@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from audit_middleware import Actor, AuditEvent, AuditValidationError, ChangeSet, Resource, Scope
+from audit_middleware import Actor, AuditEvent, AuditValidationError, ChangeSet, Resource, Scope, diff
 from audit_middleware.model import actions
 from audit_middleware.model import event as schema
 from audit_middleware.model.encoding import dumps, loads
@@ -261,3 +261,59 @@ def test_event_with_surrogates_encodes():
     doc = loads(dumps(event.to_document()))
     assert doc["audit"]["resource"]["id"] == "bad\ufffdid"
     assert doc["url"]["path"] == "/p\ufffd"
+
+
+# -- the fields alert rules read -------------------------------------------------------------
+
+
+def test_target_count_is_one_for_a_single_resource_and_the_targets_of_a_bulk_record():
+    """audit.target_count: 1 for a record about one resource (or none), len(targets) for a bulk one."""
+    single = rich_event(targets=())
+    bulk = rich_event(targets=tuple(Resource("pod", str(n)) for n in range(50)))
+    assert single.to_document()["audit"]["target_count"] == 1
+    assert bulk.to_document()["audit"]["target_count"] == 50
+    assert rich_event(resource=None, targets=()).to_document()["audit"]["target_count"] == 1
+
+
+def test_permissions_changed_derives_granted_and_revoked_roles_from_a_roles_change():
+    """A Permissions Changed record whose change is a roles list carries the roles added and removed."""
+    change = diff({"roles": ["viewer", "billing"]}, {"roles": ["viewer", "admin", "owner"]})
+    event = rich_event(action=actions.CATALOG.get("permissions_changed"), changes=change)
+    assert event.to_document()["audit"]["permissions"] == {
+        "added": ["admin", "owner"],
+        "removed": ["billing"],
+    }
+    assert AuditEvent.from_document(event.to_document()).to_document() == event.to_document()
+
+
+def test_explicit_permissions_win_and_other_actions_derive_nothing():
+    """permissions= is stored as given; an Update record with a roles change carries no permissions."""
+    explicit = rich_event(
+        action=actions.CATALOG.get("permissions_changed"),
+        permissions=schema.PermissionChange(added=("admin", "admin"), removed=("viewer",)),
+    )
+    assert explicit.to_document()["audit"]["permissions"] == {"added": ["admin"], "removed": ["viewer"]}
+    update = rich_event(changes=ChangeSet({"roles": ["a"]}, {"roles": ["a", "b"]}, ("roles",)))
+    assert "permissions" not in update.to_document()["audit"]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        pytest.param({"roles": "admin"}, {"roles": "owner"}, id="not-a-list"),
+        pytest.param({"roles": ["a"]}, {"roles": ["a"]}, id="unchanged"),
+        pytest.param({"level": 1}, {"level": 2}, id="no-roles"),
+    ],
+)
+def test_changes_that_are_no_roles_list_give_no_permissions(before, after):
+    """Only a roles list that changed yields added/removed roles."""
+    change = ChangeSet(before, after, ("roles",))
+    event = rich_event(action=actions.CATALOG.get("permissions_changed"), changes=change)
+    assert "permissions" not in event.to_document()["audit"]
+
+
+@pytest.mark.parametrize("bad", ["admin", [""], [b"x"], 5])
+def test_bad_permission_names_are_refused(bad):
+    """Role names are a sequence of non-empty names."""
+    with pytest.raises(AuditValidationError):
+        schema.PermissionChange(added=bad)

@@ -9,11 +9,14 @@ import pytest
 
 from audit_middleware import config as audit_config
 from audit_middleware import record
+from audit_middleware.errors import AuditValidationError
+from audit_middleware.model.alerts import default_rules
 from audit_middleware.model.event import Actor, Resource
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.sinks import JsonLinesSink
-from audit_middleware.sinks.defaults import default_sink
+from audit_middleware.sinks.defaults import default_retention, default_sink
+from audit_middleware.sinks.notify import WebhookNotifier, log_alert
 from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 from audit_middleware.sinks.sqlite import SQLiteSink
 
@@ -84,3 +87,44 @@ def test_recorded_events_reach_the_default_store(tmp_path: Path, monkeypatch: py
     with SQLiteStore(sink.path) as store:
         found = store.search(AuditQuery.build("acme", search="web-9")).events
     assert [e.id for e in found] == [event.id]
+
+
+def test_the_default_store_evaluates_the_alerts_and_applies_retention(tmp_path: Path, monkeypatch) -> None:
+    """The embedded default keeps the product's promises: the four alerts and 90-day retention."""
+    monkeypatch.delenv("AUDIT_OPENSEARCH_URL", raising=False)
+    monkeypatch.delenv("AUDIT_LOG_FILE", raising=False)
+    monkeypatch.delenv("AUDIT_SQLITE_RETENTION_DAYS", raising=False)
+    monkeypatch.delenv("AUDIT_ALERT_WEBHOOK", raising=False)
+    monkeypatch.setenv("AUDIT_SQLITE_PATH", str(tmp_path / "default.sqlite3"))
+    sink = default_sink()
+    try:
+        assert isinstance(sink, SQLiteSink)
+        assert sink.housekeeping.alert_rules == default_rules()
+        assert sink.housekeeping.notifiers == (log_alert,)
+        assert sink.housekeeping.retention is not None
+        assert sink.housekeeping.retention.retention_ms("standard") == 90 * 86_400_000
+    finally:
+        sink.close()
+    monkeypatch.setenv("AUDIT_ALERT_WEBHOOK", "https://hooks.example.com/x")
+    monkeypatch.setenv("AUDIT_SQLITE_RETENTION_DAYS", "30")
+    monkeypatch.setenv("AUDIT_SQLITE_ARCHIVE_DIR", str(tmp_path / "archive"))
+    sink = default_sink()
+    try:
+        assert isinstance(sink, SQLiteSink)
+        (notifier,) = sink.housekeeping.notifiers
+        assert isinstance(notifier, WebhookNotifier)
+        retention = sink.housekeeping.retention
+        assert retention is not None
+        assert retention.retention_ms("standard") == 30 * 86_400_000
+        assert retention.archive_dir == str(tmp_path / "archive")
+    finally:
+        sink.close()
+
+
+def test_default_retention_can_be_turned_off_and_refuses_nonsense(monkeypatch) -> None:
+    """AUDIT_SQLITE_RETENTION_DAYS=off keeps records forever; a non-number is a clear error."""
+    monkeypatch.setenv("AUDIT_SQLITE_RETENTION_DAYS", "off")
+    assert default_retention() is None
+    monkeypatch.setenv("AUDIT_SQLITE_RETENTION_DAYS", "ninety")
+    with pytest.raises(AuditValidationError, match="number of days or 'off'"):
+        default_retention()

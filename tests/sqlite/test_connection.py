@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from audit_middleware.sqlite.connection import ConnectionPool
-from audit_middleware.sqlite.schema import SCHEMA_VERSION, SQLiteStoreError
+from audit_middleware.sqlite.migrations import SCHEMA_VERSION
+from audit_middleware.sqlite.schema import SQLiteStoreError
 from tests.fork_support import in_forked_child
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

@@ -22,6 +22,7 @@ COUNTERS = (
     "dead_lettered",
     "dropped",
     "conflicts",
+    "already_stored",
 )
 
 
@@ -37,6 +38,8 @@ class DeliveryMetrics:
     dead_lettered: int = 0
     dropped: int = 0
     conflicts: int = 0
+    already_stored: int = 0
+    """Re-sent records found in an earlier backing index, and not written again."""
     healthy: bool = True
     last_error: str | None = None
     degraded_since: float | None = None

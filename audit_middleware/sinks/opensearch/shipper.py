@@ -4,6 +4,11 @@ Batches close at about 5 MiB, 1,000 documents or 1 s, whichever comes first. Ite
 fail for a retryable reason are retried with jittered exponential backoff; if they still
 fail they go to the disk spool (memory stays bounded) and are replayed, oldest first,
 once OpenSearch answers again. Rejected items go to the dead-letter file with the reason.
+
+Before an item that may already be stored is sent again (its request timed out, or a
+dead process spooled it), it is looked up in the backing indices of its stream
+(``bulk.find_stored``), so a rollover in between does not make a second copy. When the
+look-up cannot be made, the item waits for the next attempt rather than risk a copy.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class ShipperOptions:
     backoff_base: float = 0.2
     backoff_max: float = 30.0
     request_timeout: float = 30.0
+    check_before_resend: bool = True
+    """Look up items that may be stored already before re-sending them (see the module docstring)."""
 
 
 class Shipper(BackgroundWorker[AuditEvent]):
@@ -90,6 +97,8 @@ class Shipper(BackgroundWorker[AuditEvent]):
             # still blocked on the network: keep a copy of the batch in flight too; if it
             # lands after all, its replay is a harmless 409 (op_type=create, _id=event.id)
             leftover.extend(self._in_flight)
+            for item in self._in_flight:
+                item.uncertain = True
         if leftover:
             self._spool_items(leftover)
         self._spool.sync()
@@ -160,7 +169,10 @@ class Shipper(BackgroundWorker[AuditEvent]):
         for spooled in self._spool.replay(
             limit_records=self._options.batch_docs, limit_bytes=self._options.batch_bytes
         ):
-            items = [Item.from_spool(payload, spooled.segment_id) for payload in spooled.records]
+            items = [
+                Item.from_spool(payload, spooled.segment_id, adopted=spooled.adopted)
+                for payload in spooled.records
+            ]
             left = self._deliver(items, attempts=1)
             if left:
                 # keep the undelivered ones (any position in the batch) before the
@@ -194,13 +206,33 @@ class Shipper(BackgroundWorker[AuditEvent]):
                 self._metrics.add("retried", len(pending))
                 if self._sleep(self._backoff(attempt)):
                     break
-            pending = self._send_splitting(pending)
+            unstored = self._without_stored(pending)
+            if unstored is None:
+                continue  # could not look them up: try again later rather than write a second copy
+            pending = self._send_splitting(unstored) if unstored else []
             if not pending:
                 self._failures = 0
                 self._metrics.recovered()
                 return []
         self._failures += 1
         return pending
+
+    def _without_stored(self, items: list[Item]) -> list[Item] | None:
+        """``items`` less those found stored already; None when the look-up failed."""
+        uncertain = [item for item in items if item.uncertain]
+        if not uncertain or not self._options.check_before_resend:
+            return items
+        try:
+            stored = bulk.find_stored(self._client, uncertain, timeout=self._options.request_timeout)
+        except Exception as exc:  # noqa: BLE001 - any failure: keep the records, try again later
+            self._metrics.degraded(f"cannot check re-sent records: {type(exc).__name__}: {exc}")
+            return None
+        if not stored:
+            return items
+        found = [item for item in items if item.uncertain and item.id in stored]
+        self._metrics.add("delivered", len(found))
+        self._metrics.add("already_stored", len(found))
+        return [item for item in items if not (item.uncertain and item.id in stored)]
 
     def _send_splitting(self, items: list[Item]) -> list[Item]:
         """One bulk request; a 413 splits the batch in halves. Returns items to retry."""

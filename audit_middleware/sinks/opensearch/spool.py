@@ -103,6 +103,8 @@ class SpooledBatch:
 
     segment_id: str
     records: list[bytes]
+    adopted: bool = False
+    """From the spool of a dead process (which may have sent them before it died)."""
 
 
 @dataclass(eq=False)
@@ -720,7 +722,7 @@ class Spool:
     ) -> Generator[SpooledBatch, None, bool]:
         with self._lock:
             segment.checkpoints[end_index] = end_offset
-        yield SpooledBatch(segment.segment_id, batch)
+        yield SpooledBatch(segment.segment_id, batch, adopted=not segment.owner.own)
         with self._lock:
             if segment.acked < end_index:
                 return False
