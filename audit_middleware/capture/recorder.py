@@ -67,6 +67,9 @@ def record(
     target_list = tuple(targets or ())
     if any(not isinstance(t, Resource) for t in target_list):
         raise AuditValidationError("targets must be audit_middleware.Resource objects")
+    if changes is not None and not isinstance(changes, ChangeSet | tuple):
+        # caught here, not when the sink reads it later and the record is gone
+        raise AuditValidationError("changes must be diff(before, after) or a (before, after) pair")
     change_set = diff(*changes) if isinstance(changes, tuple) else changes
     unix_ms = time.time_ns() // 1_000_000
     event = AuditEvent(

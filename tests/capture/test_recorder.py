@@ -273,6 +273,13 @@ def test_record_validates_its_arguments():
         record("create", details=["x"])  # type: ignore[arg-type]
     with pytest.raises(AuditValidationError, match="resource must be"):
         record("create", resource={"type": "pod"})  # type: ignore[arg-type]
+
+
+def test_changes_of_another_shape_raise_at_the_call(audit_sink):
+    """changes given as a mapping raise in record(), not later where the sink would lose the record."""
+    with pytest.raises(AuditValidationError, match="changes must be"):
+        record("update", changes={"before": {"a": 1}, "after": {"a": 2}})  # type: ignore[arg-type]
+    assert audit_sink.events == []
     with pytest.raises(AuditValidationError, match="targets must be"):
         record("create", targets=["pod"])  # type: ignore[list-item]
     with pytest.raises(AuditValidationError, match="unknown action 'frobnicate'"):
