@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from audit_middleware import env
+from audit_middleware.cli.render import printable
 from audit_middleware.errors import AuditError
 from audit_middleware.opensearch.connection import DEFAULT_URL, ConnectionSettings
 from audit_middleware.opensearch.retention import EXTENDED_DAYS, STANDARD_DAYS, default_tiers
@@ -146,18 +147,20 @@ def status(url: str | None, prefix: str | None, state_dir: Path | None, as_json:
         raise click.UsageError(str(exc)) from exc
     report = {**cluster_status(settings), **backlog(state_dir or env.state_dir())}
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report, indent=2))  # ensure_ascii: every control character escaped
     else:
         spool = report["spool"]
         oldest = spool["oldest_undelivered_seconds"]
         version = report.get("opensearch_version") or "unreachable"
-        click.echo(f"OpenSearch:    {', '.join(report['urls'])} ({version})")
-        click.echo(f"Delivery:      {'ok' if report['error'] is None else 'BLOCKED: ' + report['error']}")
-        click.echo(
-            f"Spool:         {spool['records']} records, {spool['bytes']} bytes in {report['state_dir']}"
-        )
+        lines = [
+            f"OpenSearch:    {', '.join(report['urls'])} ({version})",
+            f"Delivery:      {'ok' if report['error'] is None else 'BLOCKED: ' + report['error']}",
+            f"Spool:         {spool['records']} records, {spool['bytes']} bytes in {report['state_dir']}",
+        ]
         if oldest is not None:
-            click.echo(f"Oldest record: waiting {oldest:.0f} s")
-        click.echo(f"Dead letters:  {report['dead_letters']}")
+            lines.append(f"Oldest record: waiting {oldest:.0f} s")
+        lines.append(f"Dead letters:  {report['dead_letters']}")
+        for line in lines:  # the error text comes from the server and may quote stored values
+            click.echo(printable(line))
     if report["error"] is not None:
         sys.exit(1)

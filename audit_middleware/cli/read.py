@@ -19,9 +19,8 @@ from typing import Any, TypeVar
 import click
 
 from audit_middleware import env
-from audit_middleware.cli.render import echo_events, event_details, table_header
+from audit_middleware.cli.render import echo_events, event_details, table_header, terminal_json
 from audit_middleware.errors import AuditError
-from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import NO_TENANT, OUTCOMES, Actor
 from audit_middleware.query.export import EXPORT_FORMATS, ExportFormat
 from audit_middleware.query.model import DEFAULT_PAGE_SIZE, AuditQuery, QueryError
@@ -192,7 +191,7 @@ def show(*, store: AuditStore, event_id: str, tenant: str, as_json: bool) -> Non
     if event is None:
         raise click.ClickException(f"no event {event_id!r} in tenant {tenant!r}")
     if as_json:
-        click.echo(dumps(event.to_document()).decode("utf-8"))
+        click.echo(terminal_json(event.to_document()))
     else:
         for line in event_details(event):
             click.echo(line)
