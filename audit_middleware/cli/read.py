@@ -215,8 +215,9 @@ def show(*, store: AuditStore, event_id: str, tenant: str, as_json: bool) -> Non
 def export(*, store: AuditStore, query: AuditQuery, export_format: str, output: str, bom: bool) -> None:
     """Write every matching event (not one page) to FILE; the export itself is audited.
 
-    A progress bar shows on a terminal. CSV cells starting with = + - @ (or tab, CR)
-    get a leading ' so spreadsheets show them as text instead of running them.
+    A progress bar shows on a terminal. CSV cells a spreadsheet would run as a formula
+    (= + - @, tab, CR, also after invisible characters or a ';') get a leading ' so
+    spreadsheets show them as text.
     """
     fmt: ExportFormat = "ndjson" if export_format == "ndjson" else "csv"
     show_progress = sys.stderr.isatty() and output != "-"
