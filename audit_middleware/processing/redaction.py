@@ -3,21 +3,36 @@ r"""Redaction of secrets and personal data before an audit record leaves the pro
 Pure: no framework imports, no I/O. One :class:`Redactor` is built from configuration
 at start-up and shared by every thread; its methods never mutate their input.
 
-Key matching. A key is *normalised* by lowercasing it and removing the separators
-``_``, ``-`` and space, so ``X-API-Key``, ``x_api_key``, ``apiKey`` and ``API KEY``
-are one name (``apikey``): this also catches the camelCase keys of JSON APIs
-(``accessToken``, ``privateKey``, ``sessionId``). A normalised key is *denied* when
+Key matching. A key is split into lowercase *words* at separators (anything but a letter
+or digit: ``_``, ``-``, space, ``.``, ...) and at camelCase boundaries, and a leading
+``http`` word is dropped (a WSGI environ spells headers ``HTTP_AUTHORIZATION``). The
+words joined are the *normalised* key, so ``X-API-Key``, ``x_api_key``, ``apiKey``,
+``API KEY`` and ``HTTP_X_API_KEY`` are one name (``xapikey``). A key is *denied* when
 
-* it equals a name of the denylist (``keys`` plus ``extra_keys``, normalised alike), or
-* it contains one of :data:`DENIED_SUBSTRINGS` (``password``, ``secret``, ``token``,
-  ``apikey``, ``privatekey``), which catches ``db_password``, ``x-api-key``,
-  ``github_token`` and ``clientSecret``,
+* its normalised form equals a name of the denylist (``keys`` plus ``extra_keys``,
+  normalised alike), or
+* its normalised form contains one of :data:`DENIED_SUBSTRINGS` (``password``,
+  ``passwd``, ``passphrase``, ``secret``, ``token``, ``apikey``, ``privatekey``,
+  ``credential``, ``authorization``, ``jwt``, ``bearer``), which catches ``db_password``,
+  ``x-api-key``, ``github_token``, ``clientSecret``, ``Proxy-Authorization`` and
+  ``aws_credentials``, or
+* one of its words is one of :data:`DENIED_WORDS` (``auth``, ``pwd``, ``pass``): short
+  names that are credentials as a word (``basic_auth``, ``x-auth``, ``user_pwd``) but
+  would hit ``author`` or ``compass`` as substrings,
 
 unless it equals a name of ``allow_keys`` (normalised alike). The substring rules also
 hit harmless names such as ``token_type``, ``max_tokens``, ``password_changed_at`` or
 ``secretary``; those are masked, the safe mistake. Exempt the ones you need with
 ``allow_keys``: it matches whole names only, so allowing ``token_type`` does not allow
-``token``. ``keys`` replaces the exact-name list; the substring rules always apply.
+``token``. ``keys`` replaces the exact-name list; the substring and word rules always
+apply. Short ambiguous names (``session``, ``cookie``, ``otp``, ``pin``) are exact names
+only, so ``session_expires`` or ``cookie_consent`` stay readable.
+
+Values. Text that is a credential whatever its key is masked too: an ``Authorization``
+value (``Bearer <token>``, ``Basic <base64 of user:password>``, ``Digest ...``,
+``Negotiate <token>``), and the password of a URL (``postgres://app:<password>@db``),
+which becomes the mask inside the URL. So a header list of pairs, or a connection
+string, dumped into details keeps no secret.
 
 >>> Redactor().redact_mapping({"user": "ana", "db_password": "hunter2", "tokens": [{"id": 1}]})
 {'user': 'ana', 'db_password': '[REDACTED]', 'tokens': '[REDACTED]'}
@@ -25,8 +40,11 @@ hit harmless names such as ``token_type``, ``max_tokens``, ``password_changed_at
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -37,6 +55,7 @@ __all__ = [
     "CYCLE_MARKER",
     "DEFAULT_DENYLIST",
     "DENIED_SUBSTRINGS",
+    "DENIED_WORDS",
     "DEPTH_MARKER",
     "DROPPED_HEADERS",
     "MAX_DEPTH",
@@ -68,6 +87,9 @@ DEFAULT_DENYLIST: Final[frozenset[str]] = frozenset(
         "private_key",
         "ssh_private_key",
         "credentials",
+        "cookies",
+        "basicauth",
+        "xauth",
         "otp",
         "pin",
         "ssn",
@@ -77,8 +99,23 @@ DEFAULT_DENYLIST: Final[frozenset[str]] = frozenset(
 )
 """Key names whose values are masked, matched whole on the normalised key."""
 
-DENIED_SUBSTRINGS: Final[tuple[str, ...]] = ("password", "secret", "token", "apikey", "privatekey")
+DENIED_SUBSTRINGS: Final[tuple[str, ...]] = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "privatekey",
+    "credential",
+    "authorization",
+    "jwt",
+    "bearer",
+)
 """A normalised key containing one of these is masked (normalised: ``api_key`` is ``apikey``)."""
+
+DENIED_WORDS: Final[frozenset[str]] = frozenset({"auth", "pwd", "pass"})
+"""A key with one of these as a word (``basic_auth``, ``userPwd``) is masked."""
 
 DROPPED_HEADERS: Final[frozenset[str]] = frozenset(
     {"authorization", "proxyauthorization", "cookie", "setcookie"}
@@ -99,7 +136,15 @@ _MIN_KEY_BYTES: Final = 16
 # Distinct keys remembered per Redactor: records repeat their shapes, and the bound stops
 # a flood of unique keys (from request bodies) from growing memory.
 _DECISION_CACHE_SIZE: Final = 4096
-_SEPARATORS: Final = str.maketrans("", "", "_- ")
+# Words of a key: an acronym (before a capitalised word), a capitalised or lowercase word,
+# digits, or a run of other letters.
+_WORDS: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_]+")
+# Authorization values: RFC 9110 token68 credentials, or Digest's parameters.
+_TOKEN68_SCHEME: Final = re.compile(r"\s*(?:bearer|negotiate|ntlm)\s+[A-Za-z0-9._~+/-]+=*\s*", re.IGNORECASE)
+_BASIC_SCHEME: Final = re.compile(r"\s*basic\s+([A-Za-z0-9+/]+=*)\s*", re.IGNORECASE)
+_DIGEST_SCHEME: Final = re.compile(r"\s*digest\s+[A-Za-z_]+\s*=", re.IGNORECASE)
+# scheme://user:password@host: the password part (no '/', '@' or white space in userinfo).
+_URL_PASSWORD: Final = re.compile(r"(?<=://)([^/@\s:]*):([^/@\s]+)@")
 # Exact types that hold no keys: most values, returned without the slower abstract-class checks.
 _SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
 
@@ -158,9 +203,12 @@ class Redactor:
         """
         decision = self._decisions.get(key)
         if decision is None:
-            name = _normalise(key if isinstance(key, str) else str(key))
+            words = _words(key if isinstance(key, str) else str(key))
+            name = "".join(words)
             decision = name not in self._allow and (
-                name in self._deny or any(part in name for part in DENIED_SUBSTRINGS)
+                name in self._deny
+                or any(part in name for part in DENIED_SUBSTRINGS)
+                or not DENIED_WORDS.isdisjoint(words)
             )
             if len(self._decisions) < _DECISION_CACHE_SIZE:
                 self._decisions[key] = decision
@@ -219,7 +267,7 @@ class Redactor:
         for name, value in headers.items():
             if _normalise(name) in DROPPED_HEADERS:
                 continue
-            kept[name] = self._mask if self.is_denied(name) else value
+            kept[name] = self._mask if self.is_denied(name) else self._text(value)
         return kept
 
     def ip(self, value: str | None) -> str | None:
@@ -268,6 +316,8 @@ class Redactor:
 
     def _value(self, value: Any, depth: int, walked: list[int]) -> Any:
         """Redact a value found at ``depth``; only containers are rebuilt."""
+        if type(value) is str:
+            return self._text(value)
         if type(value) in _SCALARS or not isinstance(value, (Mapping, list, tuple)):
             return value
         if depth > MAX_DEPTH:
@@ -285,6 +335,14 @@ class Redactor:
         walked.pop()
         return redacted
 
+    def _text(self, text: str) -> str:
+        """``text``, or the mask when it is an Authorization value; a URL's password is masked."""
+        if " " in text[:16] and _is_authorization_value(text):
+            return self._mask
+        if "://" in text and "@" in text:
+            return _URL_PASSWORD.sub(lambda match: f"{match[1]}:{self._mask}@", text)
+        return text
+
     def _cut_path(self, path: str) -> str:
         """The path up to its first denied key that has keys below it."""
         if "." not in path:
@@ -296,9 +354,30 @@ class Redactor:
         return path
 
 
+def _words(name: str) -> list[str]:
+    """The lowercase words of a key, without a leading ``http`` (WSGI's ``HTTP_`` prefix)."""
+    words = [word.lower() for word in _WORDS.findall(name)]
+    if len(words) > 1 and words[0] == "http":
+        del words[0]
+    return words
+
+
 def _normalise(name: str) -> str:
-    """The form keys are matched in: lowercase, without ``_``, ``-`` and spaces."""
-    return name.lower().translate(_SEPARATORS)
+    """The form keys are matched in: the words of the key, joined (``X-Api-Key`` is ``xapikey``)."""
+    return "".join(_words(name))
+
+
+def _is_authorization_value(text: str) -> bool:
+    """Whether ``text`` is the value of an ``Authorization`` header (a credential)."""
+    if _TOKEN68_SCHEME.fullmatch(text) or _DIGEST_SCHEME.match(text):
+        return True
+    basic = _BASIC_SCHEME.fullmatch(text)
+    if basic is None:
+        return False
+    try:  # "Basic information" is a phrase; Basic credentials are base64 of "user:password"
+        return b":" in base64.b64decode(basic[1], validate=True)
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _names(names: Iterable[str], parameter: str) -> tuple[str, ...]:

@@ -284,6 +284,140 @@ def test_redact_changes_works_on_diff_output(redactor: Redactor) -> None:
     )
 
 
+# --- spellings the denylist must catch ------------------------------------------------
+
+ISSUE_SPELLINGS = [
+    "HTTP_AUTHORIZATION",
+    "HTTP_COOKIE",
+    "Proxy-Authorization",
+    "proxy_authorization",
+    "db_passwd",
+    "user_pwd",
+    "passphrase",
+    "aws_credentials",
+    "basic_auth",
+    "x-auth",
+    "jwt",
+    "bearer",
+]
+
+
+@pytest.mark.parametrize("name", ISSUE_SPELLINGS)
+def test_common_secret_spellings_are_masked(redactor: Redactor, name: str) -> None:
+    """Environ-style, proxy, abbreviated and scheme names of credentials are masked."""
+    assert redactor.redact_mapping({name: "S3CR3T", "other": "v"}) == {name: MASK, "other": "v"}
+
+
+def test_a_dumped_wsgi_environ_keeps_no_credentials(redactor: Redactor) -> None:
+    """The credential headers of a WSGI environ dumped into details are masked."""
+    environ = {
+        "HTTP_AUTHORIZATION": "Bearer abc",
+        "HTTP_COOKIE": "session=abc",
+        "HTTP_PROXY_AUTHORIZATION": "Basic dTpw",
+        "HTTP_X_API_KEY": "k",
+        "HTTP_ACCEPT": "*/*",
+        "PATH_INFO": "/pods",
+    }
+    assert redactor.redact_mapping(environ) == {
+        "HTTP_AUTHORIZATION": MASK,
+        "HTTP_COOKIE": MASK,
+        "HTTP_PROXY_AUTHORIZATION": MASK,
+        "HTTP_X_API_KEY": MASK,
+        "HTTP_ACCEPT": "*/*",
+        "PATH_INFO": "/pods",
+    }
+
+
+def test_environ_style_credential_headers_are_dropped(redactor: Redactor) -> None:
+    """redact_headers drops HTTP_AUTHORIZATION / HTTP_COOKIE spellings as it drops the plain names."""
+    headers = {
+        "HTTP_AUTHORIZATION": "Bearer t",
+        "http-cookie": "c",
+        "HTTP_PROXY_AUTHORIZATION": "x",
+        "A": "b",
+    }
+    assert redactor.redact_headers(headers) == {"A": "b"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig",
+        "basic dXNlcjpodW50ZXIy",
+        'Digest username="ann", response="6629fae49393a05397450978507c4ef1"',
+        "postgres://app:hunter2@db.internal:5432/main",
+    ],
+)
+def test_credentials_in_values_under_innocent_keys_are_masked(redactor: Redactor, value: str) -> None:
+    """An Authorization value or a URL with a password is masked wherever it sits (a header pair list)."""
+    output = redactor.redact_mapping({"headers": [("X-Original", value)], "url": value})
+    assert "hunter2" not in repr(output)
+    assert "eyJ" not in repr(output)
+    assert "dXNlcjpodW50ZXIy" not in repr(output)
+    assert "6629fae4" not in repr(output)
+
+
+@pytest.mark.parametrize("value", ["Basic information", "Bearer of bad news", "https://example.com/a:b@c"])
+def test_ordinary_text_that_resembles_credentials_is_kept(redactor: Redactor, value: str) -> None:
+    """Words after Basic / Bearer and URLs without a password stay as they are."""
+    assert redactor.redact_mapping({"note": value}) == {"note": value}
+
+
+# Base names as words; the exact-only ones (marked False) are masked under their whole name
+# only, so no extra words are added to them.
+SECRET_WORDS: list[tuple[tuple[str, ...], bool]] = [
+    (("password",), True),
+    (("passwd",), True),
+    (("pwd",), True),
+    (("pass",), True),
+    (("passphrase",), True),
+    (("secret",), True),
+    (("client", "secret"), True),
+    (("token",), True),
+    (("access", "token"), True),
+    (("api", "key"), True),
+    (("private", "key"), True),
+    (("credentials",), True),
+    (("authorization",), True),
+    (("proxy", "authorization"), True),
+    (("auth",), True),
+    (("basic", "auth"), True),
+    (("jwt",), True),
+    (("bearer",), True),
+    (("cookie",), False),
+    (("set", "cookie"), False),
+    (("session", "id"), False),
+    (("csrf",), False),
+]
+EXTRA_WORDS = st.sampled_from(["db", "user", "x", "aws", "my", "old", "new", "value", "2", "github"])
+
+
+def _cased(word: str, style: str) -> str:
+    return {"lower": word.lower(), "upper": word.upper(), "title": word.title()}[style]
+
+
+@st.composite
+def secret_spellings(draw: st.DrawFn) -> str:
+    """A secret name spelled as people and frameworks do: any case, separator, HTTP_ prefix, extra words."""
+    words, compound = draw(st.sampled_from(SECRET_WORDS))
+    words = list(words)
+    if compound:
+        words = [*draw(st.lists(EXTRA_WORDS, max_size=2)), *words, *draw(st.lists(EXTRA_WORDS, max_size=2))]
+    if draw(st.booleans()):
+        words = ["http", *words]
+    separator = draw(st.sampled_from(["_", "-", " ", ".", "camel"]))
+    style = draw(st.sampled_from(["lower", "upper", "title"]))
+    if separator == "camel":
+        return words[0].lower() + "".join(word.title() for word in words[1:])
+    return separator.join(_cased(word, style) for word in words)
+
+
+@given(secret_spellings())
+def test_generated_secret_spellings_are_masked(name: str) -> None:
+    """Property: every generated spelling of a secret name has its value masked."""
+    assert Redactor().redact_mapping({name: "S3CR3T"}) == {name: MASK}, name
+
+
 # --- headers --------------------------------------------------------------------------
 
 
