@@ -50,6 +50,7 @@ from typing import Any, Final
 
 from audit_middleware.capture.clientip import truncate_ip
 from audit_middleware.model.changes import join_path, split_path
+from audit_middleware.processing.shapes import NO_FIELDS, fields_of, is_plain, text_of
 
 __all__ = [
     "CYCLE_MARKER",
@@ -147,6 +148,7 @@ _DIGEST_SCHEME: Final = re.compile(r"\s*digest\s+[A-Za-z_]+\s*=", re.IGNORECASE)
 _URL_PASSWORD: Final = re.compile(r"(?<=://)([^/@\s:]*):([^/@\s]+)@")
 # Exact types that hold no keys: most values, returned without the slower abstract-class checks.
 _SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
+_CONTAINERS: Final = (Mapping, list, tuple, set, frozenset)
 
 
 class Redactor:
@@ -315,25 +317,43 @@ class Redactor:
         }
 
     def _value(self, value: Any, depth: int, walked: list[int]) -> Any:
-        """Redact a value found at ``depth``; only containers are rebuilt."""
-        if type(value) is str:
+        """Redact a value found at ``depth``: containers and objects are rebuilt, text checked."""
+        kind = type(value)
+        if kind is str:
             return self._text(value)
-        if type(value) in _SCALARS or not isinstance(value, (Mapping, list, tuple)):
+        if kind in _SCALARS:
             return value
+        container = self._readable(value)
+        if not isinstance(container, _CONTAINERS):
+            return container  # a leaf, already safe
         if depth > MAX_DEPTH:
             return DEPTH_MARKER
         if id(value) in walked:
             return CYCLE_MARKER
         walked.append(id(value))
         redacted: Any
-        if isinstance(value, Mapping):
-            redacted = self._mapping(value, depth, walked)
-        elif isinstance(value, list):
-            redacted = [self._value(item, depth + 1, walked) for item in value]
-        else:
-            redacted = tuple(self._value(item, depth + 1, walked) for item in value)
+        if isinstance(container, Mapping):
+            redacted = self._mapping(container, depth, walked)
+        elif isinstance(container, tuple) and hasattr(container, "_fields"):  # a named tuple
+            redacted = self._mapping(dict(zip(container._fields, container, strict=True)), depth, walked)
+        elif isinstance(container, list | tuple):
+            items = [self._value(item, depth + 1, walked) for item in container]
+            redacted = items if isinstance(container, list) else tuple(items)
+        else:  # a set: its members may be objects too; a list in a stable order
+            redacted = sorted((self._value(item, depth + 1, walked) for item in container), key=repr)
         walked.pop()
         return redacted
+
+    def _readable(self, value: Any) -> Any:
+        """A container to walk (an app object as its fields), or the safe form of a leaf."""
+        if isinstance(value, _CONTAINERS) or is_plain(value):
+            return value
+        text = text_of(value)
+        if text is not None:
+            return self._text(text)
+        # An app object: redacted field by field, never stored as its repr.
+        fields = fields_of(value)
+        return f"[REDACTED: {type(value).__name__}]" if fields is NO_FIELDS else fields
 
     def _text(self, text: str) -> str:
         """``text``, or the mask when it is an Authorization value; a URL's password is masked."""

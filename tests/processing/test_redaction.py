@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import collections
 import copy
+import dataclasses
+import datetime
+import decimal
+import enum
 import hashlib
 import hmac
 import ipaddress
+import pathlib
 import re
+import uuid
 from typing import Any
 
+import attrs
+import pydantic
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from audit_middleware import record
 from audit_middleware.model.changes import diff
+from audit_middleware.model.encoding import dumps
 from audit_middleware.processing.redaction import (
     CYCLE_MARKER,
     DEFAULT_DENYLIST,
@@ -217,13 +228,16 @@ def test_shared_subtree_is_not_a_cycle(redactor: Redactor) -> None:
     }
 
 
-def test_non_json_values_pass_through(redactor: Redactor) -> None:
-    """Values that are not containers are returned as given."""
-    marker = object()
-    data = {"o": marker, "s": {1, 2}, "b": b"x"}
-    result = redactor.redact_mapping(data)
-    assert result["o"] is marker
-    assert result == data
+def test_other_values_are_kept_converted_or_masked(redactor: Redactor) -> None:
+    """Plain values are kept, sets become sorted lists, objects without fields a marker."""
+    data = {"o": object(), "s": {2, 1}, "b": b"x", "p": pathlib.PurePosixPath("/a"), "n": None}
+    assert redactor.redact_mapping(data) == {
+        "o": "[REDACTED: object]",
+        "s": [1, 2],
+        "b": b"x",
+        "p": "/a",
+        "n": None,
+    }
 
 
 # --- changes --------------------------------------------------------------------------
@@ -416,6 +430,124 @@ def secret_spellings(draw: st.DrawFn) -> str:
 def test_generated_secret_spellings_are_masked(name: str) -> None:
     """Property: every generated spelling of a secret name has its value masked."""
     assert Redactor().redact_mapping({name: "S3CR3T"}) == {name: MASK}, name
+
+
+# --- objects that are not dicts -------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Credentials:
+    user: str
+    password: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenCredentials:
+    user: str
+    password: str
+
+
+class Login(pydantic.BaseModel):
+    user: str
+    password: str
+    api: pydantic.SecretStr
+
+
+@attrs.define
+class Token:
+    owner: str
+    token: str
+
+
+class Plain:
+    def __init__(self) -> None:
+        self.user = "ann"
+        self.password = "S3CR3T"
+
+
+class Slotted:
+    __slots__ = ("secret", "user")
+
+    def __init__(self) -> None:
+        self.user = "ann"
+        self.secret = "S3CR3T"
+
+
+class Opaque:
+    """No fields to read, only a repr that shows the secret."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Opaque(password='S3CR3T')"
+
+
+Pair = collections.namedtuple("Pair", ["user", "password"])
+
+
+def _stored(value: object) -> str:
+    """What a sink would store for ``value`` inside details, as JSON text."""
+    return dumps(Redactor().redact_mapping({"value": value})).decode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(Credentials("ann", "S3CR3T"), id="dataclass"),
+        pytest.param(Login(user="ann", password="S3CR3T", api=pydantic.SecretStr("S3CR3T")), id="pydantic"),
+        pytest.param(Token("ann", "S3CR3T"), id="attrs"),
+        pytest.param(Plain(), id="object with __dict__"),
+        pytest.param(Slotted(), id="object with __slots__"),
+        pytest.param(Pair("ann", "S3CR3T"), id="namedtuple"),
+        pytest.param([Credentials("ann", "S3CR3T")], id="in a list"),
+        pytest.param(frozenset({FrozenCredentials("ann", "S3CR3T")}), id="in a set"),
+    ],
+)
+def test_known_object_shapes_are_redacted_as_mappings(value: object) -> None:
+    """Dataclasses, pydantic and attrs models, plain objects and namedtuples are redacted by field."""
+    stored = _stored(value)
+    assert "S3CR3T" not in stored
+    assert "ann" in stored  # converted, not just masked whole
+
+
+def test_an_object_that_cannot_be_read_is_masked_not_stored_as_repr() -> None:
+    """An object without readable fields becomes a marker naming its type, never its repr."""
+    assert Redactor().redact_mapping({"value": Opaque()}) == {"value": "[REDACTED: Opaque]"}
+
+
+def test_objects_in_diff_values_are_redacted() -> None:
+    """diff() of objects keeps them as values; redaction turns them into masked mappings."""
+    changes = diff({"creds": Credentials("ann", "old-S3CR3T")}, {"creds": Credentials("ann", "S3CR3T")})
+    before, after, fields = Redactor().redact_changes(changes.before, changes.after, changes.fields)
+    assert fields == ("creds",)
+    assert before == {"creds": {"user": "ann", "password": MASK}}
+    assert after == {"creds": {"user": "ann", "password": MASK}}
+
+
+def test_a_record_with_objects_stores_no_secret(audit_sink: Any) -> None:
+    """Through record() and the processing stage, no stored byte holds a secret inside an object."""
+    record(
+        "update",
+        details={"login": Login(user="ann", password="S3CR3T", api=pydantic.SecretStr("k")), "e": Plain()},
+        changes=({"c": Credentials("ann", "S3CR3T-1")}, {"c": Credentials("ann", "S3CR3T-2")}),
+    )
+    (event,) = audit_sink.events
+    assert "S3CR3T" not in dumps(event.to_document()).decode("utf-8")
+
+
+def test_safe_values_pass_through_unchanged() -> None:
+    """Dates, UUIDs, decimals, enums and numbers are kept as they are."""
+    values = {
+        "when": datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc),
+        "day": datetime.date(2026, 1, 2),
+        "id": uuid.UUID(int=7),
+        "amount": decimal.Decimal("1.50"),
+        "level": enum.Enum("Level", "LOW HIGH").HIGH,
+        "n": 3,
+        "x": 1.5,
+        "raw": b"bytes",
+    }
+    assert Redactor().redact_mapping(values) == values
 
 
 # --- headers --------------------------------------------------------------------------
