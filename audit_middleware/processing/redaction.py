@@ -40,8 +40,6 @@ string, dumped into details keeps no secret.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -50,6 +48,7 @@ from typing import Any, Final
 
 from audit_middleware.capture.clientip import truncate_ip
 from audit_middleware.model.changes import join_path, split_path
+from audit_middleware.processing.credentials import is_authorization_value, mask_url_password
 from audit_middleware.processing.shapes import NO_FIELDS, fields_of, is_plain, text_of
 
 __all__ = [
@@ -140,12 +139,6 @@ _DECISION_CACHE_SIZE: Final = 4096
 # Words of a key: an acronym (before a capitalised word), a capitalised or lowercase word,
 # digits, or a run of other letters.
 _WORDS: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_]+")
-# Authorization values: RFC 9110 token68 credentials, or Digest's parameters.
-_TOKEN68_SCHEME: Final = re.compile(r"\s*(?:bearer|negotiate|ntlm)\s+[A-Za-z0-9._~+/-]+=*\s*", re.IGNORECASE)
-_BASIC_SCHEME: Final = re.compile(r"\s*basic\s+([A-Za-z0-9+/]+=*)\s*", re.IGNORECASE)
-_DIGEST_SCHEME: Final = re.compile(r"\s*digest\s+[A-Za-z_]+\s*=", re.IGNORECASE)
-# scheme://user:password@host: the password part (no '/', '@' or white space in userinfo).
-_URL_PASSWORD: Final = re.compile(r"(?<=://)([^/@\s:]*):([^/@\s]+)@")
 # Exact types that hold no keys: most values, returned without the slower abstract-class checks.
 _SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
 _CONTAINERS: Final = (Mapping, list, tuple, set, frozenset)
@@ -357,11 +350,9 @@ class Redactor:
 
     def _text(self, text: str) -> str:
         """``text``, or the mask when it is an Authorization value; a URL's password is masked."""
-        if " " in text[:16] and _is_authorization_value(text):
+        if is_authorization_value(text):
             return self._mask
-        if "://" in text and "@" in text:
-            return _URL_PASSWORD.sub(lambda match: f"{match[1]}:{self._mask}@", text)
-        return text
+        return mask_url_password(text, self._mask)
 
     def _cut_path(self, path: str) -> str:
         """The path up to its first denied key that has keys below it."""
@@ -385,19 +376,6 @@ def _words(name: str) -> list[str]:
 def _normalise(name: str) -> str:
     """The form keys are matched in: the words of the key, joined (``X-Api-Key`` is ``xapikey``)."""
     return "".join(_words(name))
-
-
-def _is_authorization_value(text: str) -> bool:
-    """Whether ``text`` is the value of an ``Authorization`` header (a credential)."""
-    if _TOKEN68_SCHEME.fullmatch(text) or _DIGEST_SCHEME.match(text):
-        return True
-    basic = _BASIC_SCHEME.fullmatch(text)
-    if basic is None:
-        return False
-    try:  # "Basic information" is a phrase; Basic credentials are base64 of "user:password"
-        return b":" in base64.b64decode(basic[1], validate=True)
-    except (binascii.Error, ValueError):
-        return False
 
 
 def _names(names: Iterable[str], parameter: str) -> tuple[str, ...]:
