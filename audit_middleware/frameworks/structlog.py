@@ -22,8 +22,10 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 from audit_middleware import logs
+from audit_middleware.capture.active import installed
 from audit_middleware.capture.context import current
 from audit_middleware.capture.recorder import record
+from audit_middleware.config import AuditConfig
 from audit_middleware.model.event import Actor, ChangeSet, Resource
 
 EventDict = MutableMapping[str, Any]
@@ -57,7 +59,12 @@ def add_audit_context(logger: Any, method_name: str, event_dict: EventDict) -> E
     event_dict.setdefault("http.request.id", context.request_id)
     event_dict.setdefault("http.request.method", context.method)
     event_dict.setdefault("url.path", context.path)
+    # the record's privacy options (IP truncation, email pseudonyms) apply to log lines too
+    settings = installed()
+    redactor = settings.redactor if isinstance(settings, AuditConfig) else None
     client_ip = context.client.ip
+    if client_ip is not None and redactor is not None:
+        client_ip = redactor.ip(client_ip)
     if client_ip is not None:
         event_dict.setdefault("source.ip", client_ip)
     if context.trace_id is not None:
@@ -67,7 +74,8 @@ def add_audit_context(logger: Any, method_name: str, event_dict: EventDict) -> E
         if actor.id is not None:
             event_dict.setdefault("user.id", actor.id)
         if actor.email is not None:
-            event_dict.setdefault("user.email", actor.email)
+            email = redactor.email(actor.email) if redactor is not None else actor.email
+            event_dict.setdefault("user.email", email)
     if context.tenant is not None:
         event_dict.setdefault("organization.id", context.tenant.id)
     if context.project is not None:

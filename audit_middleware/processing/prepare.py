@@ -25,11 +25,12 @@ def prepare(event: AuditEvent, redactor: Redactor) -> AuditEvent:
         event.details = redactor.redact_mapping(event.details)
     if redactor.email_pseudonym_key is not None:
         event.actor = _pseudonymise(event.actor, redactor)
-    if redactor.truncate_ips and event.request is not None and event.request.client_ip:
+    if redactor.truncate_ips and event.request is not None:
+        # every address of the record, the raw chain included, whatever its form
         event.request = replace(
             event.request,
             client_ip=redactor.ip(event.request.client_ip),
-            forwarded_chain=tuple(redactor.ip(ip) or ip for ip in event.request.forwarded_chain),
+            forwarded_chain=tuple(redactor.forwarded(element) for element in event.request.forwarded_chain),
         )
     return event
 

@@ -46,7 +46,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from audit_middleware.capture.clientip import truncate_ip
+from audit_middleware.capture.clientip import truncate_forwarded_element, truncate_ip
 from audit_middleware.model.changes import join_path, split_path
 from audit_middleware.processing.credentials import is_authorization_value, mask_url_password
 from audit_middleware.processing.shapes import NO_FIELDS, fields_of, is_plain, text_of
@@ -281,6 +281,20 @@ class Redactor:
             return truncate_ip(value)
         except ValueError:
             return None
+
+    def forwarded(self, element: str) -> str:
+        """An element of the forwarded chain, every address in it truncated when ``truncate_ips``.
+
+        Any form is read (``host:port``, ``[v6]:port``, RFC 7239 ``for=``/``by=`` with
+        quotes and parameters); an element that cannot be read is masked.
+
+        >>> Redactor(truncate_ips=True).forwarded('for="198.51.100.77:4711";proto=https')
+        'for=198.51.100.0;proto=https'
+        """
+        if not self._truncate_ips:
+            return element
+        truncated = truncate_forwarded_element(element)
+        return self._mask if truncated is None else truncated
 
     def email(self, value: str | None) -> str | None:
         """A keyed pseudonym of the email when ``email_pseudonym_key`` is set, else the email.

@@ -8,8 +8,9 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from audit_middleware import Actor, Resource, Scope
+from audit_middleware import Actor, Redactor, Resource, Scope
 from audit_middleware.capture.context import RequestContext, bind, current, unbind
+from audit_middleware.config import AuditConfig, use_config
 from audit_middleware.frameworks.structlog import AuditProcessor, add_audit_context
 from tests.wsgi_support import request, simple_app
 
@@ -64,6 +65,18 @@ def test_add_audit_context_adds_request_facts(in_request):
         "organization.id": "org-1",
         "audit.project.id": "proj-2",
     }
+
+
+def test_add_audit_context_follows_the_redaction_policy(in_request, audit_sink):
+    """With IP truncation and email pseudonyms configured, log lines get the blurred values too."""
+    redactor = Redactor(truncate_ips=True, email_pseudonym_key=b"k" * 32)
+    previous = use_config(AuditConfig(sink=audit_sink, redactor=redactor))
+    try:
+        line = add_audit_context(None, "info", {"event": "hello"})
+    finally:
+        use_config(previous)
+    assert line["source.ip"] == "192.0.2.0"
+    assert line["user.email"] == redactor.email("ana@example.com")
 
 
 def test_add_audit_context_explicit_values_win(in_request):
