@@ -91,6 +91,11 @@ def _runs_from(cell: str, start: int) -> bool:
     return False
 
 
+def _starts_formula(cell: str, start: int) -> bool:
+    """Whether a cell a spreadsheet begins at ``start`` would be run (or start with tab / CR)."""
+    return cell.startswith(FORMULA_PREFIXES, start) or _runs_from(cell, start)
+
+
 def neutralise(cell: str) -> str:
     """``cell`` made safe to open in a spreadsheet: formula-like text gets a leading ``'``,
     at the start and after every ``;`` or line break (see the module docstring).
@@ -100,12 +105,12 @@ def neutralise(cell: str) -> str:
     """
     if cell.isalnum():  # the common case: ids, names, outcomes
         return cell
-    out = "'" + cell if cell.startswith(FORMULA_PREFIXES) or _runs_from(cell, 0) else cell
+    out = "'" + cell if _starts_formula(cell, 0) else cell
     if not _SPLITS.isdisjoint(cell):
         pieces: list[str] = []
         last = 0
         for index, char in enumerate(out):
-            if char in _SPLITS and _runs_from(out, index + 1):
+            if char in _SPLITS and _starts_formula(out, index + 1):
                 pieces.append(out[last : index + 1])
                 pieces.append("'")
                 last = index + 1
