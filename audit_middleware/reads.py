@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from audit_middleware.model.actions import CATALOG
-from audit_middleware.model.event import NO_TENANT, Actor, AuditEvent, Outcome, Resource, Scope
+from audit_middleware.model.event import Actor, AuditEvent, Outcome, Resource, Scope
 from audit_middleware.model.ids import uuid7
+from audit_middleware.model.tenancy import NoTenant, TenantSelector
 from audit_middleware.processing.redaction import Redactor
 from audit_middleware.query.export import ExportFormat, write_export
 from audit_middleware.query.model import AuditQuery
@@ -30,7 +31,7 @@ def record_read(
     action: str,
     *,
     actor: Actor,
-    tenant: str | None,
+    tenant: TenantSelector | None,
     details: dict[str, Any],
     outcome: Outcome = "success",
     redactor: Redactor | None = None,
@@ -45,7 +46,7 @@ def record_read(
         outcome=outcome,
         resource=Resource("audit_log"),
         details=details,
-        tenant=None if tenant is None or tenant == NO_TENANT else Scope(tenant),
+        tenant=None if tenant is None or isinstance(tenant, NoTenant) else Scope(tenant),
     )
     deliver(event, sink, redactor or Redactor())
     return event

@@ -21,7 +21,8 @@ import click
 from audit_middleware import env
 from audit_middleware.cli.render import echo_events, event_details, table_header, terminal_json
 from audit_middleware.errors import AuditError
-from audit_middleware.model.event import NO_TENANT, OUTCOMES, Actor
+from audit_middleware.model.event import OUTCOMES, Actor
+from audit_middleware.model.tenancy import NO_TENANT, TenantSelector
 from audit_middleware.query.export import EXPORT_FORMATS, ExportFormat
 from audit_middleware.query.model import DEFAULT_PAGE_SIZE, AuditQuery, QueryError
 from audit_middleware.query.sqlite_store import SQLiteStore
@@ -48,6 +49,15 @@ _FILTERS = (
     "page_size",
     "cursor",
 )
+
+
+NO_TENANT_OPTION = "-"
+"""What ``--tenant`` takes for the records made without a tenant."""
+
+
+def _tenant(option: str) -> TenantSelector:
+    # On the command line '-' names the records without a tenant; in Python, NO_TENANT does.
+    return NO_TENANT if option == NO_TENANT_OPTION else option
 
 
 def _default_store_spec() -> str:
@@ -116,7 +126,9 @@ def filter_options(command: F) -> F:
     """Add the shared filter options; the command receives them as one ``query``."""
 
     @click.option(
-        "--tenant", required=True, help=f"Tenant (organization) id; {NO_TENANT!r}: records without one."
+        "--tenant",
+        required=True,
+        help=f"Tenant (organization) id; {NO_TENANT_OPTION!r}: records without one.",
     )
     @click.option(
         "--action",
@@ -152,7 +164,7 @@ def filter_options(command: F) -> F:
         filters = {name: kwargs.pop(name) for name in _FILTERS}
         with _explained():
             query = AuditQuery.build(
-                filters.pop("tenant"),
+                _tenant(filters.pop("tenant")),
                 action=filters.pop("action"),
                 resource_type=filters.pop("resource_type"),
                 **filters,
@@ -181,13 +193,17 @@ def search(*, store: AuditStore, query: AuditQuery, as_json: bool) -> None:
 
 @click.command()
 @click.argument("event_id")
-@click.option("--tenant", required=True, help="Tenant (organization) id the event belongs to.")
+@click.option(
+    "--tenant",
+    required=True,
+    help=f"Tenant (organization) id the event belongs to; {NO_TENANT_OPTION!r}: records without one.",
+)
 @_with_store
 @click.option("--json", "as_json", is_flag=True, help="Print the stored document.")
 def show(*, store: AuditStore, event_id: str, tenant: str, as_json: bool) -> None:
     """Print every detail of one event, including the change diff (field: old -> new)."""
     with _explained():
-        event = store.get(tenant, event_id)
+        event = store.get(_tenant(tenant), event_id)
     if event is None:
         raise click.ClickException(f"no event {event_id!r} in tenant {tenant!r}")
     if as_json:

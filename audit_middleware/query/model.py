@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.actions import CATALOG, FILTER_GROUPS
 from audit_middleware.model.event import OUTCOMES, AuditEvent
+from audit_middleware.model.tenancy import NO_TENANT, NoTenant, TenantSelector
 from audit_middleware.model.timestamps import unix_ms
 
 MAX_PAGE_SIZE = 500
@@ -37,6 +38,13 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 class QueryError(AuditValidationError):
     """A filter could not be understood; the message says which and how to write it."""
+
+
+def check_tenant(tenant: object) -> TenantSelector:
+    """``tenant`` when it is a tenant id or ``NO_TENANT``; a QueryError otherwise."""
+    if isinstance(tenant, NoTenant) or (isinstance(tenant, str) and tenant):
+        return tenant
+    raise QueryError("a tenant is required: every query is scoped to one tenant (or NO_TENANT)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +89,10 @@ class AuditQuery:
 
     Semantics every store implements (``tests/query/test_contract.py`` checks them):
 
-    * ``tenant`` scopes everything; ``NO_TENANT`` (``"-"``) selects records without one.
-      An unknown tenant matches nothing.
+    * ``tenant`` scopes everything: a tenant id, or ``NO_TENANT`` for the records made
+      without a tenant (no string selects those, not even ``"-"``, which is a tenant id
+      like any other). An unknown tenant matches nothing. Every store looks the tenant up
+      by its stored key (``model.tenancy.tenant_key``), so over-long ids work alike.
     * ``start`` is inclusive and ``end`` exclusive, both UTC.
     * ``actions`` holds action ids (groups such as ``"start-stop"`` are expanded by
       ``build``); ``resource_types`` resource type ids. Several values mean "any of".
@@ -101,7 +111,7 @@ class AuditQuery:
     ('start', 'stop', 'restart')
     """
 
-    tenant: str
+    tenant: TenantSelector
     actions: tuple[str, ...] = ()
     resource_types: tuple[str, ...] = ()
     user: str | None = None
@@ -114,8 +124,7 @@ class AuditQuery:
     cursor: Cursor | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.tenant, str) or not self.tenant:
-            raise QueryError("a tenant is required: every query is scoped to one tenant")
+        check_tenant(self.tenant)
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise QueryError(f"page size must be between 1 and {MAX_PAGE_SIZE}, not {self.page_size}")
         if self.outcome is not None and self.outcome not in OUTCOMES:
@@ -144,7 +153,7 @@ class AuditQuery:
         >>> AuditQuery.build("acme", action="delete").describe()
         {'tenant': 'acme', 'actions': ['delete']}
         """
-        described: dict[str, Any] = {"tenant": self.tenant}
+        described: dict[str, Any] = {"tenant": None if self.tenant is NO_TENANT else self.tenant}
         if self.actions:
             described["actions"] = list(self.actions)
         if self.resource_types:
@@ -166,7 +175,7 @@ class AuditQuery:
     @classmethod
     def build(
         cls,
-        tenant: str,
+        tenant: TenantSelector,
         *,
         action: str | Iterable[str] | None = None,
         resource_type: str | Iterable[str] | None = None,

@@ -51,13 +51,14 @@ from typing import Any
 from opensearchpy import NotFoundError, OpenSearch, TransportError
 
 from audit_middleware.errors import AuditError
-from audit_middleware.model.event import NO_TENANT, AuditEvent
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.model.tenancy import NO_TENANT_KEY, TenantSelector, scope_key, tenant_key
 from audit_middleware.model.timestamps import unix_ms
 from audit_middleware.opensearch import errors
 from audit_middleware.opensearch.client import build_client
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.tiers import DEFAULT_PREFIX, validate_name
-from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, Page, QueryError
+from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, Page, QueryError, check_tenant
 from audit_middleware.query.store import AuditStore
 
 __all__ = ["OpenSearchStore", "OpenSearchStoreError", "filter_query", "search_body"]
@@ -163,14 +164,16 @@ def _time_range(start_ms: int | None, end_ms: int | None) -> dict[str, Any] | No
     return {"range": {"@timestamp": {**bounds, "format": "epoch_millis"}}}
 
 
-def _tenant_filter(tenant: str) -> dict[str, Any]:
-    """The tenant scope; ``NO_TENANT`` selects records without ``organization.id`` (or with ``"-"``)."""
-    if tenant != NO_TENANT:
-        return {"term": {"organization.id": tenant}}
+def _tenant_filter(tenant: TenantSelector) -> dict[str, Any]:
+    """The tenant scope, on the stored key (``model.tenancy``); ``NO_TENANT`` selects records
+    without ``organization.id`` (or with the no-tenant key, which no tenant id maps to)."""
+    key = tenant_key(tenant)
+    if key != NO_TENANT_KEY:
+        return {"term": {"organization.id": key}}
     return {
         "bool": {
             "should": [
-                {"term": {"organization.id": NO_TENANT}},
+                {"term": {"organization.id": NO_TENANT_KEY}},
                 {"bool": {"must_not": [{"exists": {"field": "organization.id"}}]}},
             ],
             "minimum_should_match": 1,
@@ -188,7 +191,7 @@ def _filters(query: AuditQuery, *, start_ms: int | None = None) -> list[dict[str
     if query.user:
         clauses.append(_user_clause(query.user))
     if query.project:
-        clauses.append({"term": {"audit.project.id": query.project}})
+        clauses.append({"term": {"audit.project.id": scope_key(query.project)}})
     if query.outcome:
         clauses.append({"term": {"event.outcome": query.outcome}})
     lower = query.start_ms
@@ -312,14 +315,13 @@ class OpenSearchStore(AuditStore):
         cursor = Cursor(*_sort_key(page[-1])).encode() if more and page else None
         return Page(events=events, next_cursor=cursor)
 
-    def get(self, tenant: str, event_id: str) -> AuditEvent | None:
+    def get(self, tenant: TenantSelector, event_id: str) -> AuditEvent | None:
         """The event ``event_id`` of ``tenant``; None when absent or another tenant's.
 
         A search by ``ids`` under the tenant filter, never a GET by id, which would
         return the document whoever it belongs to.
         """
-        if not isinstance(tenant, str) or not tenant:
-            raise QueryError("a tenant is required: every query is scoped to one tenant")
+        check_tenant(tenant)
         if not isinstance(event_id, str) or not event_id or len(event_id) > _EVENT_ID_LIMIT:
             return None
         body = {

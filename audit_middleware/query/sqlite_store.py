@@ -20,8 +20,9 @@ from typing import Any
 
 from audit_middleware.model.encoding import loads
 from audit_middleware.model.event import AuditEvent
+from audit_middleware.model.tenancy import TenantSelector, scope_key, tenant_key
 from audit_middleware.model.timestamps import unix_ms
-from audit_middleware.query.model import AuditQuery, Cursor, Page, QueryError
+from audit_middleware.query.model import AuditQuery, Cursor, Page, QueryError, check_tenant
 from audit_middleware.query.store import AuditStore
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.schema import USER_SEQS, SQLiteStoreError
@@ -95,16 +96,15 @@ class _Filter:
         the first page ends after ``page_size`` hits. Common terms cost little; a rare
         one costs one pass over the tenant's index entries, never a table scan.
         """
-        where = cls(["tenant = ?"], [query.tenant])
+        tenant = tenant_key(query.tenant)
+        where = cls(["tenant = ?"], [tenant])
         for column, values in (("action", query.actions), ("resource_type", query.resource_types)):
             if values:
                 where.add(f"{column} IN ({', '.join('?' * len(values))})", *values)
         if query.user:
-            where.add(
-                f"+seq IN ({USER_SEQS})", *[value for _ in range(4) for value in (query.tenant, query.user)]
-            )
+            where.add(f"+seq IN ({USER_SEQS})", *[value for _ in range(4) for value in (tenant, query.user)])
         if query.project:
-            where.add("project = ?", query.project)
+            where.add("project = ?", scope_key(query.project))
         if query.outcome:
             where.add("outcome = ?", query.outcome)
         if query.start_ms is not None:
@@ -189,14 +189,13 @@ class SQLiteStore(AuditStore):
         more = len(events) > query.page_size
         return Page(events=page, next_cursor=Cursor.after(page[-1]).encode() if more else None)
 
-    def get(self, tenant: str, event_id: str) -> AuditEvent | None:
+    def get(self, tenant: TenantSelector, event_id: str) -> AuditEvent | None:
         """The event ``event_id`` of ``tenant``; None when absent or another tenant's."""
-        if not isinstance(tenant, str) or not tenant:
-            raise QueryError("a tenant is required: every query is scoped to one tenant")
+        key = tenant_key(check_tenant(tenant))
         if not isinstance(event_id, str) or not event_id:
             return None
         found = self._documents(
-            "SELECT document FROM events WHERE tenant = ? AND event_id = ?", [tenant, event_id]
+            "SELECT document FROM events WHERE tenant = ? AND event_id = ?", [key, event_id]
         )
         return found[0] if found else None
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from audit_middleware.model.event import Actor, Resource
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.sinks import sqlite as sqlite_sink_module
@@ -66,6 +67,24 @@ def test_the_same_id_in_two_tenants_is_two_records(
     assert found is not None
     assert found.tenant is not None
     assert found.tenant.id == "globex"
+
+
+def test_text_with_lone_surrogates_is_stored_not_lost(
+    sqlite_sink: SQLiteSink, sqlite_store: SQLiteStore
+) -> None:
+    """A lone surrogate (bad UTF-8 decoded by an app) costs neither its record nor its batch."""
+    odd = make_event(
+        "create", resource=Resource("pod", "p\udc80", "name\ud800"), user=Actor(email="a\udcff@x")
+    )
+    batch = [make_event("create", ago_ms=index + 1) for index in range(5)]
+    for event in [odd, *batch]:
+        sqlite_sink.emit(event)
+    assert sqlite_sink.flush(timeout=10)
+    assert sqlite_sink.undelivered == 0
+    assert sqlite_store.count(AuditQuery(tenant="acme")) == 6
+    stored = sqlite_store.get("acme", odd.id)
+    assert stored is not None
+    assert stored.resource == Resource("pod", "p\ufffd", "name\ufffd")
 
 
 def test_many_threads_and_two_sinks_on_one_file(tmp_path: Path) -> None:
