@@ -32,7 +32,12 @@ if TYPE_CHECKING:
     from audit_middleware.capture.rules import RouteRules, Rule
     from audit_middleware.capture.wsgi import AuditMiddleware
     from audit_middleware.config import AuditConfig, configure, get_config
-    from audit_middleware.errors import AuditError, AuditValidationError, MissingDependencyError
+    from audit_middleware.errors import (
+        AuditDeliveryError,
+        AuditError,
+        AuditValidationError,
+        MissingDependencyError,
+    )
     from audit_middleware.model.actions import Action, register
     from audit_middleware.model.changes import diff
     from audit_middleware.model.event import (
@@ -50,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "Action": "audit_middleware.model.actions",
     "Actor": "audit_middleware.model.event",
     "AuditConfig": "audit_middleware.config",
+    "AuditDeliveryError": "audit_middleware.errors",
     "AuditError": "audit_middleware.errors",
     "AuditEvent": "audit_middleware.model.event",
     "AuditMiddleware": "audit_middleware.capture.wsgi",
@@ -80,6 +86,7 @@ __all__ = [
     "Action",
     "Actor",
     "AuditConfig",
+    "AuditDeliveryError",
     "AuditError",
     "AuditEvent",
     "AuditMiddleware",

@@ -35,9 +35,9 @@ class AuditConfig(CaptureSettings):
     sink: Sink
     redactor: Redactor = field(default_factory=Redactor)
 
-    def deliver(self, event: AuditEvent) -> None:
+    def deliver(self, event: AuditEvent, *, strict: bool = False) -> None:
         """Redact and hand a finished record to the sink (``sinks.delivery``)."""
-        deliver(event, self.sink, self.redactor)
+        deliver(event, self.sink, self.redactor, strict=strict)
 
 
 def configure(

@@ -41,6 +41,7 @@ class CaptureSettings:
     service_name: str | None = None
     user_agent_limit: int = 512
 
-    def deliver(self, event: AuditEvent) -> None:
-        """Hand a finished record on; must never raise into the host app."""
+    def deliver(self, event: AuditEvent, *, strict: bool = False) -> None:
+        """Hand a finished record on; never raises into the host app, except that with
+        ``strict`` (an explicit ``record()`` delivered at once) a durable sink's refusal does."""
         raise NotImplementedError("CaptureSettings.deliver is implemented by audit_middleware.config")

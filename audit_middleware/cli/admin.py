@@ -140,12 +140,16 @@ def status(url: str | None, prefix: str | None, state_dir: Path | None, as_json:
     """Can records be delivered to OpenSearch, and what waits in the spool? Exit 1 when not."""
     from audit_middleware.opensearch.status import cluster_status  # noqa: PLC0415 - see the module docstring
     from audit_middleware.sinks.opensearch.backlog import backlog  # noqa: PLC0415
+    from audit_middleware.sinks.opensearch.sink import fallback_directory  # noqa: PLC0415
 
     try:
         settings = _connection_settings(url, prefix)
     except AuditError as exc:
         raise click.UsageError(str(exc)) from exc
-    report = {**cluster_status(settings), **backlog(state_dir or env.state_dir())}
+    report = {
+        **cluster_status(settings),
+        **backlog(state_dir or env.state_dir(), fallback_directory(settings)),
+    }
     if as_json:
         click.echo(json.dumps(report, indent=2))  # ensure_ascii: every control character escaped
     else:
@@ -159,6 +163,9 @@ def status(url: str | None, prefix: str | None, state_dir: Path | None, as_json:
         ]
         if oldest is not None:
             lines.append(f"Oldest record: waiting {oldest:.0f} s")
+        last_resort = report["last_resort"]
+        if last_resort["records"]:
+            lines.append(f"Last resort:   {last_resort['records']} records in {last_resort['directory']}")
         lines.append(f"Dead letters:  {report['dead_letters']}")
         for line in lines:  # the error text comes from the server and may quote stored values
             click.echo(printable(line))

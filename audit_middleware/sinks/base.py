@@ -20,6 +20,14 @@ class Sink(ABC):
     def emit(self, event: AuditEvent) -> None:
         """Take one event."""
 
+    def store(self, event: AuditEvent) -> None:
+        """Take one event for a caller who must learn of a failure (an explicit ``record()``).
+
+        A durable sink keeps the event before it returns, or raises
+        ``AuditDeliveryError`` and keeps nothing. Default: ``emit``.
+        """
+        self.emit(event)
+
     def flush(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - for subclasses
         """Deliver what is pending; True when nothing is left. Default: nothing pending."""
         return True

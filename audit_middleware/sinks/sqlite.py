@@ -6,6 +6,11 @@ full the caller writes its event itself (back-pressure, never a dropped record).
 ``write`` is the synchronous bulk load. The database runs in WAL mode, so readers
 (``query.sqlite_store.SQLiteStore``) never wait for the writer, and several processes
 (gunicorn workers) can share one file.
+
+A batch the store refuses even after retries (a disk full, locked for long, failing)
+goes to the last resort (``sinks.lastresort``: a private file), and is replayed into the
+store by the writer once a batch succeeds again. One event whose row cannot be built
+never costs the rest of its batch.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import sys
 import time
 import weakref
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
+from audit_middleware.errors import AuditDeliveryError
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.sinks.base import Sink
-from audit_middleware.sinks.lastresort import write_undelivered
+from audit_middleware.sinks.lastresort import LastResort, destination_directory
 from audit_middleware.sinks.worker import BackgroundWorker
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.schema import INSERT, row_of
@@ -37,8 +44,11 @@ class SQLiteSink(Sink):
 
     ``busy_timeout`` is how long a statement waits for another writer's lock;
     ``durable=True`` syncs every transaction to disk (``synchronous=FULL``; the default
-    ``NORMAL`` survives a crash of the process, not of the machine); ``queue_size``
-    bounds the events waiting for the background writer.
+    ``NORMAL`` survives a crash of the process, not of the machine) and makes
+    ``store()`` (an explicit ``record()``) write at once, raising ``AuditDeliveryError``
+    when it cannot; ``queue_size`` bounds the events waiting for the background writer;
+    ``fallback_dir`` is this store's last-resort directory (default: below
+    ``AUDIT_FALLBACK_DIR``, see ``sinks.lastresort``).
 
     >>> sink = SQLiteSink("audit.sqlite3")  # doctest: +SKIP
     """
@@ -50,6 +60,7 @@ class SQLiteSink(Sink):
         busy_timeout: float = 5.0,
         durable: bool = False,
         queue_size: int = 10_000,
+        fallback_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -57,12 +68,20 @@ class SQLiteSink(Sink):
             path, busy_timeout=busy_timeout, synchronous="FULL" if durable else "NORMAL"
         )
         self.path = self._pool.path
+        self.durable = durable
+        self.fallback = LastResort(
+            Path(fallback_dir)
+            if fallback_dir is not None
+            else destination_directory("sqlite", str(self.path.resolve())),
+            name=f"the audit store {self.path}",
+        )
+        """Where records go that the store refused, until they are replayed into it."""
         self._closed = False
         self._writer = _Writer(self, queue_size)
         self.written = 0
         """Events this process's background writer stored (replays included)."""
         self.undelivered = 0
-        """Events this process could not store, written to stderr instead."""
+        """Events this process could not store at first, kept by the last resort instead."""
         atexit.register(_close_at_exit, weakref.ref(self))
 
     def write(self, events: Iterable[AuditEvent]) -> int:
@@ -95,9 +114,21 @@ class SQLiteSink(Sink):
         except Exception as exc:  # noqa: BLE001 - a sink must not raise into the request
             self._report_undelivered([event], exc)
 
-    def _store_batch(self, batch: list[AuditEvent]) -> None:
+    def store(self, event: AuditEvent) -> None:
+        """Durable: write ``event`` now, or raise ``AuditDeliveryError``. Otherwise ``emit``."""
+        if not self.durable:
+            self.emit(event)
+            return
         try:
-            rows = [row_of(event) for event in batch]
+            self.write([event])
+        except Exception as exc:
+            raise AuditDeliveryError(f"the audit store {self.path} could not keep the record: {exc}") from exc
+
+    def _store_batch(self, batch: list[AuditEvent]) -> None:
+        rows = [row for row in map(self._row, batch) if row is not None]
+        if not rows:
+            return
+        try:
             with self._pool.borrow() as conn:
                 for pause in (*_WRITE_RETRIES, None):
                     try:
@@ -107,13 +138,24 @@ class SQLiteSink(Sink):
                         if pause is None:
                             raise
                         time.sleep(pause)
-            self.written += len(batch)
         except Exception as exc:  # noqa: BLE001 - the writer thread must outlive a bad batch
-            self._report_undelivered(batch, exc)
+            stored = {row[2] for row in rows}
+            self._report_undelivered([event for event in batch if event.id in stored], exc)
+            return
+        self.written += len(rows)
+        if self.fallback.pending():  # the store works again: take back what it refused
+            self.written += self.fallback.replay(self.write)
+
+    def _row(self, event: AuditEvent) -> tuple[Any, ...] | None:
+        try:
+            return row_of(event)
+        except Exception as exc:  # noqa: BLE001 - one bad event must not cost its batch
+            self._report_undelivered([event], exc)
+            return None
 
     def _report_undelivered(self, events: Sequence[AuditEvent], exc: BaseException) -> None:
         self.undelivered += len(events)
-        write_undelivered(events, exc)
+        self.fallback.keep(events, exc)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued event is stored; False if ``timeout`` ran out first."""
@@ -134,6 +176,7 @@ class SQLiteSink(Sink):
                 f"audit-middleware: {self._writer.depth()} audit events were still being written to "
                 f"{self.path} when the store closed\n"
             )
+        self.fallback.close()
         self._pool.close(optimize=True)
 
     def __enter__(self) -> SQLiteSink:

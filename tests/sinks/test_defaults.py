@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from audit_middleware import config as audit_config
-from audit_middleware import record
+from audit_middleware import env, record
+from audit_middleware.errors import SinkSetupError
 from audit_middleware.model.event import Actor, Resource
+from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.sinks import JsonLinesSink
 from audit_middleware.sinks.defaults import default_sink
 from audit_middleware.sinks.opensearch.sink import OpenSearchSink
+from audit_middleware.sinks.opensearch.spool import inspect
 from audit_middleware.sinks.sqlite import SQLiteSink
+from tests.wsgi_support import request, simple_app
 
 
 def _connect(target: SQLiteStore | SQLiteSink) -> sqlite3.Connection:
@@ -35,17 +42,65 @@ def test_default_sink_is_the_sqlite_sink(tmp_path: Path, monkeypatch: pytest.Mon
         sink.close()
 
 
-def test_default_sink_falls_back_to_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An unwritable store location does not break the host app: stdout, with one warning."""
+def test_an_unusable_store_falls_back_to_a_private_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fallback_dir: Path
+) -> None:
+    """An unwritable store location does not break the host app: a private, searchable store, one warning."""
     (tmp_path / "file").write_text("not a directory")
     monkeypatch.delenv("AUDIT_OPENSEARCH_URL", raising=False)
     monkeypatch.delenv("AUDIT_LOG_FILE", raising=False)
     monkeypatch.setenv("AUDIT_SQLITE_PATH", str(tmp_path / "file" / "audit.sqlite3"))
-    with pytest.warns(RuntimeWarning, match="standard output") as warned:
+    with pytest.warns(RuntimeWarning, match="private SQLite store") as warned:
         sink = default_sink()
-    assert isinstance(sink, JsonLinesSink)
-    assert sink.path is None
+    try:
+        assert isinstance(sink, SQLiteSink)
+        assert sink.path == fallback_dir / "audit.sqlite3"
+        assert stat.S_IMODE(fallback_dir.stat().st_mode) == 0o700
+        assert len(warned) == 1
+    finally:
+        sink.close()
+
+
+def test_an_unusable_log_file_falls_back_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AUDIT_LOG_FILE under a regular file does not break the app either."""
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.delenv("AUDIT_OPENSEARCH_URL", raising=False)
+    monkeypatch.setenv("AUDIT_LOG_FILE", str(tmp_path / "file" / "audit.jsonl"))
+    with pytest.warns(RuntimeWarning, match="private SQLite store"):
+        sink = default_sink()
+    sink.close()
+    assert isinstance(sink, SQLiteSink)
+
+
+def test_an_unusable_spool_dir_never_breaks_a_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """AUDIT_OPENSEARCH_URL with AUDIT_SPOOL_DIR under a regular file: the first request (which builds
+    the default configuration) succeeds, one warning names the problem, and its record is spooled."""
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setenv("AUDIT_OPENSEARCH_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AUDIT_SPOOL_DIR", str(tmp_path / "file" / "state"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    audit_config.use_config(None)  # no configure(): the request builds the default (the fixture restores)
+    with pytest.warns(RuntimeWarning, match="state directory") as warned:
+        response = request(simple_app(status="201 Created"), "POST", "/pods")
+    assert response.code == 201
     assert len(warned) == 1
+    sink = audit_config.get_config().sink
+    assert isinstance(sink, OpenSearchSink)
+    assert sink.state_dir == tmp_path / "tmp" / f"audit-middleware-{os.getuid()}"
+    sink.close(timeout=1)
+    assert inspect(env.spool_dir(sink.state_dir)).records == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_an_explicit_sink_with_an_unusable_state_dir_fails_at_start_up(tmp_path: Path) -> None:
+    """OpenSearchSink(state_dir=...) that cannot be used raises a clear error when it is built."""
+    (tmp_path / "file").write_text("not a directory")
+    settings = ConnectionSettings(urls=("http://127.0.0.1:9",))
+    with pytest.raises(SinkSetupError, match="AUDIT_SPOOL_DIR"):
+        OpenSearchSink(settings=settings, state_dir=tmp_path / "file" / "state")
 
 
 def test_default_sink_with_a_log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
