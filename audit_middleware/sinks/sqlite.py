@@ -65,7 +65,7 @@ class SQLiteSink(Sink):
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         self._pool = ConnectionPool(
-            path, busy_timeout=busy_timeout, synchronous="FULL" if durable else "NORMAL"
+            path, busy_timeout=busy_timeout, synchronous="FULL" if durable else "NORMAL", defer_when_busy=True
         )
         self.path = self._pool.path
         self.durable = durable
