@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from audit_middleware.capture.recorder import record
     from audit_middleware.capture.rules import RouteRules, Rule
     from audit_middleware.capture.wsgi import AuditMiddleware
-    from audit_middleware.config import AuditConfig, configure, get_config
+    from audit_middleware.config import AuditConfig, configure, drain, get_config
     from audit_middleware.errors import (
         AuditDeliveryError,
         AuditError,
@@ -71,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "configure": "audit_middleware.config",
     "current": "audit_middleware.capture.context",
     "diff": "audit_middleware.model.changes",
+    "drain": "audit_middleware.config",
     "get_config": "audit_middleware.config",
     "record": "audit_middleware.capture.recorder",
     "register": "audit_middleware.model.actions",
@@ -102,6 +103,7 @@ __all__ = [
     "configure",
     "current",
     "diff",
+    "drain",
     "get_config",
     "record",
     "register",

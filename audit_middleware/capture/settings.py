@@ -41,6 +41,10 @@ class CaptureSettings:
     service_name: str | None = None
     user_agent_limit: int = 512
 
+    def drain(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - implemented by config
+        """Deliver what is buffered before the process ends (the ASGI lifespan shutdown calls it)."""
+        return True
+
     def deliver(self, event: AuditEvent, *, strict: bool = False) -> None:
         """Hand a finished record on; never raises into the host app, except that with
         ``strict`` (an explicit ``record()`` delivered at once) a durable sink's refusal does."""

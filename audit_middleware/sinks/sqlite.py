@@ -15,18 +15,17 @@ never costs the rest of its batch.
 
 from __future__ import annotations
 
-import atexit
 import os
 import sqlite3
 import sys
 import time
-import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from audit_middleware.errors import AuditDeliveryError
 from audit_middleware.model.event import AuditEvent
+from audit_middleware.sinks import shutdown
 from audit_middleware.sinks.base import Sink
 from audit_middleware.sinks.lastresort import LastResort, destination_directory
 from audit_middleware.sinks.worker import BackgroundWorker
@@ -48,7 +47,9 @@ class SQLiteSink(Sink):
     ``store()`` (an explicit ``record()``) write at once, raising ``AuditDeliveryError``
     when it cannot; ``queue_size`` bounds the events waiting for the background writer;
     ``fallback_dir`` is this store's last-resort directory (default: below
-    ``AUDIT_FALLBACK_DIR``, see ``sinks.lastresort``).
+    ``AUDIT_FALLBACK_DIR``, see ``sinks.lastresort``). The queue is written at exit,
+    and on SIGTERM/SIGINT before the signal goes on to the previous handler
+    (``sinks.shutdown``; ``install_signal_handlers=False`` leaves signals alone).
 
     >>> sink = SQLiteSink("audit.sqlite3")  # doctest: +SKIP
     """
@@ -61,6 +62,7 @@ class SQLiteSink(Sink):
         durable: bool = False,
         queue_size: int = 10_000,
         fallback_dir: str | os.PathLike[str] | None = None,
+        install_signal_handlers: bool = True,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -77,12 +79,13 @@ class SQLiteSink(Sink):
         )
         """Where records go that the store refused, until they are replayed into it."""
         self._closed = False
+        self._signals = install_signal_handlers
         self._writer = _Writer(self, queue_size)
         self.written = 0
         """Events this process's background writer stored (replays included)."""
         self.undelivered = 0
         """Events this process could not store at first, kept by the last resort instead."""
-        atexit.register(_close_at_exit, weakref.ref(self))
+        shutdown.watch(self, signals=install_signal_handlers)
 
     def write(self, events: Iterable[AuditEvent]) -> int:
         """Store ``events`` now, in batched transactions; returns how many were new.
@@ -157,6 +160,11 @@ class SQLiteSink(Sink):
         self.undelivered += len(events)
         self.fallback.keep(events, exc)
 
+    def persist(self, timeout: float | None = None) -> bool:
+        """Write what is queued, and every later record at once (the process is ending)."""
+        self._closed = True  # emit() now writes synchronously
+        return self.flush(timeout)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued event is stored; False if ``timeout`` ran out first."""
         return self._writer.flush(timeout)
@@ -196,6 +204,10 @@ class _Writer(BackgroundWorker[AuditEvent]):
     def handle(self, batch: list[AuditEvent]) -> None:
         self._sink._store_batch(batch)
 
+    def started(self) -> None:
+        # a forked worker (gunicorn) replaced the signal handlers its parent had: chain again
+        shutdown.watch(self._sink, signals=self._sink._signals)
+
 
 def _insert(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
     conn.execute("BEGIN IMMEDIATE")
@@ -206,9 +218,3 @@ def _insert(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
         raise
     conn.execute("COMMIT")
     return max(inserted, 0)
-
-
-def _close_at_exit(ref: weakref.ReferenceType[SQLiteSink]) -> None:
-    sink = ref()
-    if sink is not None and not sink._closed:
-        sink.close(timeout=5.0)

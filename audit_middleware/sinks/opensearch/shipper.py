@@ -90,6 +90,14 @@ class Shipper(BackgroundWorker[AuditEvent]):
         """``flush`` also waits for this process's spool to empty."""
         return self._spool.stats().records == 0
 
+    def spool_queue(self) -> None:
+        """Move what is queued, and a copy of the batch in flight, to the spool now (the
+        process is ending; a copy that lands after all is a harmless 409 on replay)."""
+        self._spool_fresh_batch()
+        in_flight = list(self._in_flight)
+        if in_flight:
+            self._spool_items(in_flight)
+
     def shutdown(self, timeout: float) -> None:
         """Stop within ``timeout``; whatever is left in memory is spooled."""
         leftover = [self._encode(e) for e in self.stop(timeout)]

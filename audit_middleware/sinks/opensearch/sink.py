@@ -22,15 +22,12 @@ never inside a request.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from audit_middleware import env
@@ -41,6 +38,7 @@ from audit_middleware.opensearch.client import build_client
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.status import check_ready
 from audit_middleware.opensearch.tiers import TierRouter
+from audit_middleware.sinks import shutdown
 from audit_middleware.sinks.base import Sink
 from audit_middleware.sinks.lastresort import LastResort, destination_directory
 from audit_middleware.sinks.opensearch.bulk import Item
@@ -76,7 +74,7 @@ class OpenSearchSink(Sink):
         spool_max_bytes: int = 1 << 30,
         on_full: OnFull = "block",
         shutdown_timeout: float = 10.0,
-        install_signal_handlers: bool = False,
+        install_signal_handlers: bool = True,
         fallback_dir: str | os.PathLike[str] | None = None,
         durable_wait: float = 2.0,
     ) -> None:
@@ -108,7 +106,9 @@ class OpenSearchSink(Sink):
         self._state: _ProcessState | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._write_through = False
         after_fork_in_child(self._after_fork)
+        shutdown.watch(self, signals=install_signal_handlers)
 
     # -- per-process start ----------------------------------------------------------
 
@@ -117,6 +117,7 @@ class OpenSearchSink(Sink):
         self._state = None
         self._lock = threading.Lock()
         self._closed = False
+        self._write_through = False
 
     def _process_state(self) -> _ProcessState:
         state = self._state
@@ -142,9 +143,8 @@ class OpenSearchSink(Sink):
             durable=self.durable,
         )
         shipper.start()
-        atexit.register(self.close)
-        if self._install_signal_handlers:
-            _chain_sigterm(self.close)
+        # a forked worker (gunicorn) replaced the signal handlers its parent had: chain again
+        shutdown.watch(self, signals=self._install_signal_handlers)
         return _ProcessState(shipper, spool)
 
     # -- Sink -----------------------------------------------------------------------
@@ -168,7 +168,8 @@ class OpenSearchSink(Sink):
             self.metrics.add("enqueued")
             if self.durable:
                 self._append_durably(state, event)
-            elif not state.shipper.offer(event):
+            elif self._write_through or self._closed or not state.shipper.offer(event):
+                # shutting down (or the queue is full): straight to disk, which outlives the process
                 state.spool.append([self.encode(event).spool_payload()])
                 self.metrics.add("spooled")
         except Exception as exc:  # noqa: BLE001 - the request path never raises; the record is kept
@@ -208,6 +209,17 @@ class OpenSearchSink(Sink):
         self.fallback.keep([event], exc)
         self.metrics.add("fallback")
 
+    def persist(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - spooling takes no waiting
+        """Spool what is queued (and a copy of the batch in flight), fsync, and spool later
+        records at once: the process is ending, and the next one delivers them."""
+        self._write_through = True
+        state = self._state
+        if state is None:
+            return True
+        state.shipper.spool_queue()
+        state.spool.sync()
+        return True
+
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver everything pending; True when memory and spool are empty."""
         state = self._state
@@ -227,13 +239,13 @@ class OpenSearchSink(Sink):
         state.shipper.shutdown(max(0.1, deadline - (time.monotonic() - started)))
         state.spool.close()
         self.fallback.close()
-        atexit.unregister(self.close)
 
     # -- observability --------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         """Counters, gauges and the start-up error, if any (see ``audit-middleware status``)."""
         data = self.metrics.snapshot()
+        data["last_resort"] = dataclasses.asdict(self.fallback.stats())
         state = self._state
         if state is None:
             data.update(queue_depth=0, spool_bytes=0, oldest_undelivered_seconds=None, error=None)
@@ -248,7 +260,6 @@ class OpenSearchSink(Sink):
             error=state.shipper.ready_error,
             urls=list(self.settings.urls),
         )
-        data["last_resort"] = dataclasses.asdict(self.fallback.stats())
         return data
 
 
@@ -264,19 +275,3 @@ def _appended(spool: Spool, payload: list[bytes], deadline: float) -> bool:
     except OSError:
         return False
     return True
-
-
-def _chain_sigterm(close: Any) -> None:
-    """Flush on SIGTERM, then let the previous handler (or the default exit) run."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        close()
-        if callable(previous):
-            previous(signum, frame)
-        else:
-            raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_sigterm)

@@ -17,6 +17,7 @@ from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.sinks.opensearch.shipper import ShipperOptions
 from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 from audit_middleware.sinks.opensearch.spool import inspect
+from tests.query.conftest import make_event
 from tests.wsgi_support import request, simple_app
 
 UNREACHABLE = ConnectionSettings(urls=("http://127.0.0.1:9",))
@@ -155,3 +156,40 @@ def test_durable_automatic_records_fall_back_and_are_replayed(small_disk: SmallD
     _wait_for(lambda: sink.fallback.stats().replayed == 20)
     sink.close(timeout=1)
     assert inspect(small_disk.root / "spool").records == 20
+
+
+def _plain_sink(state: Path) -> OpenSearchSink:
+    return OpenSearchSink(
+        settings=UNREACHABLE,
+        state_dir=state,
+        options=ShipperOptions(backoff_base=5.0, backoff_max=5.0),  # the shipper waits: records stay queued
+        shutdown_timeout=0.5,
+        install_signal_handlers=False,
+    )
+
+
+def test_persist_spools_the_queue_and_what_follows(tmp_path: Path) -> None:
+    """persist() (what a signal handler calls) moves queued records to the spool at once, and later
+    records go straight there: nothing is left in memory for a dying process to lose."""
+    sink = _plain_sink(tmp_path / "state")
+    try:
+        for _ in range(30):
+            sink.emit(make_event("create"))
+        assert sink.persist()
+        sink.emit(make_event("update"))
+        assert sink.status()["queue_depth"] == 0
+        assert inspect(tmp_path / "state" / "spool").records == 31
+    finally:
+        sink.close(timeout=0.5)
+
+
+def test_a_record_after_close_is_kept_not_stranded(tmp_path: Path) -> None:
+    """A record emitted after close() (a late thread) is kept on disk (the closed spool's last
+    resort, which the next process moves into the spool), not in a queue nobody ships."""
+    sink = _plain_sink(tmp_path / "state")
+    sink.emit(make_event("create"))
+    sink.close(timeout=0.5)
+    sink.emit(make_event("update"))
+    assert inspect(tmp_path / "state" / "spool").records == 1
+    assert sink.fallback.stats().kept == 1
+    assert sink.status()["queue_depth"] == 0
