@@ -344,12 +344,21 @@ class Redactor:
         elif isinstance(container, tuple) and hasattr(container, "_fields"):  # a named tuple
             redacted = self._mapping(dict(zip(container._fields, container, strict=True)), depth, walked)
         elif isinstance(container, list | tuple):
-            items = [self._value(item, depth + 1, walked) for item in container]
+            items = [self._item(item, depth + 1, walked) for item in container]
             redacted = items if isinstance(container, list) else tuple(items)
         else:  # a set: its members may be objects too; a list in a stable order
             redacted = sorted((self._value(item, depth + 1, walked) for item in container), key=repr)
         walked.pop()
         return redacted
+
+    def _item(self, item: Any, depth: int, walked: list[int]) -> Any:
+        """A list item; a ``(name, value)`` pair (a header list, say) is judged by its name."""
+        kind = type(item)
+        if (kind is tuple or kind is list) and len(item) == 2 and isinstance(item[0], str):
+            name, value = item
+            pair = (name, self._mask if self.is_denied(name) else self._value(value, depth + 1, walked))
+            return pair if kind is tuple else list(pair)
+        return self._value(item, depth, walked)
 
     def _readable(self, value: Any) -> Any:
         """A container to walk (an app object as its fields), or the safe form of a leaf."""

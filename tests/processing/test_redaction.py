@@ -776,7 +776,29 @@ def test_redaction_never_mutates_its_input(case: tuple[dict[str, Any], list[str]
 
 @given(DOCUMENTS)
 def test_documents_without_denied_keys_are_unchanged(document: dict[str, Any]) -> None:
-    """A document none of whose keys is denied comes back equal."""
+    """A document none of whose keys (or pair names) is denied comes back equal."""
     redactor = Redactor()
     assume(not any(redactor.is_denied(key) for found in containers(document) for key in found))
+    assume(not any(redactor.is_denied(name) for name in _pair_names(document)))
     assert redactor.redact_mapping(document) == document
+
+
+def _pair_names(value: Any) -> list[str]:
+    """The names of (name, value) pairs anywhere in a value, which redaction judges like keys."""
+    names: list[str] = []
+    children: Any = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
+    )
+    for child in children:
+        if type(child) in (tuple, list) and len(child) == 2 and isinstance(child[0], str):
+            names.append(child[0])
+        names.extend(_pair_names(child))
+    return names
+
+
+def test_name_value_pairs_are_judged_by_their_name(redactor: Redactor) -> None:
+    """A header list of (name, value) pairs masks the values of denied names, like a mapping."""
+    headers = [("Cookie", "sid=s3cr3t"), ("Accept", "*/*"), ["X-Api-Key", "k"], ("n", 1, 2)]
+    assert redactor.redact_mapping({"headers": headers}) == {
+        "headers": [("Cookie", MASK), ("Accept", "*/*"), ["X-Api-Key", MASK], ("n", 1, 2)]
+    }
