@@ -36,16 +36,17 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from audit_middleware import env, logs
 from audit_middleware.errors import SinkSetupError
-from audit_middleware.model.encoding import dumps, loads
+from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.sinks.base import Sink
+from audit_middleware.sinks.jsonl import read_lines
 from audit_middleware.sinks.private import FILE_MODE, private_directory
 from audit_middleware.sinks.worker import after_fork_in_child
 
@@ -316,20 +317,19 @@ def waiting(directory: Path) -> int:
     return total
 
 
-def _read(path: Path) -> Iterable[AuditEvent]:
+def _read(path: Path) -> Iterator[AuditEvent]:
     """The events of a last-resort file; a torn or damaged line is skipped."""
+    for line in read_lines(path):
+        event = _event_of(line)
+        if event is not None:
+            yield event
+
+
+def _event_of(line: dict[str, Any]) -> AuditEvent | None:
     try:
-        stream = path.open("rb")
-    except OSError:
-        return
-    with stream:
-        for raw in stream:
-            if not raw.endswith(b"\n"):
-                return
-            try:
-                yield AuditEvent.from_document(loads(raw)["document"])
-            except Exception:  # noqa: BLE001, S112 - one damaged line must not block the rest
-                continue
+        return AuditEvent.from_document(line["document"])
+    except Exception:  # noqa: BLE001 - one damaged line must not block the rest
+        return None
 
 
 def _hostname() -> str:

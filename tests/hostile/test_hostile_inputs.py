@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import csv
 import dataclasses
 import io
 import ipaddress
 import re
-import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,12 +31,13 @@ from audit_middleware.capture.clientip import ProxyTrust, resolve_client_ip
 from audit_middleware.config import AuditConfig, use_config
 from audit_middleware.model.changes import diff
 from audit_middleware.model.encoding import dumps
-from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts
+from audit_middleware.model.event import AuditEvent, RequestFacts
 from audit_middleware.model.tenancy import NO_TENANT
 from audit_middleware.processing.prepare import prepare
 from audit_middleware.query.export import csv_lines
 from audit_middleware.query.model import AuditQuery, Cursor, QueryError
 from audit_middleware.query.sqlite_store import SQLiteStore
+from audit_middleware.query.store import AuditStore
 from audit_middleware.sinks import MemorySink
 from audit_middleware.sinks.sqlite import SQLiteSink
 from tests.capture.test_clientip import _addresses_in, _forwarded_element, _xff_element
@@ -46,6 +45,7 @@ from tests.hostile import tally
 from tests.hostile.conftest import PROFILE
 from tests.processing.test_redaction import secret_spellings
 from tests.query.conftest import make_event
+from tests.query.test_export import _INVISIBLE, _TRIGGERS, assert_no_formula, hostile_event
 
 HOSTILE = settings.get_profile(PROFILE)
 TRUNCATING = Redactor(truncate_ips=True)
@@ -347,48 +347,29 @@ def test_redaction_of_planted_secrets(data: st.DataObject, vault: Vault) -> None
 # -- CSV ---------------------------------------------------------------------------------------
 
 
-_INVISIBLE = " \t\r\n\u00a0\u2000\u200b\u202e\u3000\ufeff\x0b\x85"
 _cell_text = st.text(
     alphabet=st.one_of(
         st.characters(blacklist_categories=("Cs",)),
-        st.sampled_from(_INVISIBLE + "=+-@;,\"'\uff1d\uff0b\uff0d\uff20"),
+        st.sampled_from(_INVISIBLE + _TRIGGERS + ";,\"'"),
     ),
     max_size=40,
 )
-
-
-def _runs_as_formula(piece: str) -> bool:
-    if piece.startswith(("\t", "\r")):
-        return True
-    for char in piece:
-        if char.isspace() or char == '"' or unicodedata.category(char)[0] in "CZ":
-            continue
-        return unicodedata.normalize("NFKC", char)[:1] in set("=+-@")
-    return False
 
 
 @settings(HOSTILE)
 @given(
     name=_cell_text,
     user=_cell_text,
+    user_agent=_cell_text,
     fields=st.lists(_cell_text, max_size=3),
     details=st.dictionaries(_cell_text, _cell_text, max_size=3),
 )
 def test_csv_cells_never_start_a_formula(
-    name: str, user: str, fields: list[str], details: dict[str, str]
+    name: str, user: str, user_agent: str, fields: list[str], details: dict[str, object]
 ) -> None:
     """No CSV cell, parsed or split on ';' and line breaks, starts a formula."""
     tally.case("CSV")
-    event = make_event(
-        "update",
-        user=Actor(id=user, name=user),
-        resource=Resource("pod", name, name),
-        changes=ChangeSet(dict.fromkeys(fields, 1), {}, tuple(fields)),
-        details=details,
-    )
-    text = "".join(csv_lines([event]))
-    cells = [cell for row in csv.reader(io.StringIO(text, newline="")) for cell in row]
-    assert not [piece for piece in cells + re.split(r"[;\r\n]", text) if _runs_as_formula(piece)]
+    assert_no_formula("".join(csv_lines([hostile_event(name, user, user_agent, details, fields)])))
 
 
 # -- tenants, search strings, cursors ----------------------------------------------------------
@@ -461,7 +442,11 @@ def test_search_strings_are_only_values(
 ) -> None:
     """Any search text is a value, never syntax: a clear QueryError or results of this tenant only."""
     tally.case("search string")
-    _, store = shared_store
+    check_search(shared_store[1], tenant, text)
+
+
+def check_search(store: AuditStore, tenant: str, text: str) -> None:
+    """Search ``store`` for ``text`` as ``tenant``: a clear QueryError, or this tenant's records only."""
     try:
         query = AuditQuery.build(tenant, search=text)
     except QueryError:

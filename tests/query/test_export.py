@@ -197,6 +197,26 @@ def _spreadsheet_pieces(text: str) -> list[str]:
     return cells + re.split(r"[;\r\n]", text)
 
 
+def hostile_event(
+    name: str, user: str, user_agent: str, details: dict[str, object], fields: list[str]
+) -> AuditEvent:
+    """An event holding the given texts in every text column of the CSV."""
+    return make_event(
+        "update",
+        user=Actor(id=user, name=user),
+        resource=Resource("pod", name, name),
+        changes=ChangeSet(dict.fromkeys(fields, 1), {}, tuple(fields)),
+        details=details,
+        request=RequestFacts(user_agent=user_agent),
+    )
+
+
+def assert_no_formula(text: str) -> None:
+    """No cell of the CSV ``text``, parsed or split as a semicolon locale may, starts a formula."""
+    for piece in _spreadsheet_pieces(text):
+        assert not _starts_formula(piece), piece
+
+
 _hostile_text = st.text(
     alphabet=st.one_of(
         st.characters(blacklist_categories=("Cs",)),
@@ -219,17 +239,9 @@ def test_no_cell_starts_a_formula_after_any_split(
     name: str, user: str, user_agent: str, details: dict[str, object], fields: list[str]
 ) -> None:
     """Property: no parsed cell, and no piece of a line split on ';' or a line break, starts a formula."""
-    event = make_event(
-        "update",
-        user=Actor(id=user, name=user),
-        resource=Resource("pod", name, name),
-        changes=ChangeSet(dict.fromkeys(fields, 1), {}, tuple(fields)),
-        details=details,
-        request=RequestFacts(user_agent=user_agent),
-    )
+    event = hostile_event(name, user, user_agent, details, fields)
     data, [row] = _csv([event])
-    for piece in _spreadsheet_pieces(data.decode("utf-8-sig")):
-        assert not _starts_formula(piece), piece
+    assert_no_formula(data.decode("utf-8-sig"))
     # only quotes are added: without them the text reads back unchanged
     assert row["resource_name"].replace("'", "") == name.replace("'", "")
 

@@ -22,6 +22,7 @@ from typing import Any
 from audit_middleware.errors import AuditError
 from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.model.timestamps import format_timestamp
+from audit_middleware.sinks.jsonl import read_lines
 from audit_middleware.sinks.private import FILE_MODE, private_directory
 
 __all__ = ["DeadLetterFile"]
@@ -86,20 +87,7 @@ class DeadLetterFile:
 
         A torn last line (a crash mid-write) is skipped.
         """
-        try:
-            stream = self.path.open("rb")
-        except FileNotFoundError:
-            return
-        with stream:
-            for raw in stream:
-                if not raw.endswith(b"\n"):
-                    return
-                try:
-                    entry = loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(entry, dict):
-                    yield entry
+        yield from read_lines(self.path)
 
     def close(self) -> None:
         """Close the file; later writes raise ``AuditError``."""
