@@ -3,36 +3,15 @@ r"""Redaction of secrets and personal data before an audit record leaves the pro
 Pure: no framework imports, no I/O. One :class:`Redactor` is built from configuration
 at start-up and shared by every thread; its methods never mutate their input.
 
-Key matching. A key is split into lowercase *words* at separators (anything but a letter
-or digit: ``_``, ``-``, space, ``.``, ...) and at camelCase boundaries, and a leading
-``http`` word is dropped (a WSGI environ spells headers ``HTTP_AUTHORIZATION``). The
-words joined are the *normalised* key, so ``X-API-Key``, ``x_api_key``, ``apiKey``,
-``API KEY`` and ``HTTP_X_API_KEY`` are one name (``xapikey``). A key is *denied* when
+Key matching (``processing.keys``): a key is split into words, so ``X-API-Key``,
+``apiKey`` and a WSGI environ's ``HTTP_X_API_KEY`` are one name, and is denied by whole
+names, substrings (``password``, ``token``, ...) or words (``auth``, ``pwd``), unless
+``allow_keys`` names it. ``keys`` replaces the exact-name list; the other rules always
+apply.
 
-* its normalised form equals a name of the denylist (``keys`` plus ``extra_keys``,
-  normalised alike), or
-* its normalised form contains one of :data:`DENIED_SUBSTRINGS` (``password``,
-  ``passwd``, ``passphrase``, ``secret``, ``token``, ``apikey``, ``privatekey``,
-  ``credential``, ``authorization``, ``jwt``, ``bearer``), which catches ``db_password``,
-  ``x-api-key``, ``github_token``, ``clientSecret``, ``Proxy-Authorization`` and
-  ``aws_credentials``, or
-* one of its words is one of :data:`DENIED_WORDS` (``auth``, ``pwd``, ``pass``): short
-  names that are credentials as a word (``basic_auth``, ``x-auth``, ``user_pwd``) but
-  would hit ``author`` or ``compass`` as substrings,
-
-unless it equals a name of ``allow_keys`` (normalised alike). The substring rules also
-hit harmless names such as ``token_type``, ``max_tokens``, ``password_changed_at`` or
-``secretary``; those are masked, the safe mistake. Exempt the ones you need with
-``allow_keys``: it matches whole names only, so allowing ``token_type`` does not allow
-``token``. ``keys`` replaces the exact-name list; the substring and word rules always
-apply. Short ambiguous names (``session``, ``cookie``, ``otp``, ``pin``) are exact names
-only, so ``session_expires`` or ``cookie_consent`` stay readable.
-
-Values. Text that is a credential whatever its key is masked too: an ``Authorization``
-value (``Bearer <token>``, ``Basic <base64 of user:password>``, ``Digest ...``,
-``Negotiate <token>``), and the password of a URL (``postgres://app:<password>@db``),
-which becomes the mask inside the URL. So a header list of pairs, or a connection
-string, dumped into details keeps no secret.
+Values: credentials recognised by their text (``processing.credentials``: Authorization
+values, URL passwords) are masked under any key; a list of ``(name, value)`` pairs is
+judged by its names; app objects are read by their fields (``processing.shapes``).
 
 >>> Redactor().redact_mapping({"user": "ana", "db_password": "hunter2", "tokens": [{"id": 1}]})
 {'user': 'ana', 'db_password': '[REDACTED]', 'tokens': '[REDACTED]'}
@@ -42,13 +21,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from audit_middleware.capture.clientip import truncate_forwarded_element, truncate_ip
 from audit_middleware.model.changes import join_path, split_path
 from audit_middleware.processing.credentials import is_authorization_value, mask_url_password
+from audit_middleware.processing.keys import (
+    DEFAULT_DENYLIST,
+    DENIED_SUBSTRINGS,
+    DENIED_WORDS,
+    DROPPED_HEADERS,
+    normalise,
+    words,
+)
 from audit_middleware.processing.shapes import NO_FIELDS, fields_of, is_plain, text_of
 
 __all__ = [
@@ -61,66 +47,6 @@ __all__ = [
     "MAX_DEPTH",
     "Redactor",
 ]
-
-DEFAULT_DENYLIST: Final[frozenset[str]] = frozenset(
-    {
-        "password",
-        "passwd",
-        "pwd",
-        "secret",
-        "client_secret",
-        "token",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "api_key",
-        "apikey",
-        "authorization",
-        "auth",
-        "cookie",
-        "set_cookie",
-        "csrf",
-        "csrftoken",
-        "xsrf",
-        "session",
-        "sessionid",
-        "private_key",
-        "ssh_private_key",
-        "credentials",
-        "cookies",
-        "basicauth",
-        "xauth",
-        "otp",
-        "pin",
-        "ssn",
-        "card_number",
-        "cvv",
-    }
-)
-"""Key names whose values are masked, matched whole on the normalised key."""
-
-DENIED_SUBSTRINGS: Final[tuple[str, ...]] = (
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "token",
-    "apikey",
-    "privatekey",
-    "credential",
-    "authorization",
-    "jwt",
-    "bearer",
-)
-"""A normalised key containing one of these is masked (normalised: ``api_key`` is ``apikey``)."""
-
-DENIED_WORDS: Final[frozenset[str]] = frozenset({"auth", "pwd", "pass"})
-"""A key with one of these as a word (``basic_auth``, ``userPwd``) is masked."""
-
-DROPPED_HEADERS: Final[frozenset[str]] = frozenset(
-    {"authorization", "proxyauthorization", "cookie", "setcookie"}
-)
-"""Normalised header names never captured, whatever ``allow_keys`` says."""
 
 MAX_DEPTH: Final = 32
 """Deepest container nesting redacted; the top-level mapping is level 1."""
@@ -136,9 +62,6 @@ _MIN_KEY_BYTES: Final = 16
 # Distinct keys remembered per Redactor: records repeat their shapes, and the bound stops
 # a flood of unique keys (from request bodies) from growing memory.
 _DECISION_CACHE_SIZE: Final = 4096
-# Words of a key: an acronym (before a capitalised word), a capitalised or lowercase word,
-# digits, or a run of other letters.
-_WORDS: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_]+")
 # Exact types that hold no keys: most values, returned without the slower abstract-class checks.
 _SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
 _CONTAINERS: Final = (Mapping, list, tuple, set, frozenset)
@@ -172,9 +95,9 @@ class Redactor:
                 f"email_pseudonym_key must be at least {_MIN_KEY_BYTES} random bytes (32 recommended)"
             )
         self._deny = frozenset(
-            _normalise(k) for k in (*_names(keys, "keys"), *_names(extra_keys, "extra_keys"))
+            normalise(k) for k in (*_names(keys, "keys"), *_names(extra_keys, "extra_keys"))
         )
-        self._allow = frozenset(_normalise(k) for k in _names(allow_keys, "allow_keys"))
+        self._allow = frozenset(normalise(k) for k in _names(allow_keys, "allow_keys"))
         self._mask = mask
         self._truncate_ips = truncate_ips
         self._email_key = email_pseudonym_key
@@ -198,12 +121,12 @@ class Redactor:
         """
         decision = self._decisions.get(key)
         if decision is None:
-            words = _words(key if isinstance(key, str) else str(key))
-            name = "".join(words)
+            parts = words(key if isinstance(key, str) else str(key))
+            name = "".join(parts)
             decision = name not in self._allow and (
                 name in self._deny
                 or any(part in name for part in DENIED_SUBSTRINGS)
-                or not DENIED_WORDS.isdisjoint(words)
+                or not DENIED_WORDS.isdisjoint(parts)
             )
             if len(self._decisions) < _DECISION_CACHE_SIZE:
                 self._decisions[key] = decision
@@ -260,7 +183,7 @@ class Redactor:
             return {}
         kept: dict[str, str] = {}
         for name, value in headers.items():
-            if _normalise(name) in DROPPED_HEADERS:
+            if normalise(name) in DROPPED_HEADERS:
                 continue
             kept[name] = self._mask if self.is_denied(name) else self._text(value)
         return kept
@@ -386,19 +309,6 @@ class Redactor:
             if self.is_denied(key):
                 return join_path(keys[:depth])
         return path
-
-
-def _words(name: str) -> list[str]:
-    """The lowercase words of a key, without a leading ``http`` (WSGI's ``HTTP_`` prefix)."""
-    words = [word.lower() for word in _WORDS.findall(name)]
-    if len(words) > 1 and words[0] == "http":
-        del words[0]
-    return words
-
-
-def _normalise(name: str) -> str:
-    """The form keys are matched in: the words of the key, joined (``X-Api-Key`` is ``xapikey``)."""
-    return "".join(_words(name))
 
 
 def _names(names: Iterable[str], parameter: str) -> tuple[str, ...]:
