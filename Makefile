@@ -9,7 +9,7 @@ BENCH_ARGS ?=
 # The ISM and Alerting plugin zips (Maven Central does not serve them) are installed into the
 # local node when this folder exists; set it to another folder, or to empty for none.
 AUDIT_OPENSEARCH_PLUGINS_DIR ?= $(wildcard $(abspath $(dir $(lastword $(MAKEFILE_LIST)))../shared/opensearch-plugins))
-OPENSEARCH_TARGETS := test bench opensearch-start opensearch-stop opensearch-status opensearch-wipe \
+OPENSEARCH_TARGETS := test bench hostile opensearch-start opensearch-stop opensearch-status opensearch-wipe \
 	opensearch-cluster-start opensearch-cluster-stop opensearch-cluster-status
 # Exported to node.py and to pytest alike: tests that start more nodes use the same install,
 # and a different plugin set would mean re-assembling it.
@@ -35,6 +35,12 @@ test: $(STAMP)
 	bash tools/ensure-chromium.sh
 	$(NODE) start --optional
 	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(NODE) stop; exit $$status
+
+## The full hostile-input run (about 25,000 generated cases); prints its figures, saves them to hostile.json.
+hostile: $(STAMP)
+	$(NODE) start
+	status=0; AUDIT_HOSTILE_PROFILE=hostile AUDIT_HOSTILE_REPORT=hostile.json $(PY) -m pytest -q -p no:cacheprovider \
+		tests/hostile tests/integration/test_hostile_opensearch.py || status=$$?; $(NODE) stop; exit $$status
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -31,8 +31,13 @@ if TYPE_CHECKING:
     from audit_middleware.capture.recorder import record
     from audit_middleware.capture.rules import RouteRules, Rule
     from audit_middleware.capture.wsgi import AuditMiddleware
-    from audit_middleware.config import AuditConfig, configure, get_config
-    from audit_middleware.errors import AuditError, AuditValidationError, MissingDependencyError
+    from audit_middleware.config import AuditConfig, configure, drain, get_config
+    from audit_middleware.errors import (
+        AuditDeliveryError,
+        AuditError,
+        AuditValidationError,
+        MissingDependencyError,
+    )
     from audit_middleware.model.actions import Action, register
     from audit_middleware.model.changes import diff
     from audit_middleware.model.event import (
@@ -51,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "Action": "audit_middleware.model.actions",
     "Actor": "audit_middleware.model.event",
     "AuditConfig": "audit_middleware.config",
+    "AuditDeliveryError": "audit_middleware.errors",
     "AuditError": "audit_middleware.errors",
     "AuditEvent": "audit_middleware.model.event",
     "AuditMiddleware": "audit_middleware.capture.wsgi",
@@ -67,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "configure": "audit_middleware.config",
     "current": "audit_middleware.capture.context",
     "diff": "audit_middleware.model.changes",
+    "drain": "audit_middleware.config",
     "get_config": "audit_middleware.config",
     "record": "audit_middleware.capture.recorder",
     "register": "audit_middleware.model.actions",
@@ -82,6 +89,7 @@ __all__ = [
     "Action",
     "Actor",
     "AuditConfig",
+    "AuditDeliveryError",
     "AuditError",
     "AuditEvent",
     "AuditMiddleware",
@@ -98,6 +106,7 @@ __all__ = [
     "configure",
     "current",
     "diff",
+    "drain",
     "get_config",
     "record",
     "register",

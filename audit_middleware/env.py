@@ -24,6 +24,8 @@ One place, so that the names in the docs, the CLI and the sinks cannot drift apa
 ``AUDIT_SQLITE_ARCHIVE_DIR``            where it archives them first (default ``<store>.archive``)
 ``AUDIT_ALERT_WEBHOOK``                 URL the default store POSTs its alerts to (else they are logged)
 ``AUDIT_SPOOL_DIR``                     the OpenSearch sink's state directory (spool, dead letters)
+``AUDIT_FALLBACK_DIR``                  the last resort of records a store could not take (default:
+                                        ``<state dir>/undelivered``; best on another file system)
 ``XDG_STATE_HOME``                      the base of the default state directory
 ======================================  ==============================================================
 """
@@ -55,11 +57,13 @@ SQLITE_RETENTION_DAYS = "AUDIT_SQLITE_RETENTION_DAYS"
 SQLITE_ARCHIVE_DIR = "AUDIT_SQLITE_ARCHIVE_DIR"
 ALERT_WEBHOOK = "AUDIT_ALERT_WEBHOOK"
 SPOOL_DIR = "AUDIT_SPOOL_DIR"
+FALLBACK_DIR = "AUDIT_FALLBACK_DIR"
 
 DEFAULT_SQLITE_PATH = "audit.sqlite3"
 STATE_DIR_NAME = "audit-middleware"
 SPOOL_SUBDIR = "spool"
 DEAD_LETTER_FILE = "dead-letter.jsonl"
+FALLBACK_SUBDIR = "undelivered"
 
 
 def value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -95,3 +99,16 @@ def spool_dir(state: Path) -> Path:
 def dead_letter_path(state: Path) -> Path:
     """The dead-letter file below a state directory."""
     return state / DEAD_LETTER_FILE
+
+
+def fallback_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where records go that a store could not take: ``AUDIT_FALLBACK_DIR``, else ``<state>/undelivered``.
+
+    The state directory here is ``$XDG_STATE_HOME/audit-middleware`` whatever
+    ``AUDIT_SPOOL_DIR`` says, so a custom spool location and the fallback are apart.
+    """
+    configured = value(FALLBACK_DIR, environ)
+    if configured:
+        return Path(configured)
+    base = value("XDG_STATE_HOME", environ) or str(Path.home() / ".local" / "state")
+    return Path(base) / STATE_DIR_NAME / FALLBACK_SUBDIR

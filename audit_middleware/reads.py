@@ -21,16 +21,9 @@ from dataclasses import replace
 from typing import IO, Any
 
 from audit_middleware.model.actions import CATALOG
-from audit_middleware.model.event import (
-    NO_TENANT,
-    Actor,
-    AuditEvent,
-    Outcome,
-    RequestFacts,
-    Resource,
-    Scope,
-)
+from audit_middleware.model.event import Actor, AuditEvent, Outcome, RequestFacts, Resource, Scope
 from audit_middleware.model.ids import uuid7
+from audit_middleware.model.tenancy import NoTenant, TenantSelector
 from audit_middleware.processing.redaction import Redactor
 from audit_middleware.query.export import ExportFormat, export_chunks
 from audit_middleware.query.model import AuditQuery
@@ -62,7 +55,7 @@ def record_read(
     action: str,
     *,
     actor: Actor,
-    tenant: str | None,
+    tenant: TenantSelector | None,
     details: dict[str, Any],
     outcome: Outcome = "success",
     redactor: Redactor | None = None,
@@ -83,7 +76,7 @@ def record_read(
         outcome=outcome,
         resource=Resource("audit_log", entry_id),
         details=details,
-        tenant=None if tenant is None or tenant == NO_TENANT else Scope(tenant),
+        tenant=None if tenant is None or isinstance(tenant, NoTenant) else Scope(tenant),
         request=request,
     )
     deliver(event, sink, redactor or Redactor())

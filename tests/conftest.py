@@ -106,6 +106,14 @@ def unique_name() -> str:
 
 
 @pytest.fixture(autouse=True)
+def fallback_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Last-resort files of a test go below a temporary directory, never the user's state dir."""
+    directory = tmp_path_factory.mktemp("fallback")
+    monkeypatch.setenv("AUDIT_FALLBACK_DIR", str(directory))
+    return directory
+
+
+@pytest.fixture(autouse=True)
 def audit_sink() -> Iterator[MemorySink]:
     """Each test runs with a fresh audit configuration whose records go to a new MemorySink.
 

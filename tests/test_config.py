@@ -242,12 +242,16 @@ def test_deliver_uses_the_configured_redactor() -> None:
     assert sink.seen_details == [{"pin": "[REDACTED]"}]
 
 
-def test_deliver_writes_to_the_last_resort_when_the_sink_raises(capsys: pytest.CaptureFixture[str]) -> None:
-    """A failing sink never raises into the caller: the record goes to stderr, redacted, with the error."""
+def test_deliver_writes_to_the_last_resort_when_the_sink_raises(
+    capsys: pytest.CaptureFixture[str], fallback_dir: Path
+) -> None:
+    """A failing sink never raises into the caller: the record goes to the private last-resort file,
+    redacted, with the error; nothing of it reaches stderr."""
     event = make_event("create", details={"token": "s3cret"})
     AuditConfig(sink=BrokenSink()).deliver(event)
-    err = capsys.readouterr().err
-    assert "audit_middleware_undelivered" in err
-    assert event.id in err
-    assert "the disk is on fire" in err
-    assert "s3cret" not in err
+    [kept] = (fallback_dir / "other").glob("*.jsonl")
+    text = kept.read_text(encoding="utf-8")
+    assert event.id in text
+    assert "the disk is on fire" in text
+    assert "s3cret" not in text
+    assert event.id not in capsys.readouterr().err

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from audit_middleware.model.event import Actor, AuditEvent, RequestFacts, Resource
+from audit_middleware.model.event import NO_TENANT, Actor, AuditEvent, RequestFacts, Resource
 from audit_middleware.processing.redaction import Redactor
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
@@ -72,7 +72,8 @@ def test_a_failed_export_is_audited_too(filled_store: SQLiteStore, monkeypatch: 
 def test_read_records_are_redacted_like_any_other() -> None:
     """A read record passes the processing stage: secrets in its details are masked."""
     sink = MemorySink()
-    record_read(sink, "audit_exported", actor=Actor(name="ann"), tenant="-", details={"api_key": "k-123"})
+    details = {"api_key": "k-123"}
+    record_read(sink, "audit_exported", actor=Actor(name="ann"), tenant=NO_TENANT, details=details)
     [event] = sink.events
     assert event.details == {"api_key": "[REDACTED]"}
     assert event.tenant is None, "the no-tenant marker is not stored as a tenant"

@@ -58,6 +58,10 @@ def record(
     record granted and revoked; without it they are derived from a change of ``roles``
     (``changes=diff({"roles": old}, {"roles": new})``).
 
+    Outside a request the record is delivered at once: with a durable sink that cannot
+    keep it (a full disk), ``AuditDeliveryError`` is raised and the record is not kept.
+    Inside a request it is delivered when the response closes, which never raises.
+
     >>> from audit_middleware import Resource, record
     >>> event = record("restart", resource=Resource("pod", "web-1"))  # doctest: +SKIP
     """
@@ -71,6 +75,9 @@ def record(
     target_list = tuple(targets or ())
     if any(not isinstance(t, Resource) for t in target_list):
         raise AuditValidationError("targets must be audit_middleware.Resource objects")
+    if changes is not None and not isinstance(changes, ChangeSet | tuple):
+        # caught here, not when the sink reads it later and the record is gone
+        raise AuditValidationError("changes must be diff(before, after) or a (before, after) pair")
     change_set = diff(*changes) if isinstance(changes, tuple) else changes
     if permissions is not None and not isinstance(permissions, PermissionChange):
         raise AuditValidationError("permissions must be an audit_middleware.PermissionChange")
@@ -92,13 +99,13 @@ def record(
     context = current()
     settings = current_settings()
     if context is None:
-        _send(event, settings)
+        _send(event, settings, strict=True)  # a durable sink's refusal reaches the caller
         return event
     pending = PendingRecord(event, outcome is not None, actor is not None)
     if context.finished:
         # e.g. a task spawned by the request that outlives it: the request's records are
         # already sent, so complete this one now rather than lose it
-        _send(_complete(pending, context, settings, context.facts(), _failed(context)), settings)
+        _send(_complete(pending, context, settings, context.facts(), _failed(context)), settings, strict=True)
     else:
         context.explicit.append(pending)
     return event
@@ -244,11 +251,11 @@ def _scope(context: RequestContext, config: CaptureSettings, which: str) -> Scop
     return resolved
 
 
-def _send(event: AuditEvent, settings: CaptureSettings) -> None:
+def _send(event: AuditEvent, settings: CaptureSettings, *, strict: bool = False) -> None:
     """Hand the finished record on (processing and the sink are behind ``deliver``)."""
     if settings.service_name and event.service is None:
         event.service = settings.service_name
-    settings.deliver(event)
+    settings.deliver(event, strict=strict)
 
 
 def _warn(message: str) -> None:

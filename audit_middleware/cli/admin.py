@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from audit_middleware import env
+from audit_middleware.cli.render import printable
 from audit_middleware.cli.targets import connection_settings
 from audit_middleware.errors import AuditError
 from audit_middleware.model.alerts import apply_overrides, default_rules, parse_override
@@ -201,11 +202,10 @@ def _install_dashboards(settings: DashboardsSettings, prefix: str, *, dry_run: b
     _echo_results(results, dry_run=dry_run)
 
 
-def _echo_ism(indices: list[dict[str, Any]] | None) -> None:
+def _ism_lines(indices: list[dict[str, Any]] | None) -> list[str]:
     if indices is None:
-        click.echo("Retention:     not managed (no ISM plugin)")
-        return
-    click.echo(f"Retention:     {len(indices)} backing indices")
+        return ["Retention:     not managed (no ISM plugin)"]
+    lines = [f"Retention:     {len(indices)} backing indices"]
     for row in indices:
         if row["policy"] is None:
             where = "NOT MANAGED by ISM"
@@ -217,7 +217,8 @@ def _echo_ism(indices: list[dict[str, Any]] | None) -> None:
         if row["failed"]:
             where += " FAILED"
         message = f": {row['message']}" if row["message"] else ""
-        click.echo(f"  {row['index']:<40} {where}{message}")
+        lines.append(f"  {row['index']:<40} {where}{message}")
+    return lines
 
 
 @click.command()
@@ -236,26 +237,35 @@ def status(url: str | None, prefix: str | None, state_dir: Path | None, as_json:
     """
     from audit_middleware.opensearch.status import cluster_status  # noqa: PLC0415 - see the module docstring
     from audit_middleware.sinks.opensearch.backlog import backlog  # noqa: PLC0415
+    from audit_middleware.sinks.opensearch.sink import fallback_directory  # noqa: PLC0415
 
     try:
         settings = connection_settings(url, prefix)
     except AuditError as exc:
         raise click.UsageError(str(exc)) from exc
-    report = {**cluster_status(settings), **backlog(state_dir or env.state_dir())}
+    report = {
+        **cluster_status(settings),
+        **backlog(state_dir or env.state_dir(), fallback_directory(settings)),
+    }
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report, indent=2))  # ensure_ascii: every control character escaped
     else:
         spool = report["spool"]
         oldest = spool["oldest_undelivered_seconds"]
         version = report.get("opensearch_version") or "unreachable"
-        click.echo(f"OpenSearch:    {', '.join(report['urls'])} ({version})")
-        click.echo(f"Delivery:      {'ok' if report['error'] is None else 'BLOCKED: ' + report['error']}")
-        click.echo(
-            f"Spool:         {spool['records']} records, {spool['bytes']} bytes in {report['state_dir']}"
-        )
+        lines = [
+            f"OpenSearch:    {', '.join(report['urls'])} ({version})",
+            f"Delivery:      {'ok' if report['error'] is None else 'BLOCKED: ' + report['error']}",
+            f"Spool:         {spool['records']} records, {spool['bytes']} bytes in {report['state_dir']}",
+        ]
         if oldest is not None:
-            click.echo(f"Oldest record: waiting {oldest:.0f} s")
-        click.echo(f"Dead letters:  {report['dead_letters']}")
-        _echo_ism(report["indices"])
+            lines.append(f"Oldest record: waiting {oldest:.0f} s")
+        last_resort = report["last_resort"]
+        if last_resort["records"]:
+            lines.append(f"Last resort:   {last_resort['records']} records in {last_resort['directory']}")
+        lines.append(f"Dead letters:  {report['dead_letters']}")
+        lines.extend(_ism_lines(report["indices"]))
+        for line in lines:  # error texts and ISM messages come from the server and may quote stored values
+            click.echo(printable(line))
     if report["error"] is not None:
         sys.exit(1)

@@ -14,12 +14,14 @@ from datetime import datetime, timezone
 import click
 
 from audit_middleware.cli.targets import (
+    NO_TENANT_OPTION,
     connection_options,
     explained,
     opensearch_client,
     sqlite_path,
     sqlite_pool,
     store_option,
+    tenant_selector,
 )
 from audit_middleware.model.alerts import Alert, apply_overrides, default_rules, parse_override
 
@@ -47,7 +49,7 @@ def _echo_alerts(found: Sequence[Alert], as_json: bool) -> None:
 @alerts.command("list")
 @store_option
 @connection_options
-@click.option("--tenant", help="Only this tenant's alerts.")
+@click.option("--tenant", help=f"Only this tenant's alerts; {NO_TENANT_OPTION!r}: records without one.")
 @click.option(
     "--state",
     type=click.Choice(["ACTIVE", "COMPLETED", "ACKNOWLEDGED", "ERROR", "ALL"]),
@@ -65,17 +67,18 @@ def list_alerts(
     as_json: bool,
 ) -> None:
     """List alerts, newest first: from the SQLite store's alert table, or from OpenSearch Alerting."""
+    selected = None if tenant is None else tenant_selector(tenant)
     path = sqlite_path(store_spec) if url is None else None
     if path is not None:
         from audit_middleware.sqlite.alerts import list_alerts as stored  # noqa: PLC0415
 
         with sqlite_pool(path) as pool, pool.borrow() as conn:
-            found = stored(conn, state=state, tenant=tenant, rules=default_rules())
+            found = stored(conn, state=state, tenant=selected, rules=default_rules())
     else:
         from audit_middleware.opensearch.monitors import list_alerts as raised  # noqa: PLC0415
 
         with opensearch_client(url, prefix) as (client, name_prefix):
-            found = raised(client, name_prefix, state=state, tenant=tenant)
+            found = raised(client, name_prefix, state=state, tenant=selected)
     _echo_alerts(found, as_json)
 
 

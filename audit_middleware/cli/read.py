@@ -25,10 +25,11 @@ from typing import Any, TypeVar
 import click
 
 from audit_middleware import env
-from audit_middleware.cli.render import echo_events, event_details, table_header
+from audit_middleware.cli.render import echo_events, event_details, table_header, terminal_json
+from audit_middleware.cli.targets import NO_TENANT_OPTION, tenant_selector
 from audit_middleware.errors import AuditError
-from audit_middleware.model.encoding import dumps
-from audit_middleware.model.event import NO_TENANT, OUTCOMES, Actor
+from audit_middleware.model.event import OUTCOMES, Actor
+from audit_middleware.model.tenancy import NO_PROJECT, ProjectSelector, TenantSelector
 from audit_middleware.query.export import EXPORT_FORMATS, ExportFormat
 from audit_middleware.query.model import DEFAULT_PAGE_SIZE, AuditQuery, QueryError
 from audit_middleware.query.sqlite_store import SQLiteStore
@@ -56,6 +57,10 @@ _FILTERS = (
     "cursor",
     "include_reads",
 )
+
+
+def _project(option: str | None) -> ProjectSelector | None:
+    return NO_PROJECT if option == NO_TENANT_OPTION else option
 
 
 def _default_store_spec() -> str:
@@ -138,7 +143,9 @@ def filter_options(command: F) -> F:
     """Add the shared filter options; the command receives them as one ``query``."""
 
     @click.option(
-        "--tenant", required=True, help=f"Tenant (organization) id; {NO_TENANT!r}: records without one."
+        "--tenant",
+        required=True,
+        help=f"Tenant (organization) id; {NO_TENANT_OPTION!r}: records without one.",
     )
     @click.option(
         "--action",
@@ -150,7 +157,9 @@ def filter_options(command: F) -> F:
         "--resource-type", multiple=True, metavar="TYPE", help="Resource type, e.g. pod. Repeatable."
     )
     @click.option("--user", metavar="ID|EMAIL", help="A user id, or an email (any case).")
-    @click.option("--project", metavar="ID", help="Project id.")
+    @click.option(
+        "--project", metavar="ID", help=f"Project id; {NO_TENANT_OPTION!r}: records outside any project."
+    )
     @click.option("--outcome", type=click.Choice(sorted(OUTCOMES)), help="Outcome.")
     @click.option("--since", metavar="24h|7d|30d", help="The last 24h, 7d, 30d (or any <n>m|h|d|w).")
     @click.option("--from", "start", metavar="DATE", help="Start (inclusive), ISO 8601.")
@@ -178,7 +187,8 @@ def filter_options(command: F) -> F:
         include_reads = filters.pop("include_reads")
         with _explained():
             query = AuditQuery.build(
-                filters.pop("tenant"),
+                tenant_selector(filters.pop("tenant")),
+                project=_project(filters.pop("project")),
                 action=filters.pop("action"),
                 resource_type=filters.pop("resource_type"),
                 **filters,
@@ -210,20 +220,27 @@ def search(*, store: AuditStore, query: AuditQuery, as_json: bool) -> None:
 
 @click.command()
 @click.argument("event_id")
-@click.option("--tenant", required=True, help="Tenant (organization) id the event belongs to.")
+@click.option(
+    "--tenant",
+    required=True,
+    help=f"Tenant (organization) id the event belongs to; {NO_TENANT_OPTION!r}: records without one.",
+)
 @_with_store
 @click.option("--json", "as_json", is_flag=True, help="Print the stored document.")
 def show(*, store: AuditStore, event_id: str, tenant: str, as_json: bool) -> None:
     """Print every detail of one event, including the change diff (field: old -> new)."""
     with _explained():
-        event = store.get(tenant, event_id)
+        event = store.get(tenant_selector(tenant), event_id)
         _record_view(
-            store, tenant, {"view": "entry", "found": event is not None}, entry_id=event_id[:128] or None
+            store,
+            tenant_selector(tenant),
+            {"view": "entry", "found": event is not None},
+            entry_id=event_id[:128] or None,
         )
     if event is None:
         raise click.ClickException(f"no event {event_id!r} in tenant {tenant!r}")
     if as_json:
-        click.echo(dumps(event.to_document()).decode("utf-8"))
+        click.echo(terminal_json(event.to_document()))
     else:
         for line in event_details(event):
             click.echo(line)
@@ -247,8 +264,9 @@ def show(*, store: AuditStore, event_id: str, tenant: str, as_json: bool) -> Non
 def export(*, store: AuditStore, query: AuditQuery, export_format: str, output: str, bom: bool) -> None:
     """Write every matching event (not one page) to FILE; the export itself is audited.
 
-    A progress bar shows on a terminal. CSV cells starting with = + - @ (or tab, CR)
-    get a leading ' so spreadsheets show them as text instead of running them.
+    A progress bar shows on a terminal. CSV cells a spreadsheet would run as a formula
+    (= + - @, tab, CR, also after invisible characters or a ';') get a leading ' so
+    spreadsheets show them as text.
     """
     fmt: ExportFormat = "ndjson" if export_format == "ndjson" else "csv"
     show_progress = sys.stderr.isatty() and output != "-"
@@ -337,7 +355,7 @@ def _record_sink(store: AuditStore) -> Iterator[Sink]:
 
 
 def _record_view(
-    store: AuditStore, tenant: str, details: dict[str, Any], entry_id: str | None = None
+    store: AuditStore, tenant: TenantSelector, details: dict[str, Any], entry_id: str | None = None
 ) -> None:
     """Record this command's read as an ``audit_viewed`` event in the store it read."""
     with _record_sink(store) as sink:

@@ -18,6 +18,7 @@ import click
 
 from audit_middleware import env
 from audit_middleware.errors import AuditError
+from audit_middleware.model.tenancy import NO_TENANT, TenantSelector
 from audit_middleware.model.timestamps import format_timestamp
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from audit_middleware.sqlite.connection import ConnectionPool
 
 __all__ = [
+    "NO_TENANT_OPTION",
     "connection_options",
     "connection_settings",
     "explained",
@@ -34,8 +36,18 @@ __all__ = [
     "sqlite_path",
     "sqlite_pool",
     "store_option",
+    "tenant_selector",
     "when",
 ]
+
+NO_TENANT_OPTION = "-"
+"""What ``--tenant`` (and ``--project``) take for the records made without one."""
+
+
+def tenant_selector(option: str) -> TenantSelector:
+    """A ``--tenant`` value as a query names it: ``'-'`` is ``NO_TENANT``, anything else a tenant id."""
+    # On the command line '-' names the records without a tenant; in Python, NO_TENANT does.
+    return NO_TENANT if option == NO_TENANT_OPTION else option
 
 
 def store_option(command: Any) -> Any:

@@ -15,6 +15,7 @@ extension's ``actor_resolver`` callback, else the configured one.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,7 @@ except ImportError:  # optional: without it the actor comes from actor_resolver
     flask_login = None
 
 from audit_middleware.capture.context import RequestContext, current, set_route
-from audit_middleware.capture.recorder import may_record, resolve_late
+from audit_middleware.capture.recorder import finish_request, may_record, resolve_late
 from audit_middleware.capture.wsgi import AuditMiddleware
 from audit_middleware.frameworks import users
 from audit_middleware.frameworks.users import UserMapper
@@ -43,6 +44,8 @@ from audit_middleware.model.event import Actor
 __all__ = ["AuditExtension", "FlaskActorResolver", "UserMapper", "actor_from_user"]
 
 FlaskActorResolver = Callable[[flask.Request], "Actor | None"]
+# Set on the environ by after_request: a streamed body is recorded when it ends, as before.
+_STREAMED = "audit_middleware.streamed"
 
 
 def actor_from_user(user: Any) -> Actor | None:
@@ -113,15 +116,25 @@ class AuditExtension:
         context = current()
         if context is not None:
             self._identify(context)
+            # a generator body may still fail while it is sent; any other body is built by now
+            flask.request.environ[_STREAMED] = inspect.isgenerator(response.response)
         return response
 
     def _teardown_request(self, exc: BaseException | None) -> None:
-        # An exception that propagates (PROPAGATE_EXCEPTIONS, testing) skips after_request
-        # and start_response: teardown is the last moment the request context is alive.
         context = current()
-        if exc is not None and context is not None:
+        if context is None:
+            return
+        if exc is not None:
+            # An exception that propagates (PROPAGATE_EXCEPTIONS, testing) skips after_request
+            # and start_response: teardown is the last moment the request context is alive.
             self._identify(context)
             resolve_late(context)
+        if context.status_code is not None and not flask.request.environ.get(_STREAMED, False):
+            # Flask has finished the request and the whole body is built: send the record
+            # now rather than when the server closes the response, which a test client
+            # that never reads the body never does. (No status: the exception propagates
+            # and the middleware records it as a failure.)
+            finish_request(context)
 
     def _identify(self, context: RequestContext) -> None:
         if context.native_request is not flask.request._get_current_object():  # type: ignore[attr-defined]

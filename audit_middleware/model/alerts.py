@@ -6,9 +6,11 @@ the embedded store. Both keep the meaning written here:
 
 * a rule looks at records whose ``event.action`` is one of ``actions``, with
   ``@timestamp`` in the last ``window`` (ending at the moment of evaluation);
-* it groups them by tenant (``organization.id``; records without one under ``-``) and by
-  the rule's ``group_by`` keys (see ``GROUP_KEYS``), so one tenant's burst never hides
-  behind another's;
+* it groups them by tenant (the stored key ``organization.id``, see ``model.tenancy``;
+  records without one under ``-``, which no tenant id is stored as) and by the rule's
+  ``group_by`` keys (see ``GROUP_KEYS``), so one tenant's burst never hides behind
+  another's. ``Alert.tenant`` is that stored key: the tenant id itself, except for the
+  ids stored as a hashed key (over-long ones, say);
 * a group fires when its measure reaches ``threshold``: the number of records, or with
   ``measure="targets"`` the sum of ``audit.target_count`` (a bulk delete of 50 targets
   counts 50; older records without the field count 1);

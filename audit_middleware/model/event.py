@@ -19,7 +19,28 @@ from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.actions import CATALOG, Action
 from audit_middleware.model.ecs import ECS_VERSION
 from audit_middleware.model.ids import check_identifier
+from audit_middleware.model.tenancy import NO_TENANT, scope_key
 from audit_middleware.model.timestamps import format_timestamp, parse_timestamp
+
+__all__ = [
+    "ACTOR_KINDS",
+    "DATASET",
+    "NO_TENANT",
+    "OUTCOMES",
+    "PERMISSIONS_CHANGED",
+    "RESOURCE_TYPES",
+    "SYSTEM_ACTOR",
+    "Actor",
+    "ActorKind",
+    "AuditEvent",
+    "ChangeSet",
+    "Outcome",
+    "PermissionChange",
+    "RequestFacts",
+    "Resource",
+    "Scope",
+    "register_resource_type",
+]
 
 ActorKind = Literal["user", "api_token", "service", "system"]
 Outcome = Literal["success", "failure", "unknown"]
@@ -27,8 +48,6 @@ ACTOR_KINDS: frozenset[str] = frozenset(("user", "api_token", "service", "system
 OUTCOMES: frozenset[str] = frozenset(("success", "failure", "unknown"))
 DATASET = "audit_middleware.audit"
 PERMISSIONS_CHANGED = "permissions_changed"
-NO_TENANT = "-"
-"""The tenant id under which records made without a tenant are stored and queried."""
 
 # Built-in resource types and their labels; apps name any others they need.
 RESOURCE_TYPES: dict[str, str] = {
@@ -63,8 +82,16 @@ def _opt_str(value: object, what: str, limit: int = 1024) -> str | None:
         return None
     if isinstance(value, bytes | bytearray):
         raise AuditValidationError(f"{what} must be text, not bytes")
-    text = str(value)
-    return text if len(text) <= limit else text[:limit]
+    text = str(value)[:limit]
+    if text.isascii():
+        return text
+    # OpenSearch counts a keyword's ignore_above in UTF-16 code units: keep what it indexes
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return text[:index]
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,9 +312,16 @@ class AuditEvent:
         }
         doc["user"] = _user_document(self.actor)
         if self.tenant is not None:
-            doc["organization"] = _compact({"id": self.tenant.id, "name": self.tenant.name})
+            # the stored key (model.tenancy); an id stored as a hash keeps its original, unindexed
+            key = scope_key(self.tenant.id)
+            doc["organization"] = _compact({"id": key, "name": self.tenant.name})
+            if key != self.tenant.id:
+                audit["organization"] = {"original_id": self.tenant.id}
         if self.project is not None:
-            audit["project"] = _compact({"id": self.project.id, "name": self.project.name})
+            key = scope_key(self.project.id)
+            audit["project"] = _compact({"id": key, "name": self.project.name})
+            if key != self.project.id:
+                audit["project"]["original_id"] = self.project.id
         if self.resource is not None:
             audit["resource"] = _resource_document(self.resource)
         if self.targets:
@@ -349,8 +383,8 @@ class AuditEvent:
             if changes
             else None,
             details=audit.get("details", {}),
-            tenant=Scope(organization["id"], organization.get("name")) if organization else None,
-            project=Scope(project["id"], project.get("name")) if project else None,
+            tenant=_scope_from(organization, audit.get("organization")),
+            project=_scope_from(project, project),
             request=request if (http or "url" in doc or "source" in doc) else None,
             service=doc.get("service", {}).get("name"),
             permissions=PermissionChange(
@@ -359,6 +393,14 @@ class AuditEvent:
             if permissions
             else None,
         )
+
+
+def _scope_from(stored: Mapping[str, Any] | None, originals: Mapping[str, Any] | None) -> Scope | None:
+    """The scope as the app named it: the original id of a hashed key, else the stored id."""
+    if not stored:
+        return None
+    original = (originals or {}).get("original_id")
+    return Scope(original if isinstance(original, str) else stored["id"], stored.get("name"))
 
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any
 from opensearchpy import NotFoundError, OpenSearch
 
 from audit_middleware.model.alerts import NO_USER, Alert, AlertRule, AlertState, GroupKey, default_rules
-from audit_middleware.model.event import NO_TENANT
+from audit_middleware.model.tenancy import NO_TENANT_KEY, TenantSelector, tenant_key
 from audit_middleware.opensearch.steps import SetupError, Status, Step, contains, explained, has_plugin
 from audit_middleware.opensearch.tiers import validate_name
 
@@ -58,7 +58,8 @@ _PAGE = 100
 
 # Stored in the alerts index (mapped dynamically there): only stable keyword fields.
 _SAMPLE_SOURCE = {"includes": ["event.id"], "excludes": []}
-_TENANT_SCRIPT = f"doc['organization.id'].size() == 0 ? '{NO_TENANT}' : doc['organization.id'].value"
+# the stored key (model.tenancy): no tenant id is stored as the no-tenant key, so groups never mix
+_TENANT_SCRIPT = f"doc['organization.id'].size() == 0 ? '{NO_TENANT_KEY}' : doc['organization.id'].value"
 _USER_SCRIPT = (
     "doc['user.email'].size() > 0 ? doc['user.email'].value : "
     "(doc['user.name'].size() > 0 ? doc['user.name'].value : "
@@ -415,18 +416,19 @@ def _alert(raw: Mapping[str, Any], prefix: str) -> Alert | None:
 
 
 def list_alerts(
-    client: OpenSearch, prefix: str, *, state: str = "ACTIVE", tenant: str | None = None
+    client: OpenSearch, prefix: str, *, state: str = "ACTIVE", tenant: TenantSelector | None = None
 ) -> list[Alert]:
     """The alerts of our monitors (``state``: ACTIVE, COMPLETED, ACKNOWLEDGED, ERROR or ALL).
 
-    The Alerting API cannot filter by tenant, so ``tenant`` is applied here.
+    The Alerting API cannot filter by tenant, so ``tenant`` is applied here (by its stored key).
     """
+    key = None if tenant is None else tenant_key(tenant)
     found = []
     for name, hits in sorted(_stored_monitors(client, prefix).items()):
         for hit in hits:
             for raw in _alerts_of(client, str(hit["_id"]), state):
                 alert = _alert({**raw, "monitor_name": raw.get("monitor_name", name)}, prefix)
-                if alert is not None and (tenant is None or alert.tenant == tenant):
+                if alert is not None and (key is None or alert.tenant == key):
                     found.append(alert)
     found.sort(key=lambda alert: alert.started_ms, reverse=True)
     return found

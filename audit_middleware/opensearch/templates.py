@@ -19,7 +19,10 @@ Field decisions:
   ``index_prefixes``, so ``match_bool_prefix`` is fast. ECS fields keep the ECS
   ``.text`` (``match_only_text``) multi-field where ECS defines one.
 * Keywords are capped with ``ignore_above`` (1024, as ECS does): an oversized value
-  stays in ``_source`` instead of failing the document.
+  stays in ``_source`` instead of failing the document. The fields queries scope and
+  filter on (``organization.id``, ``audit.project.id``) never hold one: an over-long id
+  is stored as its hashed key (``model.tenancy``), the id itself in the unmapped
+  ``audit.organization.original_id`` / ``audit.project.original_id``.
 
 ``TEMPLATE_REVISION`` is the templates' ``version``: bump it with every change here so
 ``audit-middleware setup`` reports them as updated.

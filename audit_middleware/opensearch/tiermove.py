@@ -25,6 +25,7 @@ import orjson
 from opensearchpy import NotFoundError, OpenSearch
 
 from audit_middleware.errors import AuditError
+from audit_middleware.model.tenancy import scope_key
 from audit_middleware.opensearch import errors
 from audit_middleware.opensearch.tiers import data_stream_name
 
@@ -66,7 +67,8 @@ def _pages(client: OpenSearch, stream: str, tenant: str) -> Iterator[list[dict[s
         while True:
             body: dict[str, Any] = {
                 "size": _PAGE,
-                "query": {"bool": {"filter": [{"term": {"organization.id": tenant}}]}},
+                # the stored key (model.tenancy): an over-long id is stored hashed
+                "query": {"bool": {"filter": [{"term": {"organization.id": scope_key(tenant)}}]}},
                 "sort": _SORT,
                 "pit": {"id": pit_id, "keep_alive": "2m"},
             }

@@ -14,13 +14,10 @@ from audit_middleware import logs
 from audit_middleware.model.event import Actor, AuditEvent, ChangeSet
 from audit_middleware.processing.redaction import Redactor
 
-__all__ = ["HOP_WITHHELD", "WITHHELD", "prepare"]
+__all__ = ["WITHHELD", "prepare"]
 
 WITHHELD = "redaction_failed"
 """The details key of a record whose changes and details were withheld."""
-
-HOP_WITHHELD = "[REDACTED: not an address]"
-"""Replaces a forwarded-chain hop that holds no address to truncate, when IPs are truncated."""
 
 
 def prepare(event: AuditEvent, redactor: Redactor) -> AuditEvent:
@@ -49,34 +46,12 @@ def _redact(event: AuditEvent, redactor: Redactor) -> None:
     if redactor.email_pseudonym_key is not None:
         event.actor = _pseudonymise(event.actor, redactor)
     if redactor.truncate_ips and event.request is not None:
+        # every address of the record, the raw chain included, whatever its form
         event.request = replace(
             event.request,
             client_ip=redactor.ip(event.request.client_ip),
-            forwarded_chain=tuple(_truncate_hop(hop, redactor) for hop in event.request.forwarded_chain),
+            forwarded_chain=tuple(redactor.forwarded(element) for element in event.request.forwarded_chain),
         )
-
-
-def _truncate_hop(hop: str, redactor: Redactor) -> str:
-    """A hop of the forwarded chain as received, with its address truncated.
-
-    The chain is what clients and proxies wrote: an ``X-Forwarded-For`` address, or an
-    RFC 7239 element (``for=198.51.100.7;proto=https``), whose ``for=`` node is truncated
-    in place. A hop without an address that can be truncated is withheld, since it may
-    still hold one in a form that is not recognised.
-    """
-    truncated = redactor.ip(hop)
-    if truncated is not None:
-        return truncated
-    pairs = hop.split(";")
-    for index, pair in enumerate(pairs):
-        name, equals, node = pair.partition("=")
-        if equals and name.strip(" \t").lower() == "for":
-            address = redactor.ip(node.strip(' \t"'))
-            if address is None:
-                break
-            pairs[index] = f'for="[{address}]"' if ":" in address else f"for={address}"
-            return ";".join(pairs)
-    return HOP_WITHHELD
 
 
 def _withhold(event: AuditEvent, redactor: Redactor) -> None:

@@ -51,14 +51,22 @@ from typing import Any
 from opensearchpy import NotFoundError, OpenSearch, TransportError
 
 from audit_middleware.errors import AuditError
-from audit_middleware.model.event import NO_TENANT, AuditEvent
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.model.tenancy import (
+    NO_TENANT_KEY,
+    NoProject,
+    ProjectSelector,
+    TenantSelector,
+    scope_key,
+    tenant_key,
+)
 from audit_middleware.model.timestamps import unix_ms
 from audit_middleware.opensearch import errors
 from audit_middleware.opensearch.archive import restored_pattern
 from audit_middleware.opensearch.client import build_client
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.tiers import DEFAULT_PREFIX, validate_name
-from audit_middleware.query.model import MAX_TEXT_LENGTH, NO_PROJECT, AuditQuery, Cursor, Page, QueryError
+from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, Page, QueryError, check_tenant
 from audit_middleware.query.store import AuditStore
 
 __all__ = ["OpenSearchStore", "OpenSearchStoreError", "filter_query", "search_body"]
@@ -164,14 +172,16 @@ def _time_range(start_ms: int | None, end_ms: int | None) -> dict[str, Any] | No
     return {"range": {"@timestamp": {**bounds, "format": "epoch_millis"}}}
 
 
-def _tenant_filter(tenant: str) -> dict[str, Any]:
-    """The tenant scope; ``NO_TENANT`` selects records without ``organization.id`` (or with ``"-"``)."""
-    if tenant != NO_TENANT:
-        return {"term": {"organization.id": tenant}}
+def _tenant_filter(tenant: TenantSelector) -> dict[str, Any]:
+    """The tenant scope, on the stored key (``model.tenancy``); ``NO_TENANT`` selects records
+    without ``organization.id`` (or with the no-tenant key, which no tenant id maps to)."""
+    key = tenant_key(tenant)
+    if key != NO_TENANT_KEY:
+        return {"term": {"organization.id": key}}
     return {
         "bool": {
             "should": [
-                {"term": {"organization.id": NO_TENANT}},
+                {"term": {"organization.id": NO_TENANT_KEY}},
                 {"bool": {"must_not": [{"exists": {"field": "organization.id"}}]}},
             ],
             "minimum_should_match": 1,
@@ -179,9 +189,9 @@ def _tenant_filter(tenant: str) -> dict[str, Any]:
     }
 
 
-def _project_clause(projects: tuple[str, ...]) -> dict[str, Any]:
-    """Any of ``projects``; ``NO_PROJECT`` stands for records without ``audit.project.id``."""
-    named = [project for project in projects if project != NO_PROJECT]
+def _project_clause(projects: tuple[ProjectSelector, ...]) -> dict[str, Any]:
+    """Any of ``projects`` (by stored key); ``NO_PROJECT`` stands for records without ``audit.project.id``."""
+    named = [scope_key(project) for project in projects if not isinstance(project, NoProject)]
     should: list[dict[str, Any]] = []
     if len(named) == 1:
         should.append({"term": {"audit.project.id": named[0]}})
@@ -337,14 +347,13 @@ class OpenSearchStore(AuditStore):
         cursor = Cursor(*_sort_key(page[-1])).encode() if more and page else None
         return Page(events=events, next_cursor=cursor)
 
-    def get(self, tenant: str, event_id: str) -> AuditEvent | None:
+    def get(self, tenant: TenantSelector, event_id: str) -> AuditEvent | None:
         """The event ``event_id`` of ``tenant``; None when absent or another tenant's.
 
         A search by ``ids`` under the tenant filter, never a GET by id, which would
         return the document whoever it belongs to.
         """
-        if not isinstance(tenant, str) or not tenant:
-            raise QueryError("a tenant is required: every query is scoped to one tenant")
+        check_tenant(tenant)
         if not isinstance(event_id, str) or not event_id or len(event_id) > _EVENT_ID_LIMIT:
             return None
         body = {

@@ -1,18 +1,42 @@
-"""A JSON-lines sink: one ECS document per line, to a file or a stream such as stdout."""
+"""A JSON-lines sink: one ECS document per line, to a file or a stream such as stdout; and
+reading such files back (``read_lines``), which the dead-letter and last-resort files share."""
 
 from __future__ import annotations
 
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
-from audit_middleware.model.encoding import dumps
+from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.sinks.base import Sink
 
 if TYPE_CHECKING:
     from audit_middleware.model.event import AuditEvent
+
+
+def read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, oldest first; a file that is gone gives none.
+
+    A torn last line (a crash mid-write) ends the file; a line that is not a JSON object
+    is skipped, so one damaged line never hides the rest.
+    """
+    try:
+        stream = path.open("rb")
+    except OSError:
+        return
+    with stream:
+        for raw in stream:
+            if not raw.endswith(b"\n"):
+                return
+            try:
+                entry = loads(raw)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                yield entry
 
 
 class JsonLinesSink(Sink):

@@ -145,9 +145,12 @@ class BackgroundWorker(Generic[T]):
         if self._thread is not None or self.stopping.is_set():
             return
         with self._wake:
-            if self._thread is None:
+            created = self._thread is None
+            if created:
                 self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
                 self._thread.start()
+        if created:
+            self.started()
 
     def _loop(self) -> None:
         while self._guarded_round():
@@ -206,6 +209,9 @@ class BackgroundWorker(Generic[T]):
     def handle(self, batch: list[T]) -> None:
         """Process one batch (the default :meth:`run_once` calls it)."""
         raise NotImplementedError
+
+    def started(self) -> None:
+        """The thread of this process was just started (by the caller's thread): per-process set-up."""
 
     def drained(self) -> bool:
         """Whether nothing is left elsewhere either (a spool, say); ``flush`` waits for it."""

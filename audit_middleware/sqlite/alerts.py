@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from audit_middleware.model.alerts import NO_USER, Alert, AlertRule
 from audit_middleware.model.ids import uuid7
+from audit_middleware.model.tenancy import TenantSelector, tenant_key
 from audit_middleware.sqlite.maintenance import transaction
 
 __all__ = [
@@ -259,18 +260,18 @@ def list_alerts(
     conn: sqlite3.Connection,
     *,
     state: str = "ACTIVE",
-    tenant: str | None = None,
+    tenant: TenantSelector | None = None,
     rules: Iterable[AlertRule] = (),
     limit: int = 1000,
 ) -> list[Alert]:
-    """Stored alerts, newest first (``state``: ACTIVE, COMPLETED or ALL)."""
+    """Stored alerts, newest first (``state``: ACTIVE, COMPLETED or ALL); ``tenant``: only its alerts."""
     clauses, params = [], []
     if state != "ALL":
         clauses.append("state = ?")
         params.append(state)
     if tenant is not None:
         clauses.append("tenant = ?")
-        params.append(tenant)
+        params.append(tenant_key(tenant))
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = f"SELECT {_COLUMNS} FROM alerts {where} ORDER BY started_ms DESC, id DESC LIMIT ?"  # noqa: S608 - placeholders
     by_id = {rule.id: rule for rule in rules}

@@ -49,13 +49,17 @@ SCHEMA_VERSION: Final = len(STEPS)
 
 def schema_version(conn: sqlite3.Connection, path: Path, latest: int = SCHEMA_VERSION) -> int:
     """The file's schema version (0: empty); raises for a newer version or a foreign database."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    # One statement, one snapshot: another process may create the schema between two reads.
+    row = conn.execute(
+        "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_schema)"
+    ).fetchone()
+    version, tables = int(row[0]), int(row[1])
     if version > latest:
         raise SQLiteStoreError(
             f"{str(path)!r} has schema version {version}, made by a newer audit-middleware "
             f"(this one reads versions up to {latest}): upgrade audit-middleware"
         )
-    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
+    if version == 0 and tables:
         raise SQLiteStoreError(f"{str(path)!r} is a SQLite database, but not an audit store")
     return version
 

@@ -37,7 +37,8 @@ from typing import IO, Any, Final
 
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.encoding import loads
-from audit_middleware.model.event import NO_TENANT, AuditEvent
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.model.tenancy import HASHED_PREFIX, NO_TENANT_KEY
 from audit_middleware.sqlite.maintenance import transaction
 from audit_middleware.sqlite.schema import INSERT, row_of
 
@@ -112,10 +113,10 @@ class SQLiteRetention:
             raise AuditValidationError(f"tier {tier!r}: days must be a number, not {keep!r}")
         return int(keep * _DAY_MS)
 
-    def tier_for(self, tenant: str) -> str:
-        """The tier of a stored tenant id (``NO_TENANT`` for records without one)."""
+    def tier_for(self, tenant: str | None) -> str:
+        """The tier of a tenant id (``None`` for records without one)."""
         if self.tier_of is not None:
-            chosen = self.tier_of(None if tenant == NO_TENANT else tenant)
+            chosen = self.tier_of(tenant)
             if chosen is None:
                 return self.default_tier
             if chosen not in self.tiers:
@@ -123,6 +124,8 @@ class SQLiteRetention:
                     f"tier_of({tenant!r}) returned {chosen!r}, not one of {sorted(self.tiers)}"
                 )
             return chosen
+        if tenant is None:
+            return self.default_tier
         return self.tenant_tiers.get(tenant, self.default_tier)
 
 
@@ -180,13 +183,28 @@ class _ArchiveWriter:
             conn.execute("UPDATE archives SET sha256 = ? WHERE id = ?", (digest, self.archive_id))
 
 
-def _tenants(conn: sqlite3.Connection) -> Iterator[str]:
-    """Every tenant id, by seeks on the tenant-first index (one per tenant, not per row)."""
+def _tenants(conn: sqlite3.Connection) -> Iterator[tuple[str, str | None]]:
+    """Every stored tenant key and its tenant id (None: no tenant), by seeks on the tenant-first
+    index (one per tenant, not per row)."""
     row = conn.execute("SELECT min(tenant) FROM events").fetchone()
     while row is not None and row[0] is not None:
-        tenant = str(row[0])
-        yield tenant
-        row = conn.execute("SELECT min(tenant) FROM events WHERE tenant > ?", (tenant,)).fetchone()
+        key = str(row[0])
+        yield key, _tenant_id(conn, key)
+        row = conn.execute("SELECT min(tenant) FROM events WHERE tenant > ?", (key,)).fetchone()
+
+
+def _tenant_id(conn: sqlite3.Connection, key: str) -> str | None:
+    """The tenant id behind a stored key (``model.tenancy``): a hashed key's id is in its records."""
+    if key == NO_TENANT_KEY:
+        return None
+    if not key.startswith(HASHED_PREFIX):
+        return key
+    row = conn.execute(
+        "SELECT json_extract(document, '$.audit.organization.original_id') "
+        "FROM events WHERE tenant = ? LIMIT 1",
+        (key,),
+    ).fetchone()
+    return str(row[0]) if row is not None and row[0] is not None else key
 
 
 def apply_retention(
@@ -198,8 +216,8 @@ def apply_retention(
     report = RetentionReport()
     writers: dict[str, _ArchiveWriter] = {}
     try:
-        for tenant in list(_tenants(conn)):
-            tier = retention.tier_for(tenant)
+        for tenant, tenant_id in list(_tenants(conn)):
+            tier = retention.tier_for(tenant_id)
             cutoff = now - retention.retention_ms(tier)
             while True:
                 rows = conn.execute(

@@ -33,13 +33,17 @@ Version 2 (``ALERTS_AND_ARCHIVES_V2``):
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from audit_middleware.errors import AuditError
 from audit_middleware.model.encoding import dumps
-from audit_middleware.model.event import NO_TENANT, AuditEvent
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.model.tenancy import NO_TENANT_KEY
 
 __all__ = ["ALERTS_AND_ARCHIVES_V2", "EVENTS_V1", "INSERT", "SQLiteStoreError", "row_of"]
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 _FILTER_INDEXES = (
     "action",
@@ -186,6 +190,8 @@ class SQLiteStoreError(AuditError):
 def row_of(event: AuditEvent, document_text: str | None = None) -> tuple[Any, ...]:
     """The ``events`` row of ``event`` (its columns come from the stored document).
 
+    Tenant and project columns hold the stored keys (``model.tenancy``), as OpenSearch
+    does; text is stored as the document encodes it (a lone surrogate becomes U+FFFD).
     ``document_text`` stores a document as it is (a restored archive keeps every field,
     also those this version does not model); by default it is ``event.to_document()``.
     """
@@ -194,19 +200,26 @@ def row_of(event: AuditEvent, document_text: str | None = None) -> tuple[Any, ..
     effective = user.get("effective", {})
     resource = event.resource
     return (
-        event.tenant.id if event.tenant is not None else NO_TENANT,
+        document.get("organization", {}).get("id", NO_TENANT_KEY),
         event.unix_ms,
         event.id,
-        event.action.id,
-        event.action.label,
-        resource.type if resource else None,
-        resource.id if resource else None,
-        resource.name if resource else None,
-        user.get("id"),
-        user.get("email"),
-        effective.get("id"),
-        effective.get("email"),
-        event.project.id if event.project is not None else None,
+        _text(event.action.id),
+        _text(event.action.label),
+        _text(resource.type) if resource else None,
+        _text(resource.id) if resource else None,
+        _text(resource.name) if resource else None,
+        _text(user.get("id")),
+        _text(user.get("email")),
+        _text(effective.get("id")),
+        _text(effective.get("email")),
+        document["audit"].get("project", {}).get("id"),
         event.outcome,
         dumps(document).decode("utf-8") if document_text is None else document_text,
     )
+
+
+def _text(value: str | None) -> str | None:
+    # sqlite3 refuses to bind a lone surrogate; the document replaces them the same way
+    if value is None or value.isascii():
+        return value
+    return _SURROGATE.sub("\ufffd", value)

@@ -14,6 +14,7 @@ from typing import Any
 
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.event import Actor
+from audit_middleware.model.tenancy import NoProject, ProjectSelector
 
 __all__ = ["Access", "Authorize", "ForbiddenError", "narrow"]
 
@@ -27,9 +28,9 @@ class Access:
     """What the current reader may see: one tenant, and optionally only some of its projects.
 
     ``projects`` is None for every project of the tenant, else the allow-list (use
-    ``audit_middleware.query.model.NO_PROJECT`` to include the records made outside any
-    project). ``actor`` is the reader, recorded on every read. ``tenant_name`` is shown
-    in the page's heading.
+    ``audit_middleware.query.NO_PROJECT`` to include the records made outside any
+    project; no project id stands for those, not even ``"-"``). ``actor`` is the reader,
+    recorded on every read. ``tenant_name`` is shown in the page's heading.
 
     >>> Access("acme", Actor(id="u1", email="ann@acme.example"), projects=["p1"]).projects
     ('p1',)
@@ -37,7 +38,7 @@ class Access:
 
     tenant: str
     actor: Actor
-    projects: tuple[str, ...] | None = None
+    projects: tuple[ProjectSelector, ...] | None = None
     tenant_name: str | None = None
 
     def __post_init__(self) -> None:
@@ -49,7 +50,11 @@ class Access:
         if projects is not None:
             if isinstance(projects, str) or not isinstance(projects, Iterable):
                 raise AuditValidationError("Access.projects is a list of project ids, or None for all")
-            ids = tuple(dict.fromkeys(str(project) for project in projects))
+            ids = tuple(
+                dict.fromkeys(
+                    project if isinstance(project, NoProject) else str(project) for project in projects
+                )
+            )
             if not all(ids):
                 raise AuditValidationError("Access.projects holds an empty project id")
             object.__setattr__(self, "projects", ids)
@@ -61,7 +66,7 @@ Authorize = Callable[[Any], "Access | None"]
 
 def narrow(
     access: Access, tenant: str | None, project: str | None
-) -> tuple[tuple[str, ...] | None, str | None]:
+) -> tuple[tuple[ProjectSelector, ...] | None, str | None]:
     """The project allow-list and project filter for a request that names ``tenant`` / ``project``.
 
     A tenant in the URL must be the granted one; a project must be inside the allow-list.

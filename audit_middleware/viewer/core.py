@@ -49,9 +49,10 @@ from audit_middleware.capture import context as capture_context
 from audit_middleware.config import get_config
 from audit_middleware.errors import AuditError, AuditValidationError
 from audit_middleware.model.event import RequestFacts
+from audit_middleware.model.tenancy import NO_PROJECT
 from audit_middleware.model.timestamps import from_unix_ms
 from audit_middleware.processing.redaction import Redactor
-from audit_middleware.query.model import MAX_PAGE_SIZE, NO_PROJECT, AuditQuery, QueryError
+from audit_middleware.query.model import MAX_PAGE_SIZE, AuditQuery, QueryError
 from audit_middleware.query.store import AuditStore
 from audit_middleware.reads import export_stream_audited, record_read
 from audit_middleware.sinks.base import Sink

@@ -2,8 +2,9 @@
 
 An app that shows the viewer somewhere its own login does not reach (a partner portal,
 a support tool) issues a token on its back end and passes it in the viewer's URL
-(``?token=...``). The token names one tenant, optionally an allow-list of projects, and
-the reader to record; it expires after minutes, and can read nothing else.
+(``?token=...``). The token names one tenant, optionally an allow-list of projects
+(``NO_PROJECT`` is written as ``null``), and the reader to record; it expires after
+minutes, and can read nothing else.
 
 Format: ``v1.<payload>.<mac>``, where the payload is base64url JSON and the MAC is
 HMAC-SHA256 over ``"audit-viewer-token.v1." + payload`` (the prefix keeps a MAC made
@@ -32,6 +33,7 @@ from typing import Any
 
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.event import Actor
+from audit_middleware.model.tenancy import NO_PROJECT, NoProject, ProjectSelector
 from audit_middleware.viewer.access import Access
 
 __all__ = ["InvalidViewerTokenError", "ViewerTokens"]
@@ -96,7 +98,7 @@ class ViewerTokens:
         tenant: str,
         reader: Actor,
         *,
-        projects: Iterable[str] | None = None,
+        projects: Iterable[ProjectSelector] | None = None,
         tenant_name: str | None = None,
         ttl: timedelta | None = None,
         now: float | None = None,
@@ -109,7 +111,9 @@ class ViewerTokens:
         issued = int(time.time() if now is None else now)
         payload: dict[str, Any] = {
             "t": access.tenant,
-            "p": None if access.projects is None else list(access.projects),
+            "p": None
+            if access.projects is None
+            else [None if isinstance(project, NoProject) else project for project in access.projects],
             "r": {key: value for key, value in _reader(reader).items() if value},
             "iat": issued,
             "exp": issued + int(lifetime.total_seconds()),
@@ -139,6 +143,8 @@ class ViewerTokens:
             tenant, expires, issued = payload["t"], int(payload["exp"]), int(payload["iat"])
             reader = Actor(**{key: payload["r"].get(key) for key in ("id", "name", "email")})
             projects = payload.get("p")
+            if projects is not None:
+                projects = [NO_PROJECT if project is None else project for project in projects]
             access = Access(tenant, reader, projects=projects, tenant_name=payload.get("tn"))
         except (ValueError, KeyError, TypeError, AttributeError, AuditValidationError):
             raise InvalidViewerTokenError("this viewer link is not valid") from None

@@ -51,7 +51,7 @@ def test_records_leave_capture_through_the_installed_deliver() -> None:
     delivered: list[AuditEvent] = []
 
     class Collecting(CaptureSettings):
-        def deliver(self, event: AuditEvent) -> None:
+        def deliver(self, event: AuditEvent, *, strict: bool = False) -> None:
             delivered.append(event)
 
     active.install(Collecting(service_name="jobs"))

@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 import time
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def events() -> dict[str, AuditEvent]:
         "hostile": make_event(
             "create",
             ago_ms=3 * HOUR,
-            resource=Resource("pod", "x", "\x1b[2J\x1b[31mowned\u202e"),
+            resource=Resource("pod", "x", "\x1b[2J\x1b[31mowned\u202e\x9b2J\x7f\u2028\U000e0041"),
             user=Actor(id="u1"),
         ),
         "globex": make_event("delete", tenant="globex", resource=Resource("pod", "p", "db-1")),
@@ -150,6 +151,36 @@ def test_terminal_control_characters_are_shown_not_run(db: Path) -> None:
     assert "\x1b" not in result.stdout
     assert "\u202e" not in result.stdout
     assert "\\u001b[2J" in result.stdout
+
+
+def _raw_controls(text: str) -> list[str]:
+    """The characters of ``text`` that a terminal may act on (controls, format, line separators)."""
+    return [char for char in text if unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"} and char != "\n"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["search", "--tenant", "acme", "--json", "--action", "create"],
+        ["tail", "--tenant", "acme", "--json", "--action", "create"],
+    ],
+)
+def test_json_output_escapes_terminal_control_characters(
+    db: Path, events: dict[str, AuditEvent], command: list[str]
+) -> None:
+    """--json escapes C0/C1 controls, DEL, bidi and format characters; the JSON decodes the same."""
+    result = run(db, *command)
+    assert result.exit_code == 0, result.output
+    assert _raw_controls(result.stdout) == []
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [events["hostile"].to_document()]
+
+
+def test_show_json_escapes_terminal_control_characters(db: Path, events: dict[str, AuditEvent]) -> None:
+    """show --json escapes what a terminal would act on, and decodes to the stored document."""
+    result = run(db, "show", events["hostile"].id, "--tenant", "acme", "--json")
+    assert result.exit_code == 0, result.output
+    assert _raw_controls(result.stdout) == []
+    assert json.loads(result.stdout) == events["hostile"].to_document()
 
 
 @pytest.mark.parametrize("text", ["*", "OR", '"', "\\", "field:value", "a AND b", ")", "x" * 200, "🚀"])

@@ -18,9 +18,10 @@ from audit_middleware.errors import AuditError
 from audit_middleware.model.actions import CATALOG
 from audit_middleware.model.event import NO_TENANT, Actor, AuditEvent, Resource, Scope
 from audit_middleware.model.ids import uuid7
+from audit_middleware.model.tenancy import NO_PROJECT
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.provisioning import SetupConfig, apply
-from audit_middleware.query.model import MAX_TEXT_LENGTH, NO_PROJECT, AuditQuery, Cursor, QueryError
+from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, QueryError
 from audit_middleware.query.opensearch_store import (
     OpenSearchStore,
     OpenSearchStoreError,

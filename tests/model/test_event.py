@@ -251,6 +251,21 @@ def test_long_ids_are_bounded():
     assert len(Resource("pod", 10**2000).id or "") == 1024
 
 
+class Rocket:
+    """An app id object whose text is 1,000 astral characters (2,000 UTF-16 code units)."""
+
+    def __str__(self) -> str:
+        return "\U0001f680" * 1000
+
+
+def test_long_ids_stay_indexable():
+    """Converted ids are bounded in UTF-16 code units, as OpenSearch counts its keyword limit."""
+    resource_id = Resource("pod", Rocket()).id or ""
+    assert len(resource_id.encode("utf-16-le")) // 2 == 1024
+    assert resource_id == "\U0001f680" * 512
+    assert Actor(id=7).id == "7"
+
+
 def test_event_with_surrogates_encodes():
     """A whole record whose text came from broken UTF-8 still encodes."""
     event = rich_event(

@@ -1,16 +1,25 @@
-"""The processing stage: every record redacted in one place before any sink sees it."""
+"""The processing stage: every record redacted in one place before any sink sees it, IP truncation of
+every address in it, and records redaction cannot read kept without what it covers."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from audit_middleware.model.event import Actor, ChangeSet, RequestFacts
-from audit_middleware.processing.prepare import HOP_WITHHELD, WITHHELD, prepare
+from audit_middleware.model.actions import CATALOG
+from audit_middleware.model.encoding import dumps
+from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts
+from audit_middleware.processing.prepare import WITHHELD, prepare
 from audit_middleware.processing.redaction import Redactor
+from tests.capture.test_clientip import _addresses_in, _forwarded_element, _xff_element
 from tests.query.conftest import make_event
 
 KEY = b"k" * 32
+TRUNCATING = Redactor(truncate_ips=True)
 
 
 def test_the_event_is_redacted_in_place_and_returned() -> None:
@@ -110,40 +119,6 @@ def test_the_chain_is_truncated_when_no_client_ip_was_resolved() -> None:
     assert event.request.forwarded_chain == ("198.51.100.0", "10.1.2.0")
 
 
-@pytest.mark.parametrize(
-    ("hop", "truncated"),
-    [
-        ("for=198.51.100.7;proto=https", "for=198.51.100.0;proto=https"),
-        ('proto=http;For="198.51.100.7:4711"', "proto=http;for=198.51.100.0"),
-        ('for="[2001:db8:1234:5678::1]:443";by=10.0.0.1', 'for="[2001:db8:1234::]";by=10.0.0.1'),
-        ("198.51.100.7:8080", "198.51.100.0"),
-        ("for=unknown", HOP_WITHHELD),
-        ("for=_hidden;proto=https", HOP_WITHHELD),
-        ("proto=https;by=203.0.113.43", HOP_WITHHELD),
-        ("198.051.100.007", HOP_WITHHELD),
-        ("unknown", HOP_WITHHELD),
-    ],
-    ids=[
-        "forwarded",
-        "forwarded-quoted-port",
-        "forwarded-ipv6",
-        "port",
-        "forwarded-unknown",
-        "forwarded-obfuscated",
-        "forwarded-without-for",
-        "leading-zeros",
-        "not-an-address",
-    ],
-)
-def test_every_hop_of_the_chain_is_truncated_or_withheld(hop: str, truncated: str) -> None:
-    """Forwarded elements get their for= address truncated in place; hops without one are withheld."""
-    event = make_event("create", request=RequestFacts(client_ip="198.51.100.7", forwarded_chain=(hop,)))
-    prepare(event, Redactor(truncate_ips=True))
-    assert event.request is not None
-    assert event.request.forwarded_chain == (truncated,)
-    assert "198.51.100.7" not in str(event.to_document())
-
-
 def test_ips_are_kept_by_default() -> None:
     """Without truncate_ips the request facts are untouched."""
     facts = RequestFacts(method="POST", client_ip="203.0.113.77", forwarded_chain=("203.0.113.77",))
@@ -218,3 +193,80 @@ def test_withheld_records_keep_emails_and_ips_the_policy_does_not_touch() -> Non
     prepare(event, Redactor())
     assert event.actor.email == "ann@example.com"
     assert event.request is facts
+
+
+def _event(client_ip: str | None, chain: tuple[str, ...]) -> AuditEvent:
+    return AuditEvent(
+        id="0190a000-0000-7000-8000-000000000001",
+        unix_ms=1_700_000_000_000,
+        action=CATALOG.get("update"),
+        actor=Actor(id="u1"),
+        request=RequestFacts(method="POST", path="/x", client_ip=client_ip, forwarded_chain=chain),
+    )
+
+
+def _is_truncated(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return int(address) & (0xFF if address.version == 4 else (1 << 80) - 1) == 0
+
+
+def _full_addresses(event: AuditEvent) -> list[str]:
+    """Addresses in the stored record's IP fields that are not blurred to their network."""
+    document = event.to_document()
+    texts = [
+        document.get("source", {}).get("ip") or "",
+        *document.get("audit", {}).get("source", {}).get("forwarded", []),
+    ]
+    return [str(a) for text in texts for a in _addresses_in(text) if not _is_truncated(a)]
+
+
+@pytest.mark.parametrize(
+    ("element", "expected"),
+    [
+        pytest.param("198.51.100.77", "198.51.100.0", id="ipv4"),
+        pytest.param("198.51.100.77:4711", "198.51.100.0", id="ipv4 with port"),
+        pytest.param("2001:db8:1:2::7", "2001:db8:1::", id="ipv6"),
+        pytest.param("[2001:db8:1:2::7]", "2001:db8:1::", id="bracketed ipv6"),
+        pytest.param("[2001:db8:1:2::7]:4711", "2001:db8:1::", id="bracketed ipv6 with port"),
+        pytest.param("::ffff:198.51.100.77", "198.51.100.0", id="mapped ipv4"),
+        pytest.param('for="198.51.100.77:4711"', "for=198.51.100.0", id="forwarded quoted with port"),
+        pytest.param(
+            'for="[2001:db8:1:2::7]:4711";proto=https;by=203.0.113.9',
+            'for="[2001:db8:1::]";proto=https;by=203.0.113.0',
+            id="forwarded ipv6 with port and parameters",
+        ),
+        pytest.param("For=198.51.100.77;host=198.51.100.78", "for=198.51.100.0", id="forwarded host dropped"),
+        pytest.param("unknown", "unknown", id="unknown"),
+        pytest.param("for=_hidden", "for=_hidden", id="obfuscated"),
+        pytest.param("x198.51.100.77y", "[REDACTED]", id="garbage holding an address"),
+        pytest.param("_1.2.3.4", "[REDACTED]", id="placeholder holding an address"),
+        pytest.param('for="198.51.100.77', "[REDACTED]", id="unbalanced quote"),
+        pytest.param("for=unknown", "for=unknown", id="forwarded unknown"),
+        pytest.param("proto=https;by=203.0.113.43", "proto=https;by=203.0.113.0", id="forwarded without for"),
+        pytest.param("198.051.100.007", "[REDACTED]", id="leading zeros"),
+    ],
+)
+def test_every_form_of_a_forwarded_address_is_truncated(element: str, expected: str) -> None:
+    """truncate_ips truncates each forwarded element whatever its form; what cannot be read is masked."""
+    event = prepare(_event("198.51.100.77", ("10.0.0.9", element)), TRUNCATING)
+    assert event.request is not None
+    assert event.request.client_ip == "198.51.100.0"
+    assert event.request.forwarded_chain == ("10.0.0.0", expected)
+
+
+def test_without_truncation_the_chain_is_kept_as_received() -> None:
+    """The raw chain is kept for investigations unless truncation is on."""
+    chain = ('for="[2001:db8::7]:4711";proto=https', "198.51.100.77:4711")
+    event = prepare(_event("198.51.100.77", chain), Redactor())
+    assert event.request is not None
+    assert event.request.forwarded_chain == chain
+
+
+@given(
+    client=st.one_of(st.none(), st.ip_addresses().map(str)),
+    chain=st.lists(st.one_of(_xff_element, _forwarded_element), max_size=6),
+)
+def test_no_full_address_survives_truncation(client: str | None, chain: list[str]) -> None:
+    """Property: with truncate_ips, no address in the stored record's IP fields is more than its network."""
+    event = prepare(_event(client, tuple(chain)), TRUNCATING)
+    assert _full_addresses(event) == []
+    dumps(event.to_document())  # and the record still encodes

@@ -207,8 +207,9 @@ def test_outcome_must_be_known() -> None:
 
 
 def test_no_tenant_constant() -> None:
-    """Records without a tenant have their own reserved tenant id."""
-    assert AuditQuery(tenant=NO_TENANT).tenant == "-"
+    """Records without a tenant are selected by the NO_TENANT marker, which no string equals."""
+    assert AuditQuery(tenant=NO_TENANT).tenant is NO_TENANT
+    assert AuditQuery(tenant="-").tenant == "-"  # a tenant id like any other
 
 
 # -- cursors -------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
-"""The hand-off to a sink: the processing stage first, then emit, and the last resort when emit fails."""
+"""The hand-off to a sink: the processing stage first, then emit, and the private last resort when emit
+fails."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -48,16 +51,19 @@ def test_the_sink_sees_only_the_redacted_record() -> None:
     assert sink.events == [event], "the sink receives the event itself, once"
 
 
-def test_a_failing_sink_costs_neither_the_record_nor_the_caller(capsys: pytest.CaptureFixture[str]) -> None:
-    """When emit() raises, deliver() returns normally and the redacted record is on stderr."""
+def test_a_failing_sink_costs_neither_the_record_nor_the_caller(
+    capsys: pytest.CaptureFixture[str], fallback_dir: Path
+) -> None:
+    """When emit() raises, deliver() returns normally and the redacted record is in the private
+    last-resort file, one line with the error; stderr carries no record."""
     event = make_event("create", details={"secret": "s-1"})
     deliver(event, Failing(), Redactor())
-    err = capsys.readouterr().err
-    [line] = err.splitlines()
-    assert "audit_middleware_undelivered" in line
+    [kept] = (fallback_dir / "other").glob("*.jsonl")
+    [line] = kept.read_text(encoding="utf-8").splitlines()
     assert event.id in line
     assert "sink unreachable" in line
     assert "s-1" not in line
+    assert event.id not in capsys.readouterr().err
 
 
 def test_a_record_that_cannot_be_redacted_reaches_the_sink_without_its_secrets(

@@ -13,7 +13,7 @@ from werkzeug.test import Client
 
 from audit_middleware import AuditMiddleware, configure
 from audit_middleware.model.event import Actor
-from audit_middleware.query.model import NO_PROJECT
+from audit_middleware.model.tenancy import NO_PROJECT
 from audit_middleware.sinks import MemorySink
 from audit_middleware.viewer import Access, AuditViewer
 from audit_middleware.viewer.wsgi import mount_wsgi

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from audit_middleware import env
+from audit_middleware.sinks.lastresort import LastResort
 from audit_middleware.sinks.opensearch import backlog as backlog_module
 from audit_middleware.sinks.opensearch.backlog import backlog
 from audit_middleware.sinks.opensearch.deadletter import DeadLetterFile
 from audit_middleware.sinks.opensearch.spool import Spool, inspect
+from tests.query.conftest import make_event
 
 
 def test_an_empty_state_directory_has_no_backlog(tmp_path: Path) -> None:
@@ -25,6 +27,7 @@ def test_an_empty_state_directory_has_no_backlog(tmp_path: Path) -> None:
             "corrupt_records": 0,
             "oldest_undelivered_seconds": None,
         },
+        "last_resort": {"records": 0, "directory": None},
         "dead_letters": 0,
     }
     assert not state.exists(), "reading the backlog creates nothing"
@@ -90,3 +93,15 @@ def test_only_dead_letters(tmp_path: Path) -> None:
     report = backlog(state)
     assert report["dead_letters"] == 1
     assert report["spool"]["records"] == 0
+
+
+def test_records_kept_by_the_last_resort_are_counted(tmp_path: Path) -> None:
+    """What the last resort keeps for this destination is reported with its directory."""
+    fallback = tmp_path / "fallback" / "opensearch-x"
+    last = LastResort(fallback, name="the test cluster")
+    last.keep([make_event("create"), make_event("delete")], OSError("spool full"))
+    try:
+        report = backlog(tmp_path / "state", fallback)
+    finally:
+        last.close()
+    assert report["last_resort"] == {"records": 2, "directory": str(fallback)}
