@@ -42,7 +42,7 @@ from audit_middleware.opensearch.dashboards.importer import BULK_GET_PATH, IMPOR
 from audit_middleware.sinks.opensearch.shipper import ShipperOptions
 from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 from tests.conftest import OPENSEARCH_URL
-from tests.integration.test_provisioning import _remove_layout
+from tests.integration.layout import remove_layout
 
 pytestmark = pytest.mark.opensearch
 
@@ -249,7 +249,7 @@ def layout(opensearch: Any, tmp_path_factory: pytest.TempPathFactory, stored_obj
         opensearch.indices.refresh(index=f"{prefix}-*")
         yield Layout(prefix, now_ms, events, bundle.saved_objects(prefix), output, uploads[0])
     finally:
-        _remove_layout(opensearch, prefix)
+        remove_layout(opensearch, prefix)
 
 
 # --- what Dashboards would send (src/plugins/data/common/opensearch_query) --------------------
