@@ -13,16 +13,18 @@ from audit_middleware.cli import main
 from audit_middleware.model.actions import CATALOG
 from audit_middleware.model.event import AuditEvent, RequestFacts
 from audit_middleware.model.ids import uuid7
+from audit_middleware.model.tenancy import NO_TENANT_KEY, scope_key
 from audit_middleware.sinks.sqlite import SQLiteSink
 from tests.sinks.test_notify import Hook
 
 
-def _store(tmp_path: Path, failed_logins: int) -> Path:
+def _store(tmp_path: Path, failed_logins: int, tenants: tuple[str | None, ...] = ("acme",)) -> Path:
     path = tmp_path / "audit.sqlite3"
     now = time.time_ns() // 1_000_000
     events = [
         AuditEvent(id=uuid7(now), unix_ms=now, action=CATALOG.get("login_failed"), actor=Actor(name="eve"),
-                   tenant=Scope("acme"), request=RequestFacts(client_ip="192.0.2.4"))
+                   tenant=Scope.of(tenant), request=RequestFacts(client_ip="192.0.2.4"))
+        for tenant in tenants
         for _ in range(failed_logins)
     ]  # fmt: skip
     with SQLiteSink(path) as sink:
@@ -67,6 +69,23 @@ def test_alerts_list_filters_by_tenant_and_state(tmp_path: Path):
     assert "no alerts" in other.stderr
     done = CliRunner().invoke(main, ["alerts", "list", "--store", f"sqlite:{store}", "--state", "COMPLETED"])
     assert "no alerts" in done.stderr
+
+
+def test_alerts_list_maps_the_tenant_as_the_stores_do(tmp_path: Path):
+    """Alerts group by the stored tenant key; --tenant finds an over-long tenant's, '-' those without one."""
+    long_tenant = "t" * 1500
+    store = _store(tmp_path, failed_logins=5, tenants=(long_tenant, "-", None))
+    CliRunner().invoke(
+        main, ["alerts", "check", "--store", f"sqlite:{store}", "--alert", "failed_logins_per_ip=off"]
+    )
+
+    def listed(*tenant: str) -> list[str]:
+        args = ["alerts", "list", "--store", f"sqlite:{store}", "--json", *tenant]
+        return [alert["tenant"] for alert in json.loads(CliRunner().invoke(main, args).output)]
+
+    assert len(listed()) == 3, "the tenant named '-' is not merged with the records without one"
+    assert listed("--tenant", long_tenant) == [scope_key(long_tenant)]
+    assert listed("--tenant", "-") == [NO_TENANT_KEY]
 
 
 def test_alerts_check_on_opensearch_points_to_the_monitors():

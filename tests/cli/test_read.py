@@ -124,6 +124,25 @@ def test_search_filters_and_text(db: Path, events: dict[str, AuditEvent]) -> Non
     assert [json.loads(line)["event"]["id"] for line in result.stdout.splitlines()] == [events["login"].id]
 
 
+def test_dash_selects_records_without_a_tenant_or_project(tmp_path: Path) -> None:
+    """--tenant - and --project - name the records without one, never a tenant or project called "-"."""
+    path = tmp_path / "audit.sqlite3"
+    loose = make_event("create", tenant=None, ago_ms=MINUTE)
+    dash_tenant = make_event("create", tenant="-", ago_ms=2 * MINUTE)
+    in_dash = make_event("create", ago_ms=3 * MINUTE, project="-")
+    outside = make_event("create", ago_ms=4 * MINUTE)
+    with SQLiteSink(path) as sink:
+        sink.write([loose, dash_tenant, in_dash, outside])
+
+    def found(*args: str) -> list[str]:
+        result = run(path, "search", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["event"]["id"] for line in result.stdout.splitlines()]
+
+    assert found("--tenant", "-") == [loose.id]
+    assert found("--tenant", "acme", "--project", "-") == [outside.id]
+
+
 def test_search_pages_with_the_printed_cursor(db: Path) -> None:
     """The next cursor is printed (on stderr) and continues the listing."""
     first = run(db, "search", "--tenant", "acme", "--json", "--limit", "3")

@@ -396,6 +396,30 @@ def test_over_long_project_ids_filter_alike(loaded_store: Loader) -> None:
     assert found.project.id == project
 
 
+def test_a_project_named_like_the_no_project_marker(loaded_store: Loader) -> None:
+    """A project called '-' is a project: NO_PROJECT never selects it, nor it the records without one."""
+    dash = make_event("create", project="-", ago_ms=MINUTE)
+    loose = make_event("create", ago_ms=2 * MINUTE)
+    store = loaded_store([dash, loose])
+    assert [event.id for event in store.search(_query(project="-")).events] == [dash.id]
+    assert [event.id for event in store.search(_query(projects=["-"])).events] == [dash.id]
+    assert [event.id for event in store.search(_query(project=NO_PROJECT)).events] == [loose.id]
+    assert [event.id for event in store.search(_query(projects=[NO_PROJECT])).events] == [loose.id]
+    found = {event.id: event for event in store.search(_query(projects=["-", NO_PROJECT])).events}
+    assert set(found) == {dash.id, loose.id}
+    assert found[dash.id].project is not None
+    assert found[dash.id].project.id == "-"
+
+
+def test_an_allow_list_of_over_long_project_ids(loaded_store: Loader) -> None:
+    """Allow-lists look projects up by their stored key, as the single project filter does."""
+    long_a, long_b = "p" * 1500 + "a", "p" * 1500 + "b"
+    wanted = make_event("create", project=long_a, ago_ms=MINUTE)
+    store = loaded_store([wanted, make_event("create", project=long_b, ago_ms=2 * MINUTE)])
+    assert [event.id for event in store.search(_query(projects=[long_a])).events] == [wanted.id]
+    assert [event.id for event in store.search(_query(projects=[long_a, NO_PROJECT])).events] == [wanted.id]
+
+
 # -- order and pages -----------------------------------------------------------------------
 
 

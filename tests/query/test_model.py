@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audit_middleware.model.event import NO_TENANT
+from audit_middleware.model.tenancy import NO_PROJECT
 from audit_middleware.model.timestamps import format_timestamp
 from audit_middleware.query.model import MAX_PAGE_SIZE, AuditQuery, Cursor, QueryError
 from tests.query.conftest import make_event
@@ -285,6 +286,17 @@ def test_project_allow_list_and_excluded_actions_are_parsed() -> None:
     assert AuditQuery.build("acme", projects=["b", "a", "b"]).describe()["projects"] == ["b", "a"]
 
 
+def test_no_project_is_a_marker_in_filters_and_descriptions() -> None:
+    """NO_PROJECT is kept as the marker (a lone one too), and described as null; '-' stays an id."""
+    query = AuditQuery.build("acme", project=NO_PROJECT, projects=[NO_PROJECT, "-", NO_PROJECT])
+    assert query.project is NO_PROJECT
+    assert query.projects == (NO_PROJECT, "-")
+    assert AuditQuery.build("acme", projects=NO_PROJECT).projects == (NO_PROJECT,)
+    assert query.describe()["project"] is None
+    assert query.describe()["projects"] == [None, "-"]
+    json.dumps(query.describe())  # the read record's details stay JSON
+
+
 @pytest.mark.parametrize(
     ("filters", "message"),
     [
@@ -292,6 +304,9 @@ def test_project_allow_list_and_excluded_actions_are_parsed() -> None:
         pytest.param({"projects": ("",)}, "non-empty", id="empty-id"),
         pytest.param({"projects": ["p1"]}, "tuple", id="a-list"),
         pytest.param({"exclude_actions": (1,)}, "non-empty", id="not-text"),
+        pytest.param({"exclude_actions": (NO_PROJECT,)}, "non-empty", id="marker-as-action"),
+        pytest.param({"project": 7}, "NO_PROJECT", id="project-not-text"),
+        pytest.param({"project": ""}, "NO_PROJECT", id="project-empty"),
     ],
 )
 def test_bad_project_lists(filters: dict[str, object], message: str) -> None:

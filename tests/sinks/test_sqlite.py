@@ -201,3 +201,23 @@ def test_a_failing_disk_keeps_records_privately_and_replays_them(
     assert sqlite_sink.flush(timeout=10)
     assert sqlite_store.count(AuditQuery(tenant="acme")) == 4
     assert sqlite_sink.fallback.stats().replayed == 3
+
+
+def test_persist_stops_the_housekeeping_and_writes_through(tmp_path: Path, sqlite_store: SQLiteStore) -> None:
+    """When the process is ending (persist: a signal, a server hook), the alert and retention thread stops
+    after its job, and records that still arrive are written at once."""
+    from audit_middleware.model.alerts import default_rules  # noqa: PLC0415 - only this test needs them
+
+    sink = SQLiteSink(tmp_path / "audit.sqlite3", alert_rules=default_rules(), alert_interval=0.05)
+    try:
+        sink.emit(make_event("create"))
+        thread = sink.housekeeping._thread
+        assert thread is not None
+        assert thread.is_alive()
+        assert sink.persist(timeout=5)
+        assert not thread.is_alive()
+        late = make_event("update")
+        sink.emit(late)
+        assert sqlite_store.get("acme", late.id) is not None, "written through, not queued"
+    finally:
+        sink.close()

@@ -15,6 +15,7 @@ from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.actions import CATALOG
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.ids import uuid7
+from audit_middleware.model.tenancy import scope_key
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.sinks.sqlite import SQLiteSink
@@ -101,6 +102,28 @@ def test_a_tier_callback_decides_per_tenant(store: Path):
     apply_retention(_conn(store), store, SQLiteRetention(tier_of=tier_of), now_ms=NOW)
     assert sorted(asked, key=str) == sorted(["acme", "bigcorp", None], key=str)
     assert _ages(store) == {"acme": [10], "bigcorp": [10], "-": [10, 100]}
+
+
+def test_tenants_stored_by_a_hashed_key_get_their_own_tier(tmp_path: Path):
+    """An over-long tenant id and a tenant named '-' are stored hashed; their tier is still looked up by
+    the id the app knows, and the tenant '-' is not taken for the records without a tenant."""
+    long_tenant = "bigcorp-" + "x" * 1100
+    path = tmp_path / "audit.sqlite3"
+    with SQLiteSink(path) as sink:
+        sink.write([event(tenant, age) for tenant in (long_tenant, "-", None) for age in (10, 100, 400)])
+    asked: list[str | None] = []
+
+    def tier_of(tenant: str | None) -> str | None:
+        asked.append(tenant)
+        return "extended" if tenant == "-" else None
+
+    by_map = SQLiteRetention(tenant_tiers={long_tenant: "extended"})
+    assert apply_retention(_conn(path), path, by_map, now_ms=NOW).by_tier == {"standard": 4, "extended": 1}
+    assert _ages(path) == {scope_key(long_tenant): [10, 100], scope_key("-"): [10], "-": [10]}
+    report = apply_retention(_conn(path), path, SQLiteRetention(tier_of=tier_of), now_ms=NOW)
+    assert sorted(asked, key=str) == sorted([long_tenant, "-", None], key=str)
+    assert report.by_tier == {"standard": 1}
+    assert _ages(path) == {scope_key(long_tenant): [10], scope_key("-"): [10], "-": [10]}
 
 
 def test_without_archiving_records_are_only_deleted(store: Path, tmp_path: Path):

@@ -14,10 +14,13 @@ from werkzeug.test import Client
 from audit_middleware import AuditMiddleware, configure
 from audit_middleware.model.event import Actor
 from audit_middleware.model.tenancy import NO_PROJECT
+from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.sinks import MemorySink
+from audit_middleware.sinks.sqlite import SQLiteSink
 from audit_middleware.viewer import Access, AuditViewer
 from audit_middleware.viewer.wsgi import mount_wsgi
-from tests.viewer.support import Fixture, fixture
+from tests.query.conftest import MINUTE, make_event
+from tests.viewer.support import ANN, Fixture, fixture
 
 SCRIPT = {"X-Audit-Viewer": "1", "Sec-Fetch-Site": "same-origin"}
 
@@ -102,6 +105,27 @@ def test_a_url_can_only_narrow_the_access(tmp_path: Path):
     assert web.get(f"/audit/entries/{made.events['delete'].id}").status_code == 404
     assert web.get(f"/audit/entries/{made.events['globex'].id}").status_code == 404
     made.store.close()
+
+
+def test_a_project_named_dash_is_not_outside_every_project(tmp_path: Path):
+    """A reader allowed only the records outside any project neither lists nor opens project '-'."""
+    dash = make_event("delete", ago_ms=MINUTE, project="-")
+    loose = make_event("update", ago_ms=2 * MINUTE)
+    with SQLiteSink(tmp_path / "audit.sqlite3") as sink:
+        sink.write([dash, loose])
+    with SQLiteStore(tmp_path / "audit.sqlite3") as store:
+        viewer = AuditViewer(
+            authorize=lambda _request: Access("acme", ANN, projects=(NO_PROJECT,)),
+            store=store,
+            sink=MemorySink(),
+        )
+        web = client(viewer)
+        page = web.get("/audit/").get_data(as_text=True)
+        assert ids(page) == [loose.id]
+        assert 'value="-"' not in page, "the marker is no project to pick"
+        assert web.get(f"/audit/entries/{loose.id}").status_code == 200
+        assert web.get(f"/audit/entries/{dash.id}").status_code == 404
+        assert web.get("/audit/?project=-").status_code == 403, "'-' names a project outside the grant"
 
 
 def test_the_authorisation_callback_decides(tmp_path: Path):

@@ -11,6 +11,7 @@ import pytest
 
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.event import Actor
+from audit_middleware.model.tenancy import NO_PROJECT
 from audit_middleware.viewer import InvalidViewerTokenError, ViewerTokens
 
 KEY = "k" * 40
@@ -28,6 +29,15 @@ def test_a_token_round_trips_its_grant():
         "Acme",
     )
     assert tokens.issue("acme", READER) != tokens.issue("acme", READER), "each token is unique"
+
+
+def test_no_project_survives_a_token():
+    """NO_PROJECT in the allow-list is written as null and read back as the marker; '-' stays an id."""
+    tokens = ViewerTokens(KEY)
+    token = tokens.issue("acme", READER, projects=[NO_PROJECT, "-"])
+    body = token.split(".")[1]
+    assert json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["p"] == [None, "-"]
+    assert tokens.verify(token).projects == (NO_PROJECT, "-")
 
 
 def _resign_payload(token: str, **changes: object) -> str:
