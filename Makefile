@@ -33,7 +33,7 @@ demo: $(STAMP)
 ## local OpenSearch, runs every test, stops the node.
 test: $(STAMP)
 	bash tools/ensure-chromium.sh
-	$(NODE) start --optional
+	$(NODE) start --optional --fresh
 	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(NODE) stop; exit $$status
 
 ## The full hostile-input run (about 25,000 generated cases); prints its figures, saves them to hostile.json.
