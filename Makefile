@@ -9,13 +9,13 @@ BENCH_ARGS ?=
 # The ISM and Alerting plugin zips (Maven Central does not serve them) are installed into the
 # local node when this folder exists; set it to another folder, or to empty for none.
 AUDIT_OPENSEARCH_PLUGINS_DIR ?= $(wildcard $(abspath $(dir $(lastword $(MAKEFILE_LIST)))../shared/opensearch-plugins))
-OPENSEARCH_TARGETS := test bench opensearch-start opensearch-stop opensearch-status opensearch-wipe \
+OPENSEARCH_TARGETS := test bench hostile opensearch-start opensearch-stop opensearch-status opensearch-wipe \
 	opensearch-cluster-start opensearch-cluster-stop opensearch-cluster-status
 # Exported to node.py and to pytest alike: tests that start more nodes use the same install,
 # and a different plugin set would mean re-assembling it.
 $(OPENSEARCH_TARGETS): export AUDIT_OPENSEARCH_PLUGINS_DIR := $(AUDIT_OPENSEARCH_PLUGINS_DIR)
 
-.PHONY: demo test lint bench clean $(OPENSEARCH_TARGETS)
+.PHONY: demo test lint bench dashboards clean $(OPENSEARCH_TARGETS)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,15 +29,27 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m integrations.demo
 
-## Creates the venv, starts the local OpenSearch, runs every test, stops the node.
+## Creates the venv, installs Debian's Chromium for the browser tests when missing, starts the
+## local OpenSearch, runs every test, stops the node.
 test: $(STAMP)
-	$(NODE) start --optional
+	bash tools/ensure-chromium.sh
+	$(NODE) start --optional --fresh
 	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(NODE) stop; exit $$status
+
+## The full hostile-input run (about 25,000 generated cases); prints its figures, saves them to hostile.json.
+hostile: $(STAMP)
+	$(NODE) start
+	status=0; AUDIT_HOSTILE_PROFILE=hostile AUDIT_HOSTILE_REPORT=hostile.json $(PY) -m pytest -q -p no:cacheprovider \
+		tests/hostile tests/integration/test_hostile_opensearch.py || status=$$?; $(NODE) stop; exit $$status
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+## Regenerates the bundled OpenSearch Dashboards saved objects (package data and kibana_dashboards/).
+dashboards: $(STAMP)
+	$(PY) -m audit_middleware.opensearch.dashboards --write audit_middleware/opensearch/dashboards kibana_dashboards
 
 bench: $(STAMP)
 	$(NODE) start

@@ -32,8 +32,13 @@ if TYPE_CHECKING:
     from audit_middleware.capture.recorder import record
     from audit_middleware.capture.rules import RouteRules, Rule
     from audit_middleware.capture.wsgi import AuditMiddleware
-    from audit_middleware.config import AuditConfig, configure, get_config
-    from audit_middleware.errors import AuditError, AuditValidationError, MissingDependencyError
+    from audit_middleware.config import AuditConfig, configure, drain, get_config
+    from audit_middleware.errors import (
+        AuditDeliveryError,
+        AuditError,
+        AuditValidationError,
+        MissingDependencyError,
+    )
     from audit_middleware.frameworks.auth import audit_login, audit_login_failed, audit_logout
     from audit_middleware.model.actions import Action, register
     from audit_middleware.model.changes import diff
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
         Actor,
         AuditEvent,
         ChangeSet,
+        PermissionChange,
         Resource,
         Scope,
         register_resource_type,
@@ -52,12 +58,14 @@ _EXPORTS: dict[str, str] = {
     "Action": "audit_middleware.model.actions",
     "Actor": "audit_middleware.model.event",
     "AuditConfig": "audit_middleware.config",
+    "AuditDeliveryError": "audit_middleware.errors",
     "AuditError": "audit_middleware.errors",
     "AuditEvent": "audit_middleware.model.event",
     "AuditMiddleware": "audit_middleware.capture.wsgi",
     "AuditValidationError": "audit_middleware.errors",
     "ChangeSet": "audit_middleware.model.event",
     "MissingDependencyError": "audit_middleware.errors",
+    "PermissionChange": "audit_middleware.model.event",
     "Redactor": "audit_middleware.processing.redaction",
     "Resource": "audit_middleware.model.event",
     "RouteRules": "audit_middleware.capture.rules",
@@ -71,6 +79,7 @@ _EXPORTS: dict[str, str] = {
     "configure": "audit_middleware.config",
     "current": "audit_middleware.capture.context",
     "diff": "audit_middleware.model.changes",
+    "drain": "audit_middleware.config",
     "get_config": "audit_middleware.config",
     "record": "audit_middleware.capture.recorder",
     "register": "audit_middleware.model.actions",
@@ -86,12 +95,14 @@ __all__ = [
     "Action",
     "Actor",
     "AuditConfig",
+    "AuditDeliveryError",
     "AuditError",
     "AuditEvent",
     "AuditMiddleware",
     "AuditValidationError",
     "ChangeSet",
     "MissingDependencyError",
+    "PermissionChange",
     "Redactor",
     "Resource",
     "RouteRules",
@@ -105,6 +116,7 @@ __all__ = [
     "configure",
     "current",
     "diff",
+    "drain",
     "get_config",
     "record",
     "register",

@@ -23,11 +23,12 @@ from audit_middleware.capture.settings import (
 )
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.processing.redaction import Redactor
+from audit_middleware.sinks import shutdown
 from audit_middleware.sinks.base import Sink
 from audit_middleware.sinks.defaults import default_sink
 from audit_middleware.sinks.delivery import deliver
 
-__all__ = ["AuditConfig", "configure", "default_config", "get_config", "reset", "use_config"]
+__all__ = ["AuditConfig", "configure", "default_config", "drain", "get_config", "reset", "use_config"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -41,9 +42,14 @@ class AuditConfig(CaptureSettings):
     sink: Sink
     redactor: Redactor = field(default_factory=Redactor)
 
-    def deliver(self, event: AuditEvent) -> None:
+    def deliver(self, event: AuditEvent, *, strict: bool = False) -> None:
         """Redact and hand a finished record to the sink (``sinks.delivery``)."""
-        deliver(event, self.sink, self.redactor)
+        deliver(event, self.sink, self.redactor, strict=strict)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Persist and deliver what every buffering sink holds (``sinks.shutdown.drain``)."""
+        done = shutdown.drain(timeout)
+        return self.sink.persist(timeout) and self.sink.flush(timeout) and done
 
 
 def configure(
@@ -138,3 +144,16 @@ def reset() -> None:
 def default_config() -> AuditConfig:
     """The configuration used until ``configure()`` is called: defaults, sink from the environment."""
     return AuditConfig(sink=default_sink())
+
+
+def drain(timeout: float | None = None) -> bool:
+    """Deliver everything buffered now, before the process ends; True when nothing is left.
+
+    Call it from a server's shutdown hook that the library does not see by itself, e.g.
+    gunicorn's ``worker_exit`` (``def worker_exit(server, worker): audit_middleware.drain()``).
+    ASGI lifespan shutdown, SIGTERM/SIGINT and ``atexit`` drain without it.
+    """
+    config = _capture.installed()
+    if isinstance(config, AuditConfig):
+        return config.drain(timeout)
+    return shutdown.drain(timeout)

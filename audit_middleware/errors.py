@@ -13,3 +13,15 @@ class AuditValidationError(AuditError, ValueError):
 
 class MissingDependencyError(AuditError, ImportError):
     """An optional framework or library is needed for this feature but is not installed."""
+
+
+class AuditDeliveryError(AuditError):
+    """A durable sink could not keep a record it was asked to store: the record is not kept.
+
+    Raised only to an explicit caller (``record()`` outside a request, ``Sink.store``);
+    records finished by the middleware never raise into the server.
+    """
+
+
+class SinkSetupError(AuditError):
+    """A sink cannot work where it was pointed (an unusable state directory, say); the message says why."""

@@ -15,6 +15,8 @@ as JSON, and a Markdown table for the README is printed at the end.
 ``shipper_throughput``      events/s into the local node: OpenSearchSink vs a raw bulk loop
 ``request_latency_node_down``  request-path latency with the node up vs unreachable
 ``memory_node_down``        memory while the node is unreachable under sustained load
+``query_stores``            first pages and CSV export of both stores at a million records
+``viewer_pages``            the Audit Logs page and each filter change over a million-record SQLite store
 ==========================  ==================================================================
 
 Network traffic goes to 127.0.0.1 only, and every load loop is bounded in count and time.

@@ -58,10 +58,10 @@ def unique_prefix(tag: str) -> str:
 @contextlib.contextmanager
 def temporary_layout(client: OpenSearch, prefix: str) -> Iterator[SetupConfig]:
     """Install templates and data streams under ``prefix``; remove them all afterwards."""
-    config = SetupConfig(prefix=prefix, replicas=0, require_ism=False)
+    config = SetupConfig(prefix=prefix, replicas=0, require_ism=False, alert_rules=())
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the local node has no ISM plugin: no retention
+            warnings.simplefilter("ignore")  # a node without ISM would warn that retention is unmanaged
             apply(client, config)
         yield config
     finally:

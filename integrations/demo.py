@@ -1,38 +1,48 @@
-"""The demo: a cloud console whose requests produce audit records, then searched and exported.
+"""The demo: a cloud console whose requests produce audit records, searched, exported and shown.
 
     python -m integrations.demo                       # embedded SQLite store (.audit/demo.sqlite3)
     python -m integrations.demo --store opensearch    # the local OpenSearch node (prefix "demo")
+    python -m integrations.demo --no-serve            # the scenario and the CLI only
 
 Several users in two tenants (acme, globex) log in (and fail to), create, start, stop,
 restart, update and delete pods and virtual machines, create and revoke API tokens, add
 and delete SSH keys, invite members, remove them and change their permissions; a support
-engineer acts as a customer. Then the CLI searches and exports what was recorded.
+engineer acts as a customer. Then the CLI searches and exports what was recorded, and the
+console serves its Audit Logs page (http://127.0.0.1:8000/audit/) until Ctrl-C: it prints
+a signed viewer link per tenant, or log in (``POST /login``) and open the page.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
+import signal
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
-from audit_middleware import configure
+from audit_middleware import Actor, configure
 from audit_middleware.cli import main as cli
 from audit_middleware.query import AuditQuery, AuditStore
 from audit_middleware.sinks import Sink
+from audit_middleware.viewer import Access, AuditViewer, ViewerTokens
 from integrations import console, flask_app, pods
 
 STATE = Path(os.environ.get("AUDIT_DEMO_DIR", ".audit"))
 PREFIX = "demo"
+# The viewer links' key: random per run unless given (the browser tests give one to forge with).
+SECRET_ENV = "AUDIT_DEMO_VIEWER_SECRET"
 
 
 @dataclass(frozen=True)
@@ -55,10 +65,12 @@ ERIN = Person("erin", "2001:db8::7", "console-cli/2.4 (python-requests/2.32)")
 PASSWORDS = {user.username: user.password for user in pods.USERS.values()}
 
 
-def build_app(sink: Sink) -> Any:
+def build_app(sink: Sink, viewer_tokens: ViewerTokens | None = None, poll_interval: float = 5.0) -> Any:
     """The Flask example app plus the console views, auditing into ``sink``."""
     tokens = pods.Tokens()
-    app = flask_app.create_app(sink=sink, tokens=tokens)
+    app = flask_app.create_app(
+        sink=sink, tokens=tokens, viewer_tokens=viewer_tokens, poll_interval=poll_interval
+    )
     app.register_blueprint(console.blueprint(console.Console(), tokens))
     # the demo app sits behind one reverse proxy, which appends X-Forwarded-For
     configure(
@@ -187,7 +199,7 @@ def opensearch_target() -> Iterator[tuple[Sink, list[str], AuditStore]]:
     client = build_client(settings)
     client.indices.delete_data_stream(name=f"{PREFIX}-*", ignore=[404])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a node without ISM: retention is not managed here
+        warnings.simplefilter("ignore")  # on a node without ISM, retention is not managed
         apply(client, SetupConfig(prefix=PREFIX, replicas=0, require_ism=False))
     shutil.rmtree(STATE / "opensearch-state", ignore_errors=True)
     sink = OpenSearchSink(settings=settings, state_dir=STATE / "opensearch-state")
@@ -216,16 +228,53 @@ def show(args: list[str], store_args: list[str], run: Callable[..., Any] = cli) 
             raise
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(app: Any, host: str, port: int, tokens: ViewerTokens) -> None:
+    """Serve the console and its Audit Logs page until Ctrl-C, printing where to open it."""
+    server = make_server(host, port, app, threaded=True)
+    page = f"http://{host}:{server.server_port}/audit/"
+    print(f"\nThe Audit Logs page is serving at {page}", flush=True)
+    for username in ("alice", "bob"):
+        user = pods.USERS[username]
+        reader = Access(user.org, Actor(user.id, user.username, user.email, user.roles))
+        viewer: AuditViewer = app.extensions["audit_viewer"]
+        print(
+            f"  {user.org} (as {username}, valid 12 h): {page}?token={viewer.issue_token(reader)}", flush=True
+        )
+    print(
+        f"  or log in: curl -c jar -d username=alice -d password={PASSWORDS['alice']} {page[:-6]}login",
+        flush=True,
+    )
+    print("Press Ctrl-C to stop.", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it as Ctrl-C does
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopped", flush=True)
+    finally:
+        server.server_close()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the scenario, then show searches and an export."""
+    """Run the scenario, show searches and an export, then serve the Audit Logs page."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--store", choices=("sqlite", "opensearch"), default="sqlite")
+    parser.add_argument("--no-serve", action="store_true", help="end after the scenario and the CLI")
+    parser.add_argument("--host", default="127.0.0.1", help="where to serve the page [127.0.0.1]")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="[8000]")
+    parser.add_argument("--poll-interval", type=float, default=5.0, help="live view period, seconds [5]")
     args = parser.parse_args(argv)
     target = sqlite_target if args.store == "sqlite" else opensearch_target
+    secret = os.environ.get(SECRET_ENV) or secrets.token_urlsafe(48)
+    tokens = ViewerTokens(secret, ttl=timedelta(hours=12))
     with target() as (sink, store_args, store):
-        run_scenario(build_app(sink))
+        app = build_app(sink, tokens, args.poll_interval)
+        run_scenario(app)
         sink.flush(30)
         wait_until_searchable(store)
         export_path = STATE / f"acme-audit-{args.store}.csv"
@@ -242,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         with export_path.open(encoding="utf-8") as exported:
             for _, line in zip(range(4), exported, strict=False):
                 print("  " + line.rstrip()[:160])
+        if not args.no_serve:
+            serve(app, args.host, args.port, tokens)
     print("\nDone. Run `audit-middleware --help` to explore the records yourself.")
     return 0
 

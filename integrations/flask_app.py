@@ -2,7 +2,8 @@
 # mypy: disable-error-code="untyped-decorator"
 """Flask example: a small pods API with an audit trail.
 
-Run it (records are printed to stdout as JSON lines)::
+Run it (records go to the embedded store, ./audit.sqlite3, unless the environment says
+otherwise; see ``audit_middleware.env``)::
 
     python -m integrations.flask_app
     curl -X POST 127.0.0.1:5000/pods -H 'Authorization: Bearer demo-token-alice' \\
@@ -11,6 +12,9 @@ Run it (records are printed to stdout as JSON lines)::
 Users log in with a session (flask-login) or send an API token; the audit extension takes
 the actor from flask-login either way, since flask-login's ``request_loader`` reads the
 bearer token. The tenant is the user's organization, else the ``X-Tenant-ID`` header.
+
+The Audit Logs page is mounted at ``/audit/`` (one line, below): a logged-in user sees
+their organization's log. ``viewer_tokens`` also lets it open by signed viewer link.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from flask_login import LoginManager, current_user, login_required, login_user, 
 from audit_middleware import Actor, Resource, configure, diff, record
 from audit_middleware.frameworks.flask import AuditExtension
 from audit_middleware.sinks import JsonLinesSink, Sink
+from audit_middleware.sinks.defaults import default_sink
+from audit_middleware.viewer import Access, AuditViewer, ViewerTokens
+from audit_middleware.viewer.flask import audit_blueprint
 from integrations import pods
 
 
@@ -38,8 +45,25 @@ def tenant_of(req: Any) -> str | None:
     return header
 
 
-def create_app(sink: Sink | None = None, tokens: pods.Tokens | None = None) -> Flask:  # noqa: PLR0915 - one view per action
-    """The example app; ``sink`` receives the audit records (default: stdout)."""
+def audit_access(_request: Any) -> Access | None:
+    """Who may read which audit log: a logged-in user, their own organization's."""
+    user = current_user._get_current_object() if current_user else None
+    if user is None or not user.is_authenticated:
+        return None
+    reader = Actor(user.id, user.username, user.email, user.roles)
+    return Access(user.org, reader, tenant_name=user.org.capitalize())
+
+
+def create_app(  # noqa: PLR0915 - one view per action
+    sink: Sink | None = None,
+    tokens: pods.Tokens | None = None,
+    viewer_tokens: ViewerTokens | None = None,
+    poll_interval: float = 5.0,
+) -> Flask:
+    """The example app; ``sink`` receives the audit records (default: stdout).
+
+    The Audit Logs page reads the store ``sink`` writes (SQLite or OpenSearch).
+    """
     configure(sink=sink or JsonLinesSink.stdout(), rules=pods.RULES, tenant_resolver=tenant_of)
     app = Flask(__name__)
     app.secret_key = os.environ.get("FLASK_SECRET_KEY", "dev-only-not-secret")
@@ -58,6 +82,9 @@ def create_app(sink: Sink | None = None, tokens: pods.Tokens | None = None) -> F
         return jsonify(error="login required"), 401
 
     AuditExtension(app)
+    viewer = AuditViewer(authorize=audit_access, tokens=viewer_tokens, poll_interval=poll_interval)
+    app.register_blueprint(audit_blueprint(viewer), url_prefix="/audit")  # the Audit Logs page
+    app.extensions["audit_viewer"] = viewer
 
     def own_pod(pod_id: str) -> dict[str, Any]:
         pod = store.get(pod_id, current_user.org)
@@ -160,4 +187,4 @@ def create_app(sink: Sink | None = None, tokens: pods.Tokens | None = None) -> F
 
 
 if __name__ == "__main__":
-    create_app().run(host="127.0.0.1", port=int(os.environ.get("PORT", "5000")))
+    create_app(sink=default_sink()).run(host="127.0.0.1", port=int(os.environ.get("PORT", "5000")))

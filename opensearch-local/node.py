@@ -25,7 +25,8 @@ are applied through the cluster settings API (``cluster.default_number_of_replic
 which has no effect in opensearch.yml, and with ISM
 ``plugins.index_state_management.history.number_of_replicas: 0``), every index that is
 yellow only because a replica cannot be placed on one node is set to
-``number_of_replicas: 0``, and the cluster is green. ISM runs with a 1-minute job interval.
+``number_of_replicas: 0``, and the cluster is green. ISM runs with a 1-minute job interval
+and no jitter.
 
 Cluster of N nodes (for failover tests; replicas are *not* forced to 0 there)::
 
@@ -96,7 +97,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -546,8 +547,10 @@ def common_settings(
         "cluster.routing.allocation.disk.threshold_enabled": False,
     }
     if ISM in installed_plugins(target):
-        # the minimum, so retention tests see ISM act within minutes
+        # the minimum, so retention tests see ISM act within minutes; without jitter (up to
+        # 60% of the interval by default), at predictable times
         settings["plugins.index_state_management.job_interval"] = 1
+        settings["plugins.index_state_management.jitter"] = 0.0
     return settings
 
 
@@ -731,12 +734,29 @@ def drop_single_node_replicas(http_port: int) -> list[str]:
     return fixed
 
 
+def clear_archived_settings(http_port: int) -> None:
+    """Drop settings the node archived because no plugin knew them when it last started.
+
+    Data kept from a run with another plugin set holds them, and while they exist every
+    cluster settings update is refused with 400.
+    """
+    status, body = http(
+        "PUT",
+        "/_cluster/settings",
+        {"persistent": {"archived.*": None}, "transient": {"archived.*": None}},
+        http_port=http_port,
+        timeout=30,
+    )
+    log(f"cleared archived cluster settings: HTTP {status}" + ("" if status == 200 else f" {body}"))
+
+
 def wait_single_node(
     http_port: int, timeout: float = 180.0, pid: int | None = None, directory: Path | None = None
 ) -> dict[str, Any]:
     """Wait until a single node answers, apply its cluster settings, drop stray replicas, be green."""
     deadline = time.monotonic() + timeout
     applied = False
+    refused = 0
     while time.monotonic() < deadline:
         if pid is not None and not pid_alive(pid):
             raise _not_ready(http_port, f"exited (pid {pid}) before turning green", directory)
@@ -750,14 +770,19 @@ def wait_single_node(
                 return wait_green(
                     http_port, max(1.0, deadline - time.monotonic()), pid=pid, directory=directory
                 )
-            status, _ = http(
+            status, body = http(
                 "PUT",
                 "/_cluster/settings",
                 {"persistent": single_node_settings(http_port)},
                 http_port=http_port,
                 timeout=30,
             )
+            if status == 400 and "archived." in json.dumps(body):
+                clear_archived_settings(http_port)
             if status != 200:  # e.g. 503 while the node elects itself cluster manager
+                refused += 1
+                if refused % 20 == 1:
+                    log(f"cluster settings not applied yet: HTTP {status} {json.dumps(body)[:300]}")
                 time.sleep(0.5)
                 continue
             applied = True
@@ -773,7 +798,9 @@ def wait_single_node(
 # ---------------------------------------------------------------- the single node
 
 
-def start() -> None:
+def start(fresh: bool = False) -> None:
+    if fresh:  # the state of a newcomer's first run, whatever earlier runs left in the folder
+        wipe()
     if read_pid() is not None:
         log(f"already running (pid {read_pid()}) at {url()}")
         wait()
@@ -1101,6 +1128,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("fetch", "start", "wait", "status", "stop", "wipe"):
         commands.add_parser(name, parents=[common])
+    commands.choices["start"].add_argument(
+        "--fresh", action="store_true", help="stop the node and wipe its data first (what make test does)"
+    )
     cluster = commands.add_parser("cluster", parents=[common], help="a local multi-node cluster")
     actions = cluster.add_subparsers(dest="action", required=True)
     start_parser = actions.add_parser("start")
@@ -1117,10 +1147,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.optional and not java_available() and os.environ.get("CI") != "true":
         log("Java not found: not starting OpenSearch; integration tests will be skipped")
         return
-    if args.command != "cluster":
-        {"fetch": fetch, "start": start, "wait": wait, "stop": stop, "wipe": wipe, "status": status}[
-            args.command
-        ]()
+    if args.command == "start":
+        start(fresh=args.fresh)
+    elif args.command != "cluster":
+        commands_without_options: dict[str, Callable[[], object]] = {
+            "fetch": fetch,
+            "wait": wait,
+            "stop": stop,
+            "wipe": wipe,
+            "status": status,
+        }
+        commands_without_options[args.command]()
     elif args.action == "start":
         cluster_start(args.nodes, args.heap)
     elif args.action == "kill":

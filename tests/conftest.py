@@ -38,6 +38,26 @@ def _node_answers(client: object) -> bool:
         return False
 
 
+def node_ready() -> bool:
+    """Whether the local node answers, starting it when Java is here and it is down.
+
+    False without Java on a developer machine (the integration tests then skip); under
+    CI=true a missing Java fails the run.
+    """
+    client = OpenSearch([OPENSEARCH_URL], timeout=60)
+    try:
+        if _node_answers(client):
+            return True
+        if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+            if _under_ci():
+                pytest.fail("CI=true but Java is missing: the OpenSearch integration tests cannot run")
+            return False
+        subprocess.run([sys.executable, str(NODE_SCRIPT), "start"], check=True)
+        return True
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def opensearch() -> Iterator[object]:
     """A client for the running local node; starts it when Java is here and it is down.
@@ -45,30 +65,30 @@ def opensearch() -> Iterator[object]:
     Skips when Java is missing on a developer machine; fails under CI=true, where the
     integration tests must run.
     """
+    if not node_ready():
+        pytest.skip("Java is not installed: skipping tests that need the local OpenSearch node")
     client = OpenSearch([OPENSEARCH_URL], timeout=60)
-    if not _node_answers(client):
-        if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-            if _under_ci():
-                pytest.fail("CI=true but Java is missing: the OpenSearch integration tests cannot run")
-            pytest.skip("Java is not installed: skipping tests that need the local OpenSearch node")
-        subprocess.run([sys.executable, str(NODE_SCRIPT), "start"], check=True)
     yield client
     client.close()
 
 
 def require_plugin(client: object, plugin: str) -> None:
-    """Skip, naming the reason, when the local node lacks an OpenSearch plugin.
+    """Skip, naming the reason, when the local node lacks an OpenSearch plugin; under CI=true, fail.
 
-    The ISM and alerting plugin zips are not published to Maven Central, from which the
-    local node is assembled (see docs/architecture.md); with their zips in the node's
-    plugins.d folder these tests run.
+    The ISM and Alerting plugin zips are not published to Maven Central, from which the
+    local node is assembled (see docs/architecture.md): ``make test`` installs them from
+    ``../shared/opensearch-plugins`` (``AUDIT_OPENSEARCH_PLUGINS_DIR``).
     """
     names = {row["component"] for row in client.cat.plugins(format="json")}  # type: ignore[attr-defined]
-    if plugin not in names:
-        pytest.skip(
-            f"plugin {plugin} is not installed on the local node: Maven Central does not serve it; "
-            "put its zip in the node's plugins.d folder to run this test (docs/architecture.md)"
-        )
+    if plugin in names:
+        return
+    message = (
+        f"plugin {plugin} is not installed on the local node: point AUDIT_OPENSEARCH_PLUGINS_DIR at the "
+        "folder of its zip (make test uses ../shared/opensearch-plugins) and restart the node"
+    )
+    if _under_ci():
+        pytest.fail(f"CI=true but {message}")
+    pytest.skip(message)
 
 
 def require_shared_file(path: Path) -> None:
@@ -84,6 +104,14 @@ def require_shared_file(path: Path) -> None:
 def unique_name() -> str:
     """A lowercase name no other test uses, for indices, policies and repositories."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def fallback_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Last-resort files of a test go below a temporary directory, never the user's state dir."""
+    directory = tmp_path_factory.mktemp("fallback")
+    monkeypatch.setenv("AUDIT_FALLBACK_DIR", str(directory))
+    return directory
 
 
 @pytest.fixture(autouse=True)

@@ -38,6 +38,7 @@ CONTRACT_AUDIT_FIELDS = {
     "audit.actor.kind": "keyword",
     "audit.action.label": "keyword",
     "audit.action.group": "keyword",
+    "audit.action.filter": "keyword",
     "audit.project.id": "keyword",
     "audit.project.name": "keyword",
     "audit.resource.type": "keyword",
@@ -53,4 +54,8 @@ CONTRACT_AUDIT_FIELDS = {
     "audit.source.forwarded": "keyword",
     "audit.http.route": "keyword",
     "audit.tier": "keyword",
+    # read by the alert rules (model.alerts)
+    "audit.target_count": "integer",
+    "audit.permissions.added": "keyword",
+    "audit.permissions.removed": "keyword",
 }

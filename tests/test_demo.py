@@ -16,6 +16,7 @@ from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 from audit_middleware.sinks.sqlite import SQLiteSink
 from integrations import demo
 from tests.conftest import OPENSEARCH_URL
+from tests.integration.layout import remove_layout
 
 QUERIES = [
     {"tenant": "acme"},
@@ -59,7 +60,7 @@ def run_into_sqlite(tmp_path) -> SQLiteStore:
 def test_demo_command_runs_and_prints_searches_and_an_export(tmp_path, monkeypatch, capsys):
     """`python -m integrations.demo` records the scenario, prints searches, a diff and an export."""
     monkeypatch.setattr(demo, "STATE", tmp_path)
-    assert demo.main([]) == 0
+    assert demo.main(["--no-serve"]) == 0
     printed = capsys.readouterr().out
     assert "$ audit-middleware search --tenant acme --action start-stop" in printed
     assert "Login Failed" in printed
@@ -103,8 +104,8 @@ def test_same_scenario_gives_the_same_answers_on_opensearch(opensearch, tmp_path
     """Run against the local OpenSearch node, the scenario answers every query as SQLite does."""
     sqlite = run_into_sqlite(tmp_path)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no ISM on the local node
-        apply(opensearch, SetupConfig(prefix=unique_name, replicas=0, require_ism=False))
+        warnings.simplefilter("ignore")  # a node without ISM would warn that retention is unmanaged
+        apply(opensearch, SetupConfig(prefix=unique_name, replicas=0, require_ism=False, alert_rules=()))
     settings = ConnectionSettings(urls=(OPENSEARCH_URL,), prefix=unique_name)
     sink = OpenSearchSink(settings=settings, state_dir=tmp_path / "state")
     try:
@@ -117,6 +118,4 @@ def test_same_scenario_gives_the_same_answers_on_opensearch(opensearch, tmp_path
     finally:
         sink.close(5)
         sqlite.close()
-        opensearch.indices.delete_data_stream(name=f"{unique_name}-*")
-        opensearch.indices.delete_index_template(name=f"{unique_name}-*")
-        opensearch.cluster.delete_component_template(name=f"{unique_name}-*")
+        remove_layout(opensearch, unique_name)

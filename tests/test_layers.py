@@ -32,8 +32,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "config": frozenset({"capture", "processing", "sinks", "model", "errors", "env"}),
     "reads": frozenset({"query", "sinks", "processing", "model", "errors"}),
     "testing": frozenset({"config", "sinks", "capture", "model"}),
-    "cli": frozenset({"reads", "query", "opensearch", "sinks", "model", "errors", "env"}),
+    "cli": frozenset({"reads", "query", "opensearch", "sqlite", "sinks", "model", "errors", "env"}),
     "frameworks": frozenset({"config", "capture", "processing", "sinks", "model", "errors", "env", "logs"}),
+    # the Audit Logs page: reads through query, records reads through reads, finds the installed
+    # sink (config) and the reader's request (capture.context); its framework mounts live here too
+    "viewer": frozenset({"reads", "query", "config", "capture", "processing", "sinks", "model", "errors"}),
     "shims": frozenset({"frameworks"}),
     "api": frozenset(
         {"config", "capture", "processing", "model", "errors", "cli", "frameworks", "sinks", "query"}

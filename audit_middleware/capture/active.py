@@ -17,7 +17,7 @@ from audit_middleware.errors import AuditError
 if TYPE_CHECKING:
     from audit_middleware.capture.settings import CaptureSettings
 
-__all__ = ["current_settings", "install", "set_default_factory"]
+__all__ = ["current_settings", "install", "installed", "set_default_factory"]
 
 _lock = threading.Lock()
 _installed: CaptureSettings | None = None
@@ -36,6 +36,11 @@ def current_settings() -> CaptureSettings:
             _install_locked(_default_factory())
         assert _installed is not None
         return _installed
+
+
+def installed() -> CaptureSettings | None:
+    """The installed settings, or None: never builds the default ones (and their sink)."""
+    return _installed
 
 
 def install(settings: CaptureSettings | None) -> CaptureSettings | None:

@@ -3,7 +3,12 @@ from the caller and costs far more per request).
 
     app = ASGIAuditMiddleware(app)
 
-Only ``http`` scopes are audited; ``websocket`` and ``lifespan`` pass straight through.
+Only ``http`` scopes are audited; ``websocket`` passes straight through. ``lifespan``
+passes through too, with two additions: the audit configuration is built at
+``lifespan.startup`` (so an unusable default shows at start-up, not in a request), and
+buffered records are drained before the app's ``lifespan.shutdown.complete`` reaches
+the server. An app that does not speak lifespan (it returns without reading a message)
+gets it answered by the middleware, so its shutdown drains too.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from audit_middleware.capture.active import current_settings
+from audit_middleware import logs
+from audit_middleware.capture.active import current_settings, installed
 from audit_middleware.capture.context import RequestContext, bind, unbind
 from audit_middleware.capture.headers import decode_header
 from audit_middleware.capture.recorder import finish_request, resolve_late
@@ -86,6 +92,9 @@ class ASGIAuditMiddleware:
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         """Handle one connection scope."""
+        if scope["type"] == "lifespan":
+            await _lifespan(self.app, scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -108,3 +117,53 @@ class ASGIAuditMiddleware:
             # BaseException too: a cancelled task (client gone) still leaves its record
             finish_request(context, failed=failed)
             unbind(token)
+
+
+_SHUTDOWN_DONE = frozenset(("lifespan.shutdown.complete", "lifespan.shutdown.failed"))
+
+
+async def _lifespan(app: ASGIApp, scope: ASGIScope, receive: Receive, send: Send) -> None:
+    """Pass the lifespan protocol through, set up at startup and drain at shutdown."""
+    received = False
+
+    async def watched_receive() -> Message:
+        nonlocal received
+        message = await receive()
+        received = True
+        if message["type"] == "lifespan.startup":
+            _set_up()
+        return message
+
+    async def drained_send(message: Message) -> None:
+        if message["type"] in _SHUTDOWN_DONE:
+            _drain()
+        await send(message)
+
+    await app(scope, watched_receive, drained_send)
+    if not received:  # the app does not speak lifespan: answer for it, so its shutdown drains
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                _set_up()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                _drain()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _set_up() -> None:
+    try:
+        current_settings()
+    except Exception as exc:  # noqa: BLE001 - never fail the app's start-up because of auditing
+        logs.warn(f"audit configuration could not be built at start-up: {exc!r}")
+
+
+def _drain() -> None:
+    # Synchronous on purpose: every request has ended, and the server may not run asyncio.
+    settings = installed()
+    if settings is not None:
+        try:
+            settings.drain()
+        except Exception as exc:  # noqa: BLE001 - the app's shutdown must complete
+            logs.warn(f"audit records could not be drained at shutdown: {exc!r}")

@@ -64,6 +64,7 @@ __all__ = [
     "ProxyTrust",
     "ResolvedIP",
     "resolve_client_ip",
+    "truncate_forwarded_element",
     "truncate_ip",
 ]
 
@@ -86,6 +87,10 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 # given: ten times cheaper than IPv4Address() + str() on the per-request path.
 _IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 _OBFUSCATED_PORT = re.compile(r"_[A-Za-z0-9._-]+")
+# RFC 7239 placeholders kept by truncation: "unknown" and obfuscated identifiers without
+# dots or colons (so an identifier cannot carry an address through).
+_PLACEHOLDER = re.compile(r"unknown|_[A-Za-z0-9_-]+", re.IGNORECASE)
+_PROTO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}")
 _HEADER_NAMES: tuple[ForwardedHeader, ...] = ("x-forwarded-for", "forwarded")
 
 
@@ -238,6 +243,53 @@ def truncate_ip(ip: str) -> str:
     if isinstance(address, IPv4Address):
         return str(IPv4Address(int(address) & ~0xFF))
     return str(IPv6Address(int(address) >> 80 << 80))
+
+
+def truncate_forwarded_element(element: str) -> str | None:
+    """One element of a forwarded chain with every address in it truncated (``truncate_ip``).
+
+    ``X-Forwarded-For`` nodes in any accepted form (``198.51.100.7:4711``,
+    ``[2001:db8::1]:4711``) become the truncated address, without the port. An RFC 7239
+    element keeps ``for=`` and ``by=`` (truncated, quoted with brackets for IPv6) and
+    ``proto=``; ``host=`` and extensions are dropped, since they may hold an address.
+    ``unknown`` and obfuscated identifiers stay. None when anything cannot be read as
+    one of these: the caller masks the element rather than keep what may be an address.
+
+    >>> truncate_forwarded_element('for="[2001:db8:1:2::7]:4711";proto=https')
+    'for="[2001:db8:1::]";proto=https'
+    """
+    if "=" not in element:
+        return _truncated_node(element)
+    kept: list[str] = []
+    for pair in element.split(";"):
+        name, equals, value = pair.partition("=")
+        name = name.strip(" \t").lower()
+        value = value.strip(" \t")
+        if not equals:
+            if name:
+                return None
+            continue  # an empty pair (a trailing ';')
+        if name in ("for", "by"):
+            if value.startswith('"'):
+                if len(value) < 2 or not value.endswith('"'):
+                    return None
+                value = value[1:-1]
+            node = _truncated_node(value)
+            if node is None:
+                return None
+            kept.append(f'{name}="[{node}]"' if ":" in node else f"{name}={node}")
+        elif name == "proto" and _PROTO.fullmatch(value):
+            kept.append(f"proto={value}")
+    return ";".join(kept) or None
+
+
+def _truncated_node(node: str) -> str | None:
+    """A node's truncated address, a placeholder as it is, or None."""
+    node = node.strip(" \t")
+    if _PLACEHOLDER.fullmatch(node):
+        return node
+    canonical = _canonical_node(node)
+    return None if canonical is None else truncate_ip(canonical)
 
 
 def _split_list(value: str) -> list[str]:

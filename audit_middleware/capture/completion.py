@@ -91,11 +91,14 @@ def resolve_scope(context: RequestContext, config: CaptureSettings, which: str) 
     return resolved
 
 
-def send(event: AuditEvent, settings: CaptureSettings) -> None:
-    """Hand the finished record on (processing and the sink are behind ``deliver``)."""
+def send(event: AuditEvent, settings: CaptureSettings, *, strict: bool = False) -> None:
+    """Hand the finished record on (processing and the sink are behind ``deliver``).
+
+    ``strict``: a durable sink's refusal raises ``AuditDeliveryError`` (outside a request).
+    """
     if settings.service_name and event.service is None:
         event.service = settings.service_name
-    settings.deliver(event)
+    settings.deliver(event, strict=strict)
 
 
 def failed_status(context: RequestContext) -> bool:

@@ -46,6 +46,7 @@ from audit_middleware.model.event import (
     AuditEvent,
     ChangeSet,
     Outcome,
+    PermissionChange,
     Resource,
     Scope,
 )
@@ -65,13 +66,20 @@ def record(
     actor: Actor | None = None,
     tenant: Scope | str | None = None,
     project: Scope | str | None = None,
+    permissions: PermissionChange | None = None,
 ) -> AuditEvent:
     """Record an audit event and return it.
 
     Inside a request this record replaces the middleware's automatic one, and is sent
     when the response is known. ``outcome`` defaults to the action's usual outcome, or
     ``"failure"`` when the request fails. ``changes`` takes ``diff(before, after)`` or
-    a ``(before, after)`` pair.
+    a ``(before, after)`` pair. ``permissions`` names the roles a Permissions Changed
+    record granted and revoked; without it they are derived from a change of ``roles``
+    (``changes=diff({"roles": old}, {"roles": new})``).
+
+    Outside a request the record is delivered at once: with a durable sink that cannot
+    keep it (a full disk), ``AuditDeliveryError`` is raised and the record is not kept.
+    Inside a request it is delivered when the response closes, which never raises.
 
     >>> from audit_middleware import Resource, record
     >>> event = record("restart", resource=Resource("pod", "web-1"))  # doctest: +SKIP
@@ -86,7 +94,12 @@ def record(
     target_list = tuple(targets or ())
     if any(not isinstance(t, Resource) for t in target_list):
         raise AuditValidationError("targets must be audit_middleware.Resource objects")
+    if changes is not None and not isinstance(changes, ChangeSet | tuple):
+        # caught here, not when the sink reads it later and the record is gone
+        raise AuditValidationError("changes must be diff(before, after) or a (before, after) pair")
     change_set = diff(*changes) if isinstance(changes, tuple) else changes
+    if permissions is not None and not isinstance(permissions, PermissionChange):
+        raise AuditValidationError("permissions must be an audit_middleware.PermissionChange")
     unix_ms = time.time_ns() // 1_000_000
     event = AuditEvent(
         id=uuid7(unix_ms),
@@ -100,19 +113,24 @@ def record(
         details=dict(details) if details else {},
         tenant=Scope.of(tenant),
         project=Scope.of(project),
+        permissions=permissions,
     )
     context = current()
     settings = current_settings()
     if context is None:
         complete_outside(event, ambient(), actor_given=actor is not None)
-        send(event, settings)
+        send(event, settings, strict=True)  # a durable sink's refusal reaches the caller
         return event
     context.note_span()
     pending = PendingRecord(event, outcome is not None, actor is not None)
     if context.finished:
         # e.g. a task spawned by the request that outlives it: the request's records are
         # already sent, so complete this one now rather than lose it
-        send(complete(pending, context, settings, context.facts(), failed_status(context)), settings)
+        send(
+            complete(pending, context, settings, context.facts(), failed_status(context)),
+            settings,
+            strict=True,
+        )
     else:
         context.explicit.append(pending)
     return event

@@ -51,6 +51,11 @@ class CaptureSettings:
     honest_outcomes: bool | None = None
     login_paths: frozenset[str] = frozenset()
 
-    def deliver(self, event: AuditEvent) -> None:
-        """Hand a finished record on; must never raise into the host app."""
+    def drain(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - implemented by config
+        """Deliver what is buffered before the process ends (the ASGI lifespan shutdown calls it)."""
+        return True
+
+    def deliver(self, event: AuditEvent, *, strict: bool = False) -> None:
+        """Hand a finished record on; never raises into the host app, except that with
+        ``strict`` (an explicit ``record()`` delivered at once) a durable sink's refusal does."""
         raise NotImplementedError("CaptureSettings.deliver is implemented by audit_middleware.config")

@@ -6,11 +6,14 @@ For each request it binds a ``RequestContext``, watches the status passed to
 ``start_response``, and when the response is closed sends the request's audit record:
 the explicit ``record()`` calls made while handling it, or one automatic record for a
 state-changing request. An exception from the app is recorded as a 500 failure and
-re-raised untouched.
+re-raised untouched. A response dropped without ``close()`` (a test client that never
+reads the body) sends its record when it is garbage-collected; the Flask adapter sends
+it as soon as Flask has finished the request.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -153,3 +156,10 @@ class AuditedResponse:
     def __getattr__(self, name: str) -> Any:
         # Servers look for extras such as file_wrapper's attributes on the iterable.
         return getattr(self._response, name)
+
+    def __del__(self) -> None:
+        # A server or test client that drops the response without close() (PEP 3333 asks
+        # for it) still sends its record.
+        if not self._finished:
+            with contextlib.suppress(Exception):
+                self._finish(failed=False)

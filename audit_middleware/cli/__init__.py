@@ -5,17 +5,27 @@
     audit-middleware setup                                   # local node, defaults
     audit-middleware setup --url https://search.example:9200 --extended-days 2555 \\
         --snapshot-repository audit-archive --dry-run
+    audit-middleware setup --dashboards-url https://dashboards.example:5601 --dashboards-tenant global
 
     audit-middleware search --tenant acme --action start-stop --since 7d --search "web"
     audit-middleware show --tenant acme 0192c1a0-...
     audit-middleware export --tenant acme --since 30d --format csv -o audit.csv
     audit-middleware tail --tenant acme -f
 
+    audit-middleware retention apply --store sqlite:audit.sqlite3 --tier extended=365 \\
+        --tenant-tier acme=extended
+    audit-middleware retention move --tenant acme --to extended      # OpenSearch: move its history
+    audit-middleware archive list                                     # archive files or snapshots
+    audit-middleware archive restore .ds-audit-standard-000001-2026.12.01-21:19:00.996
+    audit-middleware alerts list --tenant acme
+
 Connection settings come from the ``AUDIT_OPENSEARCH_*`` environment variables
 (listed in ``audit_middleware.env``); options given here win over them.
 
-The commands live in ``cli.admin`` (setup, status) and ``cli.read`` (search, show,
-export, tail); ``cli.render`` formats events for the terminal.
+The commands live in ``cli.admin`` (setup, status), ``cli.read`` (search, show,
+export, tail) and ``cli.archives`` (retention, archive), ``cli.alerting`` (alerts), with
+``cli.targets`` choosing their store; ``cli.render`` formats
+events for the terminal.
 
 The reading commands use ``--store sqlite:PATH`` or ``--store opensearch``; by default
 OpenSearch when ``AUDIT_OPENSEARCH_URL`` is set, else the SQLite file at
@@ -46,11 +56,11 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "setup": (
         "audit_middleware.cli.admin",
-        "Install or update the ISM retention policies, index templates and data streams.",
+        "Install or update the ISM retention policies, index templates, data streams, alerts and dashboards.",
     ),
     "status": (
         "audit_middleware.cli.admin",
-        "Can records be delivered to OpenSearch, and what waits in the spool? Exit 1 when not.",
+        "Can records be delivered to OpenSearch, what waits in the spool, where is each index in ISM?",
     ),
     "search": (
         "audit_middleware.cli.read",
@@ -67,6 +77,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": (
         "audit_middleware.cli.read",
         "Print the latest events, oldest first; with -f keep printing new ones below them.",
+    ),
+    "retention": (
+        "audit_middleware.cli.archives",
+        "Apply retention now (SQLite) or move a tenant's history to another tier (OpenSearch).",
+    ),
+    "archive": (
+        "audit_middleware.cli.archives",
+        "List archived records and restore them: SQLite archive files, or OpenSearch snapshots.",
+    ),
+    "alerts": (
+        "audit_middleware.cli.alerting",
+        "The alerts of the four rules: list them, or evaluate the rules now (SQLite).",
     ),
 }
 
@@ -95,4 +117,4 @@ class _LazyGroup(click.Group):
     package_name="opensearch-audit-middleware", prog_name="audit-middleware", message="%(prog)s %(version)s"
 )
 def main(**_: Any) -> None:
-    """Set up OpenSearch for the audit trail, and search, show, export and tail audit records."""
+    """Set up the audit trail, search, show, export and tail records, and run retention, archives, alerts."""

@@ -2,6 +2,12 @@
 
 Each takes the same filters (``filter_options``) and a ``--store``; the stores are
 imported when opened, so ``--help`` loads neither SQLite's nor OpenSearch's.
+
+Every command is itself recorded, into the store it reads (``reads``): ``search`` and
+``tail`` as one ``audit_viewed`` each (not one per poll), ``show`` as an
+``audit_viewed`` of that entry, ``export`` as ``audit_exported``. Those records are
+left out of what the commands show unless ``--include-reads`` is given (or ``--action``
+names them), so reading the log does not fill it.
 """
 
 from __future__ import annotations
@@ -19,15 +25,16 @@ from typing import Any, TypeVar
 import click
 
 from audit_middleware import env
-from audit_middleware.cli.render import echo_events, event_details, table_header
+from audit_middleware.cli.render import echo_events, event_details, table_header, terminal_json
+from audit_middleware.cli.targets import NO_TENANT_OPTION, tenant_selector
 from audit_middleware.errors import AuditError
-from audit_middleware.model.encoding import dumps
-from audit_middleware.model.event import NO_TENANT, OUTCOMES, Actor
+from audit_middleware.model.event import OUTCOMES, Actor
+from audit_middleware.model.tenancy import NO_PROJECT, ProjectSelector, TenantSelector
 from audit_middleware.query.export import EXPORT_FORMATS, ExportFormat
 from audit_middleware.query.model import DEFAULT_PAGE_SIZE, AuditQuery, QueryError
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.query.store import AuditStore
-from audit_middleware.reads import export_audited
+from audit_middleware.reads import export_audited, record_read, without_reads
 from audit_middleware.sinks.base import Sink
 
 __all__ = ["export", "filter_options", "open_store", "search", "show", "tail"]
@@ -48,7 +55,12 @@ _FILTERS = (
     "search",
     "page_size",
     "cursor",
+    "include_reads",
 )
+
+
+def _project(option: str | None) -> ProjectSelector | None:
+    return NO_PROJECT if option == NO_TENANT_OPTION else option
 
 
 def _default_store_spec() -> str:
@@ -57,9 +69,18 @@ def _default_store_spec() -> str:
     return f"sqlite:{env.sqlite_path()}"
 
 
-def open_store(spec: str | None) -> AuditStore:
-    """The store named by ``--store`` (``sqlite:PATH`` or ``opensearch``), or the default one."""
+def open_store(spec: str | None, *, include_restored: bool = False) -> AuditStore:
+    """The store named by ``--store`` (``sqlite:PATH`` or ``opensearch``), or the default one.
+
+    ``include_restored`` (OpenSearch) also reads the archives restored from snapshots.
+    """
     spec = spec or _default_store_spec()
+    if include_restored and spec != "opensearch":
+        raise click.BadParameter(
+            "--include-restored reads restored OpenSearch archives; for SQLite, restore an archive into "
+            "a file with `audit-middleware archive restore FILE --into PATH` and read that file",
+            param_hint="--include-restored",
+        )
     if spec == "opensearch":
         try:
             from audit_middleware.query.opensearch_store import OpenSearchStore  # noqa: PLC0415 - optional
@@ -69,7 +90,7 @@ def open_store(spec: str | None) -> AuditStore:
             ) from exc
         from audit_middleware.opensearch.connection import ConnectionSettings  # noqa: PLC0415
 
-        return OpenSearchStore.from_settings(ConnectionSettings.from_env())
+        return OpenSearchStore.from_settings(ConnectionSettings.from_env(), include_restored=include_restored)
     if spec.startswith("sqlite:") and len(spec) > len("sqlite:"):
         path = Path(spec.removeprefix("sqlite:"))
         if not path.is_file():
@@ -101,10 +122,15 @@ def _with_store(command: F) -> F:
         help=f"Where the records are [default: opensearch if ${env.OPENSEARCH_URL} is set, "
         f"else sqlite:${env.SQLITE_PATH} or sqlite:{env.DEFAULT_SQLITE_PATH}].",
     )
+    @click.option(
+        "--include-restored",
+        is_flag=True,
+        help="Also read the archives restored from snapshots (OpenSearch; see `archive restore`).",
+    )
     @functools.wraps(command)
-    def run(*args: Any, store_spec: str | None, **kwargs: Any) -> Any:
+    def run(*args: Any, store_spec: str | None, include_restored: bool, **kwargs: Any) -> Any:
         with _explained():
-            store = open_store(store_spec)
+            store = open_store(store_spec, include_restored=include_restored)
             try:
                 return command(*args, store=store, **kwargs)
             finally:
@@ -117,7 +143,9 @@ def filter_options(command: F) -> F:
     """Add the shared filter options; the command receives them as one ``query``."""
 
     @click.option(
-        "--tenant", required=True, help=f"Tenant (organization) id; {NO_TENANT!r}: records without one."
+        "--tenant",
+        required=True,
+        help=f"Tenant (organization) id; {NO_TENANT_OPTION!r}: records without one.",
     )
     @click.option(
         "--action",
@@ -129,7 +157,9 @@ def filter_options(command: F) -> F:
         "--resource-type", multiple=True, metavar="TYPE", help="Resource type, e.g. pod. Repeatable."
     )
     @click.option("--user", metavar="ID|EMAIL", help="A user id, or an email (any case).")
-    @click.option("--project", metavar="ID", help="Project id.")
+    @click.option(
+        "--project", metavar="ID", help=f"Project id; {NO_TENANT_OPTION!r}: records outside any project."
+    )
     @click.option("--outcome", type=click.Choice(sorted(OUTCOMES)), help="Outcome.")
     @click.option("--since", metavar="24h|7d|30d", help="The last 24h, 7d, 30d (or any <n>m|h|d|w).")
     @click.option("--from", "start", metavar="DATE", help="Start (inclusive), ISO 8601.")
@@ -148,17 +178,22 @@ def filter_options(command: F) -> F:
         help="Events per page (search, tail).",
     )
     @click.option("--cursor", metavar="TOKEN", help="Continue after a previous page (its printed cursor).")
+    @click.option(
+        "--include-reads", is_flag=True, help="Also show the records of reads of the log (views, exports)."
+    )
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         filters = {name: kwargs.pop(name) for name in _FILTERS}
+        include_reads = filters.pop("include_reads")
         with _explained():
             query = AuditQuery.build(
-                filters.pop("tenant"),
+                tenant_selector(filters.pop("tenant")),
+                project=_project(filters.pop("project")),
                 action=filters.pop("action"),
                 resource_type=filters.pop("resource_type"),
                 **filters,
             )
-        return command(*args, query=query, **kwargs)
+        return command(*args, query=query if include_reads else without_reads(query), **kwargs)
 
     return run  # type: ignore[return-value]
 
@@ -171,6 +206,9 @@ def search(*, store: AuditStore, query: AuditQuery, as_json: bool) -> None:
     """Print one page of matching events, newest first, and the cursor of the next page."""
     with _explained():
         page = store.search(query)
+        _record_view(
+            store, query.tenant, {"filters": query.describe(), "view": "search", "rows": len(page.events)}
+        )
     if not as_json:
         click.echo(table_header())
     echo_events(page.events, as_json=as_json)
@@ -182,17 +220,27 @@ def search(*, store: AuditStore, query: AuditQuery, as_json: bool) -> None:
 
 @click.command()
 @click.argument("event_id")
-@click.option("--tenant", required=True, help="Tenant (organization) id the event belongs to.")
+@click.option(
+    "--tenant",
+    required=True,
+    help=f"Tenant (organization) id the event belongs to; {NO_TENANT_OPTION!r}: records without one.",
+)
 @_with_store
 @click.option("--json", "as_json", is_flag=True, help="Print the stored document.")
 def show(*, store: AuditStore, event_id: str, tenant: str, as_json: bool) -> None:
     """Print every detail of one event, including the change diff (field: old -> new)."""
     with _explained():
-        event = store.get(tenant, event_id)
+        event = store.get(tenant_selector(tenant), event_id)
+        _record_view(
+            store,
+            tenant_selector(tenant),
+            {"view": "entry", "found": event is not None},
+            entry_id=event_id[:128] or None,
+        )
     if event is None:
         raise click.ClickException(f"no event {event_id!r} in tenant {tenant!r}")
     if as_json:
-        click.echo(dumps(event.to_document()).decode("utf-8"))
+        click.echo(terminal_json(event.to_document()))
     else:
         for line in event_details(event):
             click.echo(line)
@@ -216,8 +264,9 @@ def show(*, store: AuditStore, event_id: str, tenant: str, as_json: bool) -> Non
 def export(*, store: AuditStore, query: AuditQuery, export_format: str, output: str, bom: bool) -> None:
     """Write every matching event (not one page) to FILE; the export itself is audited.
 
-    A progress bar shows on a terminal. CSV cells starting with = + - @ (or tab, CR)
-    get a leading ' so spreadsheets show them as text instead of running them.
+    A progress bar shows on a terminal. CSV cells a spreadsheet would run as a formula
+    (= + - @, tab, CR, also after invisible characters or a ';') get a leading ' so
+    spreadsheets show them as text.
     """
     fmt: ExportFormat = "ndjson" if export_format == "ndjson" else "csv"
     show_progress = sys.stderr.isatty() and output != "-"
@@ -265,6 +314,7 @@ def tail(
     with _explained():
         live = store.tail(query.next_page(None), poll_interval=interval, stop=stop) if follow else None
         latest = store.search(query.next_page(None)).events
+        _record_view(store, query.tenant, {"filters": query.describe(), "view": "tail", "follow": follow})
         if not as_json:
             click.echo(table_header())
         echo_events(reversed(latest), as_json=as_json)
@@ -302,6 +352,16 @@ def _record_sink(store: AuditStore) -> Iterator[Sink]:
         yield sink
     finally:
         sink.close(timeout=10.0)
+
+
+def _record_view(
+    store: AuditStore, tenant: TenantSelector, details: dict[str, Any], entry_id: str | None = None
+) -> None:
+    """Record this command's read as an ``audit_viewed`` event in the store it read."""
+    with _record_sink(store) as sink:
+        record_read(
+            sink, "audit_viewed", actor=_cli_actor(), tenant=tenant, details=details, entry_id=entry_id
+        )
 
 
 def _cli_actor() -> Actor:

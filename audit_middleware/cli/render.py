@@ -14,12 +14,12 @@ from audit_middleware.model.event import AuditEvent, Scope
 from audit_middleware.model.timestamps import format_timestamp
 from audit_middleware.query.export import display_user
 
-__all__ = ["echo_events", "event_details", "table_header", "table_row"]
+__all__ = ["echo_events", "event_details", "printable", "table_header", "table_row", "terminal_json"]
 
 _TABLE = (("TIME", 24), ("USER", 32), ("ACTION", 20), ("RESOURCE", 36), ("OUTCOME", 7), ("IP", 39))
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` safe for a terminal: control and format characters (escape sequences,
     bidi overrides) are shown as ``\\u....`` escapes instead of acting on the terminal."""
     if text.isprintable():
@@ -30,8 +30,38 @@ def _printable(text: str) -> str:
     )
 
 
+def _acts_on_terminal(char: str) -> bool:
+    # C0/C1 controls and DEL (escape sequences), format characters (bidi overrides, zero
+    # widths, tags) and the line/paragraph separators some terminals and tools break lines on.
+    return unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"}
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # a JSON escape is UTF-16: a surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def terminal_json(value: Any) -> str:
+    """``value`` as one line of JSON that is safe to print: every character a terminal could
+    act on is written as a ``\\u`` escape, so the text decodes to the same value.
+
+    Outside strings JSON holds only ASCII punctuation, so escaping such characters
+    wherever they occur is exact.
+
+    >>> terminal_json({"name": "a\u202eb\x9b"})
+    '{"name":"a\\\\u202eb\\\\u009b"}'
+    """
+    text = dumps(value).decode("utf-8")
+    if text.isascii() and "\x7f" not in text:
+        return text  # orjson already escapes C0 controls
+    return "".join(_json_escape(char) if _acts_on_terminal(char) else char for char in text)
+
+
 def _fit(text: str, width: int) -> str:
-    text = _printable(text)
+    text = printable(text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -65,7 +95,7 @@ def table_row(event: AuditEvent) -> str:
 
 def echo_events(events: Iterable[AuditEvent], *, as_json: bool) -> None:
     for event in events:
-        click.echo(dumps(event.to_document()).decode("utf-8") if as_json else table_row(event))
+        click.echo(terminal_json(event.to_document()) if as_json else table_row(event))
 
 
 def _json_value(value: Any) -> str:
@@ -103,7 +133,7 @@ def event_details(event: AuditEvent) -> list[str]:
             ("Trace id", request.trace_id or ""),
         ]
     width = max(len(label) for label, _ in lines)
-    out = [f"{label + ':':<{width + 1}} {_printable(value)}" for label, value in lines if value]
+    out = [f"{label + ':':<{width + 1}} {printable(value)}" for label, value in lines if value]
     if event.changes is not None:
         out.append("Changes:")
         before, after = event.changes.before, event.changes.after
@@ -111,11 +141,11 @@ def event_details(event: AuditEvent) -> list[str]:
             old_value, new_value = value_at(before, field), value_at(after, field)
             old = "(absent)" if old_value is ABSENT else _json_value(old_value)
             new = "(absent)" if new_value is ABSENT else _json_value(new_value)
-            out.append(f"  {_printable(field)}: {_printable(old)} -> {_printable(new)}")
+            out.append(f"  {printable(field)}: {printable(old)} -> {printable(new)}")
     if event.details:
         out.append("Details:")
         out.extend(
-            f"  {_printable(str(key))}: {_printable(_json_value(value))}"
+            f"  {printable(str(key))}: {printable(_json_value(value))}"
             for key, value in event.details.items()
         )
     return out

@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 FlaskActorResolver = Callable[[flask.Request], "Actor | None"]
+# Set on the environ by after_request: a streamed body is recorded when it ends, as before.
 
 
 def actor_from_user(user: Any) -> Actor | None:
@@ -144,12 +145,12 @@ class AuditExtension:
         return response
 
     def _teardown_request(self, exc: BaseException | None) -> None:
-        # An exception that propagates (PROPAGATE_EXCEPTIONS, testing) skips after_request
-        # and start_response: teardown is the last moment the request context is alive.
         context = current()
         if context is None:
             return
         if exc is not None:
+            # An exception that propagates (PROPAGATE_EXCEPTIONS, testing) skips after_request
+            # and start_response: teardown is the last moment the request context is alive.
             self._identify(context)
             resolve_late(context)
         if context.complete and context.status_code is not None:

@@ -33,6 +33,19 @@ class Action:
     group: str = "custom"
     default_outcome: str = "success"
 
+    @property
+    def filter_group(self) -> str:
+        """The action-type filter it falls under, stored as ``audit.action.filter``.
+
+        One of the product's filter groups (``create``, ``update``, ``delete``,
+        ``start-stop``) when the action is in one, else its catalog group (``account``,
+        ``team``, ``resource`` for a read, ``audit``, ``custom`` or an app's own).
+
+        >>> CATALOG.get("restart").filter_group, CATALOG.get("login").filter_group
+        ('start-stop', 'account')
+        """
+        return _FILTER_GROUP_OF.get(self.id, self.group)
+
 
 class ActionCatalog:
     """A thread-safe registry of actions, keyed by id."""
@@ -148,6 +161,7 @@ FILTER_GROUPS: dict[str, tuple[str, ...]] = {
     "delete": ("delete",),
     "start-stop": ("start", "stop", "restart"),
 }
+_FILTER_GROUP_OF: dict[str, str] = {action: name for name, ids in FILTER_GROUPS.items() for action in ids}
 
 # The built-ins are checked against the ECS field list by the test suite, so importing the
 # package does not have to read that list.

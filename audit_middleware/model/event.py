@@ -2,6 +2,9 @@
 
 ``AuditEvent`` is what the request path builds (cheaply); ``to_document()`` turns it into
 the stored JSON shape and runs on the sink's side, off the request path.
+
+This module is long because the parts of a record and its document, in both directions
+(``to_document`` / ``from_document``), must change together.
 """
 
 from __future__ import annotations
@@ -9,21 +12,42 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any, Literal, cast
 
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.actions import CATALOG, Action
 from audit_middleware.model.ecs import ECS_VERSION
 from audit_middleware.model.ids import check_identifier
+from audit_middleware.model.tenancy import NO_TENANT, scope_key
 from audit_middleware.model.timestamps import format_timestamp, parse_timestamp
+
+__all__ = [
+    "ACTOR_KINDS",
+    "DATASET",
+    "NO_TENANT",
+    "OUTCOMES",
+    "PERMISSIONS_CHANGED",
+    "RESOURCE_TYPES",
+    "SYSTEM_ACTOR",
+    "Actor",
+    "ActorKind",
+    "AuditEvent",
+    "ChangeSet",
+    "Outcome",
+    "PermissionChange",
+    "RequestFacts",
+    "Resource",
+    "Scope",
+    "register_resource_type",
+]
 
 ActorKind = Literal["user", "api_token", "service", "system"]
 Outcome = Literal["success", "failure", "unknown"]
 ACTOR_KINDS: frozenset[str] = frozenset(("user", "api_token", "service", "system"))
 OUTCOMES: frozenset[str] = frozenset(("success", "failure", "unknown"))
 DATASET = "audit_middleware.audit"
-NO_TENANT = "-"
-"""The tenant id under which records made without a tenant are stored and queried."""
+PERMISSIONS_CHANGED = "permissions_changed"
 
 # Built-in resource types and their labels; apps name any others they need.
 RESOURCE_TYPES: dict[str, str] = {
@@ -38,6 +62,8 @@ RESOURCE_TYPES: dict[str, str] = {
     "session": "Session",
     "audit_log": "Audit Log",
 }
+BUILTIN_RESOURCE_TYPES: Mapping[str, str] = MappingProxyType(dict(RESOURCE_TYPES))
+"""The built-in resource types alone (what the bundled dashboards know), whatever apps register."""
 
 
 def register_resource_type(type_id: str, label: str) -> None:
@@ -56,8 +82,16 @@ def _opt_str(value: object, what: str, limit: int = 1024) -> str | None:
         return None
     if isinstance(value, bytes | bytearray):
         raise AuditValidationError(f"{what} must be text, not bytes")
-    text = str(value)
-    return text if len(text) <= limit else text[:limit]
+    text = str(value)[:limit]
+    if text.isascii():
+        return text
+    # OpenSearch counts a keyword's ignore_above in UTF-16 code units: keep what it indexes
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return text[:index]
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +175,62 @@ class ChangeSet:
         return not self.fields
 
 
+@dataclass(frozen=True, slots=True)
+class PermissionChange:
+    """The roles (or permissions) a Permissions Changed record granted and revoked.
+
+    Stored as ``audit.permissions.added`` / ``.removed``, keyword arrays that alert
+    rules read ("who was granted ``admin``?"). Duplicates are dropped, order is kept.
+
+    >>> PermissionChange(added=["admin", "admin"], removed=("viewer",))
+    PermissionChange(added=('admin',), removed=('viewer',))
+    """
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("added", "removed"):
+            object.__setattr__(self, name, _role_names(getattr(self, name), f"permissions {name}"))
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing was granted or revoked."""
+        return not (self.added or self.removed)
+
+    @classmethod
+    def from_changes(cls, changes: ChangeSet | None, key: str = "roles") -> PermissionChange | None:
+        """The roles granted and revoked by a change of the list under ``key``, or None.
+
+        ``diff({"roles": ["viewer"]}, {"roles": ["viewer", "admin"]})`` grants ``admin``.
+        A value that is not a list of names (absent counts as empty) gives None.
+        """
+        if changes is None or (key not in changes.before and key not in changes.after):
+            return None
+        before, after = changes.before.get(key, ()), changes.after.get(key, ())
+        if not (_is_name_list(before) and _is_name_list(after)):
+            return None
+        old, new = [str(role) for role in before], [str(role) for role in after]
+        change = cls(tuple(r for r in new if r not in old), tuple(r for r in old if r not in new))
+        return None if change.is_empty else change
+
+
+def _is_name_list(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(item, str | int) for item in value)
+
+
+def _role_names(value: object, what: str) -> tuple[str, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise AuditValidationError(f"{what} must be a sequence of names, not {type(value).__name__}")
+    names = []
+    for item in cast(Iterable[object], value):
+        name = _opt_str(item, what)
+        if not name:
+            raise AuditValidationError(f"{what} holds an empty name")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
 @dataclass(slots=True)  # not frozen: built on every audited request, and frozen init costs more
 class RequestFacts:
     """What the HTTP request tells about an event; absent outside a request."""
@@ -174,6 +264,26 @@ class AuditEvent:
     project: Scope | None = None
     request: RequestFacts | None = None
     service: str | None = None
+    permissions: PermissionChange | None = None
+    """Roles granted and revoked; for Permissions Changed records without it, derived from ``changes``."""
+
+    @property
+    def target_count(self) -> int:
+        """How many resources the operation acted on: its targets when it lists several, else 1.
+
+        Stored as ``audit.target_count``, so "N deletions" counts a bulk delete of 50
+        targets as 50.
+        """
+        return len(self.targets) or 1
+
+    @property
+    def permission_change(self) -> PermissionChange | None:
+        """The roles this record granted and revoked (given, or derived from a ``roles`` change)."""
+        if self.permissions is not None:
+            return None if self.permissions.is_empty else self.permissions
+        if self.action.id == PERMISSIONS_CHANGED:
+            return PermissionChange.from_changes(self.changes)
+        return None
 
     @property
     def timestamp(self) -> datetime:
@@ -198,13 +308,21 @@ class AuditEvent:
         }
         audit: dict[str, Any] = {
             "actor": {"kind": self.actor.kind},
-            "action": {"label": action.label, "group": action.group},
+            "action": {"label": action.label, "group": action.group, "filter": action.filter_group},
+            "target_count": self.target_count,
         }
         doc["user"] = _user_document(self.actor)
         if self.tenant is not None:
-            doc["organization"] = _compact({"id": self.tenant.id, "name": self.tenant.name})
+            # the stored key (model.tenancy); an id stored as a hash keeps its original, unindexed
+            key = scope_key(self.tenant.id)
+            doc["organization"] = _compact({"id": key, "name": self.tenant.name})
+            if key != self.tenant.id:
+                audit["organization"] = {"original_id": self.tenant.id}
         if self.project is not None:
-            audit["project"] = _compact({"id": self.project.id, "name": self.project.name})
+            key = scope_key(self.project.id)
+            audit["project"] = _compact({"id": key, "name": self.project.name})
+            if key != self.project.id:
+                audit["project"]["original_id"] = self.project.id
         if self.resource is not None:
             audit["resource"] = _resource_document(self.resource)
         if self.targets:
@@ -217,6 +335,9 @@ class AuditEvent:
             }
         if self.details:
             audit["details"] = dict(self.details)
+        permissions = self.permission_change
+        if permissions is not None:
+            audit["permissions"] = {"added": list(permissions.added), "removed": list(permissions.removed)}
         if self.service:
             doc["service"] = {"name": self.service}
         if self.request is not None:
@@ -249,6 +370,7 @@ class AuditEvent:
         )
         organization = doc.get("organization")
         project = audit.get("project")
+        permissions = audit.get("permissions")
         return cls(
             id=event["id"],
             unix_ms=parse_timestamp(doc["@timestamp"]),
@@ -263,11 +385,24 @@ class AuditEvent:
             if changes
             else None,
             details=audit.get("details", {}),
-            tenant=Scope(organization["id"], organization.get("name")) if organization else None,
-            project=Scope(project["id"], project.get("name")) if project else None,
+            tenant=_scope_from(organization, audit.get("organization")),
+            project=_scope_from(project, project),
             request=request if (http or "url" in doc or "source" in doc or "trace" in doc) else None,
             service=doc.get("service", {}).get("name"),
+            permissions=PermissionChange(
+                tuple(permissions.get("added", ())), tuple(permissions.get("removed", ()))
+            )
+            if permissions
+            else None,
         )
+
+
+def _scope_from(stored: Mapping[str, Any] | None, originals: Mapping[str, Any] | None) -> Scope | None:
+    """The scope as the app named it: the original id of a hashed key, else the stored id."""
+    if not stored:
+        return None
+    original = (originals or {}).get("original_id")
+    return Scope(original if isinstance(original, str) else stored["id"], stored.get("name"))
 
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:

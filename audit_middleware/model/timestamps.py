@@ -42,7 +42,8 @@ def format_timestamp(value: int) -> str:
     '2023-11-14T22:13:20.123Z'
     """
     moment = datetime.fromtimestamp(value // 1000, tz=timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{value % 1000:03d}Z"
+    # isoformat, not strftime: glibc's %Y does not pad years before 1000 to four digits
+    return f"{moment.isoformat(timespec='seconds')[:19]}.{value % 1000:03d}Z"
 
 
 def parse_timestamp(text: str) -> int:

@@ -39,33 +39,45 @@ def parse_urls(value: str | Sequence[str]) -> tuple[str, ...]:
             "no OpenSearch URL given (expected e.g. https://opensearch.example.com:9200)"
         )
     for url in urls:
-        _check_url(url)
+        check_url(url)
     return urls
 
 
-def _check_url(url: str) -> None:
+def check_url(
+    url: str,
+    *,
+    service: str = "OpenSearch",
+    example: str = "https://opensearch.example.com:9200",
+    credentials: str = f"{env.OPENSEARCH_USERNAME} and {env.OPENSEARCH_PASSWORD}",
+) -> None:
+    """Raise ``AuditValidationError`` unless ``url`` is an http(s) URL with a host and no secrets.
+
+    ``service``, ``example`` and ``credentials`` (where the user and password go
+    instead) make the messages fit the server the URL is for.
+    """
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - parsing the port is the check
     except ValueError as exc:
-        raise AuditValidationError(f"OpenSearch URL {url!r} is malformed: {exc}") from exc
+        raise AuditValidationError(f"{service} URL {url!r} is malformed: {exc}") from exc
     if parts.scheme not in ("http", "https"):
         raise AuditValidationError(
-            f"OpenSearch URL {url!r} must start with http:// or https:// (e.g. https://opensearch.example.com:9200)"
+            f"{service} URL {url!r} must start with http:// or https:// (e.g. {example})"
         )
     if parts.username is not None or parts.password is not None:
         # Credentials in a URL end up in logs and error messages.
         raise AuditValidationError(
-            f"OpenSearch URL for host {parts.hostname!r} contains credentials: "
-            f"set {env.OPENSEARCH_USERNAME} and {env.OPENSEARCH_PASSWORD} (or username/password) instead"
+            f"{service} URL for host {parts.hostname!r} contains credentials: "
+            f"set {credentials} (or username/password) instead"
         )
     if not parts.hostname:
-        raise AuditValidationError(f"OpenSearch URL {url!r} has no host name")
+        raise AuditValidationError(f"{service} URL {url!r} has no host name")
     if parts.query or parts.fragment:
-        raise AuditValidationError(f"OpenSearch URL {url!r} must not have a query string or fragment")
+        raise AuditValidationError(f"{service} URL {url!r} must not have a query string or fragment")
 
 
-def _parse_bool(name: str, value: str) -> bool:
+def parse_bool(name: str, value: str) -> bool:
+    """``true``/``false`` (and 1/0, yes/no, on/off) from variable ``name``; anything else raises."""
     lowered = value.strip().lower()
     if lowered in _TRUE:
         return True
@@ -160,7 +172,7 @@ class ConnectionSettings:
             username=get(env.OPENSEARCH_USERNAME),
             # A password may legitimately have surrounding spaces: take it as given.
             password=variables.get(env.OPENSEARCH_PASSWORD) or None,
-            verify_certs=True if verify is None else _parse_bool(env.OPENSEARCH_VERIFY_CERTS, verify),
+            verify_certs=True if verify is None else parse_bool(env.OPENSEARCH_VERIFY_CERTS, verify),
             ca_certs=get(env.OPENSEARCH_CA_CERTS),
             aws_region=get(env.OPENSEARCH_AWS_REGION),
             aws_service="aoss" if service == "aoss" else "es",

@@ -1,19 +1,26 @@
-"""Install the audit layout in OpenSearch, idempotently: ISM policies, templates, data streams.
+"""Install the audit layout in OpenSearch, idempotently: retention, templates, streams, alerts.
 
 ``plan()`` compares what the cluster holds with what this version wants and returns
-one ``Step`` per object, each saying whether applying it will create, update or leave
-it unchanged; ``apply()`` carries the plan out. The order matters:
+one ``Step`` per object, each saying whether applying it will create, update, remove or
+leave it unchanged; ``apply()`` carries the plan out. The order matters:
 
-1. ISM policies (one per retention tier): ISM attaches a policy through its
+1. the snapshot repository, when asked to register one (``snapshot_location``);
+2. ISM policies (one per retention tier): ISM attaches a policy through its
    ``ism_template`` only to indices created after the policy, so they come first;
-2. the component template (settings and mappings), then the index template using it;
-3. the data streams (one per tier), whose first backing indices the policies manage;
-4. for data streams that already existed, backing indices without a policy get
-   the tier's policy, and indices on an outdated version of it move to the new one.
+3. the component template (settings and mappings), then the index template using it;
+4. the data streams (one per tier), whose first backing indices the policies manage;
+   for streams that already existed, fields the template gained since are added to
+   their mappings (a template applies only to backing indices created after it), so
+   new records are searchable by them before the next rollover;
+5. ISM attachments: each stream's backing indices carry the tier's policy, at its
+   current version (a new stream's first index is checked too, so that setup returns
+   only once retention is really managed);
+6. the alert monitors (``monitors``), with their notification channel if one is set.
 
 Without the ISM plugin nothing would ever roll over or delete the data: that is an
 error unless ``require_ism=False``, which installs the rest and warns
-(``RetentionNotManagedWarning``).
+(``RetentionNotManagedWarning``). Without the Alerting plugin the monitors are left out
+with an ``AlertsNotInstalledWarning``.
 
 This module is long because planning and applying each kind of object (policies,
 templates, streams, attachments) share one idempotency rule and one error translation.
@@ -21,21 +28,35 @@ templates, streams, attachments) share one idempotency rule and one error transl
 
 from __future__ import annotations
 
-import contextlib
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from opensearchpy import NotFoundError, OpenSearch, TransportError
 
-from audit_middleware.errors import AuditError, AuditValidationError
-from audit_middleware.opensearch import errors
+from audit_middleware.errors import AuditValidationError
+from audit_middleware.model.alerts import AlertRule, default_rules
+from audit_middleware.opensearch import errors, monitors
+from audit_middleware.opensearch.archive import plan_repository
 from audit_middleware.opensearch.retention import RetentionTier, build_policy, default_tiers, policy_id
+from audit_middleware.opensearch.steps import (
+    SetupError,
+    Status,
+    Step,
+    StepResult,
+    contains,
+    explained,
+    get_or_none,
+    has_plugin,
+)
 from audit_middleware.opensearch.templates import (
     build_component_template,
     build_index_template,
+    build_mappings,
     component_template_name,
+    flatten,
     index_template_name,
 )
 from audit_middleware.opensearch.tiers import (
@@ -47,37 +68,52 @@ from audit_middleware.opensearch.tiers import (
     validate_name,
 )
 
-Status = Literal["created", "updated", "unchanged"]
+__all__ = [
+    "ISM_PLUGIN",
+    "AlertsNotInstalledWarning",
+    "RetentionNotManagedWarning",
+    "SetupConfig",
+    "SetupError",
+    "Status",
+    "Step",
+    "StepResult",
+    "apply",
+    "ism_installed",
+    "plan",
+]
 
 ISM_PLUGIN = "opensearch-index-management"
 _POLICY_ID_KEY = "index.plugins.index_state_management.policy_id"
 _LEGACY_POLICY_ID_KEY = "index.opendistro.index_state_management.policy_id"
 # Index names per ISM request, so a stream with hundreds of backing indices stays under URL limits.
 _INDICES_PER_REQUEST = 50
-
-
-class SetupError(AuditError):
-    """Setup could not finish; the message says what failed and what to do.
-
-    ``completed`` lists the steps applied before the failure.
-    """
-
-    def __init__(self, message: str, completed: Sequence[StepResult] = ()) -> None:
-        super().__init__(message)
-        self.completed: tuple[StepResult, ...] = tuple(completed)
+_ATTACH_WAIT = 30.0  # seconds setup waits for explain to show a new stream's policy
 
 
 class RetentionNotManagedWarning(UserWarning):
     """The cluster has no ISM plugin: audit data is never rolled over or deleted."""
 
 
+class AlertsNotInstalledWarning(UserWarning):
+    """The cluster has no Alerting plugin: the alert monitors were not installed."""
+
+
 @dataclass(frozen=True)
 class SetupConfig:
-    """What to install: names, retention tiers, shard and replica counts.
+    """What to install: names, retention tiers, shard and replica counts, alert monitors.
 
     ``replicas=None`` leaves the replica count to the cluster's default. With
     ``require_ism=False`` a cluster without the ISM plugin gets everything except
     the retention policies, and a ``RetentionNotManagedWarning``.
+
+    ``snapshot_location`` registers the tiers' snapshot repository as an ``fs``
+    repository there (a path under the nodes' ``path.repo``); without it the repository
+    must be registered already.
+
+    ``alert_rules`` become monitors (``monitors``); monitors of ours whose rule is no
+    longer listed are removed, unless ``manage_alerts=False`` (then setup leaves every
+    monitor as it is). ``alert_webhook`` (a URL) creates a Notifications webhook channel
+    and ``alert_channel`` names an existing one; either needs the Notifications plugin.
     """
 
     prefix: str = DEFAULT_PREFIX
@@ -85,10 +121,31 @@ class SetupConfig:
     shards: int = 1
     replicas: int | None = 1
     require_ism: bool = True
+    snapshot_location: str | None = None
+    alert_rules: tuple[AlertRule, ...] = field(default_factory=default_rules)
+    manage_alerts: bool = True
+    alert_webhook: str | None = None
+    alert_channel: str | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.prefix, "prefix")
         object.__setattr__(self, "tiers", tuple(self.tiers))
+        object.__setattr__(self, "alert_rules", tuple(self.alert_rules))
+        rule_ids = [rule.id for rule in self.alert_rules]
+        if len(set(rule_ids)) != len(rule_ids):
+            raise AuditValidationError(f"alert rule ids must be unique, got {rule_ids}")
+        if self.alert_webhook is not None and self.alert_channel is not None:
+            raise AuditValidationError("give either an alert webhook or an alert channel, not both")
+        if not self.manage_alerts and (self.alert_webhook is not None or self.alert_channel is not None):
+            raise AuditValidationError(
+                "an alert webhook or channel needs the alert monitors (not --no-alerts)"
+            )
+        if self.alert_webhook is not None and not self.alert_webhook.startswith(("https://", "http://")):
+            raise AuditValidationError(f"alert webhook {self.alert_webhook!r} must be an http(s) URL")
+        if self.snapshot_location is not None and len(self.snapshot_repositories) != 1:
+            raise AuditValidationError(
+                "a snapshot location registers one repository: give the tiers one snapshot repository"
+            )
         names = [tier.name for tier in self.tiers]
         if not names:
             raise AuditValidationError("at least one retention tier is needed")
@@ -98,6 +155,11 @@ class SetupConfig:
             raise AuditValidationError(f"shards must be at least 1, not {self.shards}")
         if self.replicas is not None and self.replicas < 0:
             raise AuditValidationError(f"replicas must be 0 or more, not {self.replicas}")
+
+    @property
+    def snapshot_repositories(self) -> tuple[str, ...]:
+        """The snapshot repositories the tiers archive to (none without archiving)."""
+        return tuple(sorted({tier.snapshot_repository for tier in self.tiers if tier.snapshot_repository}))
 
     @property
     def data_streams(self) -> tuple[str, ...]:
@@ -119,67 +181,6 @@ class SetupConfig:
             callback=callback,
             default_tier=default_tier,
         )
-
-
-@dataclass(frozen=True)
-class Step:
-    """One object setup manages, and what applying the plan will do to it."""
-
-    kind: str
-    """``ism policy``, ``component template``, ``index template``, ``data stream`` or ``ism attachment``."""
-    name: str
-    status: Status
-    detail: str = ""
-    run: Callable[[], Status] | None = field(default=None, repr=False, compare=False)
-    """Makes the change and returns what it did; ``None`` when there is nothing to do."""
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.name}" + (f" ({self.detail})" if self.detail else "")
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What applying a step did (or, in a dry run, would do)."""
-
-    step: Step
-    status: Status
-
-    def __str__(self) -> str:
-        return f"{self.status:<9}  {self.step}"
-
-
-def _explained(client: OpenSearch, what: str) -> contextlib.AbstractContextManager[None]:
-    """Turn client errors raised while doing ``what`` into one ``SetupError`` a person can act on."""
-    return errors.explained(
-        what,
-        SetupError,
-        client=client,
-        permissions="setup needs the cluster permissions to manage index templates, component "
-        "templates, data streams and ISM policies",
-    )
-
-
-def _get_or_none(client: OpenSearch, what: str, call: Callable[[], Any]) -> Any:
-    with _explained(client, what):
-        try:
-            return call()
-        except NotFoundError:
-            return None
-
-
-def _contains(stored: Any, desired: Any) -> bool:
-    """Whether ``stored`` holds everything in ``desired`` (extra keys added by the server are fine)."""
-    if isinstance(desired, Mapping):
-        return isinstance(stored, Mapping) and all(
-            key in stored and _contains(stored[key], value) for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(stored, list)
-            and len(stored) == len(desired)
-            and all(_contains(s, d) for s, d in zip(stored, desired, strict=True))
-        )
-    return bool(stored == desired)
 
 
 def _setting_text(value: Any) -> Any:
@@ -215,14 +216,12 @@ def _component_template_matches(stored: Mapping[str, Any], desired: Mapping[str,
 
 def _index_template_matches(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     # An inline "template" would override the component template's settings and mappings.
-    return _contains(stored, desired) and not stored.get("template")
+    return contains(stored, desired) and not stored.get("template")
 
 
 def ism_installed(client: OpenSearch) -> bool:
     """Whether the cluster runs the Index State Management plugin."""
-    with _explained(client, "list the installed plugins"):
-        rows = client.cat.plugins(format="json")
-    return any(row.get("component") == ISM_PLUGIN for row in rows)
+    return has_plugin(client, ISM_PLUGIN)
 
 
 def _no_ism_message(client: OpenSearch) -> str:
@@ -233,17 +232,25 @@ def _no_ism_message(client: OpenSearch) -> str:
     )
 
 
-def _check_snapshot_repositories(client: OpenSearch, config: SetupConfig) -> None:
-    # An ISM snapshot action to a missing repository fails months later and blocks the delete.
-    for repository in sorted({tier.snapshot_repository for tier in config.tiers if tier.snapshot_repository}):
-        with _explained(client, f"read snapshot repository {repository}"):
+def _plan_snapshot_repositories(client: OpenSearch, config: SetupConfig) -> list[Step]:
+    """Register the repository when given a location; else check that each one exists.
+
+    An ISM snapshot action to a missing repository fails months later and blocks the delete.
+    """
+    if config.snapshot_location is not None:
+        (repository,) = config.snapshot_repositories
+        return [plan_repository(client, repository, config.snapshot_location)]
+    for repository in config.snapshot_repositories:
+        with explained(client, f"read snapshot repository {repository}"):
             try:
                 client.snapshot.get_repository(repository=repository)
             except NotFoundError:
                 raise SetupError(
                     f"snapshot repository {repository!r} is not registered on the cluster: register it "
-                    f"(PUT _snapshot/{repository}) before setup, or leave the snapshot repository out"
+                    f"(PUT _snapshot/{repository}), or give setup --snapshot-location PATH, "
+                    "or leave the snapshot repository out"
                 ) from None
+    return []
 
 
 def _plan_policy(client: OpenSearch, prefix: str, tier: RetentionTier) -> tuple[Step, int | None]:
@@ -251,14 +258,14 @@ def _plan_policy(client: OpenSearch, prefix: str, tier: RetentionTier) -> tuple[
     pid = policy_id(prefix, tier.name)
     path = f"/_plugins/_ism/policies/{pid}"
     desired = build_policy(prefix, tier)
-    stored = _get_or_none(
+    stored = get_or_none(
         client, f"read ISM policy {pid}", lambda: client.transport.perform_request("GET", path)
     )
 
     def put(status: Status, params: dict[str, Any] | None = None) -> Callable[[], Status]:
         def run() -> Status:
             verb = "create" if status == "created" else "update"
-            with _explained(client, f"{verb} ISM policy {pid}"):
+            with explained(client, f"{verb} ISM policy {pid}"):
                 client.transport.perform_request("PUT", path, params=params, body=desired)
             return status
 
@@ -267,7 +274,7 @@ def _plan_policy(client: OpenSearch, prefix: str, tier: RetentionTier) -> tuple[
     if stored is None:
         return Step("ism policy", pid, "created", run=put("created")), None
     seq_no, primary_term = stored["_seq_no"], stored["_primary_term"]
-    if _contains(stored.get("policy"), desired["policy"]):
+    if contains(stored.get("policy"), desired["policy"]):
         return Step("ism policy", pid, "unchanged"), seq_no
     # Optimistic concurrency: the update fails if the policy changed since we read it.
     params = {"if_seq_no": seq_no, "if_primary_term": primary_term}
@@ -286,10 +293,10 @@ def _plan_template(
     matches: Callable[[Mapping[str, Any], Mapping[str, Any]], bool],
 ) -> Step:
     """Create, update or leave one template, comparing what is stored with ``desired``."""
-    found = _get_or_none(client, f"read {kind} {name}", read)
+    found = get_or_none(client, f"read {kind} {name}", read)
 
     def run() -> Status:
-        with _explained(client, f"write {kind} {name}"):
+        with explained(client, f"write {kind} {name}"):
             write()
         return "created" if found is None else "updated"
 
@@ -338,15 +345,13 @@ def _revision_detail(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> s
 
 def _plan_data_stream(client: OpenSearch, name: str) -> tuple[Step, list[str]]:
     """The step for one data stream, and its backing indices (empty when it is to be created)."""
-    found = _get_or_none(
-        client, f"read data stream {name}", lambda: client.indices.get_data_stream(name=name)
-    )
+    found = get_or_none(client, f"read data stream {name}", lambda: client.indices.get_data_stream(name=name))
     # A regular index of that name answers 200 with no data streams.
     streams = found["data_streams"] if found else []
     if streams:
         backing = [index["index_name"] for index in streams[0]["indices"]]
         return Step("data stream", name, "unchanged"), backing
-    with _explained(client, f"check for an index named {name}"):
+    with explained(client, f"check for an index named {name}"):
         taken = client.indices.exists(index=name)
     if taken:
         raise SetupError(
@@ -356,7 +361,7 @@ def _plan_data_stream(client: OpenSearch, name: str) -> tuple[Step, list[str]]:
         )
 
     def run() -> Status:
-        with _explained(client, f"create data stream {name}"):
+        with explained(client, f"create data stream {name}"):
             try:
                 client.indices.create_data_stream(name=name)
             except TransportError as exc:
@@ -369,9 +374,49 @@ def _plan_data_stream(client: OpenSearch, name: str) -> tuple[Step, list[str]]:
     return Step("data stream", name, "created", run=run), []
 
 
+def _plan_new_fields(client: OpenSearch, stream: str, backing: Sequence[str]) -> Step | None:
+    """Add the template's fields missing from an existing stream's write index; ``None``: none missing."""
+    write_index = backing[-1]
+    with explained(client, f"read the mapping of {stream}"):
+        answer = client.indices.get_mapping(index=write_index)
+    stored = flatten(answer.get(write_index, {}).get("mappings", {}).get("properties", {}))
+    desired = build_mappings()
+    missing = sorted(
+        name
+        for name, mapping in flatten(desired["properties"]).items()
+        if not contains(stored.get(name), mapping)
+    )
+    if not missing:
+        return None
+
+    def run() -> Status:
+        with explained(client, f"add fields to the mappings of {stream}"):
+            try:
+                client.indices.put_mapping(index=stream, body=desired)
+            except TransportError as exc:
+                if exc.status_code != 400:
+                    raise
+                raise SetupError(
+                    f"the mappings of {stream} cannot take the template's fields ({errors.reason(exc)}): "
+                    f"roll it over (POST {stream}/_rollover) so its next backing index uses the template"
+                ) from None
+        return "updated"
+
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return Step("mappings", stream, "updated", f"new fields {shown}", run=run)
+
+
 def _chunks(names: Sequence[str]) -> Iterator[str]:
     for start in range(0, len(names), _INDICES_PER_REQUEST):
         yield ",".join(names[start : start + _INDICES_PER_REQUEST])
+
+
+def _explain(client: OpenSearch, stream: str, backing: Sequence[str]) -> dict[str, Any]:
+    explained_state: dict[str, Any] = {}
+    for names in _chunks(backing):
+        with explained(client, f"explain ISM state of {stream}"):
+            explained_state.update(client.transport.perform_request("GET", f"/_plugins/_ism/explain/{names}"))
+    return explained_state
 
 
 def _plan_attachment(
@@ -384,14 +429,11 @@ def _plan_attachment(
     policy_seq_no: int | None,
 ) -> Step:
     """Give an existing stream's backing indices the tier's policy, at its current version."""
-    explained: dict[str, Any] = {}
-    for names in _chunks(backing):
-        with _explained(client, f"explain ISM state of {stream}"):
-            explained.update(client.transport.perform_request("GET", f"/_plugins/_ism/explain/{names}"))
+    explained_state = _explain(client, stream, backing)
     unmanaged: list[str] = []
     outdated: list[str] = []
     for index in backing:
-        state = explained.get(index) or {}
+        state = explained_state.get(index) or {}
         attached = state.get(_POLICY_ID_KEY) or state.get(_LEGACY_POLICY_ID_KEY)
         if not attached:
             unmanaged.append(index)
@@ -418,17 +460,52 @@ def _plan_attachment(
     return Step("ism attachment", stream, "unchanged")
 
 
+def _plan_new_stream_attachment(client: OpenSearch, stream: str, pid: str) -> Step:
+    """The policy on the first backing index of a stream this run creates.
+
+    ``ism_template`` attaches it within moments; adding it here as well (a no-op when it
+    is there already) means setup returns with retention managed, and lists the same
+    steps on every run.
+    """
+
+    def run() -> Status:
+        with explained(client, f"read data stream {stream}"):
+            found = client.indices.get_data_stream(name=stream)["data_streams"][0]["indices"]
+        backing = [index["index_name"] for index in found]
+        _ism_post(client, "add", pid, backing, stream)
+        # explain shows the policy once ISM's config index has refreshed (well under a second)
+        deadline = time.monotonic() + _ATTACH_WAIT
+        while time.monotonic() < deadline:
+            state = _explain(client, stream, backing)
+            if all((state.get(index) or {}).get(_POLICY_ID_KEY) for index in backing):
+                break
+            time.sleep(0.2)
+        return "created"
+
+    return Step("ism attachment", stream, "created", f"{pid} on the new backing index", run=run)
+
+
+def _attached_meanwhile(reason: str) -> bool:
+    """Another setup run, or ism_template itself, attached the policy first.
+
+    Seen before the add (``already has a policy``) or while both write ISM's config
+    document for the index (a version conflict on ``.opendistro-ism-config``).
+    """
+    return "already has a policy" in reason or (
+        "version_conflict" in reason.lower().replace(" ", "_") and "document already exists" in reason
+    )
+
+
 def _ism_post(client: OpenSearch, endpoint: str, pid: str, indices: Sequence[str], stream: str) -> None:
     for names in _chunks(indices):
-        with _explained(client, f"{endpoint.replace('_', ' ')} {pid} on {stream}"):
+        with explained(client, f"{endpoint.replace('_', ' ')} {pid} on {stream}"):
             answer = client.transport.perform_request(
                 "POST", f"/_plugins/_ism/{endpoint}/{names}", body={"policy_id": pid}
             )
         failed = [
             f"{item.get('index_name')}: {item.get('reason')}"
             for item in answer.get("failed_indices", ())
-            # Another setup run, or ism_template itself, got there first.
-            if "already has a policy" not in str(item.get("reason"))
+            if not _attached_meanwhile(str(item.get("reason")))
         ]
         if failed:
             raise SetupError(f"could not {endpoint.replace('_', ' ')} {pid} on {stream}: {'; '.join(failed)}")
@@ -458,9 +535,9 @@ def _plan(client: OpenSearch, config: SetupConfig) -> list[Step]:
             ),
             stacklevel=3,  # the caller of plan() or apply(), which both call _plan()
         )
-    _check_snapshot_repositories(client, config)
+    steps = _plan_snapshot_repositories(client, config)
+    alert_steps = _plan_alerts(client, config)
 
-    steps: list[Step] = []
     policies: list[tuple[Step, int | None]] = []
     if with_ism:
         policies = [_plan_policy(client, config.prefix, tier) for tier in config.tiers]
@@ -469,17 +546,54 @@ def _plan(client: OpenSearch, config: SetupConfig) -> list[Step]:
     steps.append(_plan_index_template(client, config))
     streams = [_plan_data_stream(client, name) for name in config.data_streams]
     steps.extend(step for step, _ in streams)
+    for stream, backing in streams:
+        new_fields = _plan_new_fields(client, stream.name, backing) if backing else None
+        if new_fields is not None:
+            steps.append(new_fields)
     for index, (tier, (stream, backing)) in enumerate(zip(config.tiers, streams, strict=True)):
-        # New streams get their policy from ism_template; existing ones may predate it.
-        if with_ism and backing:
+        pid = policy_id(config.prefix, tier.name)
+        if with_ism and not backing:
+            steps.append(_plan_new_stream_attachment(client, stream.name, pid))
+        elif with_ism:
+            # Existing streams may predate the policy, or hold indices on an older version of it.
             policy, seq_no = policies[index]
-            pid = policy_id(config.prefix, tier.name)
             steps.append(
                 _plan_attachment(
                     client, stream.name, pid=pid, backing=backing, policy=policy, policy_seq_no=seq_no
                 )
             )
-    return steps
+    return steps + alert_steps
+
+
+def _plan_alerts(client: OpenSearch, config: SetupConfig) -> list[Step]:
+    """The notification channel and the monitors; checked before anything changes."""
+    if not config.manage_alerts:
+        return []
+    if not has_plugin(client, monitors.ALERTING_PLUGIN):
+        if config.alert_webhook is not None or config.alert_channel is not None:
+            raise SetupError(
+                f"OpenSearch at {errors.where(client)} has no Alerting plugin ({monitors.ALERTING_PLUGIN}), "
+                "so there are no monitors to notify from: leave out the alert webhook or channel"
+            )
+        if config.alert_rules:
+            warnings.warn(
+                AlertsNotInstalledWarning(
+                    f"OpenSearch at {errors.where(client)} has no Alerting plugin "
+                    f"({monitors.ALERTING_PLUGIN}): the alert monitors were not installed"
+                ),
+                stacklevel=4,
+            )
+        return []
+    steps: list[Step] = []
+    destination = config.alert_channel
+    if config.alert_webhook is not None:
+        steps.append(monitors.plan_channel(client, config.prefix, config.alert_webhook))
+        destination = monitors.channel_id(config.prefix)
+    elif config.alert_channel is not None:
+        monitors.check_channel(client, config.alert_channel)
+    return steps + monitors.plan_monitors(
+        client, config.prefix, config.alert_rules, config.data_streams, destination
+    )
 
 
 def apply(client: OpenSearch, config: SetupConfig, dry_run: bool = False) -> list[StepResult]:

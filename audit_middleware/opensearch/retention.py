@@ -3,8 +3,13 @@
 Each tier's policy manages the backing indices of the tier's data stream::
 
     hot (rollover by age / primary shard size)
-      -- index age >= retention --> archive (snapshot; only with a repository)
-      --> delete
+      -- index age >= retention --> archive (snapshot, then delete; with a repository)
+                                    or delete (without one)
+
+The snapshot and the delete are two actions of one state, in that order: ISM runs the
+delete only once the snapshot action has completed (the snapshot succeeded), and a
+state less saves one ISM job interval. A snapshot that fails leaves the index in place
+(``audit-middleware status`` shows the failed step) instead of deleting unarchived data.
 
 The policy finds its indices through ``ism_template``. For a data stream backing index
 (``.ds-audit-standard-000001``) ISM matches the template's ``index_patterns`` against
@@ -111,7 +116,7 @@ def policy_id(prefix: str, tier: str) -> str:
 def build_policy(prefix: str, tier: RetentionTier) -> dict[str, Any]:
     """The body of ``PUT _plugins/_ism/policies/<policy_id>`` for one tier."""
     stream = data_stream_name(prefix, tier.name)
-    after_hot = "archive" if tier.snapshot_repository else "delete"
+    final = "archive" if tier.snapshot_repository else "delete"
     states: list[dict[str, Any]] = [
         {
             "name": "hot",
@@ -124,21 +129,15 @@ def build_policy(prefix: str, tier: RetentionTier) -> dict[str, Any]:
                     }
                 }
             ],
-            "transitions": [{"state_name": after_hot, "conditions": {"min_index_age": tier.min_index_age}}],
+            "transitions": [{"state_name": final, "conditions": {"min_index_age": tier.min_index_age}}],
         }
     ]
+    actions: list[dict[str, Any]] = []
     if tier.snapshot_repository:
-        states.append(
-            {
-                "name": "archive",
-                "actions": [
-                    {"snapshot": {"repository": tier.snapshot_repository, "snapshot": SNAPSHOT_NAME}}
-                ],
-                # The snapshot action completes only when the snapshot has, so delete comes after.
-                "transitions": [{"state_name": "delete"}],
-            }
-        )
-    states.append({"name": "delete", "actions": [{"delete": {}}], "transitions": []})
+        # The snapshot action completes only when the snapshot has, so the delete comes after.
+        actions.append({"snapshot": {"repository": tier.snapshot_repository, "snapshot": SNAPSHOT_NAME}})
+    actions.append({"delete": {}})
+    states.append({"name": final, "actions": actions, "transitions": []})
     archive = f"snapshot to {tier.snapshot_repository}, then " if tier.snapshot_repository else ""
     return {
         "policy": {

@@ -19,7 +19,10 @@ Field decisions:
   ``index_prefixes``, so ``match_bool_prefix`` is fast. ECS fields keep the ECS
   ``.text`` (``match_only_text``) multi-field where ECS defines one.
 * Keywords are capped with ``ignore_above`` (1024, as ECS does): an oversized value
-  stays in ``_source`` instead of failing the document.
+  stays in ``_source`` instead of failing the document. The fields queries scope and
+  filter on (``organization.id``, ``audit.project.id``) never hold one: an over-long id
+  is stored as its hashed key (``model.tenancy``), the id itself in the unmapped
+  ``audit.organization.original_id`` / ``audit.project.original_id``.
 
 ``TEMPLATE_REVISION`` is the templates' ``version``: bump it with every change here so
 ``audit-middleware setup`` reports them as updated.
@@ -27,12 +30,13 @@ Field decisions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from audit_middleware.model import ecs
 from audit_middleware.opensearch.tiers import validate_name
 
-TEMPLATE_REVISION = 2  # 2: span.id
+TEMPLATE_REVISION = 4  # 3: retention, alert and dashboard fields; 4: span.id
 # Above the 100 that catch-all templates commonly use, so ours wins for "{prefix}-*".
 INDEX_TEMPLATE_PRIORITY = 500
 MANAGED_BY = "audit-middleware"
@@ -48,6 +52,8 @@ AUDIT_FIELDS: dict[str, dict[str, Any]] = {
     "audit.actor.kind": _KEYWORD,
     "audit.action.label": _KEYWORD,
     "audit.action.group": _KEYWORD,
+    # The action-type filter (create, update, delete, start-stop, account, team, ...).
+    "audit.action.filter": _KEYWORD,
     "audit.project.id": _KEYWORD,
     "audit.project.name": _KEYWORD,
     "audit.resource.type": _KEYWORD,
@@ -57,6 +63,11 @@ AUDIT_FIELDS: dict[str, dict[str, Any]] = {
     "audit.targets.type": _KEYWORD,
     "audit.targets.id": _KEYWORD,
     "audit.targets.name": _KEYWORD,
+    # What the alert monitors count and group by (model.alerts): targets of an operation,
+    # and the roles a Permissions Changed record granted and revoked.
+    "audit.target_count": {"type": "integer"},
+    "audit.permissions.added": _KEYWORD,
+    "audit.permissions.removed": _KEYWORD,
     "audit.changes.before": _FLAT_OBJECT,
     "audit.changes.after": _FLAT_OBJECT,
     "audit.changes.fields": _KEYWORD,
@@ -127,6 +138,17 @@ def _nest(flat: dict[str, dict[str, Any]]) -> dict[str, Any]:
             node = node.setdefault(parent, {"properties": {}})["properties"]
         node[leaf] = flat[name]
     return root
+
+
+def flatten(properties: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The leaf mappings of a ``properties`` tree by dotted name (the inverse of nesting)."""
+    leaves: dict[str, Any] = {}
+    for name, mapping in properties.items():
+        if "properties" in mapping:
+            leaves.update(flatten(mapping["properties"], f"{prefix}{name}."))
+        else:
+            leaves[f"{prefix}{name}"] = mapping
+    return leaves
 
 
 def build_mappings() -> dict[str, Any]:

@@ -3,21 +3,15 @@ r"""Redaction of secrets and personal data before an audit record leaves the pro
 Pure: no framework imports, no I/O. One :class:`Redactor` is built from configuration
 at start-up and shared by every thread; its methods never mutate their input.
 
-Key matching. A key is *normalised* by lowercasing it and removing the separators
-``_``, ``-`` and space, so ``X-API-Key``, ``x_api_key``, ``apiKey`` and ``API KEY``
-are one name (``apikey``): this also catches the camelCase keys of JSON APIs
-(``accessToken``, ``privateKey``, ``sessionId``). A normalised key is *denied* when
+Key matching (``processing.keys``): a key is split into words, so ``X-API-Key``,
+``apiKey`` and a WSGI environ's ``HTTP_X_API_KEY`` are one name, and is denied by whole
+names, substrings (``password``, ``token``, ...) or words (``auth``, ``pwd``), unless
+``allow_keys`` names it. ``keys`` replaces the exact-name list; the other rules always
+apply.
 
-* it equals a name of the denylist (``keys`` plus ``extra_keys``, normalised alike), or
-* it contains one of :data:`DENIED_SUBSTRINGS` (``password``, ``secret``, ``token``,
-  ``apikey``, ``privatekey``), which catches ``db_password``, ``x-api-key``,
-  ``github_token`` and ``clientSecret``,
-
-unless it equals a name of ``allow_keys`` (normalised alike). The substring rules also
-hit harmless names such as ``token_type``, ``max_tokens``, ``password_changed_at`` or
-``secretary``; those are masked, the safe mistake. Exempt the ones you need with
-``allow_keys``: it matches whole names only, so allowing ``token_type`` does not allow
-``token``. ``keys`` replaces the exact-name list; the substring rules always apply.
+Values: credentials recognised by their text (``processing.credentials``: Authorization
+values, URL passwords) are masked under any key; a list of ``(name, value)`` pairs is
+judged by its names; app objects are read by their fields (``processing.shapes``).
 
 >>> Redactor().redact_mapping({"user": "ana", "db_password": "hunter2", "tokens": [{"id": 1}]})
 {'user': 'ana', 'db_password': '[REDACTED]', 'tokens': '[REDACTED]'}
@@ -30,60 +24,29 @@ import hmac
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from audit_middleware.capture.clientip import truncate_ip
+from audit_middleware.capture.clientip import truncate_forwarded_element, truncate_ip
 from audit_middleware.model.changes import join_path, split_path
+from audit_middleware.processing.credentials import is_authorization_value, mask_url_password
+from audit_middleware.processing.keys import (
+    DEFAULT_DENYLIST,
+    DENIED_SUBSTRINGS,
+    DENIED_WORDS,
+    DROPPED_HEADERS,
+    normalise,
+    words,
+)
+from audit_middleware.processing.shapes import NO_FIELDS, fields_of, is_plain, text_of
 
 __all__ = [
     "CYCLE_MARKER",
     "DEFAULT_DENYLIST",
     "DENIED_SUBSTRINGS",
+    "DENIED_WORDS",
     "DEPTH_MARKER",
     "DROPPED_HEADERS",
     "MAX_DEPTH",
     "Redactor",
 ]
-
-DEFAULT_DENYLIST: Final[frozenset[str]] = frozenset(
-    {
-        "password",
-        "passwd",
-        "pwd",
-        "secret",
-        "client_secret",
-        "token",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "api_key",
-        "apikey",
-        "authorization",
-        "auth",
-        "cookie",
-        "set_cookie",
-        "csrf",
-        "csrftoken",
-        "xsrf",
-        "session",
-        "sessionid",
-        "private_key",
-        "ssh_private_key",
-        "credentials",
-        "otp",
-        "pin",
-        "ssn",
-        "card_number",
-        "cvv",
-    }
-)
-"""Key names whose values are masked, matched whole on the normalised key."""
-
-DENIED_SUBSTRINGS: Final[tuple[str, ...]] = ("password", "secret", "token", "apikey", "privatekey")
-"""A normalised key containing one of these is masked (normalised: ``api_key`` is ``apikey``)."""
-
-DROPPED_HEADERS: Final[frozenset[str]] = frozenset(
-    {"authorization", "proxyauthorization", "cookie", "setcookie"}
-)
-"""Normalised header names never captured, whatever ``allow_keys`` says."""
 
 MAX_DEPTH: Final = 32
 """Deepest container nesting redacted; the top-level mapping is level 1."""
@@ -99,9 +62,9 @@ _MIN_KEY_BYTES: Final = 16
 # Distinct keys remembered per Redactor: records repeat their shapes, and the bound stops
 # a flood of unique keys (from request bodies) from growing memory.
 _DECISION_CACHE_SIZE: Final = 4096
-_SEPARATORS: Final = str.maketrans("", "", "_- ")
 # Exact types that hold no keys: most values, returned without the slower abstract-class checks.
 _SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
+_CONTAINERS: Final = (Mapping, list, tuple, set, frozenset)
 
 
 class Redactor:
@@ -132,9 +95,9 @@ class Redactor:
                 f"email_pseudonym_key must be at least {_MIN_KEY_BYTES} random bytes (32 recommended)"
             )
         self._deny = frozenset(
-            _normalise(k) for k in (*_names(keys, "keys"), *_names(extra_keys, "extra_keys"))
+            normalise(k) for k in (*_names(keys, "keys"), *_names(extra_keys, "extra_keys"))
         )
-        self._allow = frozenset(_normalise(k) for k in _names(allow_keys, "allow_keys"))
+        self._allow = frozenset(normalise(k) for k in _names(allow_keys, "allow_keys"))
         self._mask = mask
         self._truncate_ips = truncate_ips
         self._email_key = email_pseudonym_key
@@ -158,9 +121,12 @@ class Redactor:
         """
         decision = self._decisions.get(key)
         if decision is None:
-            name = _normalise(key if isinstance(key, str) else str(key))
+            parts = words(key if isinstance(key, str) else str(key))
+            name = "".join(parts)
             decision = name not in self._allow and (
-                name in self._deny or any(part in name for part in DENIED_SUBSTRINGS)
+                name in self._deny
+                or any(part in name for part in DENIED_SUBSTRINGS)
+                or not DENIED_WORDS.isdisjoint(parts)
             )
             if len(self._decisions) < _DECISION_CACHE_SIZE:
                 self._decisions[key] = decision
@@ -217,9 +183,9 @@ class Redactor:
             return {}
         kept: dict[str, str] = {}
         for name, value in headers.items():
-            if _normalise(name) in DROPPED_HEADERS:
+            if normalise(name) in DROPPED_HEADERS:
                 continue
-            kept[name] = self._mask if self.is_denied(name) else value
+            kept[name] = self._mask if self.is_denied(name) else self._text(value)
         return kept
 
     def ip(self, value: str | None) -> str | None:
@@ -238,6 +204,20 @@ class Redactor:
             return truncate_ip(value)
         except ValueError:
             return None
+
+    def forwarded(self, element: str) -> str:
+        """An element of the forwarded chain, every address in it truncated when ``truncate_ips``.
+
+        Any form is read (``host:port``, ``[v6]:port``, RFC 7239 ``for=``/``by=`` with
+        quotes and parameters); an element that cannot be read is masked.
+
+        >>> Redactor(truncate_ips=True).forwarded('for="198.51.100.77:4711";proto=https')
+        'for=198.51.100.0;proto=https'
+        """
+        if not self._truncate_ips:
+            return element
+        truncated = truncate_forwarded_element(element)
+        return self._mask if truncated is None else truncated
 
     def email(self, value: str | None) -> str | None:
         """A keyed pseudonym of the email when ``email_pseudonym_key`` is set, else the email.
@@ -267,23 +247,58 @@ class Redactor:
         }
 
     def _value(self, value: Any, depth: int, walked: list[int]) -> Any:
-        """Redact a value found at ``depth``; only containers are rebuilt."""
-        if type(value) in _SCALARS or not isinstance(value, (Mapping, list, tuple)):
+        """Redact a value found at ``depth``: containers and objects are rebuilt, text checked."""
+        kind = type(value)
+        if kind is str:
+            return self._text(value)
+        if kind in _SCALARS:
             return value
+        container = self._readable(value)
+        if not isinstance(container, _CONTAINERS):
+            return container  # a leaf, already safe
         if depth > MAX_DEPTH:
             return DEPTH_MARKER
         if id(value) in walked:
             return CYCLE_MARKER
         walked.append(id(value))
         redacted: Any
-        if isinstance(value, Mapping):
-            redacted = self._mapping(value, depth, walked)
-        elif isinstance(value, list):
-            redacted = [self._value(item, depth + 1, walked) for item in value]
-        else:
-            redacted = tuple(self._value(item, depth + 1, walked) for item in value)
+        if isinstance(container, Mapping):
+            redacted = self._mapping(container, depth, walked)
+        elif isinstance(container, tuple) and hasattr(container, "_fields"):  # a named tuple
+            redacted = self._mapping(dict(zip(container._fields, container, strict=True)), depth, walked)
+        elif isinstance(container, list | tuple):
+            items = [self._item(item, depth + 1, walked) for item in container]
+            redacted = items if isinstance(container, list) else tuple(items)
+        else:  # a set: its members may be objects too; a list in a stable order
+            redacted = sorted((self._value(item, depth + 1, walked) for item in container), key=repr)
         walked.pop()
         return redacted
+
+    def _item(self, item: Any, depth: int, walked: list[int]) -> Any:
+        """A list item; a ``(name, value)`` pair (a header list, say) is judged by its name."""
+        kind = type(item)
+        if (kind is tuple or kind is list) and len(item) == 2 and isinstance(item[0], str):
+            name, value = item
+            pair = (name, self._mask if self.is_denied(name) else self._value(value, depth + 1, walked))
+            return pair if kind is tuple else list(pair)
+        return self._value(item, depth, walked)
+
+    def _readable(self, value: Any) -> Any:
+        """A container to walk (an app object as its fields), or the safe form of a leaf."""
+        if isinstance(value, _CONTAINERS) or is_plain(value):
+            return value
+        text = text_of(value)
+        if text is not None:
+            return self._text(text)
+        # An app object: redacted field by field, never stored as its repr.
+        fields = fields_of(value)
+        return f"[REDACTED: {type(value).__name__}]" if fields is NO_FIELDS else fields
+
+    def _text(self, text: str) -> str:
+        """``text``, or the mask when it is an Authorization value; a URL's password is masked."""
+        if is_authorization_value(text):
+            return self._mask
+        return mask_url_password(text, self._mask)
 
     def _cut_path(self, path: str) -> str:
         """The path up to its first denied key that has keys below it."""
@@ -294,11 +309,6 @@ class Redactor:
             if self.is_denied(key):
                 return join_path(keys[:depth])
         return path
-
-
-def _normalise(name: str) -> str:
-    """The form keys are matched in: lowercase, without ``_``, ``-`` and spaces."""
-    return name.lower().translate(_SEPARATORS)
 
 
 def _names(names: Iterable[str], parameter: str) -> tuple[str, ...]:

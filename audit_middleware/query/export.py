@@ -5,12 +5,17 @@ header row, ``\\r\\n`` line ends, quoting by the ``csv`` module (fields with com
 quotes or line breaks are quoted, quotes doubled). Times are UTC ISO 8601 with
 milliseconds and ``Z``.
 
-Formula injection: a spreadsheet runs a cell that starts with ``=``, ``+``, ``-`` or
-``@`` (and some do after a leading tab or carriage return) as a formula, so a resource
-named ``=HYPERLINK(...)`` could act when the export is opened. Every text cell that
-starts with one of these characters, the JSON columns included, gets a leading ``'``,
-which spreadsheets show as text. The value in the file is then no longer byte-exact:
-use NDJSON when the export feeds a program.
+Formula injection (OWASP "CSV Injection"): a spreadsheet runs a cell that starts with
+``=``, ``+``, ``-`` or ``@`` as a formula, so a resource named ``=HYPERLINK(...)`` could
+act when the export is opened. Spreadsheets also skip leading white space and invisible
+characters (no-break and ideographic spaces, a BOM, zero widths, line breaks, a double
+quote read as the start of a quoted field) and read the full-width forms (U+FF1D, U+FF0B, U+FF0D, U+FF20)
+as the ASCII ones; and a spreadsheet in a semicolon locale splits a line on ``;`` (losing
+the quoting, so line breaks inside cells split too). So every text cell, the JSON columns
+included, gets a leading ``'`` (which spreadsheets show as text) when it starts, after
+such characters, with one of those signs, or with a tab or CR (OWASP's list); and the
+same is done after every ``;`` and line break inside it. The value in the file is then
+no longer byte-exact: use NDJSON when the export feeds a program.
 
 NDJSON: each event's stored document, one per line.
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, Literal
 
@@ -55,18 +61,62 @@ CSV_COLUMNS: tuple[str, ...] = (
     "tenant",
 )
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""OWASP's list: a cell starting with one of these is neutralised (see the module docstring)."""
 UTF8_BOM = b"\xef\xbb\xbf"
 _CHUNK_CHARS = 64 * 1024
 _PROGRESS_EVERY = 500
+_FORMULA_SIGNS = frozenset("=+-@")
+# Where a spreadsheet may start a new cell inside ours: ';' (semicolon locales), line breaks.
+_SPLITS = frozenset(";\r\n")
+
+
+def _skipped(char: str) -> bool:
+    """Characters a spreadsheet may skip before it looks for a formula sign."""
+    return char.isspace() or char == '"' or unicodedata.category(char)[0] in "CZ"
+
+
+def _is_sign(char: str) -> bool:
+    """``=``, ``+``, ``-``, ``@`` or a compatibility form of one (full-width, small)."""
+    if char in _FORMULA_SIGNS:
+        return True
+    return not char.isascii() and unicodedata.normalize("NFKC", char)[:1] in _FORMULA_SIGNS
+
+
+def _runs_from(cell: str, start: int) -> bool:
+    """Whether the text of ``cell`` from ``start`` would be run as a formula."""
+    for index in range(start, len(cell)):
+        char = cell[index]
+        if not _skipped(char):
+            return _is_sign(char)
+    return False
+
+
+def _starts_formula(cell: str, start: int) -> bool:
+    """Whether a cell a spreadsheet begins at ``start`` would be run (or start with tab / CR)."""
+    return cell.startswith(FORMULA_PREFIXES, start) or _runs_from(cell, start)
 
 
 def neutralise(cell: str) -> str:
-    """``cell`` made safe to open in a spreadsheet: formula-like text gets a leading ``'``.
+    """``cell`` made safe to open in a spreadsheet: formula-like text gets a leading ``'``,
+    at the start and after every ``;`` or line break (see the module docstring).
 
-    >>> neutralise("=1+1"), neutralise("web-1")
-    ("'=1+1", 'web-1')
+    >>> neutralise("=1+1"), neutralise("web-1"), neutralise(" \u00a0=1"), neutralise("a;=1")
+    ("'=1+1", 'web-1', "' \xa0=1", "a;'=1")
     """
-    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+    if cell.isalnum():  # the common case: ids, names, outcomes
+        return cell
+    out = "'" + cell if _starts_formula(cell, 0) else cell
+    if not _SPLITS.isdisjoint(cell):
+        pieces: list[str] = []
+        last = 0
+        for index, char in enumerate(out):
+            if char in _SPLITS and _starts_formula(out, index + 1):
+                pieces.append(out[last : index + 1])
+                pieces.append("'")
+                last = index + 1
+        pieces.append(out[last:])
+        out = "".join(pieces)
+    return out
 
 
 def display_user(actor: Actor) -> str:
@@ -153,16 +203,43 @@ def write_export(
     >>> write_export([], out, "ndjson"), out.getvalue()
     (0, b'')
     """
+    rows = 0
+
+    def count(done: int) -> None:
+        nonlocal rows
+        rows += done
+        if progress is not None:
+            progress(done)
+
+    for chunk in export_chunks(events, format, bom=bom, progress=count):
+        out.write(chunk)
+    return rows
+
+
+def export_chunks(
+    events: Iterable[AuditEvent],
+    format: ExportFormat = "csv",
+    *,
+    bom: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """The export of ``events`` as UTF-8 chunks of about 64 KiB, for a streamed HTTP response.
+
+    The CSV header comes first, on its own, so a client sees the download start at once.
+    ``progress`` is called as in ``write_export``.
+
+    >>> b"".join(export_chunks([], "csv")).decode()[:20]
+    'timestamp,user,user_'
+    """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
     if format == "csv":
-        if bom:
-            out.write(UTF8_BOM)
         lines = csv_lines(events)
-        out.write(next(lines).encode("utf-8"))
+        yield (UTF8_BOM if bom else b"") + next(lines).encode("utf-8")
     else:
         lines = ndjson_lines(events)
     rows = 0
+    reported = 0
     chunk: list[str] = []
     size = 0
     for line in lines:
@@ -170,13 +247,13 @@ def write_export(
         size += len(line)
         rows += 1
         if size >= _CHUNK_CHARS:
-            out.write("".join(chunk).encode("utf-8", errors="replace"))
+            yield "".join(chunk).encode("utf-8", errors="replace")
             chunk.clear()
             size = 0
-        if progress is not None and rows % _PROGRESS_EVERY == 0:
-            progress(_PROGRESS_EVERY)
+        if progress is not None and rows - reported >= _PROGRESS_EVERY:
+            progress(rows - reported)
+            reported = rows
     if chunk:
-        out.write("".join(chunk).encode("utf-8", errors="replace"))
-    if progress is not None and rows % _PROGRESS_EVERY:
-        progress(rows % _PROGRESS_EVERY)
-    return rows
+        yield "".join(chunk).encode("utf-8", errors="replace")
+    if progress is not None and rows > reported:
+        progress(rows - reported)

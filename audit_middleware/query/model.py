@@ -19,11 +19,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.actions import CATALOG, FILTER_GROUPS
 from audit_middleware.model.event import OUTCOMES, AuditEvent
+from audit_middleware.model.tenancy import NO_TENANT, NoProject, NoTenant, ProjectSelector, TenantSelector
 from audit_middleware.model.timestamps import unix_ms
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_TEXT_LENGTH = 200
+MAX_LIST_VALUES = 500  # values in one allow- or deny-list (projects, excluded actions)
 PRESETS: dict[str, timedelta] = {
     "24h": timedelta(hours=24),
     "7d": timedelta(days=7),
@@ -37,6 +39,13 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 class QueryError(AuditValidationError):
     """A filter could not be understood; the message says which and how to write it."""
+
+
+def check_tenant(tenant: object) -> TenantSelector:
+    """``tenant`` when it is a tenant id or ``NO_TENANT``; a QueryError otherwise."""
+    if isinstance(tenant, NoTenant) or (isinstance(tenant, str) and tenant):
+        return tenant
+    raise QueryError("a tenant is required: every query is scoped to one tenant (or NO_TENANT)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +90,20 @@ class AuditQuery:
 
     Semantics every store implements (``tests/query/test_contract.py`` checks them):
 
-    * ``tenant`` scopes everything; ``NO_TENANT`` (``"-"``) selects records without one.
-      An unknown tenant matches nothing.
+    * ``tenant`` scopes everything: a tenant id, or ``NO_TENANT`` for the records made
+      without a tenant (no string selects those, not even ``"-"``, which is a tenant id
+      like any other). An unknown tenant matches nothing. Every store looks the tenant up
+      by its stored key (``model.tenancy.tenant_key``), so over-long ids work alike.
     * ``start`` is inclusive and ``end`` exclusive, both UTC.
     * ``actions`` holds action ids (groups such as ``"start-stop"`` are expanded by
       ``build``); ``resource_types`` resource type ids. Several values mean "any of".
+    * ``project`` is one project id; ``projects`` an allow-list (any of; ``None``: no
+      restriction, an empty tuple: nothing matches). Both apply when both are set, so
+      a project asked for can only narrow what the allow-list permits. ``NO_PROJECT``
+      stands for the records made outside any project (no string does, not even
+      ``"-"``); project ids are looked up by their stored key, as tenants are.
+    * ``exclude_actions`` leaves those action ids out (the viewer hides reads of the
+      log itself this way).
     * ``user`` matches a user id exactly or an email case-insensitively, of the person
       who acted or of the identity acted as (impersonation).
     * ``text`` is free text matched case-insensitively, by word prefix, against the
@@ -101,11 +119,13 @@ class AuditQuery:
     ('start', 'stop', 'restart')
     """
 
-    tenant: str
+    tenant: TenantSelector
     actions: tuple[str, ...] = ()
     resource_types: tuple[str, ...] = ()
     user: str | None = None
-    project: str | None = None
+    project: ProjectSelector | None = None
+    projects: tuple[ProjectSelector, ...] | None = None
+    exclude_actions: tuple[str, ...] = ()
     outcome: str | None = None
     start: datetime | None = None
     end: datetime | None = None
@@ -114,8 +134,7 @@ class AuditQuery:
     cursor: Cursor | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.tenant, str) or not self.tenant:
-            raise QueryError("a tenant is required: every query is scoped to one tenant")
+        check_tenant(self.tenant)
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise QueryError(f"page size must be between 1 and {MAX_PAGE_SIZE}, not {self.page_size}")
         if self.outcome is not None and self.outcome not in OUTCOMES:
@@ -127,6 +146,17 @@ class AuditQuery:
             raise QueryError("the start of the date range must be before its end")
         if self.text is not None and len(self.text) > MAX_TEXT_LENGTH:
             raise QueryError(f"search text is limited to {MAX_TEXT_LENGTH} characters")
+        if self.project is not None and not _is_project(self.project):
+            raise QueryError("project must be a non-empty project id or NO_PROJECT")
+        for name in ("projects", "exclude_actions"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            valid = _is_project if name == "projects" else _is_id
+            if not isinstance(values, tuple) or not all(valid(v) for v in values):
+                raise QueryError(f"{name} must be a tuple of non-empty ids")
+            if len(values) > MAX_LIST_VALUES:
+                raise QueryError(f"{name} is limited to {MAX_LIST_VALUES} values, not {len(values)}")
 
     @property
     def start_ms(self) -> int | None:
@@ -144,15 +174,21 @@ class AuditQuery:
         >>> AuditQuery.build("acme", action="delete").describe()
         {'tenant': 'acme', 'actions': ['delete']}
         """
-        described: dict[str, Any] = {"tenant": self.tenant}
+        described: dict[str, Any] = {"tenant": None if self.tenant is NO_TENANT else self.tenant}
         if self.actions:
             described["actions"] = list(self.actions)
         if self.resource_types:
             described["resource_types"] = list(self.resource_types)
-        for name in ("user", "project", "outcome", "text"):
+        for name in ("user", "outcome", "text"):
             value = getattr(self, name)
             if value is not None:
                 described[name] = value
+        if self.project is not None:
+            described["project"] = _described_project(self.project)
+        if self.projects is not None:
+            described["projects"] = [_described_project(project) for project in self.projects]
+        if self.exclude_actions:
+            described["exclude_actions"] = list(self.exclude_actions)
         if self.start is not None:
             described["from"] = self.start.isoformat().replace("+00:00", "Z")
         if self.end is not None:
@@ -166,12 +202,14 @@ class AuditQuery:
     @classmethod
     def build(
         cls,
-        tenant: str,
+        tenant: TenantSelector,
         *,
         action: str | Iterable[str] | None = None,
         resource_type: str | Iterable[str] | None = None,
         user: str | None = None,
-        project: str | None = None,
+        project: ProjectSelector | None = None,
+        projects: Iterable[ProjectSelector] | None = None,
+        exclude_actions: Iterable[str] = (),
         outcome: str | None = None,
         since: str | None = None,
         start: str | datetime | None = None,
@@ -190,6 +228,9 @@ class AuditQuery:
         whole day (``--from 2026-11-01 --to 2026-11-30`` is all of November). ``action``
         takes action ids or labels (``login_failed``, ``"Login Failed"``), the filter
         groups ``create``, ``update``, ``delete``, ``start-stop``, or ``all`` (no filter).
+        ``projects`` is the allow-list (``None``: every project; ``NO_PROJECT`` in it or
+        as ``project``: the records made outside any project); ``exclude_actions`` takes
+        action ids.
         """
         zone = _zone(timezone_name)
         moment = now or datetime.now(timezone.utc)
@@ -210,6 +251,8 @@ class AuditQuery:
             resource_types=_names(resource_type),
             user=user.strip() or None if user else None,
             project=project or None,
+            projects=_ids(projects),
+            exclude_actions=tuple(str(action) for action in _ids(exclude_actions) or ()),
             outcome=outcome or None,
             start=begin,
             end=finish,
@@ -232,6 +275,27 @@ def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:
         return ()
     items = [value] if isinstance(value, str) else list(value)
     return tuple(dict.fromkeys(part.strip() for item in items for part in item.split(",") if part.strip()))
+
+
+def _ids(value: ProjectSelector | Iterable[ProjectSelector] | None) -> tuple[ProjectSelector, ...] | None:
+    """An id list as given (a lone string is one id, not its characters), without repeats."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str | NoProject) else list(value)
+    return tuple(dict.fromkeys(item if isinstance(item, NoProject) else str(item) for item in items if item))
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _is_project(value: object) -> bool:
+    return isinstance(value, NoProject) or _is_id(value)
+
+
+def _described_project(project: ProjectSelector) -> str | None:
+    """A project as JSON: its id, or null for ``NO_PROJECT``."""
+    return None if isinstance(project, NoProject) else project
 
 
 def _expand_actions(value: str | Iterable[str] | None) -> tuple[str, ...]:

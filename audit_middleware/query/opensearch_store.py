@@ -51,13 +51,22 @@ from typing import Any
 from opensearchpy import NotFoundError, OpenSearch, TransportError
 
 from audit_middleware.errors import AuditError
-from audit_middleware.model.event import NO_TENANT, AuditEvent
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.model.tenancy import (
+    NO_TENANT_KEY,
+    NoProject,
+    ProjectSelector,
+    TenantSelector,
+    scope_key,
+    tenant_key,
+)
 from audit_middleware.model.timestamps import unix_ms
 from audit_middleware.opensearch import errors
+from audit_middleware.opensearch.archive import restored_pattern
 from audit_middleware.opensearch.client import build_client
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.tiers import DEFAULT_PREFIX, validate_name
-from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, Page, QueryError
+from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, Page, QueryError, check_tenant
 from audit_middleware.query.store import AuditStore
 
 __all__ = ["OpenSearchStore", "OpenSearchStoreError", "filter_query", "search_body"]
@@ -163,19 +172,34 @@ def _time_range(start_ms: int | None, end_ms: int | None) -> dict[str, Any] | No
     return {"range": {"@timestamp": {**bounds, "format": "epoch_millis"}}}
 
 
-def _tenant_filter(tenant: str) -> dict[str, Any]:
-    """The tenant scope; ``NO_TENANT`` selects records without ``organization.id`` (or with ``"-"``)."""
-    if tenant != NO_TENANT:
-        return {"term": {"organization.id": tenant}}
+def _tenant_filter(tenant: TenantSelector) -> dict[str, Any]:
+    """The tenant scope, on the stored key (``model.tenancy``); ``NO_TENANT`` selects records
+    without ``organization.id`` (or with the no-tenant key, which no tenant id maps to)."""
+    key = tenant_key(tenant)
+    if key != NO_TENANT_KEY:
+        return {"term": {"organization.id": key}}
     return {
         "bool": {
             "should": [
-                {"term": {"organization.id": NO_TENANT}},
+                {"term": {"organization.id": NO_TENANT_KEY}},
                 {"bool": {"must_not": [{"exists": {"field": "organization.id"}}]}},
             ],
             "minimum_should_match": 1,
         }
     }
+
+
+def _project_clause(projects: tuple[ProjectSelector, ...]) -> dict[str, Any]:
+    """Any of ``projects`` (by stored key); ``NO_PROJECT`` stands for records without ``audit.project.id``."""
+    named = [scope_key(project) for project in projects if not isinstance(project, NoProject)]
+    should: list[dict[str, Any]] = []
+    if len(named) == 1:
+        should.append({"term": {"audit.project.id": named[0]}})
+    elif named:
+        should.append({"terms": {"audit.project.id": named}})
+    if len(named) != len(projects):
+        should.append({"bool": {"must_not": [{"exists": {"field": "audit.project.id"}}]}})
+    return should[0] if len(should) == 1 else {"bool": {"should": should, "minimum_should_match": 1}}
 
 
 def _filters(query: AuditQuery, *, start_ms: int | None = None) -> list[dict[str, Any]]:
@@ -188,7 +212,12 @@ def _filters(query: AuditQuery, *, start_ms: int | None = None) -> list[dict[str
     if query.user:
         clauses.append(_user_clause(query.user))
     if query.project:
-        clauses.append({"term": {"audit.project.id": query.project}})
+        clauses.append(_project_clause((query.project,)))
+    if query.projects is not None:
+        # an empty allow-list permits nothing
+        clauses.append(_project_clause(query.projects) if query.projects else {"match_none": {}})
+    if query.exclude_actions:
+        clauses.append({"bool": {"must_not": [{"terms": {"event.action": list(query.exclude_actions)}}]}})
     if query.outcome:
         clauses.append({"term": {"event.outcome": query.outcome}})
     lower = query.start_ms
@@ -257,7 +286,9 @@ class OpenSearchStore(AuditStore):
     settings, or use ``from_settings``). ``export_batch_size`` is the page size of
     ``iterate``; ``pit_keep_alive`` how long a point in time survives between two export
     pages (a slower consumer gets a clear error); ``tail_lookback`` how many seconds of
-    late-visible records ``tail`` still picks up.
+    late-visible records ``tail`` still picks up. ``include_restored`` also searches the
+    archives restored from snapshots (``opensearch.archive``: ``restored-{prefix}-*``),
+    which the live trail never includes.
 
     >>> from opensearchpy import OpenSearch
     >>> store = OpenSearchStore(OpenSearch(["http://127.0.0.1:9200"]), prefix="audit")
@@ -273,6 +304,7 @@ class OpenSearchStore(AuditStore):
         export_batch_size: int = 1000,
         pit_keep_alive: str = "1m",
         tail_lookback: float = 30.0,
+        include_restored: bool = False,
     ) -> None:
         if not 1 <= export_batch_size <= 10_000:
             raise QueryError(f"export_batch_size must be between 1 and 10000, not {export_batch_size}")
@@ -283,6 +315,7 @@ class OpenSearchStore(AuditStore):
         self._batch = export_batch_size
         self._keep_alive = pit_keep_alive
         self._lookback_ms = int(tail_lookback * 1000)
+        self._include_restored = include_restored
         self._owns_client = False
 
     @classmethod
@@ -294,8 +327,10 @@ class OpenSearchStore(AuditStore):
 
     @property
     def index_pattern(self) -> str:
-        """What every request searches: all audit data streams of the prefix, every tier."""
-        return f"{self._prefix}-*"
+        """What every request searches: all audit data streams of the prefix, every tier
+        (and the restored archives, with ``include_restored``)."""
+        live = f"{self._prefix}-*"
+        return f"{live},{restored_pattern(self._prefix)}" if self._include_restored else live
 
     def close(self) -> None:
         """Close the client if this store created it."""
@@ -312,14 +347,13 @@ class OpenSearchStore(AuditStore):
         cursor = Cursor(*_sort_key(page[-1])).encode() if more and page else None
         return Page(events=events, next_cursor=cursor)
 
-    def get(self, tenant: str, event_id: str) -> AuditEvent | None:
+    def get(self, tenant: TenantSelector, event_id: str) -> AuditEvent | None:
         """The event ``event_id`` of ``tenant``; None when absent or another tenant's.
 
         A search by ``ids`` under the tenant filter, never a GET by id, which would
         return the document whoever it belongs to.
         """
-        if not isinstance(tenant, str) or not tenant:
-            raise QueryError("a tenant is required: every query is scoped to one tenant")
+        check_tenant(tenant)
         if not isinstance(event_id, str) or not event_id or len(event_id) > _EVENT_ID_LIMIT:
             return None
         body = {

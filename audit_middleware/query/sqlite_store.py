@@ -20,8 +20,9 @@ from typing import Any
 
 from audit_middleware.model.encoding import loads
 from audit_middleware.model.event import AuditEvent
+from audit_middleware.model.tenancy import NoProject, ProjectSelector, TenantSelector, scope_key, tenant_key
 from audit_middleware.model.timestamps import unix_ms
-from audit_middleware.query.model import AuditQuery, Cursor, Page, QueryError
+from audit_middleware.query.model import AuditQuery, Cursor, Page, QueryError, check_tenant
 from audit_middleware.query.store import AuditStore
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.schema import USER_SEQS, SQLiteStoreError
@@ -75,6 +76,15 @@ def _ms(moment: datetime) -> int:
         raise QueryError(str(exc)) from None
 
 
+def _project_clause(projects: tuple[ProjectSelector, ...]) -> tuple[str, ...]:
+    """A clause (then its values) matching any of ``projects`` (by stored key); ``NO_PROJECT``: none."""
+    named = [scope_key(project) for project in projects if not isinstance(project, NoProject)]
+    parts = [f"project IN ({', '.join('?' * len(named))})"] if named else []
+    if len(named) != len(projects):
+        parts.append("project IS NULL")
+    return (parts[0] if len(parts) == 1 else f"({' OR '.join(parts)})", *named)
+
+
 class _Filter:
     """The SQL ``WHERE`` of a query: clauses with ``?`` placeholders and their values."""
 
@@ -95,16 +105,23 @@ class _Filter:
         the first page ends after ``page_size`` hits. Common terms cost little; a rare
         one costs one pass over the tenant's index entries, never a table scan.
         """
-        where = cls(["tenant = ?"], [query.tenant])
+        tenant = tenant_key(query.tenant)
+        where = cls(["tenant = ?"], [tenant])
         for column, values in (("action", query.actions), ("resource_type", query.resource_types)):
             if values:
                 where.add(f"{column} IN ({', '.join('?' * len(values))})", *values)
         if query.user:
-            where.add(
-                f"+seq IN ({USER_SEQS})", *[value for _ in range(4) for value in (query.tenant, query.user)]
-            )
+            where.add(f"+seq IN ({USER_SEQS})", *[value for _ in range(4) for value in (tenant, query.user)])
         if query.project:
-            where.add("project = ?", query.project)
+            where.add(*_project_clause((query.project,)))
+        if query.projects is not None:
+            if not query.projects:
+                return None  # an empty allow-list permits nothing
+            where.add(*_project_clause(query.projects))
+        if query.exclude_actions:
+            where.add(
+                f"action NOT IN ({', '.join('?' * len(query.exclude_actions))})", *query.exclude_actions
+            )
         if query.outcome:
             where.add("outcome = ?", query.outcome)
         if query.start_ms is not None:
@@ -189,14 +206,13 @@ class SQLiteStore(AuditStore):
         more = len(events) > query.page_size
         return Page(events=page, next_cursor=Cursor.after(page[-1]).encode() if more else None)
 
-    def get(self, tenant: str, event_id: str) -> AuditEvent | None:
+    def get(self, tenant: TenantSelector, event_id: str) -> AuditEvent | None:
         """The event ``event_id`` of ``tenant``; None when absent or another tenant's."""
-        if not isinstance(tenant, str) or not tenant:
-            raise QueryError("a tenant is required: every query is scoped to one tenant")
+        key = tenant_key(check_tenant(tenant))
         if not isinstance(event_id, str) or not event_id:
             return None
         found = self._documents(
-            "SELECT document FROM events WHERE tenant = ? AND event_id = ?", [tenant, event_id]
+            "SELECT document FROM events WHERE tenant = ? AND event_id = ?", [key, event_id]
         )
         return found[0] if found else None
 

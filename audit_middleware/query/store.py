@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import IO
 
 from audit_middleware.model.event import AuditEvent
+from audit_middleware.model.tenancy import TenantSelector
 from audit_middleware.query.export import ExportFormat, write_export
 from audit_middleware.query.model import AuditQuery, Page
 
@@ -28,8 +29,8 @@ class AuditStore(ABC):
         """One page of matching events, newest first (``@timestamp`` then ``event.id``)."""
 
     @abstractmethod
-    def get(self, tenant: str, event_id: str) -> AuditEvent | None:
-        """One event of ``tenant`` by id, or None (also when it belongs to another tenant)."""
+    def get(self, tenant: TenantSelector, event_id: str) -> AuditEvent | None:
+        """One event of ``tenant`` (an id or ``NO_TENANT``) by id; None when absent or another tenant's."""
 
     @abstractmethod
     def count(self, query: AuditQuery) -> int:

@@ -1,18 +1,42 @@
-"""A JSON-lines sink: one ECS document per line, to a file or a stream such as stdout."""
+"""A JSON-lines sink: one ECS document per line, to a file or a stream such as stdout; and
+reading such files back (``read_lines``), which the dead-letter and last-resort files share."""
 
 from __future__ import annotations
 
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
-from audit_middleware.model.encoding import dumps
+from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.sinks.base import Sink
 
 if TYPE_CHECKING:
     from audit_middleware.model.event import AuditEvent
+
+
+def read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, oldest first; a file that is gone gives none.
+
+    A torn last line (a crash mid-write) ends the file; a line that is not a JSON object
+    is skipped, so one damaged line never hides the rest.
+    """
+    try:
+        stream = path.open("rb")
+    except OSError:
+        return
+    with stream:
+        for raw in stream:
+            if not raw.endswith(b"\n"):
+                return
+            try:
+                entry = loads(raw)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                yield entry
 
 
 class JsonLinesSink(Sink):
@@ -38,11 +62,14 @@ class JsonLinesSink(Sink):
         self._fsync = fsync
         self._fd: int | None = None
         self._stream = stream
-        if path is not None:
-            target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.path = None if path is None else Path(path)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = self._open(self.path)
+
+    @staticmethod
+    def _open(path: Path) -> int:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     @classmethod
     def stdout(cls) -> JsonLinesSink:
@@ -50,15 +77,25 @@ class JsonLinesSink(Sink):
         return cls(stream=sys.stdout)
 
     def emit(self, event: AuditEvent) -> None:
-        """Write the event as one line."""
+        """Write the event as one line (after ``close()`` too: a late record is still appended)."""
         line = dumps(event.to_document()) + b"\n"
         with self._lock:
             if self._fd is not None:
-                os.write(self._fd, line)
-                if self._fsync:
-                    os.fsync(self._fd)
+                self._append(self._fd, line)
+            elif self.path is not None:
+                # closed, and a record still arrives (another thread, at shutdown): keep it
+                fd = self._open(self.path)
+                try:
+                    self._append(fd, line)
+                finally:
+                    os.close(fd)
             elif self._stream is not None:
                 self._stream.write(line.decode("utf-8"))
+
+    def _append(self, fd: int, line: bytes) -> None:
+        os.write(fd, line)
+        if self._fsync:
+            os.fsync(fd)
 
     def flush(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - a local write is quick
         """Flush the stream or fsync the file."""

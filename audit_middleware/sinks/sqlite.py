@@ -6,24 +6,40 @@ full the caller writes its event itself (back-pressure, never a dropped record).
 ``write`` is the synchronous bulk load. The database runs in WAL mode, so readers
 (``query.sqlite_store.SQLiteStore``) never wait for the writer, and several processes
 (gunicorn workers) can share one file.
+
+A batch the store refuses even after retries (a disk full, locked for long, failing)
+goes to the last resort (``sinks.lastresort``: a private file), and is replayed into the
+store by the writer once a batch succeeds again. One event whose row cannot be built
+never costs the rest of its batch.
+
+With ``alert_rules`` and ``retention`` the sink also runs the store's periodic jobs
+(``sinks.housekeeping``): the alert rules as windowed queries on the shared file, calling
+``on_alert`` and/or ``alert_webhook``, and retention with archiving. One worker of many
+runs each job at a time. When the process ends (``persist``, ``close``) that thread is
+stopped too, after the job in progress finishes its chunk.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import sqlite3
 import sys
 import time
-import weakref
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
+from audit_middleware.errors import AuditDeliveryError
+from audit_middleware.model.alerts import AlertRule
 from audit_middleware.model.event import AuditEvent
+from audit_middleware.sinks import shutdown
 from audit_middleware.sinks.base import Sink
-from audit_middleware.sinks.lastresort import write_undelivered
+from audit_middleware.sinks.housekeeping import Housekeeping
+from audit_middleware.sinks.lastresort import LastResort, destination_directory
+from audit_middleware.sinks.notify import AlertNotifier, WebhookNotifier
 from audit_middleware.sinks.worker import BackgroundWorker
 from audit_middleware.sqlite.connection import ConnectionPool
+from audit_middleware.sqlite.retention import SQLiteRetention
 from audit_middleware.sqlite.schema import INSERT, row_of
 
 __all__ = ["SQLiteSink"]
@@ -37,10 +53,22 @@ class SQLiteSink(Sink):
 
     ``busy_timeout`` is how long a statement waits for another writer's lock;
     ``durable=True`` syncs every transaction to disk (``synchronous=FULL``; the default
-    ``NORMAL`` survives a crash of the process, not of the machine); ``queue_size``
-    bounds the events waiting for the background writer.
+    ``NORMAL`` survives a crash of the process, not of the machine) and makes
+    ``store()`` (an explicit ``record()``) write at once, raising ``AuditDeliveryError``
+    when it cannot; ``queue_size`` bounds the events waiting for the background writer;
+    ``fallback_dir`` is this store's last-resort directory (default: below
+    ``AUDIT_FALLBACK_DIR``, see ``sinks.lastresort``). The queue is written at exit,
+    and on SIGTERM/SIGINT before the signal goes on to the previous handler
+    (``sinks.shutdown``; ``install_signal_handlers=False`` leaves signals alone).
+
+    ``alert_rules`` (e.g. ``model.alerts.default_rules()``) are evaluated every
+    ``alert_interval`` seconds; each new alert is passed to ``on_alert`` (a callable, or
+    several) and POSTed to ``alert_webhook``. ``retention`` archives and deletes old
+    records every ``retention.interval`` seconds.
 
     >>> sink = SQLiteSink("audit.sqlite3")  # doctest: +SKIP
+    >>> sink = SQLiteSink("audit.sqlite3", alert_rules=default_rules(), on_alert=page_on_call,
+    ...                   retention=SQLiteRetention(tenant_tiers={"acme": "extended"}))  # doctest: +SKIP
     """
 
     def __init__(
@@ -50,20 +78,50 @@ class SQLiteSink(Sink):
         busy_timeout: float = 5.0,
         durable: bool = False,
         queue_size: int = 10_000,
+        alert_rules: Sequence[AlertRule] = (),
+        on_alert: AlertNotifier | Sequence[AlertNotifier] | None = None,
+        alert_webhook: str | None = None,
+        alert_interval: float = 15.0,
+        retention: SQLiteRetention | None = None,
+        fallback_dir: str | os.PathLike[str] | None = None,
+        install_signal_handlers: bool = True,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
+        notifiers: list[AlertNotifier] = []
+        if callable(on_alert):
+            notifiers.append(on_alert)
+        elif on_alert is not None:
+            notifiers.extend(on_alert)
+        if alert_webhook is not None:
+            notifiers.append(WebhookNotifier(alert_webhook))
         self._pool = ConnectionPool(
-            path, busy_timeout=busy_timeout, synchronous="FULL" if durable else "NORMAL"
+            path, busy_timeout=busy_timeout, synchronous="FULL" if durable else "NORMAL", defer_when_busy=True
         )
         self.path = self._pool.path
+        self.housekeeping = Housekeeping(
+            self._pool,
+            alert_rules=alert_rules,
+            notifiers=notifiers,
+            alert_interval=alert_interval,
+            retention=retention,
+        )
+        self.durable = durable
+        self.fallback = LastResort(
+            Path(fallback_dir)
+            if fallback_dir is not None
+            else destination_directory("sqlite", str(self.path.resolve())),
+            name=f"the audit store {self.path}",
+        )
+        """Where records go that the store refused, until they are replayed into it."""
         self._closed = False
+        self._signals = install_signal_handlers
         self._writer = _Writer(self, queue_size)
         self.written = 0
         """Events this process's background writer stored (replays included)."""
         self.undelivered = 0
-        """Events this process could not store, written to stderr instead."""
-        atexit.register(_close_at_exit, weakref.ref(self))
+        """Events this process could not store at first, kept by the last resort instead."""
+        shutdown.watch(self, signals=install_signal_handlers)
 
     def write(self, events: Iterable[AuditEvent]) -> int:
         """Store ``events`` now, in batched transactions; returns how many were new.
@@ -90,14 +148,27 @@ class SQLiteSink(Sink):
         """
         try:
             if not self._closed and self._writer.offer(event):
+                self.housekeeping.start()
                 return
             self.write([event])
         except Exception as exc:  # noqa: BLE001 - a sink must not raise into the request
             self._report_undelivered([event], exc)
 
-    def _store_batch(self, batch: list[AuditEvent]) -> None:
+    def store(self, event: AuditEvent) -> None:
+        """Durable: write ``event`` now, or raise ``AuditDeliveryError``. Otherwise ``emit``."""
+        if not self.durable:
+            self.emit(event)
+            return
         try:
-            rows = [row_of(event) for event in batch]
+            self.write([event])
+        except Exception as exc:
+            raise AuditDeliveryError(f"the audit store {self.path} could not keep the record: {exc}") from exc
+
+    def _store_batch(self, batch: list[AuditEvent]) -> None:
+        rows = [row for row in map(self._row, batch) if row is not None]
+        if not rows:
+            return
+        try:
             with self._pool.borrow() as conn:
                 for pause in (*_WRITE_RETRIES, None):
                     try:
@@ -107,13 +178,35 @@ class SQLiteSink(Sink):
                         if pause is None:
                             raise
                         time.sleep(pause)
-            self.written += len(batch)
         except Exception as exc:  # noqa: BLE001 - the writer thread must outlive a bad batch
-            self._report_undelivered(batch, exc)
+            stored = {row[2] for row in rows}
+            self._report_undelivered([event for event in batch if event.id in stored], exc)
+            return
+        self.written += len(rows)
+        if self.fallback.pending():  # the store works again: take back what it refused
+            self.written += self.fallback.replay(self.write)
+
+    def _row(self, event: AuditEvent) -> tuple[Any, ...] | None:
+        try:
+            return row_of(event)
+        except Exception as exc:  # noqa: BLE001 - one bad event must not cost its batch
+            self._report_undelivered([event], exc)
+            return None
 
     def _report_undelivered(self, events: Sequence[AuditEvent], exc: BaseException) -> None:
         self.undelivered += len(events)
-        write_undelivered(events, exc)
+        self.fallback.keep(events, exc)
+
+    def persist(self, timeout: float | None = None) -> bool:
+        """Write what is queued, and every later record at once (the process is ending).
+
+        The housekeeping thread is stopped as well: no job starts any more, and the one
+        in progress finishes its chunk within ``timeout``.
+        """
+        self._closed = True  # emit() now writes synchronously
+        drained = self.flush(timeout)
+        self.housekeeping.stop(timeout)
+        return drained
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued event is stored; False if ``timeout`` ran out first."""
@@ -126,6 +219,7 @@ class SQLiteSink(Sink):
         """
         drained = self.flush(timeout)
         self._closed = True
+        self.housekeeping.stop(timeout)
         left = self._writer.stop(timeout)
         if left:
             self._store_batch(left)
@@ -134,6 +228,7 @@ class SQLiteSink(Sink):
                 f"audit-middleware: {self._writer.depth()} audit events were still being written to "
                 f"{self.path} when the store closed\n"
             )
+        self.fallback.close()
         self._pool.close(optimize=True)
 
     def __enter__(self) -> SQLiteSink:
@@ -153,6 +248,10 @@ class _Writer(BackgroundWorker[AuditEvent]):
     def handle(self, batch: list[AuditEvent]) -> None:
         self._sink._store_batch(batch)
 
+    def started(self) -> None:
+        # a forked worker (gunicorn) replaced the signal handlers its parent had: chain again
+        shutdown.watch(self._sink, signals=self._sink._signals)
+
 
 def _insert(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
     conn.execute("BEGIN IMMEDIATE")
@@ -163,9 +262,3 @@ def _insert(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
         raise
     conn.execute("COMMIT")
     return max(inserted, 0)
-
-
-def _close_at_exit(ref: weakref.ReferenceType[SQLiteSink]) -> None:
-    sink = ref()
-    if sink is not None and not sink._closed:
-        sink.close(timeout=5.0)

@@ -32,6 +32,7 @@ _fork_hooks_lock = threading.Lock()
 def after_fork_in_child(method: Callable[[], None]) -> None:
     """Call the bound ``method`` in every forked child, for as long as its object lives."""
     with _fork_hooks_lock:
+        _fork_hooks[:] = [ref for ref in _fork_hooks if ref() is not None]  # forget dead objects
         _fork_hooks.append(weakref.WeakMethod(method))
 
 
@@ -81,11 +82,11 @@ class BackgroundWorker(Generic[T]):
     # -- producers ----------------------------------------------------------------------
 
     def offer(self, item: T) -> bool:
-        """Queue ``item``; False when the queue is full (the caller keeps it another way)."""
+        """Queue ``item``; False when the queue is full or stopped (the caller keeps it another way)."""
         self._this_process()
         self._start()
         with self._wake:
-            if len(self._queue) >= self.max_queue:
+            if len(self._queue) >= self.max_queue or self.stopping.is_set():
                 return False
             self._queue.append(item)
             self._unfinished += 1
@@ -144,9 +145,12 @@ class BackgroundWorker(Generic[T]):
         if self._thread is not None or self.stopping.is_set():
             return
         with self._wake:
-            if self._thread is None:
+            created = self._thread is None
+            if created:
                 self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
                 self._thread.start()
+        if created:
+            self.started()
 
     def _loop(self) -> None:
         while self._guarded_round():
@@ -205,6 +209,9 @@ class BackgroundWorker(Generic[T]):
     def handle(self, batch: list[T]) -> None:
         """Process one batch (the default :meth:`run_once` calls it)."""
         raise NotImplementedError
+
+    def started(self) -> None:
+        """The thread of this process was just started (by the caller's thread): per-process set-up."""
 
     def drained(self) -> bool:
         """Whether nothing is left elsewhere either (a spool, say); ``flush`` waits for it."""

@@ -1,9 +1,10 @@
 """The SQLite layout of the embedded store: tables, indexes, full-text search, and the row of a record.
 
 Shared by the writer (``sinks.sqlite``) and the reader (``query.sqlite_store``), which
-never import each other.
+never import each other. ``sqlite.migrations`` builds a file up to the current version
+from these statements, step by step; a new version adds a step, never edits an old one.
 
-Layout (schema version 1, kept in ``PRAGMA user_version``):
+Version 1 (``EVENTS_V1``):
 
 * ``events``: one row per record. ``seq`` (AUTOINCREMENT, so it only grows) orders
   insertion for ``tail``; one column per filter; ``document`` holds the full ECS
@@ -17,21 +18,32 @@ Layout (schema version 1, kept in ``PRAGMA user_version``):
   both user emails, with ``events`` as its external content (kept in step by
   triggers, nothing stored twice). ``unicode61 remove_diacritics 2`` folds case and
   accents; ``prefix='2 3'`` keeps short prefix searches fast.
+
+Version 2 (``ALERTS_AND_ARCHIVES_V2``):
+
+* ``events_by_action_time`` ``(action, unix_ms)``: alert rules read one action's records
+  in a time window across all tenants.
+* ``alerts``: the state of the embedded alert rules (``sqlite.alerts``), one row per
+  alert; at most one ``ACTIVE`` alert per rule, tenant and key (a partial unique index),
+  so workers evaluating at the same time cannot raise one twice.
+* ``archives``: the compressed NDJSON files retention wrote before deleting records.
+* ``maintenance``: when each periodic job (retention, alert evaluation) last ran, and a
+  lease so that one worker of many runs it.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+import re
 from typing import Any, Final
 
 from audit_middleware.errors import AuditError
 from audit_middleware.model.encoding import dumps
-from audit_middleware.model.event import NO_TENANT, AuditEvent
+from audit_middleware.model.event import AuditEvent
+from audit_middleware.model.tenancy import NO_TENANT_KEY
 
-__all__ = ["INSERT", "SCHEMA_VERSION", "SQLiteStoreError", "ensure_schema", "row_of"]
+__all__ = ["ALERTS_AND_ARCHIVES_V2", "EVENTS_V1", "INSERT", "SQLiteStoreError", "row_of"]
 
-SCHEMA_VERSION: Final = 1
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 _FILTER_INDEXES = (
     "action",
@@ -57,7 +69,7 @@ USER_SEQS = """
     UNION ALL SELECT seq FROM events WHERE tenant = ? AND effective_user_email = ?
 """
 
-_SCHEMA: tuple[str, ...] = (
+EVENTS_V1: Final[tuple[str, ...]] = (
     """
     CREATE TABLE events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -121,60 +133,93 @@ _SCHEMA: tuple[str, ...] = (
 )
 
 
+ALERTS_AND_ARCHIVES_V2: Final[tuple[str, ...]] = (
+    "CREATE INDEX events_by_action_time ON events (action, unix_ms)",
+    """
+    CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('ACTIVE', 'COMPLETED')),
+        value REAL NOT NULL,
+        threshold INTEGER NOT NULL,
+        window_ms INTEGER NOT NULL,
+        first_event_ms INTEGER NOT NULL,
+        last_event_ms INTEGER NOT NULL,
+        event_ids TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        ended_ms INTEGER,
+        notified_ms INTEGER,
+        notify_attempts INTEGER NOT NULL DEFAULT 0,
+        notify_claim_ms INTEGER,
+        notify_error TEXT
+    )
+    """,
+    "CREATE UNIQUE INDEX alerts_active ON alerts (rule, tenant, group_key) WHERE state = 'ACTIVE'",
+    "CREATE INDEX alerts_by_tenant ON alerts (tenant, started_ms DESC)",
+    "CREATE INDEX alerts_to_notify ON alerts (started_ms) WHERE notified_ms IS NULL",
+    """
+    CREATE TABLE archives (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        path TEXT NOT NULL UNIQUE,
+        tier TEXT NOT NULL,
+        records INTEGER NOT NULL,
+        first_ms INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE maintenance (
+        job TEXT PRIMARY KEY,
+        holder TEXT,
+        lease_until_ms INTEGER,
+        last_run_ms INTEGER
+    )
+    """,
+)
+
+
 class SQLiteStoreError(AuditError):
     """The SQLite file cannot be used; the message says why."""
 
 
-def row_of(event: AuditEvent) -> tuple[Any, ...]:
-    """The ``events`` row of ``event`` (its columns come from the stored document)."""
+def row_of(event: AuditEvent, document_text: str | None = None) -> tuple[Any, ...]:
+    """The ``events`` row of ``event`` (its columns come from the stored document).
+
+    Tenant and project columns hold the stored keys (``model.tenancy``), as OpenSearch
+    does; text is stored as the document encodes it (a lone surrogate becomes U+FFFD).
+    ``document_text`` stores a document as it is (a restored archive keeps every field,
+    also those this version does not model); by default it is ``event.to_document()``.
+    """
     document = event.to_document()
     user = document.get("user", {})
     effective = user.get("effective", {})
     resource = event.resource
     return (
-        event.tenant.id if event.tenant is not None else NO_TENANT,
+        document.get("organization", {}).get("id", NO_TENANT_KEY),
         event.unix_ms,
         event.id,
-        event.action.id,
-        event.action.label,
-        resource.type if resource else None,
-        resource.id if resource else None,
-        resource.name if resource else None,
-        user.get("id"),
-        user.get("email"),
-        effective.get("id"),
-        effective.get("email"),
-        event.project.id if event.project is not None else None,
+        _text(event.action.id),
+        _text(event.action.label),
+        _text(resource.type) if resource else None,
+        _text(resource.id) if resource else None,
+        _text(resource.name) if resource else None,
+        _text(user.get("id")),
+        _text(user.get("email")),
+        _text(effective.get("id")),
+        _text(effective.get("email")),
+        document["audit"].get("project", {}).get("id"),
         event.outcome,
-        dumps(document).decode("utf-8"),
+        dumps(document).decode("utf-8") if document_text is None else document_text,
     )
 
 
-def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
-    """Create the schema in a new file; accept the current version; refuse a newer one."""
-    version = schema_version(conn, path)
-    if version == SCHEMA_VERSION:
-        return
-    # journal_mode is a property of the file, set once, outside any transaction
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise SQLiteStoreError(f"{str(path)!r} cannot use WAL mode (got {mode!r})")
-    conn.execute("BEGIN IMMEDIATE")  # one process creates; the others wait, then find it done
-    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    conn.execute("COMMIT")
-
-
-def schema_version(conn: sqlite3.Connection, path: Path) -> int:
-    """The file's schema version (0: empty); raises for a newer version or a foreign database."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise SQLiteStoreError(
-            f"{str(path)!r} has schema version {version}, made by a newer audit-middleware "
-            f"(this one reads version {SCHEMA_VERSION}): upgrade audit-middleware"
-        )
-    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
-        raise SQLiteStoreError(f"{str(path)!r} is a SQLite database, but not an audit store")
-    return version
+def _text(value: str | None) -> str | None:
+    # sqlite3 refuses to bind a lone surrogate; the document replaces them the same way
+    if value is None or value.isascii():
+        return value
+    return _SURROGATE.sub("\ufffd", value)

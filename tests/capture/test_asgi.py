@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from audit_middleware import Actor, ASGIAuditMiddleware, Resource, configure, current, record, set_actor
+from audit_middleware.config import AuditConfig, use_config
+from audit_middleware.sinks import MemorySink
 
 Message = dict[str, Any]
 
@@ -219,16 +221,14 @@ async def test_cancelled_task_still_records(audit_sink):
     assert current() is None
 
 
-@pytest.mark.parametrize("scope_type", ["websocket", "lifespan"])
-async def test_other_scopes_pass_through_untouched(audit_sink, scope_type):
-    """Websocket and lifespan connections reach the app with the identical scope, receive and send."""
-    scope: dict[str, Any] = {"type": scope_type, "asgi": {"version": "3.0"}}
-    if scope_type == "websocket":
-        scope.update(path="/ws", headers=[], client=("192.0.2.1", 1))
+async def test_websockets_pass_through_untouched(audit_sink):
+    """Websocket connections reach the app with the identical scope, receive and send."""
+    scope: dict[str, Any] = {"type": "websocket", "asgi": {"version": "3.0"}}
+    scope.update(path="/ws", headers=[], client=("192.0.2.1", 1))
     seen: list[Any] = []
 
     async def receive() -> Message:
-        return {"type": f"{scope_type}.connect" if scope_type == "websocket" else "lifespan.startup"}
+        return {"type": "websocket.connect"}
 
     async def send(message: Message) -> None:
         pass
@@ -242,6 +242,75 @@ async def test_other_scopes_pass_through_untouched(audit_sink, scope_type):
     assert seen[2] is send
     assert seen[3] is None
     assert audit_sink.events == []
+
+
+class Drains(MemorySink):
+    """A sink counting how often it was asked to persist its buffer (what a drain does first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.config = AuditConfig(sink=self)
+
+    def persist(self, timeout: float | None = None) -> bool:
+        self.calls += 1
+        return True
+
+
+async def _run_lifespan(app: Any) -> list[str]:
+    """Start up and shut down ``app`` through the middleware; the messages the server got."""
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message["type"])
+
+    await ASGIAuditMiddleware(app)({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    return sent
+
+
+async def test_lifespan_shutdown_drains_before_it_completes(audit_sink):
+    """The app's lifespan runs as written; records are drained before shutdown.complete reaches the server."""
+    drains = Drains()
+    previous = use_config(drains.config)
+    order: list[str] = []
+
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                order.append(f"drained before: {drains.calls}")
+                await send({"type": "lifespan.shutdown.complete"})
+                order.append(f"drained after: {drains.calls}")
+                return
+
+    try:
+        sent = await _run_lifespan(app)
+    finally:
+        use_config(previous)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert order == ["drained before: 0", "drained after: 1"]
+
+
+async def test_an_app_without_lifespan_gets_it_answered_and_drained(audit_sink):
+    """An app that ignores lifespan still drains at shutdown: the middleware answers for it."""
+    drains = Drains()
+    previous = use_config(drains.config)
+
+    async def app(scope, receive, send):
+        return  # a minimal app: only HTTP
+
+    try:
+        sent = await _run_lifespan(app)
+    finally:
+        use_config(previous)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert drains.calls == 1
 
 
 async def test_lifespan_errors_pass_through(audit_sink):

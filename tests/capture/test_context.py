@@ -1,24 +1,302 @@
-"""Context outside requests: audit_context(), and set_actor()/set_tenant()/set_project() there."""
+"""The per-request context (derived values computed once, the setters, isolation per thread and task)
+and the context outside requests (audit_context())."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
-from audit_middleware import (
-    Actor,
-    AuditError,
-    Resource,
-    Scope,
-    audit_context,
-    record,
+from audit_middleware import AuditError, Resource, audit_context, record
+from audit_middleware.capture import context as ctx
+from audit_middleware.capture.changes import ChangeGroup, row_change
+from audit_middleware.capture.clientip import ProxyTrust
+from audit_middleware.capture.context import (
+    RequestContext,
+    audit_this_request,
+    bind,
+    current,
     set_actor,
     set_project,
+    set_route,
     set_tenant,
+    unbind,
 )
-from audit_middleware.capture.changes import ChangeGroup, row_change
 from audit_middleware.capture.staging import commit, stage
-from audit_middleware.model.event import SYSTEM_ACTOR
-from tests.wsgi_support import make_environ, request, simple_app
+from audit_middleware.model.event import SYSTEM_ACTOR, Actor, Scope
+from tests.wsgi_support import make_environ, simple_app
+from tests.wsgi_support import request as wsgi_request
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[object]:
+    """Replace ``context.<name>`` by a wrapper that records each call's result."""
+    calls: list[object] = []
+    original: Callable[..., Any] = getattr(ctx, name)
+
+    def wrapper(*args: Any) -> Any:
+        result = original(*args)
+        calls.append(result)
+        return result
+
+    monkeypatch.setattr(ctx, name, wrapper)
+    return calls
+
+
+def request(**fields: Any) -> RequestContext:
+    return RequestContext(method="POST", path="/pods", **fields)
+
+
+# -- derived values ---------------------------------------------------------------------
+
+
+def test_client_ip_is_the_peer_when_no_proxy_is_trusted() -> None:
+    """Without trust, a forwarded header is kept in the chain but never chooses the IP."""
+    context = request(peer="10.0.0.2", x_forwarded_for="6.6.6.6")
+    assert context.client.ip == "10.0.0.2"
+    assert context.client.chain == ("6.6.6.6",)
+
+
+def test_client_ip_follows_the_configured_hop_count() -> None:
+    """With one trusted hop, the rightmost forwarded address is the client."""
+    context = request(peer="10.0.0.2", x_forwarded_for="6.6.6.6, 198.51.100.7", trust=ProxyTrust(hops=1))
+    assert context.client.ip == "198.51.100.7"
+
+
+def test_client_ip_reads_the_forwarded_header_only_when_configured() -> None:
+    """Trust of the Forwarded header reads it and ignores X-Forwarded-For."""
+    context = request(
+        peer="10.0.0.2",
+        x_forwarded_for="6.6.6.6",
+        forwarded="for=198.51.100.9",
+        trust=ProxyTrust(hops=1, header="forwarded"),
+    )
+    assert context.client.ip == "198.51.100.9"
+
+
+def test_client_is_resolved_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client address is resolved on first use and then reused."""
+    calls = counting(monkeypatch, "resolve_client_ip")
+    context = request(peer="10.0.0.2")
+    assert calls == []
+    first = context.client
+    assert context.client is first
+    assert context.facts().client_ip == "10.0.0.2"
+    assert len(calls) == 1
+
+
+def test_a_valid_request_id_is_kept() -> None:
+    """A well-formed incoming X-Request-ID becomes the request id."""
+    assert request(request_id_raw="req-42.a:b_c").request_id == "req-42.a:b_c"
+
+
+@pytest.mark.parametrize("raw", [None, "", "has space", "x" * 129, "line\nbreak", "ünï"])
+def test_a_missing_or_bad_request_id_is_replaced_by_a_stable_new_one(raw: str | None) -> None:
+    """Otherwise a random 32-hex id is made, and the same one is returned every time."""
+    context = request(request_id_raw=raw)
+    made = context.request_id
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    assert context.request_id == made
+    assert context.facts().request_id == made
+
+
+def test_two_requests_get_different_ids() -> None:
+    """Generated ids are not shared between requests."""
+    assert request().request_id != request().request_id
+
+
+def test_trace_id_from_traceparent() -> None:
+    """A valid W3C traceparent gives the trace id; an invalid one gives None."""
+    assert request(traceparent=TRACEPARENT).trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert request(traceparent="00-" + "0" * 32 + "-00f067aa0ba902b7-01").trace_id is None
+    assert request().trace_id is None
+
+
+def test_a_missing_trace_id_is_looked_for_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even a None result is remembered, so a bad header is parsed once."""
+    calls = counting(monkeypatch, "trace_id_from_traceparent")
+    context = request(traceparent="garbage")
+    assert context.trace_id is None
+    assert context.trace_id is None
+    assert calls == [None]
+
+
+def test_user_agent_is_truncated_past_the_limit() -> None:
+    """A user agent longer than the limit keeps its start and says how much was dropped."""
+    context = request(user_agent_raw="A" * 40, user_agent_limit=16)
+    assert context.user_agent == "A" * 16 + "\u2026[truncated 24 chars]"
+    assert request(user_agent_raw="curl/8.5.0").user_agent == "curl/8.5.0"
+    assert request().user_agent is None
+
+
+def test_user_agent_is_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The truncation runs on first use only, a None result included."""
+    calls = counting(monkeypatch, "truncate_user_agent")
+    context = request(user_agent_raw="curl\x00/8")
+    assert context.user_agent == "curl\ufffd/8"
+    assert context.user_agent == "curl\ufffd/8"
+    absent = request()
+    assert absent.user_agent is None
+    assert absent.user_agent is None
+    assert calls == ["curl\ufffd/8", None]
+
+
+def test_facts_gather_the_request_part_of_a_record() -> None:
+    """facts() carries method, path, route, status, IP, chain, agent, ids as derived."""
+    context = request(
+        peer="10.0.0.2",
+        x_forwarded_for="198.51.100.7",
+        trust=ProxyTrust(hops=1),
+        user_agent_raw="curl/8",
+        request_id_raw="req-1",
+        traceparent=TRACEPARENT,
+    )
+    context.route = "/pods"
+    context.status_code = 201
+    facts = context.facts()
+    assert (facts.method, facts.path, facts.route, facts.status_code) == ("POST", "/pods", "/pods", 201)
+    assert (facts.client_ip, facts.forwarded_chain) == ("198.51.100.7", ("198.51.100.7",))
+    assert (facts.user_agent, facts.request_id, facts.trace_id) == (
+        "curl/8",
+        "req-1",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+    )
+
+
+# -- setters inside and outside a request -----------------------------------------------
+
+
+def test_setters_fill_in_the_current_request() -> None:
+    """set_actor, set_tenant, set_project, set_route and audit_this_request change the bound context."""
+    context = request()
+    token = bind(context)
+    try:
+        actor = Actor(id="42")
+        set_actor(actor)
+        set_tenant("acme", Scope("p1", "Project one"))
+        set_route("/pods/<pod_id>")
+        audit_this_request()
+        assert context.actor is actor
+        assert context.tenant == Scope("acme")
+        assert context.project == Scope("p1", "Project one")
+        assert context.route == "/pods/<pod_id>"
+        assert (context.force_audit, context.skip_audit) == (True, False)
+        audit_this_request(False)
+        assert (context.force_audit, context.skip_audit) == (False, True)
+        set_project("p2")
+        assert context.project == Scope("p2")
+        set_actor(None)
+        assert context.actor is None
+    finally:
+        unbind(token)
+
+
+def test_set_tenant_leaves_the_project_unless_given() -> None:
+    """set_tenant(t) keeps the project; set_tenant(t, None) clears it."""
+    context = request()
+    token = bind(context)
+    try:
+        set_project("p1")
+        set_tenant(Scope("acme", "Acme"))
+        assert context.project == Scope("p1")
+        assert context.tenant == Scope("acme", "Acme")
+        set_tenant("globex", None)
+        assert context.tenant == Scope("globex")
+        assert context.project is None
+    finally:
+        unbind(token)
+
+
+def test_route_and_audit_choice_outside_a_request_do_nothing() -> None:
+    """Outside a request set_route and audit_this_request are silent no-ops; no context appears."""
+    assert current() is None
+    set_route("/x")
+    audit_this_request()
+    audit_this_request(False)
+    assert current() is None
+
+
+# -- bind and unbind --------------------------------------------------------------------
+
+
+def test_unbind_restores_the_previous_context() -> None:
+    """Nested binds unwind in order."""
+    outer, inner = request(), request()
+    outer_token = bind(outer)
+    inner_token = bind(inner)
+    assert current() is inner
+    unbind(inner_token)
+    assert current() is outer
+    unbind(outer_token)
+    assert current() is None
+
+
+def test_a_token_from_another_context_clears_instead_of_raising() -> None:
+    """A token made in another Context (a server closing on another thread) clears the current value."""
+    foreign_token = contextvars.copy_context().run(bind, request())
+    token = bind(request())
+    unbind(foreign_token)
+    assert current() is None
+    unbind(token)  # the token of this context still resets cleanly
+    assert current() is None
+
+
+def test_threads_see_only_their_own_request() -> None:
+    """Two threads bound at the same time each read their own context; the caller's stays unset."""
+    barrier = threading.Barrier(2)
+    seen: dict[str, object] = {}
+
+    def handle(name: str) -> None:
+        mine = request()
+        token = bind(mine)
+        try:
+            set_route(f"/{name}")
+            barrier.wait(5)  # both bound now
+            found = current()
+            seen[name] = found is mine and found.route == f"/{name}"
+        finally:
+            unbind(token)
+
+    threads = [threading.Thread(target=handle, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen == {"a": True, "b": True}
+    assert current() is None
+
+
+async def test_tasks_see_only_their_own_request() -> None:
+    """Concurrent asyncio tasks each keep the context they bound, across awaits."""
+    both_bound = asyncio.Event()
+    bound = 0
+
+    async def handle(name: str) -> bool:
+        nonlocal bound
+        mine = request()
+        token = bind(mine)
+        try:
+            set_tenant(name)
+            bound += 1
+            if bound == 2:
+                both_bound.set()
+            await asyncio.wait_for(both_bound.wait(), 5)
+            found = current()
+            return found is mine and found.tenant == Scope(name)
+        finally:
+            unbind(token)
+
+    assert await asyncio.gather(handle("acme"), handle("globex")) == [True, True]
+    assert current() is None
+
+
+# -- context outside requests: audit_context() ----------------------------------------
 
 CRON = Actor(id="cron", name="nightly-import", kind="service")
 
@@ -111,7 +389,7 @@ def test_a_context_inside_a_request_is_a_scope_of_its_own(audit_sink):
         record("update", resource=Resource("pod", "p-1"))
         seen["request_id"] = environ["HTTP_X_REQUEST_ID"]
 
-    request(simple_app(action=handle), "POST", "/pods/p-1", headers={"X-Request-ID": "req-42"})
+    wsgi_request(simple_app(action=handle), "POST", "/pods/p-1", headers={"X-Request-ID": "req-42"})
     restart, update = audit_sink.events
     assert (restart.action.id, restart.actor) == ("restart", CRON)
     assert restart.request is not None

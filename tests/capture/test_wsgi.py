@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import warnings
@@ -12,6 +13,7 @@ import pytest
 
 from audit_middleware import Actor, Resource, Rule, config, configure, current, record, set_actor
 from audit_middleware.capture.clientip import ProxyTrust
+from audit_middleware.capture.wsgi import AuditMiddleware
 from tests.wsgi_support import make_environ, request, serve, serve_unguarded, simple_app, wrap
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -461,3 +463,35 @@ def test_many_threads_each_get_their_own_record(audit_sink):
     events = audit_sink.events
     assert len(events) == 20
     assert all(e.actor.id == e.request.path[1:] for e in events)  # type: ignore[union-attr]
+
+
+def test_a_response_dropped_without_close_still_sends_its_record(audit_sink):
+    """A client that never reads nor closes the response (werkzeug's unbuffered test client) does
+    not cost the record: it is sent when the response is garbage-collected."""
+    from werkzeug.test import Client  # noqa: PLC0415 - only this test uses it
+
+    client = Client(AuditMiddleware(simple_app(status="201 Created")))
+    response = client.post("/pods")
+    assert response.status_code == 201
+    assert audit_sink.events == []  # not read, not closed: still pending
+    del response
+    gc.collect()
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert event.request.status_code == 201
+
+
+def test_a_dropped_generator_response_is_recorded_once(audit_sink):
+    """Dropping a half-read streamed response records it once (the generator's own close runs too)."""
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"a"
+        yield b"b"
+
+    stack = AuditMiddleware(app)
+    result = stack(make_environ("POST", "/pods"), lambda status, headers, exc_info=None: None)
+    assert next(iter(result)) == b"a"
+    del result
+    gc.collect()
+    assert len(audit_sink.events) == 1

@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 import time
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from audit_middleware.cli import main
 from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts, Resource
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
+from audit_middleware.reads import without_reads
 from audit_middleware.sinks.sqlite import SQLiteSink
 from tests.query.conftest import HOUR, MINUTE, make_event
 
@@ -53,7 +55,7 @@ def events() -> dict[str, AuditEvent]:
         "hostile": make_event(
             "create",
             ago_ms=3 * HOUR,
-            resource=Resource("pod", "x", "\x1b[2J\x1b[31mowned\u202e"),
+            resource=Resource("pod", "x", "\x1b[2J\x1b[31mowned\u202e\x9b2J\x7f\u2028\U000e0041"),
             user=Actor(id="u1"),
         ),
         "globex": make_event("delete", tenant="globex", resource=Resource("pod", "p", "db-1")),
@@ -75,8 +77,9 @@ def run(db: Path, *args: str) -> Result:
 
 
 def _stored(db: Path, **filters: str) -> list[AuditEvent]:
+    """What the store holds for acme, without the records of reads unless ``action`` asks for them."""
     with SQLiteStore(db) as store:
-        return store.search(AuditQuery.build("acme", **filters)).events  # type: ignore[arg-type]
+        return store.search(without_reads(AuditQuery.build("acme", **filters))).events  # type: ignore[arg-type]
 
 
 # -- search --------------------------------------------------------------------------------
@@ -121,6 +124,25 @@ def test_search_filters_and_text(db: Path, events: dict[str, AuditEvent]) -> Non
     assert [json.loads(line)["event"]["id"] for line in result.stdout.splitlines()] == [events["login"].id]
 
 
+def test_dash_selects_records_without_a_tenant_or_project(tmp_path: Path) -> None:
+    """--tenant - and --project - name the records without one, never a tenant or project called "-"."""
+    path = tmp_path / "audit.sqlite3"
+    loose = make_event("create", tenant=None, ago_ms=MINUTE)
+    dash_tenant = make_event("create", tenant="-", ago_ms=2 * MINUTE)
+    in_dash = make_event("create", ago_ms=3 * MINUTE, project="-")
+    outside = make_event("create", ago_ms=4 * MINUTE)
+    with SQLiteSink(path) as sink:
+        sink.write([loose, dash_tenant, in_dash, outside])
+
+    def found(*args: str) -> list[str]:
+        result = run(path, "search", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["event"]["id"] for line in result.stdout.splitlines()]
+
+    assert found("--tenant", "-") == [loose.id]
+    assert found("--tenant", "acme", "--project", "-") == [outside.id]
+
+
 def test_search_pages_with_the_printed_cursor(db: Path) -> None:
     """The next cursor is printed (on stderr) and continues the listing."""
     first = run(db, "search", "--tenant", "acme", "--json", "--limit", "3")
@@ -148,6 +170,36 @@ def test_terminal_control_characters_are_shown_not_run(db: Path) -> None:
     assert "\x1b" not in result.stdout
     assert "\u202e" not in result.stdout
     assert "\\u001b[2J" in result.stdout
+
+
+def _raw_controls(text: str) -> list[str]:
+    """The characters of ``text`` that a terminal may act on (controls, format, line separators)."""
+    return [char for char in text if unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"} and char != "\n"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["search", "--tenant", "acme", "--json", "--action", "create"],
+        ["tail", "--tenant", "acme", "--json", "--action", "create"],
+    ],
+)
+def test_json_output_escapes_terminal_control_characters(
+    db: Path, events: dict[str, AuditEvent], command: list[str]
+) -> None:
+    """--json escapes C0/C1 controls, DEL, bidi and format characters; the JSON decodes the same."""
+    result = run(db, *command)
+    assert result.exit_code == 0, result.output
+    assert _raw_controls(result.stdout) == []
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [events["hostile"].to_document()]
+
+
+def test_show_json_escapes_terminal_control_characters(db: Path, events: dict[str, AuditEvent]) -> None:
+    """show --json escapes what a terminal would act on, and decodes to the stored document."""
+    result = run(db, "show", events["hostile"].id, "--tenant", "acme", "--json")
+    assert result.exit_code == 0, result.output
+    assert _raw_controls(result.stdout) == []
+    assert json.loads(result.stdout) == events["hostile"].to_document()
 
 
 @pytest.mark.parametrize("text", ["*", "OR", '"', "\\", "field:value", "a AND b", ")", "x" * 200, "🚀"])
@@ -284,6 +336,42 @@ def test_tail_follow_prints_new_events(db: Path) -> None:
     lines = result.stdout.splitlines()
     assert "fresh-pod" in lines[-1]
     assert "web-frontend" in lines[-2]
+
+
+# -- reads are recorded ---------------------------------------------------------------------
+
+
+def test_search_show_and_tail_record_their_reads(db: Path, events: dict[str, AuditEvent]) -> None:
+    """Each reading command leaves one audit_viewed record naming its filters or entry."""
+    assert run(db, "search", "--tenant", "acme", "--action", "delete").exit_code == 0
+    assert run(db, "show", events["update"].id, "--tenant", "acme").exit_code == 0
+    assert run(db, "show", events["globex"].id, "--tenant", "acme").exit_code == 1
+    assert run(db, "tail", "--tenant", "acme", "--limit", "2").exit_code == 0
+    tail, missing, shown, search = _stored(db, action="audit_viewed")
+    assert search.details == {
+        "filters": {"tenant": "acme", "actions": ["delete"]},
+        "view": "search",
+        "rows": 1,
+    }
+    assert search.actor.id is not None
+    assert search.actor.id.startswith("cli:")
+    assert (shown.resource, shown.details) == (
+        Resource("audit_log", events["update"].id),
+        {"view": "entry", "found": True},
+    )
+    assert missing.details["found"] is False
+    assert tail.details["view"] == "tail"
+    assert tail.details["follow"] is False
+
+
+def test_reads_are_hidden_unless_asked_for(db: Path) -> None:
+    """search leaves the records of reads out by default; --include-reads shows them."""
+    run(db, "search", "--tenant", "acme")
+    plain = run(db, "search", "--tenant", "acme", "--json")
+    assert "audit_viewed" not in plain.stdout
+    with_reads = run(db, "search", "--tenant", "acme", "--json", "--include-reads")
+    actions = [json.loads(line)["event"]["action"] for line in with_reads.stdout.splitlines()]
+    assert actions.count("audit_viewed") == 2
 
 
 # -- errors and store selection ------------------------------------------------------------

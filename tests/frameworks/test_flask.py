@@ -21,25 +21,16 @@ from audit_middleware.frameworks.flask import (  # noqa: E402
     audit_login_failed,
 )
 from audit_middleware.sinks import MemorySink  # noqa: E402
-from audit_middleware.testing import CapturedEvents  # noqa: E402
+from audit_middleware.testing import CapturedEvents, capture_events  # noqa: E402
 from integrations import pods  # noqa: E402
 from integrations.flask_app import create_app  # noqa: E402
 from tests.frameworks.support import ALICE_TOKEN, only  # noqa: E402
-
-
-class ClosingClient(FlaskClient):
-    """Reads and closes every response, as a WSGI server does (the record is sent on close)."""
-
-    def open(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("buffered", True)
-        return super().open(*args, **kwargs)
 
 
 @pytest.fixture
 def app() -> flask.Flask:
     app = create_app(sink=MemorySink())
     app.config["TESTING"] = True  # exceptions propagate to the test, as the brief asks to check
-    app.test_client_class = ClosingClient
 
     @app.post("/pods/<pod_id>/explode")
     def explode(pod_id: str) -> str:
@@ -194,7 +185,6 @@ def test_failed_login_for_unknown_user_takes_the_tenant_header(
 
 def bare_app(extension: AuditExtension) -> flask.Flask:
     app = flask.Flask("bare")
-    app.test_client_class = ClosingClient
     extension.init_app(app)
 
     @app.post("/things/<thing_id>")
@@ -304,7 +294,6 @@ def login_app() -> flask.Flask:
     """A bare app with flask-login: a form login that says when it failed, and logouts."""
     app = flask.Flask("logins")
     app.secret_key = "test-only"
-    app.test_client_class = ClosingClient
     manager = flask_login.LoginManager(app)
     manager.login_view = "login"
     manager.user_loader(pods.user_by_id)
@@ -421,3 +410,58 @@ def test_records_do_not_wait_for_a_body_nobody_reads(sink: MemorySink) -> None:
     assert [(e.request.status_code if e.request else None) for e in sink.events] == [200, 403]
     streamed.close()
     assert len(sink.events) == 3
+
+
+# -- Flask's stock test client: bodies that are never read -----------------------------
+
+
+@pytest.fixture
+def stock_client() -> FlaskClient:
+    """Flask's own test client, unbuffered: a response's body is read only if the test reads it."""
+    app = create_app(sink=MemorySink())
+    app.config["TESTING"] = True
+
+    @app.post("/forms/pods")
+    def form_create() -> Any:
+        return flask.redirect("/pods", code=303)  # a form app answers with a redirect
+
+    @app.post("/forms/pods/<pod_id>/explode")
+    def form_explode(pod_id: str) -> Any:
+        flask.abort(400)
+
+    @app.post("/pods/<pod_id>/logs")
+    def logs(pod_id: str) -> Any:
+        return flask.Response(flask.stream_with_context(iter([b"a", b"b"])))
+
+    return app.test_client()
+
+
+def test_the_stock_client_gets_a_record_for_every_unread_response(stock_client: FlaskClient) -> None:
+    """Requests whose body the test never reads (only the status or Location) each get their record,
+    while the responses are still referenced."""
+    with capture_events() as events:
+        kept = [
+            stock_client.post("/forms/pods", headers=ALICE_TOKEN),
+            stock_client.post("/forms/pods/p1/explode", headers=ALICE_TOKEN),
+            stock_client.post("/pods", json={"name": "web", "image": "nginx"}, headers=ALICE_TOKEN),
+            stock_client.delete("/pods/nope", headers=ALICE_TOKEN),
+        ]
+        assert [response.status_code for response in kept] == [303, 400, 201, 404]
+        assert kept[0].headers["Location"] == "/pods"
+        assert [(event.action.id, event.request.status_code) for event in events] == [  # type: ignore[union-attr]
+            ("create", 303),
+            ("create", 400),
+            ("create", 201),
+            ("delete", 404),
+        ]
+    assert [event.outcome for event in events] == ["success", "failure", "success", "failure"]
+
+
+def test_a_streamed_response_is_recorded_when_it_ends(stock_client: FlaskClient) -> None:
+    """A streamed body is recorded when it has been sent (its outcome depends on it), not before."""
+    with capture_events() as events:
+        response = stock_client.post("/pods/p1/logs", headers=ALICE_TOKEN)
+        assert events == []
+        assert response.get_data() == b"ab"
+        response.close()
+    assert len(events) == 1

@@ -8,8 +8,9 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from audit_middleware import Actor, Resource, Scope, audit_context
+from audit_middleware import Actor, Redactor, Resource, Scope, audit_context
 from audit_middleware.capture.context import RequestContext, bind, current, unbind
+from audit_middleware.config import AuditConfig, use_config
 from audit_middleware.frameworks.structlog import AuditProcessor, add_audit_context
 from tests.wsgi_support import request, simple_app
 
@@ -64,6 +65,18 @@ def test_add_audit_context_adds_request_facts(in_request):
         "organization.id": "org-1",
         "audit.project.id": "proj-2",
     }
+
+
+def test_add_audit_context_follows_the_redaction_policy(in_request, audit_sink):
+    """With IP truncation and email pseudonyms configured, log lines get the blurred values too."""
+    redactor = Redactor(truncate_ips=True, email_pseudonym_key=b"k" * 32)
+    previous = use_config(AuditConfig(sink=audit_sink, redactor=redactor))
+    try:
+        line = add_audit_context(None, "info", {"event": "hello"})
+    finally:
+        use_config(previous)
+    assert line["source.ip"] == "192.0.2.0"
+    assert line["user.email"] == redactor.email("ana@example.com")
 
 
 def test_add_audit_context_explicit_values_win(in_request):
@@ -192,10 +205,23 @@ def test_audit_processor_inside_a_request(audit_sink, chain):
     assert event.details["message"] == "deleted"
 
 
-def test_bad_resource_in_log_call_raises_clearly():
-    """A resource that is neither a Resource nor a mapping is a programming error with a clear message."""
-    with pytest.raises(TypeError, match="resource must be a Resource or a mapping"):
-        AuditProcessor()(None, "info", {"event": "x", "audit": "create", "resource": 42})
+def test_malformed_audit_log_call_never_raises_and_warns_once(audit_sink, chain, monkeypatch):
+    """A log call whose audit request is malformed still logs, records nothing, and warns once."""
+    warnings: list[str] = []
+    monkeypatch.setattr("audit_middleware.logs.warn", lambda message, **fields: warnings.append(message))
+    logger, capture = chain
+    for _ in range(3):
+        logger.info("x", audit="update", resource={"id": "p-1"})  # no resource type
+    logger.info("y", audit="create", resource=42)
+    logger.info("z", audit="no_such_action")
+    logger.info("w", audit="update", actor={"nickname": "ann"})
+    logger.info("v", audit="update", changes={"before": 1})
+    assert audit_sink.events == []
+    assert [entry["event"] for entry in capture.entries] == ["x", "x", "x", "y", "z", "w", "v"]
+    assert all("audit.error" in entry and "audit.event_id" not in entry for entry in capture.entries)
+    assert capture.entries[0]["audit"] == "update"  # the line still says what was asked
+    assert len(warnings) == 5, warnings  # the repeated call is reported once
+    assert "resource" in warnings[0]
 
 
 def test_context_outside_requests_is_on_log_lines() -> None:

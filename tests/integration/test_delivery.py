@@ -27,6 +27,7 @@ from audit_middleware.sinks.opensearch.shipper import ShipperOptions
 from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 from tests.conftest import OPENSEARCH_URL, ROOT
 from tests.integration.faultproxy import FaultProxy
+from tests.integration.layout import remove_layout
 
 pytestmark = pytest.mark.opensearch
 
@@ -38,12 +39,10 @@ FAST = ShipperOptions(flush_interval=0.1, backoff_base=0.05, backoff_max=0.5, re
 def layout(opensearch, unique_name):
     """A freshly set-up prefix (templates and data streams), removed afterwards."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no ISM on the local node: retention is not managed
-        apply(opensearch, SetupConfig(prefix=unique_name, replicas=0, require_ism=False))
+        warnings.simplefilter("ignore")  # a node without ISM would warn that retention is unmanaged
+        apply(opensearch, SetupConfig(prefix=unique_name, replicas=0, require_ism=False, alert_rules=()))
     yield unique_name
-    opensearch.indices.delete_data_stream(name=f"{unique_name}-*")
-    opensearch.indices.delete_index_template(name=f"{unique_name}-*")
-    opensearch.cluster.delete_component_template(name=f"{unique_name}-*")
+    remove_layout(opensearch, unique_name)
 
 
 def make_sink(prefix: str, state_dir: Path, url: str = OPENSEARCH_URL, **kwargs) -> OpenSearchSink:
@@ -194,18 +193,66 @@ def test_torn_connection_and_lost_answer_deliver_exactly_once(opensearch, layout
     proxy.stop()
 
 
+def _copies(client, stream: str, ids: list[str]) -> list[dict]:
+    client.indices.refresh(index=stream)
+    body = {"size": 1000, "query": {"ids": {"values": ids}}, "_source": False}
+    return client.search(index=stream, body=body)["hits"]["hits"]
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["checked", "unchecked"])
+def test_a_retry_across_a_rollover(opensearch, layout, tmp_path, check):
+    """A bulk the node applied but whose answer was lost, retried after the stream rolled over:
+    with the check before re-sending, each event stays stored once (found in the old index);
+    without it, each gets a second copy in the new write index (_id is unique per index only)."""
+    stream = f"{layout}-standard"
+    proxy = FaultProxy("127.0.0.1", int(OPENSEARCH_URL.rsplit(":", 1)[1])).start()
+    sink = make_sink(layout, tmp_path, url=proxy.url, options=replace(FAST, check_before_resend=check))
+    audit_middleware.configure(sink=sink)
+    record("create", resource=Resource("pod", "warmup"))
+    assert sink.flush(10)
+    proxy.set_mode("swallow_response")
+    events = [record("delete", resource=Resource("pod", f"p{n}")) for n in range(20)]
+    ids = [event.id for event in events]
+    deadline = time.monotonic() + 10
+    while len(_copies(opensearch, stream, ids)) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the node indexes the batch; the shipper never hears back
+    first = _copies(opensearch, stream, ids)[0]["_index"]
+    opensearch.indices.rollover(alias=stream)
+    proxy.set_mode("forward")
+    assert sink.flush(60)
+    copies = _copies(opensearch, stream, ids)
+    if check:
+        assert len(copies) == len({hit["_id"] for hit in copies}) == 20
+        assert {hit["_index"] for hit in copies} == {first}
+        assert sink.status()["already_stored"] == 20
+    else:
+        assert len(copies) == 40
+        assert len({hit["_index"] for hit in copies}) == 2
+    sink.close(5)
+    proxy.stop()
+
+
+SECOND_NODE_PORT = int(os.environ.get("AUDIT_OPENSEARCH_PORT", "9200")) + 51
+
+
 @pytest.mark.slow
 def test_node_stopped_mid_stream_loses_nothing_and_duplicates_nothing(opensearch, tmp_path, unique_name):
-    """Stop a real node while producing, keep producing, restart it: every event stored exactly once."""
-    env = dict(os.environ, AUDIT_OPENSEARCH_PORT="9251", AUDIT_OPENSEARCH_NODE_DIR=str(tmp_path / "node"))
+    """Stop a real node (with the plugins) while producing, keep producing, restart it (it turns
+    green with its data): every event stored exactly once."""
+    env = dict(
+        os.environ,
+        AUDIT_OPENSEARCH_PORT=str(SECOND_NODE_PORT),
+        AUDIT_OPENSEARCH_NODE_DIR=str(tmp_path / "node"),
+    )
+    url = f"http://127.0.0.1:{SECOND_NODE_PORT}"
     node = [sys.executable, str(ROOT / "opensearch-local" / "node.py")]
     subprocess.run([*node, "start"], check=True, env=env)
     try:
-        second = OpenSearch(["http://127.0.0.1:9251"], timeout=30)
+        second = OpenSearch([url], timeout=30)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            apply(second, SetupConfig(prefix=unique_name, replicas=0, require_ism=False))
-        sink = make_sink(unique_name, tmp_path / "state", url="http://127.0.0.1:9251")
+            apply(second, SetupConfig(prefix=unique_name, replicas=0, require_ism=False, alert_rules=()))
+        sink = make_sink(unique_name, tmp_path / "state", url=url)
         audit_middleware.configure(sink=sink)
         produced = [record("start", resource=Resource("vm", str(n))).id for n in range(200)]
         subprocess.run([*node, "stop"], check=True, env=env)
@@ -218,6 +265,7 @@ def test_node_stopped_mid_stream_loses_nothing_and_duplicates_nothing(opensearch
         ids = stored_ids(second, unique_name)
         assert len(ids) == len(set(ids)) == len(produced)
         assert set(ids) == set(produced)
+        assert second.cluster.health()["status"] == "green"
         sink.close(5)
     finally:
         subprocess.run([*node, "stop"], check=False, env=env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -59,8 +60,14 @@ def test_ism_policy_attaches_through_ism_template(opensearch, unique_name):
     index = f"{unique_name}-000001"
     opensearch.indices.create(index=index)
     try:
-        explain = opensearch.transport.perform_request("GET", f"/_plugins/_ism/explain/{index}")
-        assert explain[index]["index.plugins.index_state_management.policy_id"] == unique_name
+        # ISM attaches asynchronously, on the cluster-state change of the index creation
+        deadline = time.monotonic() + 60
+        attached = None
+        while attached is None and time.monotonic() < deadline:
+            explain = opensearch.transport.perform_request("GET", f"/_plugins/_ism/explain/{index}")
+            attached = explain[index].get("index.plugins.index_state_management.policy_id")
+            time.sleep(0 if attached else 0.5)
+        assert attached == unique_name
     finally:
         opensearch.indices.delete(index=index)
         opensearch.transport.perform_request("DELETE", f"/_plugins/_ism/policies/{unique_name}")

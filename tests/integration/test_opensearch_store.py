@@ -18,6 +18,7 @@ from audit_middleware.errors import AuditError
 from audit_middleware.model.actions import CATALOG
 from audit_middleware.model.event import NO_TENANT, Actor, AuditEvent, Resource, Scope
 from audit_middleware.model.ids import uuid7
+from audit_middleware.model.tenancy import NO_PROJECT
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.provisioning import SetupConfig, apply
 from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, QueryError
@@ -28,6 +29,7 @@ from audit_middleware.query.opensearch_store import (
     search_body,
 )
 from tests.conftest import OPENSEARCH_URL
+from tests.integration.layout import remove_layout
 
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOSTILE = [
@@ -104,11 +106,9 @@ def layout(opensearch) -> Iterator[str]:
     prefix = f"qos-{uuid.uuid4().hex[:10]}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the local node has no ISM plugin
-        apply(opensearch, SetupConfig(prefix=prefix, replicas=0, require_ism=False))
+        apply(opensearch, SetupConfig(prefix=prefix, replicas=0, require_ism=False, alert_rules=()))
     yield prefix
-    opensearch.indices.delete_data_stream(name=f"{prefix}-*")
-    opensearch.indices.delete_index_template(name=f"{prefix}-*")
-    opensearch.cluster.delete_component_template(name=f"{prefix}-*")
+    remove_layout(opensearch, prefix)
 
 
 @pytest.fixture
@@ -193,6 +193,25 @@ def test_records_without_tenant_are_selected_by_no_tenant():
             }
         }
     ]
+
+
+def test_project_allow_lists_and_excluded_actions_have_their_clauses():
+    """An allow-list is a terms filter (NO_PROJECT: no project field); exclusions a must_not."""
+    query = AuditQuery(tenant="acme", projects=("p1", "p2", NO_PROJECT), exclude_actions=("audit_viewed",))
+    clauses = search_body(query)["query"]["bool"]["filter"]
+    assert clauses[1] == {
+        "bool": {
+            "should": [
+                {"terms": {"audit.project.id": ["p1", "p2"]}},
+                {"bool": {"must_not": [{"exists": {"field": "audit.project.id"}}]}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+    assert clauses[2] == {"bool": {"must_not": [{"terms": {"event.action": ["audit_viewed"]}}]}}
+    assert search_body(AuditQuery(tenant="acme", projects=()))["query"]["bool"]["filter"][1] == {
+        "match_none": {}
+    }
 
 
 def test_every_filter_has_its_clause():

@@ -1,20 +1,22 @@
-"""`audit-middleware setup` against the real local node: idempotence, mappings, routing, errors, ISM."""
+"""`audit-middleware setup` against the real local node: idempotence, mappings, routing, errors, ISM.
+
+The local node runs the ISM and Alerting plugins; what setup does without them is shown
+on a second node started without them (``plain_node``).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
 from click.testing import CliRunner
-from opensearchpy import ConflictError, NotFoundError, RequestError, RequestsHttpConnection
+from opensearchpy import ConflictError, NotFoundError, OpenSearch, RequestError, RequestsHttpConnection
 
 from audit_middleware.cli import main
 from audit_middleware.model.ids import uuid7
@@ -23,15 +25,16 @@ from audit_middleware.opensearch.client import build_client
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.provisioning import (
     ISM_PLUGIN,
+    AlertsNotInstalledWarning,
     RetentionNotManagedWarning,
     SetupConfig,
     SetupError,
     StepResult,
     apply,
-    ism_installed,
 )
-from audit_middleware.opensearch.retention import RetentionTier, default_tiers, policy_id
+from audit_middleware.opensearch.retention import default_tiers, policy_id
 from tests.conftest import OPENSEARCH_URL, require_plugin
+from tests.integration.layout import path_repo, remove_layout, remove_repository
 
 pytestmark = pytest.mark.opensearch
 
@@ -55,68 +58,51 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def _ignore_missing(call: Callable[[], Any]) -> None:
-    with contextlib.suppress(NotFoundError):
-        call()
-
-
-def _remove_layout(client: Any, prefix: str) -> None:
-    _ignore_missing(lambda: client.indices.delete_data_stream(name=f"{prefix}-*"))
-    _ignore_missing(lambda: client.indices.delete(index=f"{prefix}-*", params={"expand_wildcards": "all"}))
-    _ignore_missing(lambda: client.indices.delete_index_template(name=templates.index_template_name(prefix)))
-    _ignore_missing(
-        lambda: client.cluster.delete_component_template(name=templates.component_template_name(prefix))
-    )
-    if ism_installed(client):
-        for tier in ("standard", "extended"):
-            _ignore_missing(
-                lambda tier=tier: client.transport.perform_request(
-                    "DELETE", f"/_plugins/_ism/policies/{policy_id(prefix, tier)}"
-                )
-            )
-
-
 @pytest.fixture
 def prefix(opensearch: Any, unique_name: str) -> Iterator[str]:
     """A prefix no other test uses; everything setup created under it is removed afterwards."""
     yield unique_name
-    _remove_layout(opensearch, unique_name)
+    remove_layout(opensearch, unique_name)
 
 
 @pytest.fixture
 def snapshot_repository(opensearch: Any, unique_name: str) -> Iterator[str]:
     """A registered fs snapshot repository under the node's path.repo, removed afterwards."""
-    settings = opensearch.nodes.info(metric="settings")["nodes"].popitem()[1]["settings"]
-    location = Path(settings["path"]["repo"][0]) / f"{unique_name}-repo"
     name = f"{unique_name}-repo"
     opensearch.snapshot.create_repository(
-        repository=name, body={"type": "fs", "settings": {"location": str(location)}}
+        repository=name, body={"type": "fs", "settings": {"location": str(path_repo(opensearch) / name)}}
     )
     yield name
-    for snapshot in opensearch.snapshot.get(repository=name, snapshot="_all")["snapshots"]:
-        opensearch.snapshot.delete(repository=name, snapshot=snapshot["snapshot"])
-    opensearch.snapshot.delete_repository(repository=name)
+    remove_repository(opensearch, name)
+
+
+@pytest.fixture
+def plain(plain_node: Any) -> Iterator[OpenSearch]:
+    """A client for the second node, started without the ISM and Alerting plugins."""
+    plain_node.milestones.wait("up", 600)
+    client = OpenSearch([plain_node.url], timeout=60)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def plain_prefix(plain: OpenSearch, unique_name: str) -> Iterator[str]:
+    """A prefix on the node without plugins, removed afterwards."""
+    yield unique_name
+    remove_layout(plain, unique_name)
 
 
 def _config(prefix: str, **overrides: Any) -> SetupConfig:
-    # replicas=0 keeps the single-node test cluster green; require_ism=False lets the
-    # layout tests run on a node without ISM (where present, policies are installed too).
-    return SetupConfig(**{"prefix": prefix, "replicas": 0, "require_ism": False, **overrides})
+    # replicas=0 keeps the single-node test cluster green; monitors are tested in test_alerting.
+    return SetupConfig(**{"prefix": prefix, "replicas": 0, "alert_rules": (), **overrides})
 
 
 def _apply(client: Any, config: SetupConfig, *, dry_run: bool = False) -> list[StepResult]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RetentionNotManagedWarning)
-        return apply(client, config, dry_run=dry_run)
+    return apply(client, config, dry_run=dry_run)
 
 
 def _statuses(results: list[StepResult]) -> dict[str, str]:
     return {f"{r.step.kind} {r.step.name}": r.status for r in results}
-
-
-def _skip_if_ism(client: Any) -> None:
-    if ism_installed(client):
-        pytest.skip(f"{ISM_PLUGIN} is installed on this node: the no-ISM behaviour cannot be shown here")
 
 
 def _closed_port() -> int:
@@ -207,13 +193,23 @@ def _hits(client: Any, stream: str, query: dict[str, Any]) -> int:
 
 
 def test_setup_twice_reports_everything_unchanged(opensearch, prefix):
-    """The first run creates every object in order; an immediate second run changes nothing."""
+    """The first run creates every object in order; an immediate second run lists the same
+    objects and changes nothing (the new streams' policies are attached before setup returns)."""
     first = _apply(opensearch, _config(prefix))
     kinds = [r.step.kind for r in first]
-    assert kinds[-4:] == ["component template", "index template", "data stream", "data stream"]
+    assert kinds == [
+        "ism policy",
+        "ism policy",
+        "component template",
+        "index template",
+        "data stream",
+        "data stream",
+        "ism attachment",
+        "ism attachment",
+    ]
     assert {r.status for r in first} == {"created"}
     second = _apply(opensearch, _config(prefix))
-    assert [str(r.step) for r in second] == [str(r.step) for r in first]
+    assert [(r.step.kind, r.step.name) for r in second] == [(r.step.kind, r.step.name) for r in first]
     assert {r.status for r in second} == {"unchanged"}
     streams = opensearch.indices.get_data_stream(name=f"{prefix}-*")["data_streams"]
     assert {(s["name"], s["template"]) for s in streams} == {
@@ -233,6 +229,22 @@ def test_new_template_revision_reports_updated(opensearch, prefix, monkeypatch):
     stored = opensearch.indices.get_index_template(name=f"{prefix}-events")["index_templates"][0]
     assert stored["index_template"]["version"] == templates.TEMPLATE_REVISION
     assert {r.status for r in _apply(opensearch, _config(prefix))} == {"unchanged"}
+
+
+def test_fields_added_to_the_template_reach_existing_streams(opensearch, prefix, monkeypatch):
+    """A template that gained a field adds it to existing streams' mappings, so new records match it."""
+    older = {name: m for name, m in templates.AUDIT_FIELDS.items() if name != "audit.action.filter"}
+    monkeypatch.setattr(templates, "AUDIT_FIELDS", older)
+    _apply(opensearch, _config(prefix))
+    assert "audit.action.filter" not in _mapping_of(opensearch, f"{prefix}-standard")
+    monkeypatch.undo()
+    statuses = _statuses(_apply(opensearch, _config(prefix)))
+    assert statuses[f"mappings {prefix}-standard"] == "updated"
+    assert statuses[f"mappings {prefix}-extended"] == "updated"
+    assert _mapping_of(opensearch, f"{prefix}-standard")["audit.action.filter"]["type"] == "keyword"
+    _create(opensearch, f"{prefix}-standard", sample_document(action={"label": "Update", "filter": "update"}))
+    assert _hits(opensearch, f"{prefix}-standard", {"term": {"audit.action.filter": "update"}}) == 1
+    assert not [r for r in _apply(opensearch, _config(prefix)) if r.step.kind == "mappings"]
 
 
 def test_changed_settings_update_the_component_template(opensearch, prefix):
@@ -379,22 +391,50 @@ def test_tenant_tier_routes_records_to_its_data_stream(opensearch, prefix):
 # --- errors ----------------------------------------------------------------------------------
 
 
-def test_without_ism_setup_refuses_and_installs_nothing(opensearch, prefix):
+def test_without_ism_setup_refuses_and_installs_nothing(plain, plain_prefix):
     """On a node without ISM, setup says retention would not be managed and changes nothing."""
-    _skip_if_ism(opensearch)
+    assert not {row["component"] for row in plain.cat.plugins(format="json")} & {
+        ISM_PLUGIN,
+        "opensearch-alerting",
+    }
     with pytest.raises(SetupError, match="no Index State Management plugin") as refused:
-        apply(opensearch, _config(prefix, require_ism=True))
+        apply(plain, _config(plain_prefix))
     assert "--skip-ism" in str(refused.value)
-    assert not opensearch.indices.exists_index_template(name=f"{prefix}-events")
+    assert not plain.indices.exists_index_template(name=f"{plain_prefix}-events")
 
 
-def test_without_ism_require_ism_false_installs_the_rest_and_warns(opensearch, prefix):
+def test_without_ism_require_ism_false_installs_the_rest_and_warns(plain, plain_prefix):
     """require_ism=False installs templates and data streams, warning that retention is unmanaged."""
-    _skip_if_ism(opensearch)
     with pytest.warns(RetentionNotManagedWarning, match="retention"):
-        results = apply(opensearch, _config(prefix))
-    assert "ism policy" not in {r.step.kind for r in results}
-    assert opensearch.indices.get_data_stream(name=f"{prefix}-standard")["data_streams"]
+        results = apply(plain, _config(plain_prefix, require_ism=False))
+    assert not {"ism policy", "ism attachment"} & {r.step.kind for r in results}
+    assert plain.indices.get_data_stream(name=f"{plain_prefix}-standard")["data_streams"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RetentionNotManagedWarning)
+        again = apply(plain, _config(plain_prefix, require_ism=False))
+    assert {r.status for r in again} == {"unchanged"}
+
+
+def test_without_alerting_setup_warns_and_installs_no_monitor(plain, plain_prefix):
+    """Alert rules on a node without the Alerting plugin: everything else is installed, with a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RetentionNotManagedWarning)
+        with pytest.warns(AlertsNotInstalledWarning, match="no Alerting plugin"):
+            results = apply(plain, SetupConfig(prefix=plain_prefix, replicas=0, require_ism=False))
+    assert "alert monitor" not in {r.step.kind for r in results}
+    assert plain.indices.exists_index_template(name=f"{plain_prefix}-events")
+
+
+def test_without_alerting_a_notification_channel_is_refused(plain, plain_prefix):
+    """A webhook asked for on a node without Alerting: refused, saying there are no monitors."""
+    config = SetupConfig(
+        prefix=plain_prefix, replicas=0, require_ism=False, alert_webhook="https://h.example/x"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RetentionNotManagedWarning)
+        with pytest.raises(SetupError, match=r"no Alerting plugin.*leave out the alert webhook"):
+            apply(plain, config)
+    assert not plain.indices.exists_index_template(name=f"{plain_prefix}-events")
 
 
 def test_missing_snapshot_repository_is_reported_before_any_change(opensearch, prefix):
@@ -460,11 +500,12 @@ def _cli(*args: str) -> Any:
 
 
 def test_cli_setup_prints_one_line_per_step(opensearch, prefix):
-    """`setup` prints created lines, then unchanged lines on a second run, exiting 0."""
+    """`setup` prints created lines (monitors included), then unchanged lines on a second run, exiting 0."""
     first = _cli("--prefix", prefix, "--replicas", "0", "--skip-ism")
     assert first.exit_code == 0, first.output
     assert f"created    index template {prefix}-events" in first.stdout.splitlines()
     assert f"created    data stream {prefix}-extended" in first.stdout.splitlines()
+    assert f"created    alert monitor {prefix}-alert-mass_deletion" in first.stdout.splitlines()
     second = _cli("--prefix", prefix, "--replicas", "0", "--skip-ism")
     assert second.exit_code == 0, second.output
     lines = second.stdout.splitlines()
@@ -481,17 +522,38 @@ def test_cli_dry_run_prints_the_plan_only(opensearch, prefix):
     assert not opensearch.cluster.exists_component_template(name=f"{prefix}-events-mappings")
 
 
-def test_cli_without_ism_fails_or_warns(opensearch, prefix):
+def test_cli_without_ism_fails_or_warns(plain_node, plain, plain_prefix):
     """Without ISM, `setup` exits 1 naming --skip-ism; with --skip-ism it warns on stderr and succeeds."""
-    _skip_if_ism(opensearch)
-    refused = _cli("--prefix", prefix, "--replicas", "0")
+    command = ["setup", "--url", plain_node.url, "--prefix", plain_prefix, "--replicas", "0"]
+    refused = CliRunner().invoke(main, command)
     assert refused.exit_code == 1
     assert "no Index State Management plugin" in refused.stderr
     assert "--skip-ism" in refused.stderr
-    accepted = _cli("--prefix", prefix, "--replicas", "0", "--skip-ism")
+    accepted = CliRunner().invoke(main, [*command, "--skip-ism"])
     assert accepted.exit_code == 0, accepted.output
-    assert accepted.stderr.startswith("warning: ")
-    assert "retention" in accepted.stderr
+    warned = accepted.stderr.splitlines()
+    assert all(line.startswith("warning: ") for line in warned)
+    assert any("retention" in line for line in warned)
+    assert any("no Alerting plugin" in line for line in warned)
+
+
+def test_cli_registers_the_snapshot_repository(opensearch, prefix):
+    """`setup --snapshot-repository NAME --snapshot-location PATH` registers an fs repository there once."""
+    name = f"{prefix}-archive"
+    location = str(path_repo(opensearch) / name)
+    args = ["--prefix", prefix, "--replicas", "0", "--no-alerts", "--snapshot-repository", name]
+    try:
+        first = _cli(*args, "--snapshot-location", location)
+        assert first.exit_code == 0, first.output
+        assert f"created    snapshot repository {name} (fs at {location})" in first.stdout.splitlines()
+        assert opensearch.snapshot.get_repository(repository=name)[name]["settings"]["location"] == location
+        again = _cli(*args, "--snapshot-location", location)
+        assert f"unchanged  snapshot repository {name}" in again.stdout.splitlines()
+        moved = _cli(*args, "--snapshot-location", location + "-elsewhere")
+        assert moved.exit_code == 1
+        assert "its archives stay there" in moved.stderr
+    finally:
+        remove_repository(opensearch, name)
 
 
 def test_cli_reports_bad_configuration_and_unreachable_node(prefix):
@@ -542,7 +604,7 @@ def _backing_indices(client: Any, stream: str) -> list[str]:
 def test_ism_policies_installed_with_stream_templates(opensearch, prefix):
     """Each tier's policy exists, with an ism_template on exactly its data stream."""
     require_plugin(opensearch, ISM_PLUGIN)
-    results = apply(opensearch, _config(prefix, require_ism=True))
+    results = apply(opensearch, _config(prefix))
     assert [r.step.kind for r in results][:2] == ["ism policy", "ism policy"]
     for tier in ("standard", "extended"):
         stored = opensearch.transport.perform_request(
@@ -556,7 +618,7 @@ def test_ism_policies_installed_with_stream_templates(opensearch, prefix):
 def test_ism_manages_the_backing_indices(opensearch, prefix):
     """The explain API shows each stream's first backing index managed by its tier's policy."""
     require_plugin(opensearch, ISM_PLUGIN)
-    apply(opensearch, _config(prefix, require_ism=True))
+    apply(opensearch, _config(prefix))
     for tier in ("standard", "extended"):
         (index,) = _backing_indices(opensearch, f"{prefix}-{tier}")
         _wait_for(lambda index=index: _policy_of(opensearch, index), 60, f"ISM to manage {index}")
@@ -566,12 +628,12 @@ def test_ism_manages_the_backing_indices(opensearch, prefix):
 def test_ism_attaches_policy_to_an_existing_unmanaged_stream(opensearch, prefix):
     """A backing index without a policy (e.g. created before ISM) gets its tier's policy on re-run."""
     require_plugin(opensearch, ISM_PLUGIN)
-    apply(opensearch, _config(prefix, require_ism=True))
+    apply(opensearch, _config(prefix))
     (index,) = _backing_indices(opensearch, f"{prefix}-standard")
     _wait_for(lambda: _policy_of(opensearch, index), 60, f"ISM to manage {index}")
     opensearch.transport.perform_request("POST", f"/_plugins/_ism/remove/{index}")
     _wait_for(lambda: not _policy_of(opensearch, index), 60, f"the policy to leave {index}")
-    statuses = _statuses(apply(opensearch, _config(prefix, require_ism=True)))
+    statuses = _statuses(apply(opensearch, _config(prefix)))
     assert statuses[f"ism attachment {prefix}-standard"] == "created"
     _wait_for(lambda: _policy_of(opensearch, index), 60, f"the policy to return to {index}")
     assert _policy_of(opensearch, index) == policy_id(prefix, "standard")
@@ -580,12 +642,10 @@ def test_ism_attaches_policy_to_an_existing_unmanaged_stream(opensearch, prefix)
 def test_ism_policy_change_is_an_update(opensearch, prefix):
     """A new extended retention updates that policy (with seq_no) and moves its indices to it."""
     require_plugin(opensearch, ISM_PLUGIN)
-    apply(opensearch, _config(prefix, require_ism=True, tiers=default_tiers(extended_days=365)))
+    apply(opensearch, _config(prefix, tiers=default_tiers(extended_days=365)))
     (index,) = _backing_indices(opensearch, f"{prefix}-extended")
     _wait_for(lambda: _policy_of(opensearch, index), 60, f"ISM to manage {index}")
-    statuses = _statuses(
-        apply(opensearch, _config(prefix, require_ism=True, tiers=default_tiers(extended_days=400)))
-    )
+    statuses = _statuses(apply(opensearch, _config(prefix, tiers=default_tiers(extended_days=400))))
     assert statuses[f"ism policy {policy_id(prefix, 'extended')}"] == "updated"
     assert statuses[f"ism policy {policy_id(prefix, 'standard')}"] == "unchanged"
     assert statuses[f"ism attachment {prefix}-extended"] == "updated"
@@ -593,28 +653,3 @@ def test_ism_policy_change_is_an_update(opensearch, prefix):
         "GET", f"/_plugins/_ism/policies/{policy_id(prefix, 'extended')}"
     )
     assert stored["policy"]["states"][0]["transitions"][0]["conditions"]["min_index_age"] == "400d"
-
-
-@pytest.mark.slow
-def test_accelerated_retention_rolls_over_snapshots_and_deletes(opensearch, prefix, snapshot_repository):
-    """With a policy in minutes, ISM rolls the stream over, snapshots the old index, then deletes it."""
-    require_plugin(opensearch, ISM_PLUGIN)
-    fast = {"plugins.index_state_management.job_interval": 1, "plugins.index_state_management.jitter": 0.0}
-    opensearch.cluster.put_settings(body={"persistent": fast})
-    try:
-        tier = RetentionTier(
-            "standard", 0, rollover_max_age="1m", delete_after="3m", snapshot_repository=snapshot_repository
-        )
-        apply(opensearch, _config(prefix, require_ism=True, tiers=(tier,)))
-        stream = f"{prefix}-standard"
-        (first,) = _backing_indices(opensearch, stream)
-        _create(opensearch, stream, sample_document())
-        _wait_for(lambda: len(_backing_indices(opensearch, stream)) >= 2, 600, "ISM to roll the stream over")
-        _wait_for(lambda: first not in _backing_indices(opensearch, stream), 900, f"ISM to delete {first}")
-        snapshots = opensearch.snapshot.get(repository=snapshot_repository, snapshot="_all")["snapshots"]
-        archived = [s for s in snapshots if s["snapshot"].startswith(first)]
-        assert archived, f"no snapshot of {first} in {[s['snapshot'] for s in snapshots]}"
-        assert archived[0]["state"] == "SUCCESS"
-        assert archived[0]["indices"] == [first]
-    finally:
-        opensearch.cluster.put_settings(body={"persistent": dict.fromkeys(fast)})

@@ -13,6 +13,7 @@ from audit_middleware.opensearch.provisioning import SetupConfig, apply
 from audit_middleware.sinks.opensearch.deadletter import DeadLetterFile
 from audit_middleware.sinks.opensearch.spool import Spool
 from tests.conftest import OPENSEARCH_URL
+from tests.integration.layout import remove_layout
 
 pytestmark = pytest.mark.opensearch
 
@@ -23,19 +24,19 @@ def run_status(*args: str) -> tuple[int, str]:
 
 
 def test_ready_prefix_reports_ok_and_exits_0(opensearch, unique_name, tmp_path):
-    """With set-up done and nothing waiting, status says delivery is ok."""
+    """With set-up done and nothing waiting, status says delivery is ok and lists the backing indices."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        apply(opensearch, SetupConfig(prefix=unique_name, replicas=0, require_ism=False))
+        apply(opensearch, SetupConfig(prefix=unique_name, replicas=0, require_ism=False, alert_rules=()))
     try:
         code, output = run_status("--prefix", unique_name, "--state-dir", str(tmp_path))
         assert code == 0, output
         assert "Delivery:      ok" in output
         assert "2.19." in output
+        assert "Retention:     2 backing indices" in output
+        assert f".ds-{unique_name}-standard-000001" in output
     finally:
-        opensearch.indices.delete_data_stream(name=f"{unique_name}-*")
-        opensearch.indices.delete_index_template(name=f"{unique_name}-*")
-        opensearch.cluster.delete_component_template(name=f"{unique_name}-*")
+        remove_layout(opensearch, unique_name)
 
 
 def test_missing_setup_is_named_and_exits_1(opensearch, unique_name, tmp_path):

@@ -97,6 +97,27 @@ def test_builtins_fit_the_ecs_reference_file():
             assert kind in allowed, (action.id, kind, action.category)
 
 
+def test_filter_groups_sort_every_builtin_action():
+    """Resource actions fall under create/update/delete/start-stop; the rest keep their catalog group."""
+    by_filter: dict[str, set[str]] = {}
+    for action in BUILTIN_ACTIONS:
+        by_filter.setdefault(action.filter_group, set()).add(action.id)
+    assert by_filter["create"] == {"create"}
+    assert by_filter["update"] == {"update"}
+    assert by_filter["delete"] == {"delete"}
+    assert by_filter["start-stop"] == {"start", "stop", "restart"}
+    assert by_filter["account"] == {a.id for a in BUILTIN_ACTIONS if a.group == "account"}
+    assert by_filter["team"] == {a.id for a in BUILTIN_ACTIONS if a.group == "team"}
+    assert by_filter["resource"] == {"read"}
+    assert by_filter["audit"] == {"audit_exported", "audit_viewed"}
+
+
+def test_app_action_filter_group_is_its_own_group(catalog_restored):
+    """An application action is filtered under the group it was registered with."""
+    action = actions.register("backup.restore", "Backup Restored", group="backup")
+    assert action.filter_group == "backup"
+
+
 def test_register_custom_action(catalog_restored):
     """An application action registers beside the built-ins and is found by id."""
     action = actions.register(

@@ -37,15 +37,16 @@ def test_policy_rolls_over_then_deletes_by_index_age():
 
 
 def test_policy_with_repository_snapshots_before_delete():
-    """With a repository, an archive state snapshots each index, named after it, then deletes."""
+    """With a repository, the archive state snapshots each index, named after it, then deletes it."""
     tier = RetentionTier("extended", 365, snapshot_repository="audit-archive")
     states = build_policy("audit", tier)["policy"]["states"]
-    assert [state["name"] for state in states] == ["hot", "archive", "delete"]
+    assert [state["name"] for state in states] == ["hot", "archive"]
     assert states[0]["transitions"][0] == {"state_name": "archive", "conditions": {"min_index_age": "365d"}}
     assert states[1]["actions"] == [
-        {"snapshot": {"repository": "audit-archive", "snapshot": "{{ctx.index}}"}}
+        {"snapshot": {"repository": "audit-archive", "snapshot": "{{ctx.index}}"}},
+        {"delete": {}},
     ]
-    assert states[1]["transitions"] == [{"state_name": "delete"}]
+    assert states[1]["transitions"] == []
 
 
 def test_ism_template_targets_the_data_stream_name():

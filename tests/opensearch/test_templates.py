@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from audit_middleware.model.tenancy import KEY_LIMIT
 from audit_middleware.opensearch import templates
 from tests.contract_fields import CONTRACT_AUDIT_FIELDS, CONTRACT_ECS_FIELDS
 
@@ -111,3 +112,10 @@ def test_replica_count_is_optional():
     assert "number_of_replicas" not in templates.build_settings(replicas=None)["index"]
     assert templates.build_settings(shards=2, replicas=3)["index"]["number_of_shards"] == 2
     assert templates.build_settings(shards=2, replicas=3)["index"]["number_of_replicas"] == 3
+
+
+def test_scoped_keys_fit_the_keyword_limit() -> None:
+    """The tenant and project keys are never longer than their fields' ignore_above."""
+    fields = templates.field_mappings()
+    for name in ("organization.id", "audit.project.id"):
+        assert fields[name]["ignore_above"] >= KEY_LIMIT, name

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import collections
 import copy
+import dataclasses
+import datetime
+import decimal
+import enum
 import hashlib
 import hmac
 import ipaddress
+import pathlib
 import re
+import uuid
 from typing import Any
 
+import attrs
+import pydantic
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from audit_middleware import record
 from audit_middleware.model.changes import diff
+from audit_middleware.model.encoding import dumps
 from audit_middleware.processing.redaction import (
     CYCLE_MARKER,
     DEFAULT_DENYLIST,
@@ -217,13 +228,16 @@ def test_shared_subtree_is_not_a_cycle(redactor: Redactor) -> None:
     }
 
 
-def test_non_json_values_pass_through(redactor: Redactor) -> None:
-    """Values that are not containers are returned as given."""
-    marker = object()
-    data = {"o": marker, "s": {1, 2}, "b": b"x"}
-    result = redactor.redact_mapping(data)
-    assert result["o"] is marker
-    assert result == data
+def test_other_values_are_kept_converted_or_masked(redactor: Redactor) -> None:
+    """Plain values are kept, sets become sorted lists, objects without fields a marker."""
+    data = {"o": object(), "s": {2, 1}, "b": b"x", "p": pathlib.PurePosixPath("/a"), "n": None}
+    assert redactor.redact_mapping(data) == {
+        "o": "[REDACTED: object]",
+        "s": [1, 2],
+        "b": b"x",
+        "p": "/a",
+        "n": None,
+    }
 
 
 # --- changes --------------------------------------------------------------------------
@@ -282,6 +296,258 @@ def test_redact_changes_works_on_diff_output(redactor: Redactor) -> None:
         {"config": {"api_key": MASK}},
         ("config.api_key",),
     )
+
+
+# --- spellings the denylist must catch ------------------------------------------------
+
+ISSUE_SPELLINGS = [
+    "HTTP_AUTHORIZATION",
+    "HTTP_COOKIE",
+    "Proxy-Authorization",
+    "proxy_authorization",
+    "db_passwd",
+    "user_pwd",
+    "passphrase",
+    "aws_credentials",
+    "basic_auth",
+    "x-auth",
+    "jwt",
+    "bearer",
+]
+
+
+@pytest.mark.parametrize("name", ISSUE_SPELLINGS)
+def test_common_secret_spellings_are_masked(redactor: Redactor, name: str) -> None:
+    """Environ-style, proxy, abbreviated and scheme names of credentials are masked."""
+    assert redactor.redact_mapping({name: "S3CR3T", "other": "v"}) == {name: MASK, "other": "v"}
+
+
+def test_a_dumped_wsgi_environ_keeps_no_credentials(redactor: Redactor) -> None:
+    """The credential headers of a WSGI environ dumped into details are masked."""
+    environ = {
+        "HTTP_AUTHORIZATION": "Bearer abc",
+        "HTTP_COOKIE": "session=abc",
+        "HTTP_PROXY_AUTHORIZATION": "Basic dTpw",
+        "HTTP_X_API_KEY": "k",
+        "HTTP_ACCEPT": "*/*",
+        "PATH_INFO": "/pods",
+    }
+    assert redactor.redact_mapping(environ) == {
+        "HTTP_AUTHORIZATION": MASK,
+        "HTTP_COOKIE": MASK,
+        "HTTP_PROXY_AUTHORIZATION": MASK,
+        "HTTP_X_API_KEY": MASK,
+        "HTTP_ACCEPT": "*/*",
+        "PATH_INFO": "/pods",
+    }
+
+
+def test_environ_style_credential_headers_are_dropped(redactor: Redactor) -> None:
+    """redact_headers drops HTTP_AUTHORIZATION / HTTP_COOKIE spellings as it drops the plain names."""
+    headers = {
+        "HTTP_AUTHORIZATION": "Bearer t",
+        "http-cookie": "c",
+        "HTTP_PROXY_AUTHORIZATION": "x",
+        "A": "b",
+    }
+    assert redactor.redact_headers(headers) == {"A": "b"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig",
+        "basic dXNlcjpodW50ZXIy",
+        'Digest username="ann", response="6629fae49393a05397450978507c4ef1"',
+        "postgres://app:hunter2@db.internal:5432/main",
+    ],
+)
+def test_credentials_in_values_under_innocent_keys_are_masked(redactor: Redactor, value: str) -> None:
+    """An Authorization value or a URL with a password is masked wherever it sits (a header pair list)."""
+    output = redactor.redact_mapping({"headers": [("X-Original", value)], "url": value})
+    assert "hunter2" not in repr(output)
+    assert "eyJ" not in repr(output)
+    assert "dXNlcjpodW50ZXIy" not in repr(output)
+    assert "6629fae4" not in repr(output)
+
+
+@pytest.mark.parametrize("value", ["Basic information", "Bearer of bad news", "https://example.com/a:b@c"])
+def test_ordinary_text_that_resembles_credentials_is_kept(redactor: Redactor, value: str) -> None:
+    """Words after Basic / Bearer and URLs without a password stay as they are."""
+    assert redactor.redact_mapping({"note": value}) == {"note": value}
+
+
+# Base names as words; the exact-only ones (marked False) are masked under their whole name
+# only, so no extra words are added to them.
+SECRET_WORDS: list[tuple[tuple[str, ...], bool]] = [
+    (("password",), True),
+    (("passwd",), True),
+    (("pwd",), True),
+    (("pass",), True),
+    (("passphrase",), True),
+    (("secret",), True),
+    (("client", "secret"), True),
+    (("token",), True),
+    (("access", "token"), True),
+    (("api", "key"), True),
+    (("private", "key"), True),
+    (("credentials",), True),
+    (("authorization",), True),
+    (("proxy", "authorization"), True),
+    (("auth",), True),
+    (("basic", "auth"), True),
+    (("jwt",), True),
+    (("bearer",), True),
+    (("cookie",), False),
+    (("set", "cookie"), False),
+    (("session", "id"), False),
+    (("csrf",), False),
+]
+EXTRA_WORDS = st.sampled_from(["db", "user", "x", "aws", "my", "old", "new", "value", "2", "github"])
+
+
+def _cased(word: str, style: str) -> str:
+    return {"lower": word.lower(), "upper": word.upper(), "title": word.title()}[style]
+
+
+@st.composite
+def secret_spellings(draw: st.DrawFn) -> str:
+    """A secret name spelled as people and frameworks do: any case, separator, HTTP_ prefix, extra words."""
+    words, compound = draw(st.sampled_from(SECRET_WORDS))
+    words = list(words)
+    if compound:
+        words = [*draw(st.lists(EXTRA_WORDS, max_size=2)), *words, *draw(st.lists(EXTRA_WORDS, max_size=2))]
+    if draw(st.booleans()):
+        words = ["http", *words]
+    separator = draw(st.sampled_from(["_", "-", " ", ".", "camel"]))
+    style = draw(st.sampled_from(["lower", "upper", "title"]))
+    if separator == "camel":
+        return words[0].lower() + "".join(word.title() for word in words[1:])
+    return separator.join(_cased(word, style) for word in words)
+
+
+@given(secret_spellings())
+def test_generated_secret_spellings_are_masked(name: str) -> None:
+    """Property: every generated spelling of a secret name has its value masked."""
+    assert Redactor().redact_mapping({name: "S3CR3T"}) == {name: MASK}, name
+
+
+# --- objects that are not dicts -------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Credentials:
+    user: str
+    password: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenCredentials:
+    user: str
+    password: str
+
+
+class Login(pydantic.BaseModel):
+    user: str
+    password: str
+    api: pydantic.SecretStr
+
+
+@attrs.define
+class Token:
+    owner: str
+    token: str
+
+
+class Plain:
+    def __init__(self) -> None:
+        self.user = "ann"
+        self.password = "S3CR3T"
+
+
+class Slotted:
+    __slots__ = ("secret", "user")
+
+    def __init__(self) -> None:
+        self.user = "ann"
+        self.secret = "S3CR3T"
+
+
+class Opaque:
+    """No fields to read, only a repr that shows the secret."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Opaque(password='S3CR3T')"
+
+
+Pair = collections.namedtuple("Pair", ["user", "password"])
+
+
+def _stored(value: object) -> str:
+    """What a sink would store for ``value`` inside details, as JSON text."""
+    return dumps(Redactor().redact_mapping({"value": value})).decode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(Credentials("ann", "S3CR3T"), id="dataclass"),
+        pytest.param(Login(user="ann", password="S3CR3T", api=pydantic.SecretStr("S3CR3T")), id="pydantic"),
+        pytest.param(Token("ann", "S3CR3T"), id="attrs"),
+        pytest.param(Plain(), id="object with __dict__"),
+        pytest.param(Slotted(), id="object with __slots__"),
+        pytest.param(Pair("ann", "S3CR3T"), id="namedtuple"),
+        pytest.param([Credentials("ann", "S3CR3T")], id="in a list"),
+        pytest.param(frozenset({FrozenCredentials("ann", "S3CR3T")}), id="in a set"),
+    ],
+)
+def test_known_object_shapes_are_redacted_as_mappings(value: object) -> None:
+    """Dataclasses, pydantic and attrs models, plain objects and namedtuples are redacted by field."""
+    stored = _stored(value)
+    assert "S3CR3T" not in stored
+    assert "ann" in stored  # converted, not just masked whole
+
+
+def test_an_object_that_cannot_be_read_is_masked_not_stored_as_repr() -> None:
+    """An object without readable fields becomes a marker naming its type, never its repr."""
+    assert Redactor().redact_mapping({"value": Opaque()}) == {"value": "[REDACTED: Opaque]"}
+
+
+def test_objects_in_diff_values_are_redacted() -> None:
+    """diff() of objects keeps them as values; redaction turns them into masked mappings."""
+    changes = diff({"creds": Credentials("ann", "old-S3CR3T")}, {"creds": Credentials("ann", "S3CR3T")})
+    before, after, fields = Redactor().redact_changes(changes.before, changes.after, changes.fields)
+    assert fields == ("creds",)
+    assert before == {"creds": {"user": "ann", "password": MASK}}
+    assert after == {"creds": {"user": "ann", "password": MASK}}
+
+
+def test_a_record_with_objects_stores_no_secret(audit_sink: Any) -> None:
+    """Through record() and the processing stage, no stored byte holds a secret inside an object."""
+    record(
+        "update",
+        details={"login": Login(user="ann", password="S3CR3T", api=pydantic.SecretStr("k")), "e": Plain()},
+        changes=({"c": Credentials("ann", "S3CR3T-1")}, {"c": Credentials("ann", "S3CR3T-2")}),
+    )
+    (event,) = audit_sink.events
+    assert "S3CR3T" not in dumps(event.to_document()).decode("utf-8")
+
+
+def test_safe_values_pass_through_unchanged() -> None:
+    """Dates, UUIDs, decimals, enums and numbers are kept as they are."""
+    values = {
+        "when": datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc),
+        "day": datetime.date(2026, 1, 2),
+        "id": uuid.UUID(int=7),
+        "amount": decimal.Decimal("1.50"),
+        "level": enum.Enum("Level", "LOW HIGH").HIGH,
+        "n": 3,
+        "x": 1.5,
+        "raw": b"bytes",
+    }
+    assert Redactor().redact_mapping(values) == values
 
 
 # --- headers --------------------------------------------------------------------------
@@ -510,7 +776,29 @@ def test_redaction_never_mutates_its_input(case: tuple[dict[str, Any], list[str]
 
 @given(DOCUMENTS)
 def test_documents_without_denied_keys_are_unchanged(document: dict[str, Any]) -> None:
-    """A document none of whose keys is denied comes back equal."""
+    """A document none of whose keys (or pair names) is denied comes back equal."""
     redactor = Redactor()
     assume(not any(redactor.is_denied(key) for found in containers(document) for key in found))
+    assume(not any(redactor.is_denied(name) for name in _pair_names(document)))
     assert redactor.redact_mapping(document) == document
+
+
+def _pair_names(value: Any) -> list[str]:
+    """The names of (name, value) pairs anywhere in a value, which redaction judges like keys."""
+    names: list[str] = []
+    children: Any = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
+    )
+    for child in children:
+        if type(child) in (tuple, list) and len(child) == 2 and isinstance(child[0], str):
+            names.append(child[0])
+        names.extend(_pair_names(child))
+    return names
+
+
+def test_name_value_pairs_are_judged_by_their_name(redactor: Redactor) -> None:
+    """A header list of (name, value) pairs masks the values of denied names, like a mapping."""
+    headers = [("Cookie", "sid=s3cr3t"), ("Accept", "*/*"), ["X-Api-Key", "k"], ("n", 1, 2)]
+    assert redactor.redact_mapping({"headers": headers}) == {
+        "headers": [("Cookie", MASK), ("Accept", "*/*"), ["X-Api-Key", MASK], ("n", 1, 2)]
+    }

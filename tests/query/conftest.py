@@ -92,12 +92,13 @@ def opensearch_harness(request: pytest.FixtureRequest) -> Iterator[StoreHarness]
     """A freshly set-up prefix on the local node; events are bulk-created, then refreshed."""
     module = pytest.importorskip("audit_middleware.query.opensearch_store")
     from audit_middleware.opensearch.provisioning import SetupConfig, apply  # noqa: PLC0415 - only with a node
+    from tests.integration.layout import remove_layout  # noqa: PLC0415
 
     client: Any = request.getfixturevalue("opensearch")
     prefix: str = request.getfixturevalue("unique_name")
-    config = SetupConfig(prefix=prefix, replicas=0, require_ism=False)
+    config = SetupConfig(prefix=prefix, replicas=0, require_ism=False, alert_rules=())
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no ISM on the local node: retention is not managed
+        warnings.simplefilter("ignore")  # a node without ISM would warn that retention is unmanaged
         apply(client, config)
     router = config.router()
     store = module.OpenSearchStore(client, prefix=prefix)
@@ -116,9 +117,7 @@ def opensearch_harness(request: pytest.FixtureRequest) -> Iterator[StoreHarness]
         yield StoreHarness(store, load)
     finally:
         store.close()
-        client.indices.delete_data_stream(name=f"{prefix}-*")
-        client.indices.delete_index_template(name=f"{prefix}-*")
-        client.cluster.delete_component_template(name=f"{prefix}-*")
+        remove_layout(client, prefix)
 
 
 HARNESSES: dict[str, Callable[[pytest.FixtureRequest], Any]] = {

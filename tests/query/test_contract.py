@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from audit_middleware.model.event import NO_TENANT, Actor, AuditEvent, ChangeSet, RequestFacts, Resource
+from audit_middleware.model.tenancy import NO_PROJECT
 from audit_middleware.query.model import AuditQuery, Cursor, QueryError
 from audit_middleware.query.store import AuditStore
 from tests.query.conftest import DAY, HOUR, MINUTE, NOW, NOW_MS, make_event
@@ -110,7 +111,7 @@ def data(loaded_store: Loader) -> Dataset:
 
 def _query(**filters: object) -> AuditQuery:
     filters.setdefault("page_size", 100)
-    return AuditQuery.build(str(filters.pop("tenant", "acme")), now=NOW, **filters)  # type: ignore[arg-type]
+    return AuditQuery.build(filters.pop("tenant", "acme"), now=NOW, **filters)  # type: ignore[arg-type]
 
 
 def _found(store: AuditStore, **filters: object) -> set[str]:
@@ -141,6 +142,32 @@ def _found(store: AuditStore, **filters: object) -> set[str]:
         pytest.param({"user": "nobody@example.com"}, [], id="unknown-user"),
         pytest.param({"project": "p2"}, ["delete"], id="project"),
         pytest.param({"outcome": "failure"}, ["login_failed"], id="outcome"),
+        pytest.param({"projects": ["p1", "p2"]}, ["create", "delete"], id="project-allow-list"),
+        pytest.param({"projects": ["p2", "elsewhere"]}, ["delete"], id="allow-list-with-unknown"),
+        pytest.param({"projects": []}, [], id="empty-allow-list-permits-nothing"),
+        pytest.param(
+            {"projects": [NO_PROJECT]},
+            [name for name in ALL if name not in ("create", "delete")],
+            id="allow-list-of-records-without-project",
+        ),
+        pytest.param(
+            {"projects": ["p1", NO_PROJECT]}, [name for name in ALL if name != "delete"], id="p1-or-none"
+        ),
+        pytest.param({"project": "p2", "projects": ["p1", "p2"]}, ["delete"], id="project-narrows-list"),
+        pytest.param({"project": "p1", "projects": ["p2"]}, [], id="project-cannot-widen-list"),
+        pytest.param(
+            {"project": NO_PROJECT},
+            [name for name in ALL if name not in ("create", "delete")],
+            id="no-project",
+        ),
+        pytest.param(
+            {"exclude_actions": ["update", "token_created"]},
+            [name for name in ALL if name not in ("update", "impersonated", "token")],
+            id="exclude-actions",
+        ),
+        pytest.param(
+            {"action": ["update", "delete"], "exclude_actions": ["update"]}, ["delete"], id="exclude-wins"
+        ),
         pytest.param(
             {"since": "24h"}, ["create", "update", "login_failed", "impersonated", "token"], id="24h"
         ),
@@ -301,6 +328,96 @@ def test_records_without_a_tenant(loaded_store: Loader) -> None:
     assert untenanted.id not in {event.id for event in store.search(_query(tenant="acme")).events}
     assert store.get(NO_TENANT, untenanted.id) is not None
     assert store.get("acme", untenanted.id) is None
+
+
+# Two tenants whose ids share their first 1,100 characters, and one whose 600 emoji are
+# 1,200 UTF-16 code units: past OpenSearch's keyword limit (ignore_above 1024), all of them.
+LONG_A = "tenant-" + "x" * 1100 + "-a"
+LONG_B = "tenant-" + "x" * 1100 + "-b"
+ASTRAL = "\U0001f680" * 600
+
+
+def _own_only(store: AuditStore, tenant: str, expected: AuditEvent) -> None:
+    """``tenant`` sees exactly ``expected``, through every read, with its id as written."""
+    query = _query(tenant=tenant)
+    assert [event.id for event in store.search(query).events] == [expected.id]
+    assert [event.id for event in store.iterate(query)] == [expected.id]
+    assert store.count(query) == 1
+    found = store.get(tenant, expected.id)
+    assert found is not None
+    assert found.tenant is not None
+    assert found.tenant.id == tenant
+
+
+def test_over_long_tenant_ids_stay_apart(loaded_store: Loader) -> None:
+    """Tenant ids past the keyword limit are neither 'no tenant' nor merged by a shared prefix."""
+    events = {
+        tenant: make_event("login", tenant=tenant, ago_ms=MINUTE) for tenant in (LONG_A, LONG_B, ASTRAL)
+    }
+    untenanted = make_event("login", tenant=None, ago_ms=2 * MINUTE)
+    store = loaded_store([*events.values(), untenanted])
+    for tenant, event in events.items():
+        _own_only(store, tenant, event)
+        assert store.get(NO_TENANT, event.id) is None
+    assert [event.id for event in store.search(_query(tenant=NO_TENANT)).events] == [untenanted.id]
+    assert store.get(LONG_A, events[LONG_B].id) is None
+
+
+def test_a_tenant_named_like_the_no_tenant_marker(loaded_store: Loader) -> None:
+    """A tenant called '-' is a tenant: its records and those without a tenant never mix."""
+    dash = make_event("login", tenant="-", ago_ms=MINUTE)
+    untenanted = make_event("login", tenant=None, ago_ms=2 * MINUTE)
+    store = loaded_store([dash, untenanted])
+    _own_only(store, "-", dash)
+    assert [event.id for event in store.search(_query(tenant=NO_TENANT)).events] == [untenanted.id]
+    assert store.get(NO_TENANT, dash.id) is None
+    assert store.get("-", untenanted.id) is None
+
+
+def test_a_tenant_named_like_a_hashed_key(loaded_store: Loader) -> None:
+    """A tenant whose id is the stored key of another (hashed) tenant id sees only its own records."""
+    from audit_middleware.model.tenancy import scope_key  # noqa: PLC0415 - new with the fix
+
+    long_event = make_event("login", tenant=LONG_A, ago_ms=MINUTE)
+    impostor = make_event("login", tenant=scope_key(LONG_A), ago_ms=2 * MINUTE)
+    store = loaded_store([long_event, impostor])
+    _own_only(store, LONG_A, long_event)
+    _own_only(store, scope_key(LONG_A), impostor)
+
+
+def test_over_long_project_ids_filter_alike(loaded_store: Loader) -> None:
+    """A project id past the keyword limit filters the same on every store."""
+    project = "p" * 1500
+    wanted = make_event("create", project=project, ago_ms=MINUTE)
+    store = loaded_store([wanted, make_event("create", project="p" * 1499, ago_ms=2 * MINUTE)])
+    assert [event.id for event in store.search(_query(project=project)).events] == [wanted.id]
+    (found,) = store.search(_query(project=project)).events
+    assert found.project is not None
+    assert found.project.id == project
+
+
+def test_a_project_named_like_the_no_project_marker(loaded_store: Loader) -> None:
+    """A project called '-' is a project: NO_PROJECT never selects it, nor it the records without one."""
+    dash = make_event("create", project="-", ago_ms=MINUTE)
+    loose = make_event("create", ago_ms=2 * MINUTE)
+    store = loaded_store([dash, loose])
+    assert [event.id for event in store.search(_query(project="-")).events] == [dash.id]
+    assert [event.id for event in store.search(_query(projects=["-"])).events] == [dash.id]
+    assert [event.id for event in store.search(_query(project=NO_PROJECT)).events] == [loose.id]
+    assert [event.id for event in store.search(_query(projects=[NO_PROJECT])).events] == [loose.id]
+    found = {event.id: event for event in store.search(_query(projects=["-", NO_PROJECT])).events}
+    assert set(found) == {dash.id, loose.id}
+    assert found[dash.id].project is not None
+    assert found[dash.id].project.id == "-"
+
+
+def test_an_allow_list_of_over_long_project_ids(loaded_store: Loader) -> None:
+    """Allow-lists look projects up by their stored key, as the single project filter does."""
+    long_a, long_b = "p" * 1500 + "a", "p" * 1500 + "b"
+    wanted = make_event("create", project=long_a, ago_ms=MINUTE)
+    store = loaded_store([wanted, make_event("create", project=long_b, ago_ms=2 * MINUTE)])
+    assert [event.id for event in store.search(_query(projects=[long_a])).events] == [wanted.id]
+    assert [event.id for event in store.search(_query(projects=[long_a, NO_PROJECT])).events] == [wanted.id]
 
 
 # -- order and pages -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audit_middleware.model.event import NO_TENANT
+from audit_middleware.model.tenancy import NO_PROJECT
 from audit_middleware.model.timestamps import format_timestamp
 from audit_middleware.query.model import MAX_PAGE_SIZE, AuditQuery, Cursor, QueryError
 from tests.query.conftest import make_event
@@ -207,8 +208,9 @@ def test_outcome_must_be_known() -> None:
 
 
 def test_no_tenant_constant() -> None:
-    """Records without a tenant have their own reserved tenant id."""
-    assert AuditQuery(tenant=NO_TENANT).tenant == "-"
+    """Records without a tenant are selected by the NO_TENANT marker, which no string equals."""
+    assert AuditQuery(tenant=NO_TENANT).tenant is NO_TENANT
+    assert AuditQuery(tenant="-").tenant == "-"  # a tenant id like any other
 
 
 # -- cursors -------------------------------------------------------------------------------
@@ -272,3 +274,42 @@ def test_describe_names_the_filters_set() -> None:
         "from": "2026-07-14T12:00:00Z",
     }
     assert format_timestamp(int(NOW.timestamp() * 1000)) == "2026-07-15T12:00:00.000Z"
+
+
+def test_project_allow_list_and_excluded_actions_are_parsed() -> None:
+    """A lone project string is one id; repeats are dropped; None means no restriction."""
+    query = AuditQuery.build("acme", projects="p,1", exclude_actions=["audit_viewed", "audit_viewed"])
+    assert query.projects == ("p,1",)
+    assert query.exclude_actions == ("audit_viewed",)
+    assert AuditQuery.build("acme").projects is None
+    assert AuditQuery.build("acme", projects=[]).projects == ()
+    assert AuditQuery.build("acme", projects=["b", "a", "b"]).describe()["projects"] == ["b", "a"]
+
+
+def test_no_project_is_a_marker_in_filters_and_descriptions() -> None:
+    """NO_PROJECT is kept as the marker (a lone one too), and described as null; '-' stays an id."""
+    query = AuditQuery.build("acme", project=NO_PROJECT, projects=[NO_PROJECT, "-", NO_PROJECT])
+    assert query.project is NO_PROJECT
+    assert query.projects == (NO_PROJECT, "-")
+    assert AuditQuery.build("acme", projects=NO_PROJECT).projects == (NO_PROJECT,)
+    assert query.describe()["project"] is None
+    assert query.describe()["projects"] == [None, "-"]
+    json.dumps(query.describe())  # the read record's details stay JSON
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        pytest.param({"projects": tuple(f"p{i}" for i in range(501))}, "limited", id="too-many"),
+        pytest.param({"projects": ("",)}, "non-empty", id="empty-id"),
+        pytest.param({"projects": ["p1"]}, "tuple", id="a-list"),
+        pytest.param({"exclude_actions": (1,)}, "non-empty", id="not-text"),
+        pytest.param({"exclude_actions": (NO_PROJECT,)}, "non-empty", id="marker-as-action"),
+        pytest.param({"project": 7}, "NO_PROJECT", id="project-not-text"),
+        pytest.param({"project": ""}, "NO_PROJECT", id="project-empty"),
+    ],
+)
+def test_bad_project_lists(filters: dict[str, object], message: str) -> None:
+    """Allow- and deny-lists are tuples of at most 500 non-empty ids."""
+    with pytest.raises(QueryError, match=message):
+        AuditQuery(tenant="acme", **filters)  # type: ignore[arg-type]

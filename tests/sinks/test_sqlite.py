@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from audit_middleware.model.event import Actor, Resource
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.sinks import sqlite as sqlite_sink_module
@@ -66,6 +68,24 @@ def test_the_same_id_in_two_tenants_is_two_records(
     assert found is not None
     assert found.tenant is not None
     assert found.tenant.id == "globex"
+
+
+def test_text_with_lone_surrogates_is_stored_not_lost(
+    sqlite_sink: SQLiteSink, sqlite_store: SQLiteStore
+) -> None:
+    """A lone surrogate (bad UTF-8 decoded by an app) costs neither its record nor its batch."""
+    odd = make_event(
+        "create", resource=Resource("pod", "p\udc80", "name\ud800"), user=Actor(email="a\udcff@x")
+    )
+    batch = [make_event("create", ago_ms=index + 1) for index in range(5)]
+    for event in [odd, *batch]:
+        sqlite_sink.emit(event)
+    assert sqlite_sink.flush(timeout=10)
+    assert sqlite_sink.undelivered == 0
+    assert sqlite_store.count(AuditQuery(tenant="acme")) == 6
+    stored = sqlite_store.get("acme", odd.id)
+    assert stored is not None
+    assert stored.resource == Resource("pod", "p\ufffd", "name\ufffd")
 
 
 def test_many_threads_and_two_sinks_on_one_file(tmp_path: Path) -> None:
@@ -145,21 +165,59 @@ def test_emit_after_close_still_stores(sqlite_sink: SQLiteSink, sqlite_store: SQ
     assert sqlite_store.get("acme", event.id) is not None
 
 
-def test_a_failing_disk_reports_records_on_stderr(
-    sqlite_sink: SQLiteSink, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_a_failing_disk_keeps_records_privately_and_replays_them(
+    sqlite_sink: SQLiteSink,
+    sqlite_store: SQLiteStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """If a batch cannot be stored even after retries, its records go to stderr, counted."""
+    """A batch the store refuses goes to a private file (0600 in 0700), not to stderr; it is
+    counted, warned once, and replayed into the store when a later batch succeeds."""
+    warnings: list[str] = []
+    monkeypatch.setattr("audit_middleware.logs.warn", lambda message, **fields: warnings.append(message))
+    original = sqlite_sink_module._insert
 
     def broken(conn: sqlite3.Connection, rows: object) -> int:
-        raise sqlite3.OperationalError("disk I/O error")
+        raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(sqlite_sink_module, "_WRITE_RETRIES", (0.0,))
     monkeypatch.setattr(sqlite_sink_module, "_insert", broken)
-    event = make_event("create")
-    sqlite_sink.emit(event)
+    refused = [make_event("create", ago_ms=index, user=Actor(email="ann@example.com")) for index in range(3)]
+    for event in refused:
+        sqlite_sink.emit(event)
+        assert sqlite_sink.flush(timeout=10)
+    assert sqlite_sink.undelivered == 3
+    assert capsys.readouterr().err == ""  # no record, no personal data, on stderr
+    directory = sqlite_sink.fallback.directory
+    (kept,) = directory.iterdir()
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert all(event.id in kept.read_text() for event in refused)
+    assert len(warnings) == 1
+    assert sqlite_sink.fallback.stats().kept == 3
+
+    monkeypatch.setattr(sqlite_sink_module, "_insert", original)  # the disk has room again
+    sqlite_sink.emit(make_event("update"))
     assert sqlite_sink.flush(timeout=10)
-    assert sqlite_sink.undelivered == 1
-    err = capsys.readouterr().err
-    assert "audit_middleware_undelivered" in err
-    assert event.id in err
-    assert "disk I/O error" in err
+    assert sqlite_store.count(AuditQuery(tenant="acme")) == 4
+    assert sqlite_sink.fallback.stats().replayed == 3
+
+
+def test_persist_stops_the_housekeeping_and_writes_through(tmp_path: Path, sqlite_store: SQLiteStore) -> None:
+    """When the process is ending (persist: a signal, a server hook), the alert and retention thread stops
+    after its job, and records that still arrive are written at once."""
+    from audit_middleware.model.alerts import default_rules  # noqa: PLC0415 - only this test needs them
+
+    sink = SQLiteSink(tmp_path / "audit.sqlite3", alert_rules=default_rules(), alert_interval=0.05)
+    try:
+        sink.emit(make_event("create"))
+        thread = sink.housekeeping._thread
+        assert thread is not None
+        assert thread.is_alive()
+        assert sink.persist(timeout=5)
+        assert not thread.is_alive()
+        late = make_event("update")
+        sink.emit(late)
+        assert sqlite_store.get("acme", late.id) is not None, "written through, not queued"
+    finally:
+        sink.close()

@@ -9,7 +9,7 @@ import pytest
 
 from audit_middleware.query.sqlite_store import SQLiteStore, SQLiteStoreError
 from audit_middleware.sinks.sqlite import SQLiteSink
-from audit_middleware.sqlite.schema import SCHEMA_VERSION
+from audit_middleware.sqlite.migrations import SCHEMA_VERSION
 
 
 def _connect(target: SQLiteStore | SQLiteSink) -> sqlite3.Connection:

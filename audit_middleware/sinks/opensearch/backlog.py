@@ -1,4 +1,4 @@
-"""What waits on this host's disk for OpenSearch: the spool and the dead letters.
+"""What waits on this host's disk for OpenSearch: the spool, the last resort and the dead letters.
 
 Read from outside, without taking anything over (``audit-middleware status``).
 """
@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from audit_middleware import env
+from audit_middleware.sinks.lastresort import waiting
 from audit_middleware.sinks.opensearch.deadletter import DeadLetterFile
 from audit_middleware.sinks.opensearch.spool import inspect
 
 __all__ = ["backlog"]
 
 
-def backlog(state_dir: Path) -> dict[str, Any]:
-    """The spool's records and the dead-letter count under ``state_dir``."""
+def backlog(state_dir: Path, fallback: Path | None = None) -> dict[str, Any]:
+    """The spool's records and the dead-letter count under ``state_dir``, and what waits in
+    the last-resort directory ``fallback``."""
     spool = inspect(env.spool_dir(state_dir))
     dead_letters = env.dead_letter_path(state_dir)
     return {
@@ -31,5 +33,16 @@ def backlog(state_dir: Path) -> dict[str, Any]:
             if spool.oldest_unix_ms is None
             else round(time.time() - spool.oldest_unix_ms / 1000, 1),
         },
-        "dead_letters": sum(1 for _ in DeadLetterFile(dead_letters).read()) if dead_letters.exists() else 0,
+        "last_resort": {
+            "records": 0 if fallback is None else waiting(fallback),
+            "directory": None if fallback is None else str(fallback),
+        },
+        "dead_letters": _count_dead_letters(dead_letters),
     }
+
+
+def _count_dead_letters(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with DeadLetterFile(path) as dead:
+        return sum(1 for _ in dead.read())

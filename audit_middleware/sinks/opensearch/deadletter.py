@@ -22,6 +22,8 @@ from typing import Any
 from audit_middleware.errors import AuditError
 from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.model.timestamps import format_timestamp
+from audit_middleware.sinks.jsonl import read_lines
+from audit_middleware.sinks.private import FILE_MODE, private_directory
 
 __all__ = ["DeadLetterFile"]
 
@@ -50,10 +52,10 @@ class DeadLetterFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(self.path.parent)
         self._lock = threading.Lock()
         self._fd: int | None = os.open(
-            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE
         )
         self._written = 0
 
@@ -85,20 +87,7 @@ class DeadLetterFile:
 
         A torn last line (a crash mid-write) is skipped.
         """
-        try:
-            stream = self.path.open("rb")
-        except FileNotFoundError:
-            return
-        with stream:
-            for raw in stream:
-                if not raw.endswith(b"\n"):
-                    return
-                try:
-                    entry = loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(entry, dict):
-                    yield entry
+        yield from read_lines(self.path)
 
     def close(self) -> None:
         """Close the file; later writes raise ``AuditError``."""

@@ -1,6 +1,9 @@
 """Delivery counters and gauges, and the one-warning-per-transition health signal.
 
-Every record ends up counted as delivered, spooled (then replayed), dead-lettered or
+Every record ends up counted as delivered (or ``already_stored``: a re-sent record found
+stored in an earlier backing index), spooled (then replayed), dead-lettered, kept
+by the last resort (``fallback``: the spool could not be written; replayed into it later),
+refused (``refused``: an explicit durable ``store`` that raised, so the caller knows) or
 dropped; ``dropped`` stays 0 unless the user chose a drop policy for a full spool.
 """
 
@@ -22,6 +25,9 @@ COUNTERS = (
     "dead_lettered",
     "dropped",
     "conflicts",
+    "already_stored",
+    "fallback",
+    "refused",
 )
 
 
@@ -37,6 +43,10 @@ class DeliveryMetrics:
     dead_lettered: int = 0
     dropped: int = 0
     conflicts: int = 0
+    already_stored: int = 0
+    """Re-sent records found in an earlier backing index, and not written again."""
+    fallback: int = 0
+    refused: int = 0
     healthy: bool = True
     last_error: str | None = None
     degraded_since: float | None = None

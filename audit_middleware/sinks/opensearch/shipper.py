@@ -4,6 +4,15 @@ Batches close at about 5 MiB, 1,000 documents or 1 s, whichever comes first. Ite
 fail for a retryable reason are retried with jittered exponential backoff; if they still
 fail they go to the disk spool (memory stays bounded) and are replayed, oldest first,
 once OpenSearch answers again. Rejected items go to the dead-letter file with the reason.
+
+Before an item that may already be stored is sent again (its request timed out, or a
+dead process spooled it), it is looked up in the backing indices of its stream
+(``bulk.find_stored``), so a rollover in between does not make a second copy. When the
+look-up cannot be made, the item waits for the next attempt rather than risk a copy.
+
+The thread never waits on its own spool (only it frees space there): what the spool or
+the dead-letter file cannot take goes to the last resort (``sinks.lastresort``), and is
+moved back into the spool once it can be written again.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
 from audit_middleware.model.event import AuditEvent
+from audit_middleware.sinks.lastresort import LastResort
 from audit_middleware.sinks.opensearch import bulk
 from audit_middleware.sinks.opensearch.bulk import BulkOutcome, Item
 from audit_middleware.sinks.opensearch.deadletter import DeadLetterFile
@@ -38,6 +48,8 @@ class ShipperOptions:
     backoff_base: float = 0.2
     backoff_max: float = 30.0
     request_timeout: float = 30.0
+    check_before_resend: bool = True
+    """Look up items that may be stored already before re-sending them (see the module docstring)."""
 
 
 class Shipper(BackgroundWorker[AuditEvent]):
@@ -53,6 +65,7 @@ class Shipper(BackgroundWorker[AuditEvent]):
         metrics: DeliveryMetrics,
         options: ShipperOptions,
         readiness: Callable[[OpenSearch], str | None],
+        fallback: LastResort,
         durable: bool = False,
     ) -> None:
         super().__init__(
@@ -68,6 +81,7 @@ class Shipper(BackgroundWorker[AuditEvent]):
         self._metrics = metrics
         self._options = options
         self._readiness = readiness
+        self._fallback = fallback
         self._durable = durable
         self._ready_error: str | None = "not checked yet"
         self._failures = 0
@@ -83,6 +97,14 @@ class Shipper(BackgroundWorker[AuditEvent]):
         """``flush`` also waits for this process's spool to empty."""
         return self._spool.stats().records == 0
 
+    def spool_queue(self) -> None:
+        """Move what is queued, and a copy of the batch in flight, to the spool now (the
+        process is ending; a copy that lands after all is a harmless 409 on replay)."""
+        self._spool_fresh_batch()
+        in_flight = list(self._in_flight)
+        if in_flight:
+            self._spool_items(in_flight)
+
     def shutdown(self, timeout: float) -> None:
         """Stop within ``timeout``; whatever is left in memory is spooled."""
         leftover = [self._encode(e) for e in self.stop(timeout)]
@@ -90,6 +112,8 @@ class Shipper(BackgroundWorker[AuditEvent]):
             # still blocked on the network: keep a copy of the batch in flight too; if it
             # lands after all, its replay is a harmless 409 (op_type=create, _id=event.id)
             leftover.extend(self._in_flight)
+            for item in self._in_flight:
+                item.uncertain = True
         if leftover:
             self._spool_items(leftover)
         self._spool.sync()
@@ -103,6 +127,8 @@ class Shipper(BackgroundWorker[AuditEvent]):
 
     def run_once(self) -> bool:
         """One round: check readiness, replay the spool, ship one fresh batch. False to exit."""
+        if self._fallback.pending():
+            self._fallback.replay(self._respool_events)
         if self._ready_error is not None and not self._check_ready():
             return self._hold_back()
         if not self._replay_spool():
@@ -160,12 +186,15 @@ class Shipper(BackgroundWorker[AuditEvent]):
         for spooled in self._spool.replay(
             limit_records=self._options.batch_docs, limit_bytes=self._options.batch_bytes
         ):
-            items = [Item.from_spool(payload, spooled.segment_id) for payload in spooled.records]
+            items = [
+                Item.from_spool(payload, spooled.segment_id, adopted=spooled.adopted)
+                for payload in spooled.records
+            ]
             left = self._deliver(items, attempts=1)
             if left:
                 # keep the undelivered ones (any position in the batch) before the
                 # segment is acked as a whole; they are replayed from the newest segment
-                self._spool.append([item.spool_payload() for item in left])
+                self._keep(left)
             self._spool.ack(spooled.segment_id, len(items))
             if not self._durable:
                 self._metrics.add("replayed", len(items) - len(left))
@@ -183,8 +212,23 @@ class Shipper(BackgroundWorker[AuditEvent]):
             self._spool_items(left)
 
     def _spool_items(self, items: list[Item]) -> None:
-        self._spool.append([item.spool_payload() for item in items])
-        self._metrics.add("spooled", len(items))
+        if self._keep(items):
+            self._metrics.add("spooled", len(items))
+
+    def _keep(self, items: list[Item]) -> bool:
+        """Spool ``items`` without waiting (the cap frees only when this thread acks); what
+        the spool cannot take goes to the last resort. True when spooled."""
+        try:
+            self._spool.append([item.spool_payload() for item in items], block_timeout=0)
+        except Exception as exc:  # noqa: BLE001 - SpoolFullError, a full disk, a closed spool: keep them
+            self._fallback.keep_documents([item.document for item in items], exc)
+            self._metrics.add("fallback", len(items))
+            return False
+        return True
+
+    def _respool_events(self, events: list[AuditEvent]) -> None:
+        """Move records back from the last resort into the spool (raises while it still fails)."""
+        self._spool.append([self._encode(event).spool_payload() for event in events], block_timeout=0)
 
     def _deliver(self, items: list[Item], *, attempts: int) -> list[Item]:
         """Send with retries; return the items still undelivered after ``attempts`` tries."""
@@ -194,13 +238,33 @@ class Shipper(BackgroundWorker[AuditEvent]):
                 self._metrics.add("retried", len(pending))
                 if self._sleep(self._backoff(attempt)):
                     break
-            pending = self._send_splitting(pending)
+            unstored = self._without_stored(pending)
+            if unstored is None:
+                continue  # could not look them up: try again later rather than write a second copy
+            pending = self._send_splitting(unstored) if unstored else []
             if not pending:
                 self._failures = 0
                 self._metrics.recovered()
                 return []
         self._failures += 1
         return pending
+
+    def _without_stored(self, items: list[Item]) -> list[Item] | None:
+        """``items`` less those found stored already; None when the look-up failed."""
+        uncertain = [item for item in items if item.uncertain]
+        if not uncertain or not self._options.check_before_resend:
+            return items
+        try:
+            stored = bulk.find_stored(self._client, uncertain, timeout=self._options.request_timeout)
+        except Exception as exc:  # noqa: BLE001 - any failure: keep the records, try again later
+            self._metrics.degraded(f"cannot check re-sent records: {type(exc).__name__}: {exc}")
+            return None
+        if not stored:
+            return items
+        found = [item for item in items if item.uncertain and item.id in stored]
+        self._metrics.add("delivered", len(found))
+        self._metrics.add("already_stored", len(found))
+        return [item for item in items if not (item.uncertain and item.id in stored)]
 
     def _send_splitting(self, items: list[Item]) -> list[Item]:
         """One bulk request; a 413 splits the batch in halves. Returns items to retry."""
@@ -220,7 +284,12 @@ class Shipper(BackgroundWorker[AuditEvent]):
         return outcome.retry
 
     def _dead_letter(self, item: Item, status: int | None, reason: str) -> None:
-        self._dead_letters.write(item.document, reason=reason, status=status)
+        try:
+            self._dead_letters.write(item.document, reason=reason, status=status)
+        except Exception as exc:  # noqa: BLE001 - a full disk must not cost the rejected record
+            self._fallback.keep_documents([item.document], exc)
+            self._metrics.add("fallback")
+            return
         self._metrics.add("dead_lettered")
 
     def _backoff(self, attempt: int) -> float:

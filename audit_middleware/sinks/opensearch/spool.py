@@ -31,6 +31,7 @@ one protocol: splitting them would spread the invariants a crash must keep over 
 from __future__ import annotations
 
 import contextlib
+import enum
 import fcntl
 import os
 import re
@@ -47,6 +48,7 @@ from typing import Literal, NamedTuple, get_args
 
 from audit_middleware import logs
 from audit_middleware.errors import AuditError, AuditValidationError
+from audit_middleware.sinks.private import private_directory
 from audit_middleware.sinks.worker import after_fork_in_child
 
 __all__ = ["OnFull", "Spool", "SpoolClosedError", "SpoolFullError", "SpoolStats", "SpooledBatch"]
@@ -70,6 +72,10 @@ _TMP_PREFIX = ".tmp-"
 _TMP_STALE_SECONDS = 60.0
 _OWNER_NAME = re.compile(r"(?P<host>.+)-(?P<pid>\d+)-(?P<ms>\d+)-(?P<rand>[0-9a-f]+)")
 _SEGMENT_NAME = re.compile(r"seg-(?P<counter>\d{20})-(?P<rand>[0-9a-f]+)\.log")
+
+
+class _Default(enum.Enum):
+    SPOOL = "the spool's own block_timeout"
 
 
 class SpoolFullError(AuditError):
@@ -103,6 +109,8 @@ class SpooledBatch:
 
     segment_id: str
     records: list[bytes]
+    adopted: bool = False
+    """From the spool of a dead process (which may have sent them before it died)."""
 
 
 @dataclass(eq=False)
@@ -307,7 +315,7 @@ class Spool:
         if fsync_interval < 0:
             raise AuditValidationError("fsync_interval must be >= 0")
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
         self._segment_bytes = segment_bytes
         self._max_bytes = max_bytes
         self._on_full: OnFull = on_full
@@ -357,21 +365,29 @@ class Spool:
 
     # -- writing ----------------------------------------------------------------------
 
-    def append(self, records: Sequence[bytes], *, durable: bool = False) -> str:
+    def append(
+        self,
+        records: Sequence[bytes],
+        *,
+        durable: bool = False,
+        block_timeout: float | Literal[_Default.SPOOL] | None = _Default.SPOOL,
+    ) -> str:
         """Write the records in one ``os.write``; return the id of the segment written to.
 
         Returns ``""`` when nothing was written: no records, or the records were dropped
         by the ``"drop_new"`` policy (counted in ``stats().dropped``). Raises
-        ``SpoolFullError`` when ``"block"`` waited ``block_timeout`` in vain, or when the
-        batch alone is larger than ``max_bytes``.
+        ``SpoolFullError`` when ``"block"`` waited ``block_timeout`` (this call's, else the
+        spool's) in vain, or when the batch alone is larger than ``max_bytes``; ``OSError``
+        when the disk refuses the write.
         """
         self._after_fork()
         data = _encode_records(records)
+        timeout = self._block_timeout if block_timeout is _Default.SPOOL else block_timeout
         with self._cond:
             self._check_open()
             if not records:
                 segment_id = "" if self._active is None else self._active.segment_id
-            elif self._make_room(len(data), len(records)):
+            elif self._make_room(len(data), len(records), timeout):
                 segment_id = self._write(data, len(records)).segment_id
             else:
                 return ""
@@ -392,9 +408,9 @@ class Spool:
         starts_segment = active is None or active.size + size > self._segment_bytes
         return size + (_HEADER.size if starts_segment else 0)
 
-    def _make_room(self, size: int, count: int) -> bool:
+    def _make_room(self, size: int, count: int, block_timeout: float | None) -> bool:
         """Apply the size cap (lock held); False when the records are to be dropped."""
-        deadline = None if self._block_timeout is None else time.monotonic() + self._block_timeout
+        deadline = None if block_timeout is None else time.monotonic() + block_timeout
         while True:
             needed = self._needed(size)
             if self._bytes + needed <= self._max_bytes:
@@ -418,7 +434,7 @@ class Spool:
             if remaining is not None and remaining <= 0:
                 raise SpoolFullError(
                     f"the spool in {self.directory} stayed at its cap of {self._max_bytes} bytes "
-                    f"for {self._block_timeout} s"
+                    f"for {block_timeout} s"
                 )
             self._cond.wait(remaining)
             self._check_open()
@@ -486,7 +502,7 @@ class Spool:
         unix_ms = _unix_ms()
         name = f"{_hostname()}-{os.getpid()}-{unix_ms}-{secrets.token_hex(4)}"
         staging = self.directory / f"{_TMP_PREFIX}{name}"
-        self.directory.mkdir(parents=True, exist_ok=True)  # an operator may have removed it
+        private_directory(self.directory)  # an operator may have removed it
         staging.mkdir(mode=0o700)
         lock_fd = os.open(staging / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -720,7 +736,7 @@ class Spool:
     ) -> Generator[SpooledBatch, None, bool]:
         with self._lock:
             segment.checkpoints[end_index] = end_offset
-        yield SpooledBatch(segment.segment_id, batch)
+        yield SpooledBatch(segment.segment_id, batch, adopted=not segment.owner.own)
         with self._lock:
             if segment.acked < end_index:
                 return False

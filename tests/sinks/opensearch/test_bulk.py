@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import threading
 
 import pytest
@@ -14,6 +15,7 @@ import audit_middleware
 from audit_middleware import Resource, record
 from audit_middleware.opensearch.client import build_client
 from audit_middleware.opensearch.connection import ConnectionSettings
+from audit_middleware.sinks.opensearch.bulk import Item
 from audit_middleware.sinks.opensearch.shipper import ShipperOptions
 from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 
@@ -51,7 +53,8 @@ def make_sink(tmp_path, options=FAST) -> OpenSearchSink:
     settings = ConnectionSettings(urls=(URL,), timeout=1.0)
     sink = OpenSearchSink(
         settings=settings,
-        client_factory=lambda: build_client(settings, connection_class=RequestsHttpConnection),
+        # as the sink's own client: no retries inside opensearch-py, the shipper decides
+        client_factory=lambda: build_client(settings, connection_class=RequestsHttpConnection, max_retries=0),
         state_dir=tmp_path,
         options=options,
     )
@@ -158,4 +161,99 @@ def test_request_path_does_not_wait_for_a_stuck_node(mocked, tmp_path):
     release.set()
     assert sink.flush(20)
     assert sink.status()["delivered"] == 101
+    sink.close(1)
+
+
+# -- re-sending without a second copy --------------------------------------------------------
+
+
+def test_spool_payloads_say_whether_an_item_was_ever_sent():
+    """A never-sent item is marked fresh in the spool; an uncertain one, a legacy payload, or one
+    adopted from a dead process's spool is uncertain when read back."""
+    document = json.dumps({"event": {"id": "e1"}, "@timestamp": "2026-01-01T00:00:00.000Z"}).encode()
+    fresh = Item("audit-standard", "e1", document)
+    assert Item.from_spool(fresh.spool_payload(), "s").uncertain is False
+    assert Item.from_spool(fresh.spool_payload(), "s", adopted=True).uncertain is True
+    sent = Item("audit-standard", "e1", document, uncertain=True)
+    assert Item.from_spool(sent.spool_payload(), "s").uncertain is True
+    legacy = b"audit-standard\n" + document
+    back = Item.from_spool(legacy, "s")
+    assert (back.index, back.id, back.uncertain) == ("audit-standard", "e1", True)
+
+
+def _lookups(mocked, found: set[str] | None) -> list[dict]:
+    """Answer the look-up before a re-send: one stream of two backing indices; ``found`` ids exist
+    (``None``: the look-up fails with 500)."""
+    seen: list[dict] = []
+    backing = [".ds-audit-standard-000001", ".ds-audit-standard-000002"]
+    stream = {"name": "audit-standard", "indices": [{"index_name": name} for name in backing]}
+    mocked.add(responses.GET, f"{URL}/_data_stream/audit-standard", json={"data_streams": [stream]})
+    created = {name: {"settings": {"index": {"creation_date": "4102444800000"}}} for name in backing}
+    mocked.add(responses.GET, re.compile(rf"{URL}/.*_settings/index\.creation_date.*"), json=created)
+
+    def mget(request):
+        body = request.body if isinstance(request.body, bytes) else request.body.encode()
+        docs = json.loads(gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body)["docs"]
+        seen.append({"docs": docs})
+        if found is None:
+            return 500, {}, json.dumps({"error": "boom"})
+        answer = [
+            {"_index": d["_index"], "_id": d["_id"], "found": d["_id"] in found and d["_index"].endswith("1")}
+            for d in docs
+        ]
+        return 200, {}, json.dumps({"docs": answer})
+
+    mocked.add_callback(responses.POST, f"{URL}/_mget", callback=mget, content_type="application/json")
+    return seen
+
+
+def test_after_an_ambiguous_failure_only_the_records_not_found_are_sent_again(mocked, tmp_path):
+    """A 503 for a whole bulk may have been applied: before retrying, each record is looked up in the
+    stream's backing indices (real-time _mget); found ones count as delivered and are not re-sent."""
+    calls: list[list[str]] = []
+
+    def answer(request):
+        calls.append(ids_of(request))
+        if len(calls) == 1:
+            return 503, {}, json.dumps({"error": {"type": "unavailable"}, "status": 503})
+        return 200, {}, json.dumps({"errors": False, "items": [item(201) for _ in calls[-1]]})
+
+    mocked.add_callback(responses.POST, f"{URL}/_bulk", callback=answer, content_type="application/json")
+    found: set[str] = set()
+    lookups = _lookups(mocked, found=found)
+    sink = make_sink(tmp_path)
+    events = [record("create", resource=Resource("pod", str(n))) for n in range(3)]
+    found.add(events[0].id)
+    assert sink.flush(20)
+    assert calls[0] == [e.id for e in events]
+    assert calls[1] == [e.id for e in events[1:]]
+    assert {doc["_index"] for doc in lookups[0]["docs"]} == {
+        ".ds-audit-standard-000001",
+        ".ds-audit-standard-000002",
+    }
+    status = sink.status()
+    assert (status["delivered"], status["already_stored"]) == (3, 1)
+    sink.close(1)
+
+
+def test_records_that_cannot_be_looked_up_are_not_written_again(mocked, tmp_path):
+    """When the look-up itself fails, the records wait (spooled) rather than risk a second copy."""
+    calls: list[list[str]] = []
+
+    def answer(request):
+        calls.append(ids_of(request))
+        return 503, {}, json.dumps({"error": {"type": "unavailable"}, "status": 503})
+
+    mocked.add_callback(responses.POST, f"{URL}/_bulk", callback=answer, content_type="application/json")
+    sink = make_sink(
+        tmp_path, options=ShipperOptions(flush_interval=0.2, backoff_base=0.01, backoff_max=0.05)
+    )
+    record("create", resource=Resource("pod", "1"))
+    lookups = _lookups(mocked, found=None)
+    deadline = __import__("time").monotonic() + 10
+    while sink.status()["spooled"] == 0 and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.05)
+    assert len(calls) == 1  # sent once; every retry stopped at the failed look-up
+    assert lookups
+    assert sink.status()["spooled"] == 1
     sink.close(1)

@@ -1,0 +1,137 @@
+"""Schema migrations: ordered steps, each in one transaction; old files upgraded in place, never lost."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from audit_middleware.query.model import AuditQuery
+from audit_middleware.query.sqlite_store import SQLiteStore
+from audit_middleware.sinks.sqlite import SQLiteSink
+from audit_middleware.sqlite.migrations import SCHEMA_VERSION, STEPS, Migration, ensure_schema, upgrade
+from audit_middleware.sqlite.schema import SQLiteStoreError
+
+V1_FILE = Path(__file__).parent / "data" / "schema-v1.sqlite3"
+
+
+@pytest.fixture
+def v1_copy(tmp_path: Path) -> Path:
+    """A copy of a store written by the version-1 code (12 records, tenants acme and globex)."""
+    path = tmp_path / "old.sqlite3"
+    shutil.copy(V1_FILE, path)
+    return path
+
+
+def _schema(path: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT type, name, sql FROM sqlite_schema ORDER BY type, name").fetchall()
+    return [(kind, name, " ".join((sql or "").split())) for kind, name, sql in rows]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None, timeout=10)
+
+
+def test_the_fixture_was_written_by_version_1():
+    """The upgrade tests start from a file of schema version 1, not one rebuilt by this version."""
+    with sqlite3.connect(V1_FILE) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 12
+        assert not conn.execute("SELECT name FROM sqlite_schema WHERE name = 'alerts'").fetchall()
+
+
+def test_a_version_1_file_is_upgraded_in_place_and_keeps_every_record(v1_copy: Path):
+    """Opening a version-1 store upgrades it to the current version; every record reads as before."""
+    store = SQLiteStore(v1_copy)
+    try:
+        with sqlite3.connect(v1_copy) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        acme = store.search(AuditQuery.build("acme", page_size=100)).events
+        globex = store.search(AuditQuery.build("globex", page_size=100)).events
+        assert len(acme) == len(globex) == 6
+        assert store.count(AuditQuery.build("acme", search="Pod")) == 6  # the full-text index survived
+    finally:
+        store.close()
+
+
+def test_an_upgraded_file_has_the_layout_of_a_new_one(v1_copy: Path, tmp_path: Path):
+    """Upgrading step by step gives exactly the tables, indexes and triggers a new file gets."""
+    SQLiteStore(v1_copy).close()
+    SQLiteStore(tmp_path / "new.sqlite3").close()
+    assert _schema(v1_copy) == _schema(tmp_path / "new.sqlite3")
+
+
+def test_an_upgraded_file_takes_new_writes(v1_copy: Path):
+    """The upgraded file stores new records beside the old ones (and ignores a replay of an old one)."""
+    with SQLiteStore(v1_copy) as store:
+        old = store.search(AuditQuery.build("acme", page_size=1)).events[0]
+    with SQLiteSink(v1_copy) as sink:
+        assert sink.write([old]) == 0
+    with sqlite3.connect(v1_copy) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 12
+        conn.execute("INSERT INTO maintenance (job, last_run_ms) VALUES ('probe', 1)")  # a v2 table
+
+
+def test_only_the_missing_steps_run(tmp_path: Path):
+    """A file at version N gets steps N+1... only: earlier ones are never run twice."""
+    path = tmp_path / "a.sqlite3"
+    runs: list[str] = []
+    steps = [
+        Migration("first", ("CREATE TABLE a (x)",), run=lambda conn: runs.append("first")),
+        Migration("second", ("CREATE TABLE b (x)",), run=lambda conn: runs.append("second")),
+    ]
+    conn = _connect(path)
+    assert upgrade(conn, path, steps[:1]) == [1]
+    assert upgrade(conn, path, steps) == [2]
+    assert upgrade(conn, path, steps) == []
+    assert runs == ["first", "second"]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_failing_step_leaves_the_file_at_its_version(tmp_path: Path):
+    """A step that fails is rolled back whole: its tables are gone, the version and data unchanged."""
+    path = tmp_path / "a.sqlite3"
+    conn = _connect(path)
+    good = Migration("good", ("CREATE TABLE kept (x)", "INSERT INTO kept VALUES (1)"))
+    bad = Migration("bad", ("CREATE TABLE half (x)", "INSERT INTO nowhere VALUES (1)"))
+    upgrade(conn, path, [good])
+    with pytest.raises(SQLiteStoreError, match=r"schema version 2 \(bad\).*unchanged at version 1"):
+        upgrade(conn, path, [good, bad])
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("SELECT x FROM kept").fetchall() == [(1,)]
+    assert not conn.execute("SELECT name FROM sqlite_schema WHERE name = 'half'").fetchall()
+
+
+def test_processes_opening_an_old_file_at_once_upgrade_it_once(v1_copy: Path):
+    """Several openers race: one upgrades under BEGIN IMMEDIATE, the others wait and find it done."""
+    started = threading.Barrier(4)
+    seen: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        conn = _connect(v1_copy)
+        try:
+            started.wait()
+            seen.append(ensure_schema(conn, v1_copy))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert sorted(seen) == [[], [], [], list(range(2, SCHEMA_VERSION + 1))]
+
+
+def test_steps_are_numbered_by_position():
+    """Step n (0-based) makes version n + 1; the current version is the number of steps."""
+    assert SCHEMA_VERSION == len(STEPS) == 2
+    assert all(step.description for step in STEPS)
