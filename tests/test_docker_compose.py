@@ -150,8 +150,8 @@ def test_setup_script_registers_the_repository_and_runs_setup(opensearch, tmp_pa
         assert f"created    data stream {prefix}-standard" in result.stdout
         assert opensearch.snapshot.get_repository(repository=repository)[repository]["type"] == "fs"
     finally:
-        from tests.integration.test_provisioning import _remove_layout  # noqa: PLC0415
+        from tests.integration.layout import remove_layout  # noqa: PLC0415
 
-        _remove_layout(opensearch, prefix)
+        remove_layout(opensearch, prefix)
         with contextlib.suppress(Exception):
             opensearch.snapshot.delete_repository(repository=repository)

@@ -422,7 +422,7 @@ class RetentionScenario(NodeScenario):
 class AlertScenario(NodeScenario):
     """The five monitors of the four alerts, installed by setup, fed by the real sink.
 
-    Thresholds: 3 failed logins (per user, per IP) and 20 deleted targets, in 10 minutes.
+    Thresholds: 3 failed logins (per user, per IP) and 20 deleted targets, in two hours.
     Tenant ``acme`` crosses every threshold; tenant ``globex`` has the same user and IP
     below the threshold, and must raise nothing. Once every alert is ACTIVE, setup runs
     again with another failed-login threshold, and the alerts must survive the update.
@@ -434,10 +434,19 @@ class AlertScenario(NodeScenario):
         super().__init__(client, url, "alr")
         self.events: dict[str, list[AuditEvent]] = {}
 
+    WINDOW = "2h"
+
     def config(self, failed_logins: int = 3) -> SetupConfig:
+        # Windows of two hours: the alerts stay ACTIVE however late in a long suite the tests
+        # that read them run (with 10 minutes they complete once the events are older).
+        windows = [(rule.id, None, self.WINDOW) for rule in default_rules()]
         rules = apply_overrides(
             default_rules(),
-            [("failed_logins_per_user", failed_logins, None), ("failed_logins_per_ip", failed_logins, None)],
+            [
+                *windows,
+                ("failed_logins_per_user", failed_logins, None),
+                ("failed_logins_per_ip", failed_logins, None),
+            ],
         )
         return SetupConfig(prefix=self.prefix, replicas=0, alert_rules=rules)
 

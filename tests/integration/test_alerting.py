@@ -20,7 +20,7 @@ from audit_middleware.opensearch.monitors import MONITORS, build_monitor
 from audit_middleware.opensearch.provisioning import SetupConfig, SetupError, apply
 from tests.conftest import OPENSEARCH_URL, require_plugin
 from tests.integration.layout import remove_layout
-from tests.integration.scenarios import make_event
+from tests.integration.scenarios import AlertScenario, make_event
 
 pytestmark = pytest.mark.opensearch
 
@@ -125,7 +125,7 @@ def test_update_keeps_the_active_alerts(alert_run):
     kept = alert_run.milestones.wait("kept", 5 * 60)
     assert kept["deleted_ids"] == []
     assert kept["active_ids"] == updated["alert_ids"]
-    assert kept["trigger_name"] == "failed_logins_per_user: 4 records in 10m"
+    assert kept["trigger_name"] == f"failed_logins_per_user: 4 records in {AlertScenario.WINDOW}"
     assert kept["alert_triggers"] == [kept["trigger_id"]]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +28,16 @@ class Fixture:
 
 
 def events() -> dict[str, AuditEvent]:
-    """acme events (two in projects) and one globex event with a name to look for."""
+    """acme events (two in projects) and one globex event with a name to look for.
+
+    Timed from now, not from when the test modules were imported: the live view reads only
+    the last minutes, and a long suite reaches these tests well after the import.
+    """
+    now_ms = time.time_ns() // 1_000_000
     return {
         "update": make_event(
             "update",
-            ago_ms=MINUTE,
+            unix_ms=now_ms - MINUTE,
             user=ANN,
             resource=Resource("pod", "p-1", "web-frontend"),
             changes=ChangeSet({"image": "nginx:1.27"}, {"image": "nginx:1.28"}, ("image",)),
@@ -41,10 +47,12 @@ def events() -> dict[str, AuditEvent]:
             project="p1",
         ),
         "delete": make_event(
-            "delete", ago_ms=HOUR, user=ANN, resource=Resource("storage", "s", "disk"), project="p2"
+            "delete", unix_ms=now_ms - HOUR, user=ANN, resource=Resource("storage", "s", "disk"), project="p2"
         ),
-        "login": make_event("login_failed", ago_ms=2 * HOUR, user=Actor(email="eve@acme.example")),
-        "globex": make_event("create", tenant="globex", resource=Resource("pod", "g", "globex-secret")),
+        "login": make_event("login_failed", unix_ms=now_ms - 2 * HOUR, user=Actor(email="eve@acme.example")),
+        "globex": make_event(
+            "create", unix_ms=now_ms, tenant="globex", resource=Resource("pod", "g", "globex-secret")
+        ),
     }
 
 
