@@ -7,9 +7,10 @@ the same words, naming what they were trying to do.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from opensearchpy.exceptions import (
     AuthenticationException,
@@ -25,7 +26,16 @@ from opensearchpy.exceptions import (
 from audit_middleware import env
 from audit_middleware.errors import AuditError
 
-__all__ = ["describe", "explained", "reason", "where"]
+__all__ = [
+    "describe",
+    "explained",
+    "plugin_index_starting",
+    "reason",
+    "retry_while_plugin_index_starts",
+    "where",
+]
+
+T = TypeVar("T")
 
 
 def reason(exc: TransportError) -> str:
@@ -101,3 +111,28 @@ def explained(
         yield
     except TransportError as exc:
         raise error(describe(exc, what, client=client, permissions=permissions)) from exc
+
+
+def plugin_index_starting(exc: TransportError) -> bool:
+    """A plugin's own index (ISM's or Alerting's config) is being made on first use.
+
+    Two set-ups making it at once (two app processes at first start) get 409 "index
+    [.opendistro-...] already exists"; until its shard has started, requests that read it
+    get 503. Neither is a conflict over what was asked, so the request may be repeated.
+    """
+    if exc.status_code == 503:
+        return True
+    text = reason(exc)
+    return exc.status_code == 409 and "[.opendistro-" in text and "already exists" in text
+
+
+def retry_while_plugin_index_starts(call: Callable[[], T], *, attempts: int = 8, pause: float = 0.5) -> T:
+    """``call()``, repeated with a growing pause while :func:`plugin_index_starting` says so."""
+    for attempt in range(1, attempts):
+        try:
+            return call()
+        except TransportError as exc:  # noqa: PERF203 - a few attempts of a network call
+            if not plugin_index_starting(exc):
+                raise
+            time.sleep(pause * attempt)
+    return call()

@@ -35,6 +35,7 @@ from opensearchpy import NotFoundError, OpenSearch
 
 from audit_middleware.model.alerts import NO_USER, Alert, AlertRule, AlertState, GroupKey, default_rules
 from audit_middleware.model.tenancy import NO_TENANT_KEY, TenantSelector, tenant_key
+from audit_middleware.opensearch.errors import retry_while_plugin_index_starts
 from audit_middleware.opensearch.steps import SetupError, Status, Step, contains, explained, has_plugin
 from audit_middleware.opensearch.tiers import validate_name
 
@@ -212,7 +213,9 @@ def _stored_monitors(client: OpenSearch, prefix: str) -> dict[str, list[dict[str
     }
     with explained(client, "search the alerting monitors"):
         try:
-            answer = client.transport.perform_request("POST", f"{MONITORS}/_search", body=body)
+            answer = retry_while_plugin_index_starts(
+                lambda: client.transport.perform_request("POST", f"{MONITORS}/_search", body=body)
+            )
         except NotFoundError:
             return {}  # the alerting config index is created with the first monitor
     found: dict[str, list[dict[str, Any]]] = {}
@@ -250,8 +253,10 @@ def _plan_monitor(
         def create() -> Status:
             with explained(client, f"create alerting monitor {name}"):
                 # wait_for: names are not unique, so the next setup must find this one
-                client.transport.perform_request(
-                    "POST", MONITORS, params={"refresh": "wait_for"}, body=desired
+                retry_while_plugin_index_starts(
+                    lambda: client.transport.perform_request(
+                        "POST", MONITORS, params={"refresh": "wait_for"}, body=desired
+                    )
                 )
             return "created"
 

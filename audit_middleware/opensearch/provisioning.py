@@ -266,14 +266,9 @@ def _plan_policy(client: OpenSearch, prefix: str, tier: RetentionTier) -> tuple[
         def run() -> Status:
             verb = "create" if status == "created" else "update"
             with explained(client, f"{verb} ISM policy {pid}"):
-                for attempt in range(_CONFIG_INDEX_ATTEMPTS):
-                    try:
-                        client.transport.perform_request("PUT", path, params=params, body=desired)
-                        break
-                    except TransportError as exc:
-                        if attempt + 1 == _CONFIG_INDEX_ATTEMPTS or not _config_index_raced(exc):
-                            raise
-                        time.sleep(0.2 * (attempt + 1))
+                errors.retry_while_plugin_index_starts(
+                    lambda: client.transport.perform_request("PUT", path, params=params, body=desired)
+                )
             return status
 
         return run
@@ -490,19 +485,6 @@ def _plan_new_stream_attachment(client: OpenSearch, stream: str, pid: str) -> St
         return "created"
 
     return Step("ism attachment", stream, "created", f"{pid} on the new backing index", run=run)
-
-
-_CONFIG_INDEX_ATTEMPTS = 5
-
-
-def _config_index_raced(exc: TransportError) -> bool:
-    """The first policy on a fresh cluster makes ISM create its config index; when two set-ups
-    (two app processes at first start) do that at once, one gets 409 "index ... already exists".
-
-    That is no conflict over the policy, so the PUT is simply repeated.
-    """
-    reason = errors.reason(exc)
-    return exc.status_code == 409 and ".opendistro-ism-config" in reason and "already exists" in reason
 
 
 def _attached_meanwhile(reason: str) -> bool:

@@ -16,7 +16,14 @@ from opensearchpy.exceptions import (
 )
 
 from audit_middleware.errors import AuditError
-from audit_middleware.opensearch.errors import describe, explained, reason, where
+from audit_middleware.opensearch.errors import (
+    describe,
+    explained,
+    plugin_index_starting,
+    reason,
+    retry_while_plugin_index_starts,
+    where,
+)
 
 
 class SetupError(AuditError):
@@ -161,3 +168,67 @@ def test_explained_without_an_error_does_nothing() -> None:
     with explained(WHAT, SetupError):
         ran.append(True)
     assert ran == [True]
+
+
+def _server_error(status: int, kind: str, text: str) -> TransportError:
+    error_type = ConflictError if status == 409 else TransportError
+    return error_type(status, kind, {"error": {"type": kind, "reason": text}})
+
+
+@pytest.mark.parametrize(
+    ("error", "starting"),
+    [
+        pytest.param(
+            _server_error(409, "status_exception", "index [.opendistro-ism-config/S7yV8] already exists"),
+            True,
+            id="two-setups-make-the-config-index",
+        ),
+        pytest.param(
+            _server_error(503, "search_phase_execution_exception", "all shards failed"),
+            True,
+            id="shard-not-started",
+        ),
+        pytest.param(
+            _server_error(
+                409, "version_conflict_engine_exception", "[p]: version conflict, required seqNo [3]"
+            ),
+            False,
+            id="a-real-conflict-over-the-policy",
+        ),
+        pytest.param(_server_error(400, "illegal_argument_exception", "bad body"), False, id="a-bad-request"),
+    ],
+)
+def test_a_plugin_index_made_on_first_use_is_told_from_real_failures(error, starting):
+    """Only the races of a plugin's first-use index (409 already exists, 503) count as 'starting'."""
+    assert plugin_index_starting(error) is starting
+
+
+def test_retry_repeats_while_the_plugin_index_starts_and_not_after_a_real_failure(monkeypatch):
+    """The call is repeated through the starting errors; a real failure is raised at once."""
+    monkeypatch.setattr("audit_middleware.opensearch.errors.time.sleep", lambda _seconds: None)
+    answers: list[object] = [
+        _server_error(409, "status_exception", "index [.opendistro-ism-config/x] already exists"),
+        _server_error(503, "search_phase_execution_exception", "all shards failed"),
+        "stored",
+    ]
+    calls = []
+
+    def call() -> object:
+        calls.append(1)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert retry_while_plugin_index_starts(call) == "stored"
+    assert len(calls) == 3
+    refused = _server_error(400, "illegal_argument_exception", "bad body")
+    calls.clear()
+
+    def bad() -> object:
+        calls.append(1)
+        raise refused
+
+    with pytest.raises(TransportError):
+        retry_while_plugin_index_starts(bad)
+    assert len(calls) == 1

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from opensearchpy import ConflictError
 
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.alerts import default_rules
-from audit_middleware.opensearch.provisioning import SetupConfig, _attached_meanwhile, _config_index_raced
+from audit_middleware.opensearch.provisioning import SetupConfig, _attached_meanwhile
 from audit_middleware.opensearch.retention import default_tiers
 
 
@@ -59,17 +58,3 @@ def test_a_snapshot_location_names_the_tiers_repository():
 def test_a_policy_attached_meanwhile_is_not_a_failure(reason, benign):
     """Adding a policy that ism_template (or another setup) attached first, even mid-write, is fine."""
     assert _attached_meanwhile(reason) is benign
-
-
-def _conflict(reason: str) -> ConflictError:
-    return ConflictError(409, "status_exception", {"error": {"type": "status_exception", "reason": reason}})
-
-
-def test_a_raced_creation_of_isms_config_index_is_retried_but_a_policy_conflict_is_not():
-    """Two set-ups creating ISM's config index at once is retried; a real 409 on the policy is not."""
-    assert _config_index_raced(
-        _conflict("index [.opendistro-ism-config/S7yV8-0hRp6i3uZrTBOfjw] already exists")
-    )
-    assert not _config_index_raced(
-        _conflict("[ret-standard-retention]: version conflict, required seqNo [3], primary term [1]")
-    )
