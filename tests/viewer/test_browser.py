@@ -147,7 +147,10 @@ def test_opening_an_entry_shows_who_from_where_and_a_readable_diff(page, server,
     assert dialog.locator(".diff del").first.is_visible()
     page.keyboard.press("Escape")
     assert not page.locator("#entry-dialog[open]").count()
-    assert page.evaluate("document.activeElement.closest('tr').dataset.id") == update.id
+    # focus goes back to the row in the dialog's close handler, which may run after Escape returns
+    page.wait_for_function(
+        "id => document.activeElement?.closest('tr')?.dataset.id === id", arg=update.id, timeout=5000
+    )
     opened = store.search(AuditQuery.build("acme", action="audit_viewed", page_size=200)).events
     assert any(event.resource and event.resource.id == update.id for event in opened), (
         "the read was not recorded"
