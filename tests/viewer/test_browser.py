@@ -123,6 +123,16 @@ def test_search_box_finds_resource_names_actions_and_emails(page, server, seeded
     assert shown(page) == expected(store)
 
 
+def wait_for_focus_on_row(page, entry_id: str) -> None:
+    """Wait until the focus is in the row of ``entry_id`` (fails after 5 s).
+
+    The dialog's close handler puts it back, and may run after the Escape key press returns.
+    """
+    page.wait_for_function(
+        "id => document.activeElement?.closest('tr')?.dataset.id === id", arg=entry_id, timeout=5000
+    )
+
+
 def test_opening_an_entry_shows_who_from_where_and_a_readable_diff(page, server, store):
     """Clicking an update opens its details: user, IP, user agent, and previous / new values."""
     open_page(page, server, "?action=update&q=web-frontend")
@@ -147,10 +157,7 @@ def test_opening_an_entry_shows_who_from_where_and_a_readable_diff(page, server,
     assert dialog.locator(".diff del").first.is_visible()
     page.keyboard.press("Escape")
     assert not page.locator("#entry-dialog[open]").count()
-    # focus goes back to the row in the dialog's close handler, which may run after Escape returns
-    page.wait_for_function(
-        "id => document.activeElement?.closest('tr')?.dataset.id === id", arg=update.id, timeout=5000
-    )
+    wait_for_focus_on_row(page, update.id)
     opened = store.search(AuditQuery.build("acme", action="audit_viewed", page_size=200)).events
     assert any(event.resource and event.resource.id == update.id for event in opened), (
         "the read was not recorded"
@@ -262,7 +269,7 @@ def test_keyboard_moves_through_entries_and_opens_them(page, server):
     page.locator("#entry-dialog[open]").wait_for()
     assert page.evaluate("document.activeElement.dataset.close !== undefined")
     page.keyboard.press("Escape")
-    assert page.evaluate("document.activeElement.closest('tr').dataset.id") == ids[2]
+    wait_for_focus_on_row(page, ids[2])
     for label in (
         "Search",
         "Action",
