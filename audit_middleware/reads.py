@@ -15,7 +15,7 @@ fill it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import replace
 from typing import IO, Any
@@ -25,7 +25,7 @@ from audit_middleware.model.event import Actor, AuditEvent, Outcome, RequestFact
 from audit_middleware.model.ids import uuid7
 from audit_middleware.model.tenancy import NoTenant, TenantSelector
 from audit_middleware.processing.redaction import Redactor
-from audit_middleware.query.export import ExportFormat, export_chunks
+from audit_middleware.query.export import ExportFormat
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.store import AuditStore
 from audit_middleware.sinks.base import Sink
@@ -146,11 +146,18 @@ def export_stream_audited(
     stream early (a download cancelled: failure, with the rows sent so far). A stream
     never started records nothing, as nothing was read.
     """
-    counter = _Counter()
+    rows = 0
+
+    def count(done: int) -> None:
+        nonlocal rows
+        rows += done
+        if progress is not None:
+            progress(done)
+
     details: dict[str, Any] = {"filters": query.describe(), "format": format}
     outcome: Outcome = "failure"
     try:
-        yield from export_chunks(counter.count(store.iterate(query)), format, bom=bom, progress=progress)
+        yield from store.export_chunks(query, format, bom=bom, progress=count)
         outcome = "success"
     except GeneratorExit:
         details["error"] = "closed before the end"
@@ -159,7 +166,7 @@ def export_stream_audited(
         details["error"] = type(exc).__name__
         raise
     finally:
-        details["rows"] = counter.rows
+        details["rows"] = rows
         record_read(
             sink,
             "audit_exported",
@@ -170,18 +177,3 @@ def export_stream_audited(
             redactor=redactor,
             request=request,
         )
-
-
-class _Counter:
-    """Counts events as they pass, so a failed export can say how far it got."""
-
-    __slots__ = ("rows",)
-
-    def __init__(self) -> None:
-        self.rows = 0
-
-    def count(self, events: Iterable[AuditEvent]) -> Iterator[AuditEvent]:
-        """Yield ``events``, counting them."""
-        for event in events:
-            self.rows += 1
-            yield event

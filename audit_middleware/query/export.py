@@ -19,6 +19,12 @@ no longer byte-exact: use NDJSON when the export feeds a program.
 
 NDJSON: each event's stored document, one per line.
 
+A store that can read its stored documents directly streams them through
+``document_chunks``: ``document_csv_row`` makes the same cells as ``csv_row`` from the
+document alone (no ``AuditEvent`` in between), and NDJSON writes the documents as
+stored. ``CSV_SOURCE_FIELDS`` names the parts of a document the CSV reads, so such a
+store can fetch only those.
+
 Formats only: recording that an export happened is the job of whoever serves it
 (``audit_middleware.reads``), through a sink it holds.
 
@@ -34,9 +40,10 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, Literal
 
+from audit_middleware.model.actions import CATALOG
 from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import Actor, AuditEvent
-from audit_middleware.model.timestamps import format_timestamp
+from audit_middleware.model.timestamps import format_timestamp, parse_timestamp
 
 ExportFormat = Literal["csv", "ndjson"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "ndjson")
@@ -60,6 +67,29 @@ CSV_COLUMNS: tuple[str, ...] = (
     "event_id",
     "tenant",
 )
+CSV_SOURCE_FIELDS: tuple[str, ...] = (
+    "@timestamp",
+    "event.id",
+    "event.action",
+    "event.outcome",
+    "user.id",
+    "user.name",
+    "user.email",
+    "user.effective.id",
+    "user.effective.name",
+    "user.effective.email",
+    "audit.action.label",
+    "audit.resource",
+    "audit.project.id",
+    "audit.project.original_id",
+    "audit.changes",
+    "audit.details",
+    "audit.organization.original_id",
+    "organization.id",
+    "source.ip",
+    "user_agent.original",
+)
+"""The fields of a stored document that ``document_csv_row`` reads (``_source`` includes)."""
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """OWASP's list: a cell starting with one of these is neutralised (see the module docstring)."""
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -226,34 +256,132 @@ def export_chunks(
     """The export of ``events`` as UTF-8 chunks of about 64 KiB, for a streamed HTTP response.
 
     The CSV header comes first, on its own, so a client sees the download start at once.
-    ``progress`` is called as in ``write_export``.
+    ``progress`` is called as in ``write_export``, and once more with the rows formatted
+    so far when the export fails or is closed early.
 
     >>> b"".join(export_chunks([], "csv")).decode()[:20]
     'timestamp,user,user_'
     """
+    _check_format(format)
+    lines = csv_lines(events) if format == "csv" else ndjson_lines(events)
+    return _chunked(lines, format, bom, progress)
+
+
+def document_csv_row(document: Mapping[str, Any]) -> list[str]:
+    """One stored document as the cells of ``CSV_COLUMNS``, already neutralised.
+
+    The same cells as ``csv_row(AuditEvent.from_document(document))``, read straight from
+    the document (only ``CSV_SOURCE_FIELDS``).
+    """
+    event = document["event"]
+    audit = document.get("audit") or {}
+    user = document.get("user") or {}
+    effective = user.get("effective")
+    performer = _document_identity(user)
+    who = f"{performer} (as {_document_identity(effective)})" if effective else performer
+    action_id = event["action"]
+    label = CATALOG.get(action_id).label if action_id in CATALOG else None
+    resource = audit.get("resource") or {}
+    project = audit.get("project")
+    organization = document.get("organization")
+    changes = audit.get("changes")
+    cells = [
+        format_timestamp(parse_timestamp(document["@timestamp"])),
+        who,
+        user.get("id") or "",
+        label or (audit.get("action") or {}).get("label") or action_id,
+        action_id,
+        resource.get("type") or "",
+        resource.get("id") or "",
+        resource.get("name") or "",
+        _original_id(project, project),
+        event.get("outcome", "unknown"),
+        (document.get("source") or {}).get("ip") or "",
+        (document.get("user_agent") or {}).get("original") or "",
+        ";".join(changes.get("fields", ())) if changes else "",
+        _json_cell(changes.get("before") if changes else None),
+        _json_cell(changes.get("after") if changes else None),
+        _json_cell(audit.get("details")),
+        event["id"],
+        _original_id(organization, audit.get("organization")),
+    ]
+    return [neutralise(cell) for cell in cells]
+
+
+def document_chunks(
+    documents: Iterable[Mapping[str, Any]],
+    format: ExportFormat = "csv",
+    *,
+    bom: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """Like ``export_chunks``, from stored documents: CSV by ``document_csv_row``, NDJSON as stored.
+
+    >>> b"".join(document_chunks([{"event": {"id": "e1"}}], "ndjson"))
+    b'{"event":{"id":"e1"}}\n'
+    """
+    _check_format(format)
+    if format == "csv":
+        lines = _csv_document_lines(documents)
+    else:
+        lines = (dumps(document).decode("utf-8") + "\n" for document in documents)
+    return _chunked(lines, format, bom, progress)
+
+
+def _document_identity(user: Mapping[str, Any]) -> str:
+    return user.get("email") or user.get("name") or user.get("id") or ""
+
+
+def _original_id(stored: Mapping[str, Any] | None, originals: Mapping[str, Any] | None) -> str:
+    """A scope's id as the app named it (as ``AuditEvent.from_document`` reads it), or ""."""
+    if not stored:
+        return ""
+    original = (originals or {}).get("original_id")
+    return original if isinstance(original, str) else str(stored["id"])
+
+
+def _csv_document_lines(documents: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    line = io.StringIO()
+    writer = csv.writer(line, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    yield line.getvalue()
+    for document in documents:
+        line.seek(0)
+        line.truncate()
+        writer.writerow(document_csv_row(document))
+        yield line.getvalue()
+
+
+def _check_format(format: str) -> None:
     if format not in EXPORT_FORMATS:
         raise ValueError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
+
+
+def _chunked(
+    lines: Iterator[str], format: ExportFormat, bom: bool, progress: Callable[[int], None] | None
+) -> Iterator[bytes]:
+    """``lines`` (the CSV header first) joined into chunks of about ``_CHUNK_CHARS``."""
     if format == "csv":
-        lines = csv_lines(events)
         yield (UTF8_BOM if bom else b"") + next(lines).encode("utf-8")
-    else:
-        lines = ndjson_lines(events)
     rows = 0
     reported = 0
     chunk: list[str] = []
     size = 0
-    for line in lines:
-        chunk.append(line)
-        size += len(line)
-        rows += 1
-        if size >= _CHUNK_CHARS:
+    try:
+        for line in lines:
+            chunk.append(line)
+            size += len(line)
+            rows += 1
+            if size >= _CHUNK_CHARS:
+                yield "".join(chunk).encode("utf-8", errors="replace")
+                chunk.clear()
+                size = 0
+            if progress is not None and rows - reported >= _PROGRESS_EVERY:
+                progress(rows - reported)
+                reported = rows
+        if chunk:
             yield "".join(chunk).encode("utf-8", errors="replace")
-            chunk.clear()
-            size = 0
-        if progress is not None and rows - reported >= _PROGRESS_EVERY:
+    finally:
+        # also on failure or an early close: whoever counts knows how far the export got
+        if progress is not None and rows > reported:
             progress(rows - reported)
-            reported = rows
-    if chunk:
-        yield "".join(chunk).encode("utf-8", errors="replace")
-    if progress is not None and rows > reported:
-        progress(rows - reported)
