@@ -727,3 +727,17 @@ def test_a_dry_run_lists_the_rollover_without_doing_it(opensearch, prefix):
     results = _apply(opensearch, _config(prefix, shards=3), dry_run=True)
     assert _statuses(results)[f"rollover {prefix}-standard"] == "updated"
     assert len(_backing_indices(opensearch, f"{prefix}-standard")) == 1
+
+
+def test_cli_shards_option_rolls_the_streams_over(opensearch, prefix):
+    """`setup --shards 2` on existing streams prints one rollover line per stream and changes the template."""
+    assert _cli("--prefix", prefix, "--replicas", "0", "--no-alerts").exit_code == 0
+    result = _cli("--prefix", prefix, "--replicas", "0", "--no-alerts", "--shards", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split(" (")[0] for line in lines if "rollover" in line] == [
+        f"updated    rollover {prefix}-standard",
+        f"updated    rollover {prefix}-extended",
+    ]
+    _, new = _backing_indices(opensearch, f"{prefix}-standard")
+    assert _settings_of(opensearch, new)["index.number_of_shards"] == "2"
