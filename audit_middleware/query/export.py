@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, Literal
@@ -98,6 +99,11 @@ _PROGRESS_EVERY = 500
 _FORMULA_SIGNS = frozenset("=+-@")
 # Where a spreadsheet may start a new cell inside ours: ';' (semicolon locales), line breaks.
 _SPLITS = frozenset(";\r\n")
+# A cell starting with one of these (printable ASCII, not skipped, not a sign) and holding no
+# split character cannot be run: the common case (ids, emails, times, JSON) skips the scan.
+_SAFE_FIRST = frozenset(chr(code) for code in range(0x21, 0x7F)) - _FORMULA_SIGNS - {'"'}
+# How stored documents spell @timestamp (format_timestamp): such a value is copied as it is.
+_CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 def _skipped(char: str) -> bool:
@@ -133,8 +139,8 @@ def neutralise(cell: str) -> str:
     >>> neutralise("=1+1"), neutralise("web-1"), neutralise(" \u00a0=1"), neutralise("a;=1")
     ("'=1+1", 'web-1', "' \xa0=1", "a;'=1")
     """
-    if cell.isalnum():  # the common case: ids, names, outcomes
-        return cell
+    if cell[:1] in _SAFE_FIRST and ";" not in cell and "\n" not in cell and "\r" not in cell:
+        return cell  # the common case: ids, names, emails, times, JSON
     out = "'" + cell if _starts_formula(cell, 0) else cell
     if not _SPLITS.isdisjoint(cell):
         pieces: list[str] = []
@@ -285,8 +291,9 @@ def document_csv_row(document: Mapping[str, Any]) -> list[str]:
     project = audit.get("project")
     organization = document.get("organization")
     changes = audit.get("changes")
+    stamp = document["@timestamp"]
     cells = [
-        format_timestamp(parse_timestamp(document["@timestamp"])),
+        stamp if _CANONICAL_TIME.fullmatch(stamp) else format_timestamp(parse_timestamp(stamp)),
         who,
         user.get("id") or "",
         label or (audit.get("action") or {}).get("label") or action_id,

@@ -414,3 +414,10 @@ def test_progress_reports_the_rows_written_before_a_failure() -> None:
     with pytest.raises(OSError, match="disk full"):
         b"".join(export_chunks(broken(), "csv", progress=increments.append))
     assert sum(increments) == 3
+
+
+def test_a_stored_time_with_an_offset_is_written_in_utc() -> None:
+    """document_csv_row writes a @timestamp stored with an offset as UTC with Z, as csv_row does."""
+    document = make_event("create").to_document()
+    document["@timestamp"] = "2025-11-24T17:00:00.123+01:00"
+    assert document_csv_row(document)[0] == "2025-11-24T16:00:00.123Z"
