@@ -205,15 +205,39 @@ def csv_row(event: AuditEvent) -> list[str]:
 
 def csv_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
     """The header line, then one RFC 4180 line (``\\r\\n``-terminated) per event."""
+    return _csv_text(map(csv_row, events))
+
+
+def _csv_text(rows: Iterable[list[str]]) -> Iterator[str]:
+    """The header line, then each row of cells as one RFC 4180 line."""
     line = io.StringIO()
     writer = csv.writer(line, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     yield line.getvalue()
-    for event in events:
+    for row in rows:
         line.seek(0)
         line.truncate()
-        writer.writerow(csv_row(event))
+        writer.writerow(row)
         yield line.getvalue()
+
+
+class RowTally:
+    """A ``progress`` callback that adds up the rows and passes each increment on.
+
+    >>> tally = RowTally(); tally(500); tally(12); tally.rows
+    512
+    """
+
+    __slots__ = ("_progress", "rows")
+
+    def __init__(self, progress: Callable[[int], None] | None = None) -> None:
+        self.rows = 0
+        self._progress = progress
+
+    def __call__(self, done: int) -> None:
+        self.rows += done
+        if self._progress is not None:
+            self._progress(done)
 
 
 def ndjson_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
@@ -239,17 +263,10 @@ def write_export(
     >>> write_export([], out, "ndjson"), out.getvalue()
     (0, b'')
     """
-    rows = 0
-
-    def count(done: int) -> None:
-        nonlocal rows
-        rows += done
-        if progress is not None:
-            progress(done)
-
-    for chunk in export_chunks(events, format, bom=bom, progress=count):
+    tally = RowTally(progress)
+    for chunk in export_chunks(events, format, bom=bom, progress=tally):
         out.write(chunk)
-    return rows
+    return tally.rows
 
 
 def export_chunks(
@@ -325,11 +342,11 @@ def document_chunks(
     """Like ``export_chunks``, from stored documents: CSV by ``document_csv_row``, NDJSON as stored.
 
     >>> b"".join(document_chunks([{"event": {"id": "e1"}}], "ndjson"))
-    b'{"event":{"id":"e1"}}\n'
+    b'{"event":{"id":"e1"}}\\n'
     """
     _check_format(format)
     if format == "csv":
-        lines = _csv_document_lines(documents)
+        lines = _csv_text(map(document_csv_row, documents))
     else:
         lines = (dumps(document).decode("utf-8") + "\n" for document in documents)
     return _chunked(lines, format, bom, progress)
@@ -345,18 +362,6 @@ def _original_id(stored: Mapping[str, Any] | None, originals: Mapping[str, Any] 
         return ""
     original = (originals or {}).get("original_id")
     return original if isinstance(original, str) else str(stored["id"])
-
-
-def _csv_document_lines(documents: Iterable[Mapping[str, Any]]) -> Iterator[str]:
-    line = io.StringIO()
-    writer = csv.writer(line, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    yield line.getvalue()
-    for document in documents:
-        line.seek(0)
-        line.truncate()
-        writer.writerow(document_csv_row(document))
-        yield line.getvalue()
 
 
 def _check_format(format: str) -> None:

@@ -14,7 +14,7 @@ from typing import IO
 
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.tenancy import TenantSelector
-from audit_middleware.query.export import ExportFormat, export_chunks
+from audit_middleware.query.export import ExportFormat, RowTally, export_chunks
 from audit_middleware.query.model import BOUNDED_COUNT_LIMIT, AuditQuery, BoundedCount, Page
 
 
@@ -56,15 +56,10 @@ class AuditStore(ABC):
 
         This does not record the export: ``audit_middleware.reads.export_audited`` does.
         """
-        rows = 0
-
-        def count(done: int) -> None:
-            nonlocal rows
-            rows += done
-
-        for chunk in self.export_chunks(query, format, progress=count):
+        tally = RowTally()
+        for chunk in self.export_chunks(query, format, progress=tally):
             out.write(chunk)
-        return rows
+        return tally.rows
 
     def export_chunks(
         self,
