@@ -30,6 +30,9 @@ Formats only: recording that an export happened is the job of whoever serves it
 
 Both stream: one row is formatted at a time and written out in chunks of about
 64 KiB, so memory stays constant however many events are exported.
+
+This module is long because the two export paths (from events, from stored documents)
+must write byte-identical files under one set of neutralising rules.
 """
 
 from __future__ import annotations
