@@ -15,7 +15,7 @@ fill it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import replace
 from typing import IO, Any
@@ -25,7 +25,7 @@ from audit_middleware.model.event import Actor, AuditEvent, Outcome, RequestFact
 from audit_middleware.model.ids import uuid7
 from audit_middleware.model.tenancy import NoTenant, TenantSelector
 from audit_middleware.processing.redaction import Redactor
-from audit_middleware.query.export import ExportFormat, export_chunks
+from audit_middleware.query.export import ExportFormat, RowTally
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.store import AuditStore
 from audit_middleware.sinks.base import Sink
@@ -102,14 +102,7 @@ def export_audited(
     ``audit_log``, with details naming the filters, the format and the row count (or
     the error, with outcome ``failure``).
     """
-    rows = 0
-
-    def count(done: int) -> None:
-        nonlocal rows
-        rows += done
-        if progress is not None:
-            progress(done)
-
+    tally = RowTally(progress)
     chunks = export_stream_audited(
         store,
         query,
@@ -119,12 +112,12 @@ def export_audited(
         bom=bom,
         redactor=redactor,
         request=request,
-        progress=count,
+        progress=tally,
     )
     with closing(chunks):
         for chunk in chunks:
             out.write(chunk)
-    return rows
+    return tally.rows
 
 
 def export_stream_audited(
@@ -146,11 +139,11 @@ def export_stream_audited(
     stream early (a download cancelled: failure, with the rows sent so far). A stream
     never started records nothing, as nothing was read.
     """
-    counter = _Counter()
+    tally = RowTally(progress)
     details: dict[str, Any] = {"filters": query.describe(), "format": format}
     outcome: Outcome = "failure"
     try:
-        yield from export_chunks(counter.count(store.iterate(query)), format, bom=bom, progress=progress)
+        yield from store.export_chunks(query, format, bom=bom, progress=tally)
         outcome = "success"
     except GeneratorExit:
         details["error"] = "closed before the end"
@@ -159,7 +152,7 @@ def export_stream_audited(
         details["error"] = type(exc).__name__
         raise
     finally:
-        details["rows"] = counter.rows
+        details["rows"] = tally.rows
         record_read(
             sink,
             "audit_exported",
@@ -170,18 +163,3 @@ def export_stream_audited(
             redactor=redactor,
             request=request,
         )
-
-
-class _Counter:
-    """Counts events as they pass, so a failed export can say how far it got."""
-
-    __slots__ = ("rows",)
-
-    def __init__(self) -> None:
-        self.rows = 0
-
-    def count(self, events: Iterable[AuditEvent]) -> Iterator[AuditEvent]:
-        """Yield ``events``, counting them."""
-        for event in events:
-            self.rows += 1
-            yield event

@@ -73,6 +73,13 @@ def _echo_results(results: Sequence[StepResult], *, dry_run: bool) -> None:
     "without it the repository must be registered already.",
 )
 @click.option(
+    "--shards",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Primary shards of each new backing index (every tier); a change rolls the streams over.",
+)
+@click.option(
     "--replicas",
     type=click.IntRange(min=0),
     default=1,
@@ -126,6 +133,7 @@ def setup(
     extended_days: int,
     snapshot_repository: str | None,
     snapshot_location: str | None,
+    shards: int,
     replicas: int,
     alert_settings: tuple[str, ...],
     no_alerts: bool,
@@ -157,6 +165,7 @@ def setup(
         config = SetupConfig(
             prefix=settings.prefix,
             tiers=default_tiers(extended_days, snapshot_repository),
+            shards=shards,
             replicas=replicas,
             require_ism=not skip_ism,
             snapshot_location=snapshot_location,

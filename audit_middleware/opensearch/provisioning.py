@@ -12,6 +12,10 @@ leave it unchanged; ``apply()`` carries the plan out. The order matters:
    for streams that already existed, fields the template gained since are added to
    their mappings (a template applies only to backing indices created after it), so
    new records are searchable by them before the next rollover;
+   a stream whose write index lacks a setting an index takes only at creation (the
+   index sort, the shard count: ``templates.CREATION_SETTINGS``) is rolled over, so its
+   next backing index, made from the updated template, has it (the older indices keep
+   theirs until retention deletes them);
 5. ISM attachments: each stream's backing indices carry the tier's policy, at its
    current version (a new stream's first index is checked too, so that setup returns
    only once retention is really managed);
@@ -52,6 +56,7 @@ from audit_middleware.opensearch.steps import (
     has_plugin,
 )
 from audit_middleware.opensearch.templates import (
+    CREATION_SETTINGS,
     build_component_template,
     build_index_template,
     build_mappings,
@@ -408,6 +413,45 @@ def _plan_new_fields(client: OpenSearch, stream: str, backing: Sequence[str]) ->
     return Step("mappings", stream, "updated", f"new fields {shown}", run=run)
 
 
+def _creation_differences(client: OpenSearch, write_index: str, config: SetupConfig) -> list[str]:
+    """The creation-only settings in which ``write_index`` differs from the template.
+
+    Each as ``name stored -> desired``.
+    """
+    with explained(client, f"read the settings of {write_index}"):
+        answer = client.indices.get_settings(index=write_index, params={"flat_settings": "true"})
+    stored = answer.get(write_index, {}).get("settings", {})
+    desired = _flat_settings(build_component_template(shards=config.shards)["template"]["settings"])
+    return [
+        f"{name} {stored.get(name, 'unset')} -> {desired[name]}"
+        for name in CREATION_SETTINGS
+        if name in desired and stored.get(name) != desired[name]
+    ]
+
+
+def _plan_rollover(
+    client: OpenSearch, stream: str, backing: Sequence[str], config: SetupConfig, pid: str | None
+) -> Step | None:
+    """Roll ``stream`` over when its write index predates a creation-only setting; ``None``: up to date.
+
+    The new write index comes from the updated template. ``pid`` (the tier's policy, when
+    ISM runs) is put on it before the step returns, as for a new stream.
+    """
+    differences = _creation_differences(client, backing[-1], config)
+    if not differences:
+        return None
+
+    def run() -> Status:
+        with explained(client, f"roll over {stream}"):
+            client.indices.rollover(alias=stream)
+        if pid is not None:
+            _attach_and_wait(client, stream, pid)
+        return "updated"
+
+    shown = "; ".join(differences)
+    return Step("rollover", stream, "updated", f"write index {backing[-1]}: {shown}", run=run)
+
+
 def _chunks(names: Sequence[str]) -> Iterator[str]:
     for start in range(0, len(names), _INDICES_PER_REQUEST):
         yield ",".join(names[start : start + _INDICES_PER_REQUEST])
@@ -471,20 +515,25 @@ def _plan_new_stream_attachment(client: OpenSearch, stream: str, pid: str) -> St
     """
 
     def run() -> Status:
-        with explained(client, f"read data stream {stream}"):
-            found = client.indices.get_data_stream(name=stream)["data_streams"][0]["indices"]
-        backing = [index["index_name"] for index in found]
-        _ism_post(client, "add", pid, backing, stream)
-        # explain shows the policy once ISM's config index has refreshed (well under a second)
-        deadline = time.monotonic() + _ATTACH_WAIT
-        while time.monotonic() < deadline:
-            state = _explain(client, stream, backing)
-            if all((state.get(index) or {}).get(_POLICY_ID_KEY) for index in backing):
-                break
-            time.sleep(0.2)
+        _attach_and_wait(client, stream, pid)
         return "created"
 
     return Step("ism attachment", stream, "created", f"{pid} on the new backing index", run=run)
+
+
+def _attach_and_wait(client: OpenSearch, stream: str, pid: str) -> None:
+    """Put ``pid`` on the write index of ``stream`` and wait until ISM's explain shows it."""
+    with explained(client, f"read data stream {stream}"):
+        found = client.indices.get_data_stream(name=stream)["data_streams"][0]["indices"]
+    backing = [found[-1]["index_name"]]
+    _ism_post(client, "add", pid, backing, stream)
+    # explain shows the policy once ISM's config index has refreshed (well under a second)
+    deadline = time.monotonic() + _ATTACH_WAIT
+    while time.monotonic() < deadline:
+        state = _explain(client, stream, backing)
+        if all((state.get(index) or {}).get(_POLICY_ID_KEY) for index in backing):
+            return
+        time.sleep(0.2)
 
 
 def _attached_meanwhile(reason: str) -> bool:
@@ -552,6 +601,11 @@ def _plan(client: OpenSearch, config: SetupConfig) -> list[Step]:
         new_fields = _plan_new_fields(client, stream.name, backing) if backing else None
         if new_fields is not None:
             steps.append(new_fields)
+    for tier, (stream, backing) in zip(config.tiers, streams, strict=True):
+        pid = policy_id(config.prefix, tier.name) if with_ism else None
+        rollover = _plan_rollover(client, stream.name, backing, config, pid) if backing else None
+        if rollover is not None:
+            steps.append(rollover)
     for index, (tier, (stream, backing)) in enumerate(zip(config.tiers, streams, strict=True)):
         pid = policy_id(config.prefix, tier.name)
         if with_ism and not backing:

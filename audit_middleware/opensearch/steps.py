@@ -40,7 +40,8 @@ class Step:
 
     kind: str
     """``ism policy``, ``component template``, ``index template``, ``data stream``,
-    ``mappings``, ``ism attachment``, ``snapshot repository``, ``alert monitor``, ``notification channel``."""
+    ``mappings``, ``rollover``, ``ism attachment``, ``snapshot repository``, ``alert monitor``,
+    ``notification channel``."""
     name: str
     status: Status
     detail: str = ""

@@ -24,6 +24,12 @@ Field decisions:
   is stored as its hashed key (``model.tenancy``), the id itself in the unmapped
   ``audit.organization.original_id`` / ``audit.project.original_id``.
 
+* Index sorting: every backing index keeps its documents sorted by ``@timestamp`` then
+  ``event.id``, both descending, the order every read asks for. A newest-first page then
+  stops after the first matching documents of each segment instead of collecting and
+  sorting every match of the tenant. Sorting is fixed when an index is created, so
+  ``setup`` rolls a stream over when its write index predates it (``CREATION_SETTINGS``).
+
 ``TEMPLATE_REVISION`` is the templates' ``version``: bump it with every change here so
 ``audit-middleware setup`` reports them as updated.
 """
@@ -36,13 +42,19 @@ from typing import Any
 from audit_middleware.model import ecs
 from audit_middleware.opensearch.tiers import validate_name
 
-TEMPLATE_REVISION = 4  # 3: retention, alert and dashboard fields; 4: span.id
+TEMPLATE_REVISION = 5  # 3: retention, alert and dashboard fields; 4: span.id; 5: index sort
 # Above the 100 that catch-all templates commonly use, so ours wins for "{prefix}-*".
 INDEX_TEMPLATE_PRIORITY = 500
 MANAGED_BY = "audit-middleware"
 NORMALIZER = "audit_folded"
 TEXT_ANALYZER = "audit_folded_text"
 KEYWORD_LIMIT = 1024
+
+# The order of every read (newest first, ties by id), so sorted reads can stop early.
+INDEX_SORT: dict[str, list[str]] = {"field": ["@timestamp", "event.id"], "order": ["desc", "desc"]}
+# Settings an index takes only when it is created (flat names): an existing write index
+# that differs in one of them is rolled over by setup, so the next one has them.
+CREATION_SETTINGS = ("index.number_of_shards", "index.sort.field", "index.sort.order")
 
 _KEYWORD: dict[str, Any] = {"type": "keyword", "ignore_above": KEYWORD_LIMIT}
 _FLAT_OBJECT: dict[str, Any] = {"type": "flat_object"}
@@ -160,6 +172,7 @@ def build_settings(*, shards: int = 1, replicas: int | None = 1) -> dict[str, An
     """Index settings; ``replicas=None`` leaves the replica count to the cluster default."""
     index: dict[str, Any] = {
         "number_of_shards": shards,
+        "sort": {key: list(values) for key, values in INDEX_SORT.items()},
         "analysis": {
             # Both filters come from the analysis-common module, present on every distribution.
             "normalizer": {NORMALIZER: {"type": "custom", "filter": ["lowercase", "asciifolding"]}},

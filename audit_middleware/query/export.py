@@ -19,24 +19,35 @@ no longer byte-exact: use NDJSON when the export feeds a program.
 
 NDJSON: each event's stored document, one per line.
 
+A store that can read its stored documents directly streams them through
+``document_chunks``: ``document_csv_row`` makes the same cells as ``csv_row`` from the
+document alone (no ``AuditEvent`` in between), and NDJSON writes the documents as
+stored. ``CSV_SOURCE_FIELDS`` names the parts of a document the CSV reads, so such a
+store can fetch only those.
+
 Formats only: recording that an export happened is the job of whoever serves it
 (``audit_middleware.reads``), through a sink it holds.
 
 Both stream: one row is formatted at a time and written out in chunks of about
 64 KiB, so memory stays constant however many events are exported.
+
+This module is long because the two export paths (from events, from stored documents)
+must write byte-identical files under one set of neutralising rules.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, Literal
 
+from audit_middleware.model.actions import CATALOG
 from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import Actor, AuditEvent
-from audit_middleware.model.timestamps import format_timestamp
+from audit_middleware.model.timestamps import format_timestamp, parse_timestamp
 
 ExportFormat = Literal["csv", "ndjson"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "ndjson")
@@ -60,6 +71,29 @@ CSV_COLUMNS: tuple[str, ...] = (
     "event_id",
     "tenant",
 )
+CSV_SOURCE_FIELDS: tuple[str, ...] = (
+    "@timestamp",
+    "event.id",
+    "event.action",
+    "event.outcome",
+    "user.id",
+    "user.name",
+    "user.email",
+    "user.effective.id",
+    "user.effective.name",
+    "user.effective.email",
+    "audit.action.label",
+    "audit.resource",
+    "audit.project.id",
+    "audit.project.original_id",
+    "audit.changes",
+    "audit.details",
+    "audit.organization.original_id",
+    "organization.id",
+    "source.ip",
+    "user_agent.original",
+)
+"""The fields of a stored document that ``document_csv_row`` reads (``_source`` includes)."""
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """OWASP's list: a cell starting with one of these is neutralised (see the module docstring)."""
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -68,6 +102,11 @@ _PROGRESS_EVERY = 500
 _FORMULA_SIGNS = frozenset("=+-@")
 # Where a spreadsheet may start a new cell inside ours: ';' (semicolon locales), line breaks.
 _SPLITS = frozenset(";\r\n")
+# A cell starting with one of these (printable ASCII, not skipped, not a sign) and holding no
+# split character cannot be run: the common case (ids, emails, times, JSON) skips the scan.
+_SAFE_FIRST = frozenset(chr(code) for code in range(0x21, 0x7F)) - _FORMULA_SIGNS - {'"'}
+# How stored documents spell @timestamp (format_timestamp): such a value is copied as it is.
+_CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 def _skipped(char: str) -> bool:
@@ -103,8 +142,8 @@ def neutralise(cell: str) -> str:
     >>> neutralise("=1+1"), neutralise("web-1"), neutralise(" \u00a0=1"), neutralise("a;=1")
     ("'=1+1", 'web-1', "' \xa0=1", "a;'=1")
     """
-    if cell.isalnum():  # the common case: ids, names, outcomes
-        return cell
+    if cell[:1] in _SAFE_FIRST and ";" not in cell and "\n" not in cell and "\r" not in cell:
+        return cell  # the common case: ids, names, emails, times, JSON
     out = "'" + cell if _starts_formula(cell, 0) else cell
     if not _SPLITS.isdisjoint(cell):
         pieces: list[str] = []
@@ -169,15 +208,39 @@ def csv_row(event: AuditEvent) -> list[str]:
 
 def csv_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
     """The header line, then one RFC 4180 line (``\\r\\n``-terminated) per event."""
+    return _csv_text(map(csv_row, events))
+
+
+def _csv_text(rows: Iterable[list[str]]) -> Iterator[str]:
+    """The header line, then each row of cells as one RFC 4180 line."""
     line = io.StringIO()
     writer = csv.writer(line, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     yield line.getvalue()
-    for event in events:
+    for row in rows:
         line.seek(0)
         line.truncate()
-        writer.writerow(csv_row(event))
+        writer.writerow(row)
         yield line.getvalue()
+
+
+class RowTally:
+    """A ``progress`` callback that adds up the rows and passes each increment on.
+
+    >>> tally = RowTally(); tally(500); tally(12); tally.rows
+    512
+    """
+
+    __slots__ = ("_progress", "rows")
+
+    def __init__(self, progress: Callable[[int], None] | None = None) -> None:
+        self.rows = 0
+        self._progress = progress
+
+    def __call__(self, done: int) -> None:
+        self.rows += done
+        if self._progress is not None:
+            self._progress(done)
 
 
 def ndjson_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
@@ -203,17 +266,10 @@ def write_export(
     >>> write_export([], out, "ndjson"), out.getvalue()
     (0, b'')
     """
-    rows = 0
-
-    def count(done: int) -> None:
-        nonlocal rows
-        rows += done
-        if progress is not None:
-            progress(done)
-
-    for chunk in export_chunks(events, format, bom=bom, progress=count):
+    tally = RowTally(progress)
+    for chunk in export_chunks(events, format, bom=bom, progress=tally):
         out.write(chunk)
-    return rows
+    return tally.rows
 
 
 def export_chunks(
@@ -226,34 +282,121 @@ def export_chunks(
     """The export of ``events`` as UTF-8 chunks of about 64 KiB, for a streamed HTTP response.
 
     The CSV header comes first, on its own, so a client sees the download start at once.
-    ``progress`` is called as in ``write_export``.
+    ``progress`` is called as in ``write_export``, and once more with the rows formatted
+    so far when the export fails or is closed early.
 
     >>> b"".join(export_chunks([], "csv")).decode()[:20]
     'timestamp,user,user_'
     """
+    _check_format(format)
+    lines = csv_lines(events) if format == "csv" else ndjson_lines(events)
+    return _chunked(lines, format, bom, progress)
+
+
+def document_csv_row(document: Mapping[str, Any]) -> list[str]:
+    """One stored document as the cells of ``CSV_COLUMNS``, already neutralised.
+
+    The same cells as ``csv_row(AuditEvent.from_document(document))``, read straight from
+    the document (only ``CSV_SOURCE_FIELDS``).
+    """
+    event = document["event"]
+    audit = document.get("audit") or {}
+    user = document.get("user") or {}
+    effective = user.get("effective")
+    performer = _document_identity(user)
+    who = f"{performer} (as {_document_identity(effective)})" if effective else performer
+    action_id = event["action"]
+    label = CATALOG.get(action_id).label if action_id in CATALOG else None
+    resource = audit.get("resource") or {}
+    project = audit.get("project")
+    organization = document.get("organization")
+    changes = audit.get("changes")
+    stamp = document["@timestamp"]
+    cells = [
+        stamp if _CANONICAL_TIME.fullmatch(stamp) else format_timestamp(parse_timestamp(stamp)),
+        who,
+        user.get("id") or "",
+        label or (audit.get("action") or {}).get("label") or action_id,
+        action_id,
+        resource.get("type") or "",
+        resource.get("id") or "",
+        resource.get("name") or "",
+        _original_id(project, project),
+        event.get("outcome", "unknown"),
+        (document.get("source") or {}).get("ip") or "",
+        (document.get("user_agent") or {}).get("original") or "",
+        ";".join(changes.get("fields", ())) if changes else "",
+        _json_cell(changes.get("before") if changes else None),
+        _json_cell(changes.get("after") if changes else None),
+        _json_cell(audit.get("details")),
+        event["id"],
+        _original_id(organization, audit.get("organization")),
+    ]
+    return [neutralise(cell) for cell in cells]
+
+
+def document_chunks(
+    documents: Iterable[Mapping[str, Any]],
+    format: ExportFormat = "csv",
+    *,
+    bom: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """Like ``export_chunks``, from stored documents: CSV by ``document_csv_row``, NDJSON as stored.
+
+    >>> b"".join(document_chunks([{"event": {"id": "e1"}}], "ndjson"))
+    b'{"event":{"id":"e1"}}\\n'
+    """
+    _check_format(format)
+    if format == "csv":
+        lines = _csv_text(map(document_csv_row, documents))
+    else:
+        lines = (dumps(document).decode("utf-8") + "\n" for document in documents)
+    return _chunked(lines, format, bom, progress)
+
+
+def _document_identity(user: Mapping[str, Any]) -> str:
+    return user.get("email") or user.get("name") or user.get("id") or ""
+
+
+def _original_id(stored: Mapping[str, Any] | None, originals: Mapping[str, Any] | None) -> str:
+    """A scope's id as the app named it (as ``AuditEvent.from_document`` reads it), or ""."""
+    if not stored:
+        return ""
+    original = (originals or {}).get("original_id")
+    return original if isinstance(original, str) else str(stored["id"])
+
+
+def _check_format(format: str) -> None:
     if format not in EXPORT_FORMATS:
         raise ValueError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
+
+
+def _chunked(
+    lines: Iterator[str], format: ExportFormat, bom: bool, progress: Callable[[int], None] | None
+) -> Iterator[bytes]:
+    """``lines`` (the CSV header first) joined into chunks of about ``_CHUNK_CHARS``."""
     if format == "csv":
-        lines = csv_lines(events)
         yield (UTF8_BOM if bom else b"") + next(lines).encode("utf-8")
-    else:
-        lines = ndjson_lines(events)
     rows = 0
     reported = 0
     chunk: list[str] = []
     size = 0
-    for line in lines:
-        chunk.append(line)
-        size += len(line)
-        rows += 1
-        if size >= _CHUNK_CHARS:
+    try:
+        for line in lines:
+            chunk.append(line)
+            size += len(line)
+            rows += 1
+            if size >= _CHUNK_CHARS:
+                yield "".join(chunk).encode("utf-8", errors="replace")
+                chunk.clear()
+                size = 0
+            if progress is not None and rows - reported >= _PROGRESS_EVERY:
+                progress(rows - reported)
+                reported = rows
+        if chunk:
             yield "".join(chunk).encode("utf-8", errors="replace")
-            chunk.clear()
-            size = 0
-        if progress is not None and rows - reported >= _PROGRESS_EVERY:
+    finally:
+        # also on failure or an early close: whoever counts knows how far the export got
+        if progress is not None and rows > reported:
             progress(rows - reported)
-            reported = rows
-    if chunk:
-        yield "".join(chunk).encode("utf-8", errors="replace")
-    if progress is not None and rows > reported:
-        progress(rows - reported)

@@ -26,6 +26,7 @@ MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_TEXT_LENGTH = 200
 MAX_LIST_VALUES = 500  # values in one allow- or deny-list (projects, excluded actions)
+BOUNDED_COUNT_LIMIT = 10_000  # what a search shows beside its results counts exactly up to this
 PRESETS: dict[str, timedelta] = {
     "24h": timedelta(hours=24),
     "7d": timedelta(days=7),
@@ -268,6 +269,28 @@ class Page:
 
     events: list[AuditEvent]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BoundedCount:
+    """A count exact up to a limit: ``value`` matches, or at least ``value`` when ``more``.
+
+    >>> str(BoundedCount(10_000, more=True)), str(BoundedCount(42, more=False))
+    ('10,000+', '42')
+    """
+
+    value: int
+    more: bool
+
+    @classmethod
+    def of(cls, count: int, limit: int = BOUNDED_COUNT_LIMIT) -> BoundedCount:
+        """``count`` capped at ``limit`` (``more`` when it is above)."""
+        if limit < 1:
+            raise QueryError(f"a bounded count needs a limit of at least 1, not {limit}")
+        return cls(min(count, limit), count > limit)
+
+    def __str__(self) -> str:
+        return f"{self.value:,}+" if self.more else f"{self.value:,}"
 
 
 def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import IO
 
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.tenancy import TenantSelector
-from audit_middleware.query.export import ExportFormat, write_export
-from audit_middleware.query.model import AuditQuery, Page
+from audit_middleware.query.export import ExportFormat, RowTally, export_chunks
+from audit_middleware.query.model import BOUNDED_COUNT_LIMIT, AuditQuery, BoundedCount, Page
 
 
 class AuditStore(ABC):
@@ -36,6 +36,14 @@ class AuditStore(ABC):
     def count(self, query: AuditQuery) -> int:
         """How many events match (``page_size`` and ``cursor`` are ignored)."""
 
+    def count_bounded(self, query: AuditQuery, limit: int = BOUNDED_COUNT_LIMIT) -> BoundedCount:
+        """How many events match, exact up to ``limit``; beyond it only that there are more.
+
+        What a search shows beside its results ("10,000+"): a store can stop counting at
+        ``limit``. This default counts exactly and caps the answer.
+        """
+        return BoundedCount.of(self.count(query), limit)
+
     @abstractmethod
     def iterate(self, query: AuditQuery) -> Iterator[AuditEvent]:
         """Every matching event, newest first, in constant memory (export reads this).
@@ -48,7 +56,26 @@ class AuditStore(ABC):
 
         This does not record the export: ``audit_middleware.reads.export_audited`` does.
         """
-        return write_export(self.iterate(query), out, format)
+        tally = RowTally()
+        for chunk in self.export_chunks(query, format, progress=tally):
+            out.write(chunk)
+        return tally.rows
+
+    def export_chunks(
+        self,
+        query: AuditQuery,
+        format: ExportFormat = "csv",
+        *,
+        bom: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[bytes]:
+        """Every matching event as export chunks (``query.export.export_chunks``), newest first.
+
+        ``progress`` gets the rows written now and then, and the rest when the export
+        ends, fails or is closed. A store that reads its stored documents directly
+        overrides this to skip building events.
+        """
+        return export_chunks(self.iterate(query), format, bom=bom, progress=progress)
 
     @abstractmethod
     def tail(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -21,7 +22,8 @@ from audit_middleware.model.ids import uuid7
 from audit_middleware.model.tenancy import NO_PROJECT
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.provisioning import SetupConfig, apply
-from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, Cursor, QueryError
+from audit_middleware.query.export import write_export
+from audit_middleware.query.model import MAX_TEXT_LENGTH, AuditQuery, BoundedCount, Cursor, QueryError
 from audit_middleware.query.opensearch_store import (
     OpenSearchStore,
     OpenSearchStoreError,
@@ -737,3 +739,111 @@ def test_expired_point_in_time_says_the_reader_was_too_slow():
     store = OpenSearchStore(StubClient(error=error), prefix="audit")  # type: ignore[arg-type]
     with pytest.raises(OpenSearchStoreError, match="pit_keep_alive=1m"):
         list(store.iterate(AuditQuery(tenant="acme")))
+
+
+# -- the export of stored documents ----------------------------------------------------------
+
+
+def _export_bytes(store: OpenSearchStore, query: AuditQuery, fmt: str) -> bytes:
+    out = io.BytesIO()
+    store.export(query, out, fmt)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+@pytest.mark.opensearch
+@pytest.mark.parametrize("slices", [1, 2, 3])
+def test_csv_export_is_the_event_export_in_order(opensearch, layout, five_thousand, slices):
+    """The CSV from stored documents (sliced or not) is byte for byte the CSV of the events, newest first."""
+    tenant, events = five_thousand
+    store = OpenSearchStore(opensearch, prefix=layout, export_batch_size=600, export_slices=slices)
+    query = AuditQuery(tenant=tenant)
+    expected = io.BytesIO()
+    write_export(sorted(events, key=lambda e: (e.unix_ms, e.id), reverse=True), expected, "csv")
+    assert _export_bytes(store, query, "csv") == expected.getvalue()
+
+
+@pytest.mark.opensearch
+@pytest.mark.parametrize("slices", [1, 2])
+def test_ndjson_export_writes_the_documents_as_stored(opensearch, layout, five_thousand, slices):
+    """NDJSON lines are the stored _source of each record, newest first, none missing or repeated."""
+    tenant, events = five_thousand
+    store = OpenSearchStore(opensearch, prefix=layout, export_batch_size=1000, export_slices=slices)
+    lines = _export_bytes(store, AuditQuery(tenant=tenant), "ndjson").splitlines()
+    documents = [json.loads(line) for line in lines]
+    assert [doc["event"]["id"] for doc in documents] == newest_first(events)
+    stored = opensearch.search(
+        index=f"{layout}-*", body={"query": {"ids": {"values": [documents[0]["event"]["id"]]}}}
+    )["hits"]["hits"][0]["_source"]
+    assert documents[0] == stored
+
+
+@pytest.mark.opensearch
+def test_sliced_export_honours_filters_and_cursor(opensearch, layout, five_thousand):
+    """A sliced export applies the filters and starts after the cursor, like iterate()."""
+    tenant, events = five_thousand
+    store = OpenSearchStore(opensearch, prefix=layout, export_batch_size=70, export_slices=4)
+    start = datetime.fromtimestamp((BASE_MS + 100) / 1000, tz=timezone.utc)
+    query = AuditQuery(tenant=tenant, start=start, end=start + timedelta(milliseconds=50))
+    expected = newest_first([e for e in events if BASE_MS + 100 <= e.unix_ms < BASE_MS + 150])
+    cursor = Cursor(next(e.unix_ms for e in events if e.id == expected[9]), expected[9])
+    lines = _export_bytes(store, query.next_page(cursor), "ndjson").splitlines()
+    assert [json.loads(line)["event"]["id"] for line in lines] == expected[10:]
+
+
+@pytest.mark.opensearch
+def test_a_closed_sliced_export_stops_its_readers_and_deletes_its_pit(opensearch, layout, five_thousand):
+    """Closing a sliced export early ends its reader threads and deletes the point in time."""
+    tenant, _ = five_thousand
+    spy = SpyClient(opensearch)
+    store = OpenSearchStore(spy, prefix=layout, export_batch_size=100, export_slices=3)  # type: ignore[arg-type]
+    chunks = store.export_chunks(AuditQuery(tenant=tenant), "ndjson")
+    next(chunks)
+    chunks.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("audit-export-slice-")]
+    assert spy.deleted == spy.created != []
+    assert not live_pits(opensearch) & set(spy.created)
+    assert spy.searches < 5000 // 100, "the readers stopped instead of reading everything"
+
+
+@pytest.mark.opensearch
+def test_a_failing_slice_fails_the_export(opensearch, layout, five_thousand):
+    """An error in one slice's reader ends the export with that error, and the PIT is deleted."""
+    tenant, _ = five_thousand
+
+    class FailingSlice(SpyClient):
+        def search(self, **kwargs: Any) -> Any:
+            if kwargs["body"].get("slice", {}).get("id") == 1 and "search_after" in kwargs["body"]:
+                raise TransportError(500, "search_phase_execution_exception", {})
+            return super().search(**kwargs)
+
+    spy = FailingSlice(opensearch)
+    store = OpenSearchStore(spy, prefix=layout, export_batch_size=200, export_slices=2)  # type: ignore[arg-type]
+    with pytest.raises(OpenSearchStoreError, match="export audit events"):
+        _export_bytes(store, AuditQuery(tenant=tenant), "csv")
+    assert spy.deleted == spy.created != []
+
+
+@pytest.mark.opensearch
+def test_bounded_count_stops_at_its_limit(opensearch, layout, five_thousand):
+    """count_bounded() answers the limit and 'more' past it, and the exact count below it."""
+    tenant, events = five_thousand
+    store = OpenSearchStore(opensearch, prefix=layout)
+    query = AuditQuery(tenant=tenant)
+    assert store.count_bounded(query, limit=4_999) == BoundedCount(4_999, more=True)
+    assert store.count_bounded(query, limit=5_000) == BoundedCount(5_000, more=False)
+    assert store.count_bounded(query) == BoundedCount(len(events), more=False)
+    assert store.count(query) == len(events)
+
+
+@pytest.mark.opensearch
+def test_backing_indices_are_sorted_newest_first(opensearch, layout):
+    """The template sorts every backing index by @timestamp then event.id, both descending."""
+    (index,) = [
+        i["index_name"]
+        for i in opensearch.indices.get_data_stream(name=f"{layout}-standard")["data_streams"][0]["indices"]
+    ]
+    settings = opensearch.indices.get_settings(index=index, params={"flat_settings": "true"})[index][
+        "settings"
+    ]
+    assert settings["index.sort.field"] == ["@timestamp", "event.id"]
+    assert settings["index.sort.order"] == ["desc", "desc"]

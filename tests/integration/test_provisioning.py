@@ -653,3 +653,91 @@ def test_ism_policy_change_is_an_update(opensearch, prefix):
         "GET", f"/_plugins/_ism/policies/{policy_id(prefix, 'extended')}"
     )
     assert stored["policy"]["states"][0]["transitions"][0]["conditions"]["min_index_age"] == "400d"
+
+
+# --- migrations: settings an index takes only when it is created -------------------------------
+
+
+def _settings_of(client: Any, index: str) -> dict[str, Any]:
+    answer = client.indices.get_settings(index=index, params={"flat_settings": "true"})
+    settings: dict[str, Any] = answer[index]["settings"]
+    return settings
+
+
+def test_setup_rolls_over_streams_made_before_the_index_sort(opensearch, prefix, monkeypatch):
+    """Streams made before the index sort roll over to a sorted, managed write index; old records stay."""
+    require_plugin(opensearch, ISM_PLUGIN)
+    unsorted = templates.build_settings
+
+    def older_settings(**options: Any) -> dict[str, Any]:
+        settings = unsorted(**options)
+        del settings["index"]["sort"]
+        return settings
+
+    monkeypatch.setattr(templates, "build_settings", older_settings)
+    monkeypatch.setattr(templates, "TEMPLATE_REVISION", templates.TEMPLATE_REVISION - 1)
+    _apply(opensearch, _config(prefix))
+    (old_index,) = _backing_indices(opensearch, f"{prefix}-standard")
+    assert "index.sort.field" not in _settings_of(opensearch, old_index)
+    document = sample_document()
+    _create(opensearch, f"{prefix}-standard", document)
+    monkeypatch.undo()
+
+    results = _apply(opensearch, _config(prefix))
+    statuses = _statuses(results)
+    assert statuses[f"rollover {prefix}-standard"] == statuses[f"rollover {prefix}-extended"] == "updated"
+    detail = next(r.step.detail for r in results if str(r.step).startswith(f"rollover {prefix}-standard"))
+    assert f"write index {old_index}" in detail
+    assert "index.sort.field unset -> ['@timestamp', 'event.id']" in detail
+    for tier in ("standard", "extended"):
+        _, new = _backing_indices(opensearch, f"{prefix}-{tier}")
+        settings = _settings_of(opensearch, new)
+        assert (settings["index.sort.field"], settings["index.sort.order"]) == (
+            ["@timestamp", "event.id"],
+            ["desc", "desc"],
+        )
+        assert _policy_of(opensearch, new) == policy_id(prefix, tier), (
+            "setup returns with the new index managed"
+        )
+    opensearch.indices.refresh(index=f"{prefix}-standard")
+    assert _hits(opensearch, f"{prefix}-standard", {"ids": {"values": [document["event"]["id"]]}}) == 1
+    again = _apply(opensearch, _config(prefix))
+    assert {r.status for r in again} == {"unchanged"}
+    assert len(_backing_indices(opensearch, f"{prefix}-standard")) == 2, "no second rollover"
+
+
+def test_a_new_shard_count_rolls_the_streams_over(opensearch, prefix):
+    """More primaries update the template and roll each stream over; the old index keeps its own count."""
+    _apply(opensearch, _config(prefix))
+    results = _apply(opensearch, _config(prefix, shards=2))
+    rollovers = [str(r.step) for r in results if r.step.kind == "rollover"]
+    assert len(rollovers) == 2
+    assert all("index.number_of_shards 1 -> 2" in text for text in rollovers)
+    old, new = _backing_indices(opensearch, f"{prefix}-standard")
+    assert (
+        _settings_of(opensearch, old)["index.number_of_shards"],
+        _settings_of(opensearch, new)["index.number_of_shards"],
+    ) == ("1", "2")
+    assert {r.status for r in _apply(opensearch, _config(prefix, shards=2))} == {"unchanged"}
+
+
+def test_a_dry_run_lists_the_rollover_without_doing_it(opensearch, prefix):
+    """A dry run shows the rollover a changed creation-only setting needs and leaves the stream as it is."""
+    _apply(opensearch, _config(prefix))
+    results = _apply(opensearch, _config(prefix, shards=3), dry_run=True)
+    assert _statuses(results)[f"rollover {prefix}-standard"] == "updated"
+    assert len(_backing_indices(opensearch, f"{prefix}-standard")) == 1
+
+
+def test_cli_shards_option_rolls_the_streams_over(opensearch, prefix):
+    """`setup --shards 2` on existing streams prints one rollover line per stream and changes the template."""
+    assert _cli("--prefix", prefix, "--replicas", "0", "--no-alerts").exit_code == 0
+    result = _cli("--prefix", prefix, "--replicas", "0", "--no-alerts", "--shards", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split(" (")[0] for line in lines if "rollover" in line] == [
+        f"updated    rollover {prefix}-standard",
+        f"updated    rollover {prefix}-extended",
+    ]
+    _, new = _backing_indices(opensearch, f"{prefix}-standard")
+    assert _settings_of(opensearch, new)["index.number_of_shards"] == "2"

@@ -17,7 +17,7 @@ import pytest
 
 from audit_middleware.model.event import NO_TENANT, Actor, AuditEvent, ChangeSet, RequestFacts, Resource
 from audit_middleware.model.tenancy import NO_PROJECT
-from audit_middleware.query.model import AuditQuery, Cursor, QueryError
+from audit_middleware.query.model import AuditQuery, BoundedCount, Cursor, QueryError
 from audit_middleware.query.store import AuditStore
 from tests.query.conftest import DAY, HOUR, MINUTE, NOW, NOW_MS, make_event
 
@@ -490,6 +490,20 @@ def test_count_ignores_page_and_cursor(store: AuditStore, data: Dataset) -> None
     assert first.next_cursor is not None
     query = _query(page_size=2, cursor=first.next_cursor)
     assert store.count(query) == len(data.acme)
+
+
+def test_bounded_count_is_exact_up_to_its_limit(store: AuditStore, data: Dataset) -> None:
+    """count_bounded() is exact up to its limit, then the limit with "more"; count() stays exact."""
+    query = _query()
+    total = store.count(query)
+    assert total == len(data.acme) > 2
+    assert store.count_bounded(query, limit=total) == BoundedCount(total, more=False)
+    assert store.count_bounded(query, limit=total + 5) == BoundedCount(total, more=False)
+    assert store.count_bounded(query, limit=total - 1) == BoundedCount(total - 1, more=True)
+    assert str(store.count_bounded(query, limit=2)) == "2+"
+    assert store.count_bounded(_query(user="nobody@example.com")) == BoundedCount(0, more=False)
+    with pytest.raises(QueryError, match="limit"):
+        store.count_bounded(query, limit=0)
 
 
 # -- get -----------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,9 +17,14 @@ from hypothesis import strategies as st
 from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts, Resource
 from audit_middleware.query.export import (
     CSV_COLUMNS,
+    CSV_SOURCE_FIELDS,
     FORMULA_PREFIXES,
     UTF8_BOM,
+    csv_row,
     display_user,
+    document_chunks,
+    document_csv_row,
+    export_chunks,
     neutralise,
     write_export,
 )
@@ -322,3 +328,96 @@ def test_progress_adds_up() -> None:
     events = [make_event("create", ago_ms=index) for index in range(1234)]
     assert write_export(events, io.BytesIO(), "csv", progress=increments.append) == 1234
     assert sum(increments) == 1234
+
+
+def _projected(document: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """``document`` reduced to ``fields`` (dotted paths), as a ``_source`` includes list returns it."""
+    out: dict[str, Any] = {}
+    for path in fields:
+        *parents, leaf = path.split(".")
+        source: Any = document
+        for part in parents:
+            source = source.get(part) if isinstance(source, Mapping) else None
+        if not isinstance(source, Mapping) or leaf not in source:
+            continue
+        target = out
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = source[leaf]
+    return out
+
+
+def _varied_events() -> list[AuditEvent]:
+    impersonation = Actor(id="u4", email="erin@example.com", impersonator=Actor(id="u9", name="Support Sam"))
+    return [
+        make_event("login", tenant=None, user=Actor(name="anonymous")),
+        make_event("update", user=impersonation, project="p1"),
+        make_event(
+            "update",
+            unix_ms=1_764_000_000_123,
+            resource=Resource("virtual_machine", "vm-7", "=web, frontend"),
+            changes=ChangeSet({"cpus": 2}, {"cpus": 4, "note": "a;=b"}, ("cpus", "note")),
+            details={"reason": "scale up", "nested": {"k": [1, 2]}},
+            request=RequestFacts(client_ip="203.0.113.9", user_agent="Mozilla/5.0 (X11)", path="/vm"),
+        ),
+        make_event("delete", tenant="t" * 300, project="p" * 300, resource=Resource("pod")),
+        make_event("create", user=Actor(id="only-id")),
+    ]
+
+
+@pytest.mark.parametrize("event", _varied_events())
+def test_document_rows_equal_event_rows(event: AuditEvent) -> None:
+    """document_csv_row of a stored document (full, or only CSV_SOURCE_FIELDS) equals csv_row of its event."""
+    stored = json.loads(json.dumps(event.to_document()))
+    assert document_csv_row(stored) == csv_row(event)
+    assert document_csv_row(_projected(stored, CSV_SOURCE_FIELDS)) == csv_row(event)
+
+
+def test_an_action_unknown_to_this_process_shows_its_stored_label() -> None:
+    """An action this process never registered shows its stored label, as from_document reads it."""
+    document = make_event("create").to_document()
+    document["event"]["action"] = "reticulate_splines"
+    document["audit"]["action"] = {"label": "Reticulate Splines"}
+    assert document_csv_row(document)[3:5] == ["Reticulate Splines", "reticulate_splines"]
+    assert document_csv_row(document) == csv_row(AuditEvent.from_document(document))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_document_chunks_match_the_event_export(fmt: str) -> None:
+    """document_chunks writes the same bytes as write_export for the same records; NDJSON as stored."""
+    events = _varied_events()
+    written = io.BytesIO()
+    write_export(events, written, fmt)  # type: ignore[arg-type]
+    documents = [event.to_document() for event in events]
+    increments: list[int] = []
+    chunks = b"".join(document_chunks(documents, fmt, progress=increments.append))  # type: ignore[arg-type]
+    assert chunks == written.getvalue()
+    assert sum(increments) == len(events)
+    if fmt == "ndjson":
+        assert [json.loads(line) for line in chunks.splitlines()] == documents
+
+
+def test_document_chunks_reject_an_unknown_format() -> None:
+    """An unknown format is a ValueError before anything is read."""
+    with pytest.raises(ValueError, match="export format"):
+        document_chunks(iter(()), "xml")  # type: ignore[arg-type]
+
+
+def test_progress_reports_the_rows_written_before_a_failure() -> None:
+    """An export that breaks off still reports the rows it formatted (the audit record says how far)."""
+
+    def broken() -> Iterator[AuditEvent]:
+        yield from (make_event("create", ago_ms=index) for index in range(3))
+        raise OSError("disk full")
+
+    increments: list[int] = []
+    with pytest.raises(OSError, match="disk full"):
+        b"".join(export_chunks(broken(), "csv", progress=increments.append))
+    assert sum(increments) == 3
+
+
+def test_a_stored_time_with_an_offset_is_written_in_utc() -> None:
+    """document_csv_row writes a @timestamp stored with an offset as UTC with Z, as csv_row does."""
+    document = make_event("create").to_document()
+    document["@timestamp"] = "2025-11-24T17:00:00.123+01:00"
+    assert document_csv_row(document)[0] == "2025-11-24T16:00:00.123Z"

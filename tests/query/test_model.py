@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from audit_middleware.model.event import NO_TENANT
 from audit_middleware.model.tenancy import NO_PROJECT
 from audit_middleware.model.timestamps import format_timestamp
-from audit_middleware.query.model import MAX_PAGE_SIZE, AuditQuery, Cursor, QueryError
+from audit_middleware.query.model import (
+    BOUNDED_COUNT_LIMIT,
+    MAX_PAGE_SIZE,
+    AuditQuery,
+    BoundedCount,
+    Cursor,
+    QueryError,
+)
 from tests.query.conftest import make_event
 
 NOW = datetime(2026, 7, 15, 12, 0, tzinfo=timezone.utc)
@@ -313,3 +320,13 @@ def test_bad_project_lists(filters: dict[str, object], message: str) -> None:
     """Allow- and deny-lists are tuples of at most 500 non-empty ids."""
     with pytest.raises(QueryError, match=message):
         AuditQuery(tenant="acme", **filters)  # type: ignore[arg-type]
+
+
+def test_bounded_count_caps_and_reads_as_people_write_it() -> None:
+    """BoundedCount.of keeps counts up to the limit exact and shows more as "10,000+"."""
+    assert BoundedCount.of(9_999) == BoundedCount(9_999, more=False)
+    assert BoundedCount.of(10_000) == BoundedCount(10_000, more=False)
+    assert BoundedCount.of(10_001) == BoundedCount(BOUNDED_COUNT_LIMIT, more=True)
+    assert (str(BoundedCount.of(10_001)), str(BoundedCount.of(1_234))) == ("10,000+", "1,234")
+    with pytest.raises(QueryError, match="limit"):
+        BoundedCount.of(5, limit=0)
