@@ -25,7 +25,7 @@ from audit_middleware.model.event import Actor, AuditEvent, Outcome, RequestFact
 from audit_middleware.model.ids import uuid7
 from audit_middleware.model.tenancy import NoTenant, TenantSelector
 from audit_middleware.processing.redaction import Redactor
-from audit_middleware.query.export import ExportFormat, export_chunks
+from audit_middleware.query.export import ExportFormat, document_chunks
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.store import AuditStore
 from audit_middleware.sinks.base import Sink
@@ -150,7 +150,7 @@ def export_stream_audited(
     details: dict[str, Any] = {"filters": query.describe(), "format": format}
     outcome: Outcome = "failure"
     try:
-        yield from export_chunks(counter.count(store.iterate(query)), format, bom=bom, progress=progress)
+        yield from document_chunks(counter.count(store.documents(query)), format, bom=bom, progress=progress)
         outcome = "success"
     except GeneratorExit:
         details["error"] = "closed before the end"
@@ -180,8 +180,8 @@ class _Counter:
     def __init__(self) -> None:
         self.rows = 0
 
-    def count(self, events: Iterable[AuditEvent]) -> Iterator[AuditEvent]:
-        """Yield ``events``, counting them."""
-        for event in events:
+    def count(self, documents: Iterable[str]) -> Iterator[str]:
+        """Yield ``documents``, counting them."""
+        for document in documents:
             self.rows += 1
-            yield event
+            yield document

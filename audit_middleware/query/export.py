@@ -17,7 +17,11 @@ such characters, with one of those signs, or with a tab or CR (OWASP's list); an
 same is done after every ``;`` and line break inside it. The value in the file is then
 no longer byte-exact: use NDJSON when the export feeds a program.
 
-NDJSON: each event's stored document, one per line.
+NDJSON: each event's stored document, one per line. A store that can hand out its stored
+documents (``AuditStore.documents``) is exported from them: NDJSON writes each document as
+stored, byte for byte, and CSV builds each row from the parsed document
+(``document_csv_row``, the same cells as ``csv_row`` of the event), without building an
+``AuditEvent`` per row.
 
 Formats only: recording that an export happened is the job of whoever serves it
 (``audit_middleware.reads``), through a sink it holds.
@@ -34,9 +38,10 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, Literal
 
-from audit_middleware.model.encoding import dumps
+from audit_middleware.model.actions import CATALOG
+from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.model.event import Actor, AuditEvent
-from audit_middleware.model.timestamps import format_timestamp
+from audit_middleware.model.timestamps import format_timestamp, parse_timestamp
 
 ExportFormat = Literal["csv", "ndjson"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "ndjson")
@@ -167,16 +172,73 @@ def csv_row(event: AuditEvent) -> list[str]:
     return [neutralise(cell) for cell in cells]
 
 
+def document_csv_row(document: Mapping[str, Any]) -> list[str]:
+    """``csv_row`` of the event whose stored document is ``document``, read from the document."""
+    event = document["event"]
+    audit = document.get("audit") or {}
+    user = document.get("user") or {}
+    effective = user.get("effective")
+    real = _document_identity(user)
+    shown = f"{real} (as {_document_identity(effective)})" if effective else real
+    action_id = event["action"]
+    if action_id in CATALOG:
+        label = CATALOG.get(action_id).label
+    else:
+        label = (audit.get("action") or {}).get("label") or action_id
+    resource = audit.get("resource") or {}
+    changes = audit.get("changes")
+    stamp = document["@timestamp"]
+    if not (len(stamp) == 24 and stamp[19] == "." and stamp[-1] == "Z"):  # not as to_document writes it
+        stamp = format_timestamp(parse_timestamp(stamp))
+    cells = [
+        stamp,
+        shown,
+        user.get("id") or "",
+        label,
+        action_id,
+        resource.get("type") or "",
+        resource.get("id") or "",
+        resource.get("name") or "",
+        _scope_id(audit.get("project"), audit.get("project")),
+        event.get("outcome", "unknown"),
+        (document.get("source") or {}).get("ip") or "",
+        (document.get("user_agent") or {}).get("original") or "",
+        ";".join(changes.get("fields", ())) if changes else "",
+        _json_cell(changes.get("before") if changes else None),
+        _json_cell(changes.get("after") if changes else None),
+        _json_cell(audit.get("details")),
+        event["id"],
+        _scope_id(document.get("organization"), audit.get("organization")),
+    ]
+    return [neutralise(cell) for cell in cells]
+
+
+def _document_identity(user: Mapping[str, Any]) -> str:
+    return str(user.get("email") or user.get("name") or user.get("id") or "")
+
+
+def _scope_id(stored: Mapping[str, Any] | None, originals: Mapping[str, Any] | None) -> str:
+    """A tenant's or project's id as the app named it (``AuditEvent.from_document`` reads it so)."""
+    if not stored:
+        return ""
+    original = (originals or {}).get("original_id")
+    return original if isinstance(original, str) else str(stored["id"])
+
+
 def csv_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
     """The header line, then one RFC 4180 line (``\\r\\n``-terminated) per event."""
+    return _csv_lines(map(csv_row, events))
+
+
+def _csv_lines(rows: Iterable[list[str]]) -> Iterator[str]:
     line = io.StringIO()
     writer = csv.writer(line, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     yield line.getvalue()
-    for event in events:
+    for row in rows:
         line.seek(0)
         line.truncate()
-        writer.writerow(csv_row(event))
+        writer.writerow(row)
         yield line.getvalue()
 
 
@@ -184,6 +246,13 @@ def ndjson_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
     """Each event's stored document as one line of JSON."""
     for event in events:
         yield dumps(event.to_document()).decode("utf-8") + "\n"
+
+
+def document_lines(documents: Iterable[str], format: ExportFormat = "csv") -> Iterator[str]:
+    """The export of stored JSON ``documents``: NDJSON as stored, or the CSV header and rows."""
+    if format == "ndjson":
+        return (document + "\n" for document in documents)
+    return _csv_lines(document_csv_row(loads(document)) for document in documents)
 
 
 def write_export(
@@ -203,6 +272,26 @@ def write_export(
     >>> write_export([], out, "ndjson"), out.getvalue()
     (0, b'')
     """
+    return _write(lambda count: export_chunks(events, format, bom=bom, progress=count), out, progress)
+
+
+def write_documents(
+    documents: Iterable[str],
+    out: IO[bytes],
+    format: ExportFormat = "csv",
+    *,
+    bom: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """``write_export`` of stored JSON documents (``AuditStore.documents``)."""
+    return _write(lambda count: document_chunks(documents, format, bom=bom, progress=count), out, progress)
+
+
+def _write(
+    chunks: Callable[[Callable[[int], None]], Iterator[bytes]],
+    out: IO[bytes],
+    progress: Callable[[int], None] | None,
+) -> int:
     rows = 0
 
     def count(done: int) -> None:
@@ -211,7 +300,7 @@ def write_export(
         if progress is not None:
             progress(done)
 
-    for chunk in export_chunks(events, format, bom=bom, progress=count):
+    for chunk in chunks(count):
         out.write(chunk)
     return rows
 
@@ -231,13 +320,33 @@ def export_chunks(
     >>> b"".join(export_chunks([], "csv")).decode()[:20]
     'timestamp,user,user_'
     """
+    _check_format(format)
+    lines = csv_lines(events) if format == "csv" else ndjson_lines(events)
+    return _chunks(lines, format, bom, progress)
+
+
+def document_chunks(
+    documents: Iterable[str],
+    format: ExportFormat = "csv",
+    *,
+    bom: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """``export_chunks`` of stored JSON documents (``AuditStore.documents``), without events."""
+    _check_format(format)
+    return _chunks(document_lines(documents, format), format, bom, progress)
+
+
+def _check_format(format: str) -> None:
     if format not in EXPORT_FORMATS:
         raise ValueError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
+
+
+def _chunks(
+    lines: Iterator[str], format: ExportFormat, bom: bool, progress: Callable[[int], None] | None
+) -> Iterator[bytes]:
     if format == "csv":
-        lines = csv_lines(events)
         yield (UTF8_BOM if bom else b"") + next(lines).encode("utf-8")
-    else:
-        lines = ndjson_lines(events)
     rows = 0
     reported = 0
     chunk: list[str] = []

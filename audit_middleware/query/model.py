@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from audit_middleware.errors import AuditValidationError
@@ -260,6 +260,28 @@ class AuditQuery:
             page_size=size,
             cursor=Cursor.decode(cursor) if cursor else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BoundedCount:
+    """A count that stops at ``LIMIT``: exact below it, else "at least" (``AuditStore.count_bounded``).
+
+    >>> str(BoundedCount(120, exact=True)), str(BoundedCount(10_000, exact=False))
+    ('120', '10,000+')
+    """
+
+    LIMIT: ClassVar[int] = 10_000
+
+    value: int
+    exact: bool
+
+    @classmethod
+    def of(cls, counted: int, limit: int = LIMIT) -> BoundedCount:
+        """``counted`` matches (or more, when ``counted`` reached ``limit``), capped at ``limit``."""
+        return cls(min(counted, limit), counted < limit)
+
+    def __str__(self) -> str:
+        return f"{self.value:,}" if self.exact else f"{self.value:,}+"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import IO
 
+from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.tenancy import TenantSelector
-from audit_middleware.query.export import ExportFormat, write_export
-from audit_middleware.query.model import AuditQuery, Page
+from audit_middleware.query.export import ExportFormat, write_documents
+from audit_middleware.query.model import AuditQuery, BoundedCount, Page
 
 
 class AuditStore(ABC):
@@ -43,12 +44,28 @@ class AuditStore(ABC):
         ``page_size`` is ignored; a ``cursor`` starts after that event.
         """
 
+    def count_bounded(self, query: AuditQuery, limit: int = BoundedCount.LIMIT) -> BoundedCount:
+        """How many events match, counted exactly up to ``limit`` (then shown as "10,000+").
+
+        Cheap beside a search, where ``count`` may read every match. Stores override it;
+        this default counts exactly and caps.
+        """
+        return BoundedCount.of(self.count(query), limit)
+
+    def documents(self, query: AuditQuery) -> Iterator[str]:
+        """Every matching event's stored document (JSON text), in ``iterate`` order.
+
+        The export reads this: a store that keeps documents as JSON hands them out as
+        stored; this default serialises ``iterate()``.
+        """
+        return (dumps(event.to_document()).decode("utf-8") for event in self.iterate(query))
+
     def export(self, query: AuditQuery, out: IO[bytes], format: ExportFormat = "csv") -> int:
         """Write every matching event to ``out`` as CSV or NDJSON; returns the row count.
 
         This does not record the export: ``audit_middleware.reads.export_audited`` does.
         """
-        return write_export(self.iterate(query), out, format)
+        return write_documents(self.documents(query), out, format)
 
     @abstractmethod
     def tail(
