@@ -52,7 +52,7 @@ from audit_middleware.sinks.worker import BackgroundWorker
 from audit_middleware.sqlite.bulk import load_rows
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.retention import SQLiteRetention
-from audit_middleware.sqlite.schema import INSERT, row_of
+from audit_middleware.sqlite.schema import insert_rows, row_of
 
 __all__ = ["SQLiteSink"]
 
@@ -282,9 +282,9 @@ def _write_transaction(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        inserted = conn.executemany(INSERT, rows).rowcount
+        inserted = insert_rows(conn, rows)
     except BaseException:
         conn.rollback()
         raise
     conn.execute("COMMIT")
-    return max(inserted, 0)
+    return inserted

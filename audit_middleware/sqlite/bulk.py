@@ -6,12 +6,12 @@ loaded rows costs a fraction of that. So ``load_rows`` into a store without reco
 
 * takes the write lock (``BEGIN IMMEDIATE``) for the whole load, so no other writer can
   add a row while the full-text triggers are off (they wait, then spool, and replay);
-* drops the read indexes and the full-text triggers, inserts every row, builds the
-  indexes, rebuilds ``events_fts`` and ``actions`` from the rows, and puts the triggers
-  back, all in that one transaction: a failed load leaves the file as it was.
+* drops the read indexes, inserts every row, builds the indexes, and builds
+  ``events_fts`` and ``actions`` from the rows, all in that one transaction: a failed
+  load leaves the file as it was.
 
-Into a store that holds records already, rows go in by the ordinary path (the triggers
-keep the indexes), one transaction per ``BATCH`` rows. Readers (WAL) see the old
+Into a store that holds records already, rows go in by the ordinary path
+(``schema.insert_rows``), one transaction per ``BATCH`` rows. Readers (WAL) see the old
 contents until the load commits.
 
 ``import_lines`` reads NDJSON documents (an export, a retention archive, another store's
@@ -27,7 +27,7 @@ from itertools import islice
 from typing import Any
 
 from audit_middleware.model.encoding import loads
-from audit_middleware.sqlite.schema import FTS_TRIGGERS_V3, INSERT, row_of_document
+from audit_middleware.sqlite.schema import INSERT, insert_rows, row_of_document
 
 __all__ = ["BATCH", "ImportReport", "import_lines", "load_rows"]
 
@@ -66,9 +66,6 @@ def _load_then_index(conn: sqlite3.Connection, rows: Iterator[tuple[Any, ...]]) 
             "AND sql IS NOT NULL"  # the UNIQUE constraint's index stays: it skips duplicates
         )
     ]
-    triggers = [statement.split()[2] for statement in FTS_TRIGGERS_V3]  # CREATE TRIGGER <name>
-    for name in triggers:
-        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
     for name, _ in indexes:
         conn.execute(f"DROP INDEX {name}")
     conn.execute("INSERT INTO events_fts (events_fts) VALUES ('delete-all')")
@@ -79,8 +76,6 @@ def _load_then_index(conn: sqlite3.Connection, rows: Iterator[tuple[Any, ...]]) 
         conn.execute(sql)
     conn.execute("INSERT INTO events_fts (events_fts) VALUES ('rebuild')")
     conn.execute("INSERT OR IGNORE INTO actions (id, label) SELECT DISTINCT action, action_label FROM events")
-    for statement in FTS_TRIGGERS_V3:
-        conn.execute(statement)
     return inserted
 
 
@@ -89,7 +84,7 @@ def _load_in_batches(conn: sqlite3.Connection, rows: Iterator[tuple[Any, ...]]) 
     while batch := list(islice(rows, BATCH)):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            inserted += max(conn.executemany(INSERT, batch).rowcount, 0)
+            inserted += insert_rows(conn, batch)
         except BaseException:
             conn.rollback()
             raise
