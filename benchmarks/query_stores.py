@@ -13,14 +13,20 @@ like ``web-frontend-042``, change sets on updates and permission changes, detail
 client IPs and user agents, spread over the 60 days before the start of the current
 hour in time order (more by day than by night, less on weekends).
 
-They are loaded, in time order, into a fresh SQLite file by ``SQLiteSink`` (its synchronous bulk
-``write()``, 20,000 events per call) in a temporary directory, and into a fresh
+They are loaded, in time order, into a fresh SQLite file by ``SQLiteSink.load()`` (the
+bulk path of ``audit-middleware import``: one transaction, the indexes and full-text
+search built after the rows; the time spent generating the records is not counted) in a
+temporary directory, and into a fresh
 ``{prefix}-standard`` data stream on the local node (``_bulk`` with ``create``, ``_id``
 = event id, 5,000 documents per request, ``refresh_interval: -1`` during the load,
 then a refresh; no force-merge, so the segments are what a loaded index has). Both
 are removed at the end.
 
-Queries are scoped to the biggest tenant and ask for a page of 50. Each case runs once
+With ``--records 3000000`` (or ``--one-tenant``) every record belongs to one tenant.
+``--sqlite-only`` skips the OpenSearch part.
+
+Queries are scoped to the biggest tenant and ask for a page of 50. Counts are the
+bounded count shown beside a search (``count_bounded``: exact up to 10,000). Each case runs once
 ("first run": nothing of it in any cache yet, though the files are in the OS page
 cache), then the cases take turns for ``runs`` rounds (p50/p95). Relative date filters
 are rebuilt every run with "now" one second later, as a person clicking again would, so
@@ -29,9 +35,9 @@ are compared event by event.
 
 Export: the biggest tenant's last 30 days to a sink that only counts bytes, CSV through
 ``store.export``, beside a raw loop over the same rows (SQLite: one ``SELECT document``
-statement; OpenSearch: a point in time and ``search_after`` with opensearch-py's
-defaults) that writes each stored JSON document, and ``iterate()`` / NDJSON in between
-to show where the time goes. RSS is sampled while the export runs, and the raw loop and
+statement, each document parsed with orjson; OpenSearch: a point in time and
+``search_after`` with opensearch-py's defaults) that writes each stored JSON document,
+and ``iterate()`` / NDJSON in between to show where the time goes. RSS is sampled while the export runs, and the raw loop and
 the CSV export run once more under tracemalloc: constant memory means no growth after
 the first tenth of the rows.
 
@@ -65,15 +71,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any, cast
 
+import orjson
 from opensearchpy.exceptions import OpenSearchException
 
 from audit_middleware.model.actions import CATALOG
 from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts, Resource, Scope
+from audit_middleware.model.tenancy import tenant_key
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.tiers import data_stream_name
 from audit_middleware.query import sqlite_store
-from audit_middleware.query.model import AuditQuery
+from audit_middleware.query.model import AuditQuery, BoundedCount
 from audit_middleware.query.opensearch_store import OpenSearchStore, filter_query, search_body
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.query.store import AuditStore
@@ -111,14 +119,16 @@ DAYS = 60
 PAGE_SIZE = 50
 TARGET_MS = 1000.0
 CLOSE_TO_BUDGET_MS = 250.0
-SQLITE_CHUNK = 20_000  # events per SQLiteSink.write() call (it commits every 1,000)
 BULK_BATCH = 5_000  # documents per _bulk request
 TOTAL_USERS = 5_000
 MIB = 1 << 20
-SQLITE_RAW = "raw: one SELECT document statement"
+SQLITE_RAW = "raw: one SELECT document statement, each parsed with orjson"
 OPENSEARCH_RAW = "raw: PIT + search_after, opensearch-py defaults"
 CSV = "store.export(csv)"
 FLAT_MIB = 1.0
+SQLITE_PAGE_TARGET_MS = 20.0
+EXPORT_RATIO_TARGET = 0.4  # of the raw SELECT + orjson loop, SQLite
+ONE_TENANT_FROM = 3_000_000
 
 # -- the synthetic population ------------------------------------------------------------
 
@@ -267,15 +277,15 @@ class Tenant:
 class Population:
     """Tenants, users and resources, all from one seed."""
 
-    def __init__(self, seed: int = SEED) -> None:
+    def __init__(self, seed: int = SEED, *, one_tenant: bool = False) -> None:
         rng = random.Random(seed)
         self.seed = seed
         others = [1 / k**0.9 for k in range(1, len(TENANT_NAMES))]
-        shares = [0.30] + [0.70 * w / sum(others) for w in others]
+        shares = [1.0] if one_tenant else [0.30] + [0.70 * w / sum(others) for w in others]
         self.tenants: list[Tenant] = []
         user_shares = [s**0.7 for s in shares]
         next_user_id = 10_000
-        for index, (name, share) in enumerate(zip(TENANT_NAMES, shares, strict=True)):
+        for index, (name, share) in enumerate(zip(TENANT_NAMES[: len(shares)], shares, strict=True)):
             tenant = Tenant(Scope(name, name.replace("-", " ").title()), share, f"{name}.example.com")
             count = max(8, round(TOTAL_USERS * user_shares[index] / sum(user_shares)))
             seen: set[str] = set()
@@ -612,8 +622,8 @@ def _measure(
         tick += 1
         query = case.query(tenant, anchor + timedelta(seconds=tick))
         started = time.perf_counter()
-        if counting:
-            store.count(query)
+        if counting:  # the total shown beside a search: exact up to 10,000, then "10,000+"
+            store.count_bounded(query)
             return (time.perf_counter() - started) * 1000
         page = store.search(query)
         elapsed = (time.perf_counter() - started) * 1000
@@ -644,17 +654,21 @@ def _sqlite_plan(path: Path, query: AuditQuery, counting: bool) -> tuple[str, in
     Rebuilds the statement as ``SQLiteStore.search`` / ``count`` do (private helpers:
     diagnostics only).
     """
-    where = sqlite_store._Filter.of(query)
-    if where is None:
-        return "(matches nothing: no query)", 0
-    if counting:
-        sql, params = f"SELECT count(*) FROM events WHERE {where.sql}", list(where.params)
-    else:
-        sql = f"SELECT document FROM events WHERE {where.sql} ORDER BY unix_ms DESC, event_id DESC LIMIT ?"
-        params = [*where.params, query.page_size + 1]
     conn = sqlite3.connect(path)
+    where = sqlite_store._Filter.of(query, conn)
+    if where is None:
+        conn.close()
+        return "(matches nothing: no query)", 0
+    select, params = where.select("1" if counting else "document")
+    if counting:
+        sql, params = f"SELECT count(*) FROM ({select} LIMIT ?)", [*params, BoundedCount.LIMIT]
+    else:
+        sql = f"{select} ORDER BY unix_ms DESC, event_id DESC LIMIT ?"
+        params = [*params, query.page_size + 1]
     try:
         plan = " / ".join(str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+        if where.driving is not None:
+            plan = f"driven by {len(where.driving):,} full-text matches / {plan}"
         steps = 0
 
         def tick() -> int:
@@ -670,25 +684,39 @@ def _sqlite_plan(path: Path, query: AuditQuery, counting: bool) -> tuple[str, in
     return plan, steps
 
 
+class _TimedSource:
+    """The events of ``stream``, noting the time spent making them (not loading) and progress."""
+
+    def __init__(self, stream: EventStream) -> None:
+        self.generate = 0.0
+        self.count = 0
+        self.marks: list[tuple[int, float]] = []  # (records so far, wall seconds so far)
+        self._events = iter(stream)
+        self._started = time.perf_counter()
+
+    def __iter__(self) -> Iterator[AuditEvent]:
+        while True:
+            mark = time.perf_counter()
+            event = next(self._events, None)
+            self.generate += time.perf_counter() - mark
+            if event is None:
+                return
+            self.count += 1
+            if self.count % 100_000 == 0:
+                spent = time.perf_counter() - self._started - self.generate
+                self.marks.append((self.count, spent))
+                print(f"  sqlite: {self.count:,} handed to the load", file=sys.stderr, flush=True)
+            yield event
+
+
 def _load_sqlite(sink: SQLiteSink, stream: EventStream) -> dict[str, Any]:
-    generate = write = 0.0
-    inserted = 0
-    progress: list[tuple[int, float]] = []  # (records so far, write seconds so far)
-    chunks = stream.chunks(SQLITE_CHUNK)
+    """``SQLiteSink.load`` (the bulk path: indexes built after the rows) of every event, in one call."""
+    source = _TimedSource(stream)
     started = time.perf_counter()
-    while True:
-        mark = time.perf_counter()
-        chunk = next(chunks, None)
-        generate += time.perf_counter() - mark
-        if chunk is None:
-            break
-        mark = time.perf_counter()
-        inserted += sink.write(chunk)
-        write += time.perf_counter() - mark
-        progress.append((inserted, write))
-        if inserted % 100_000 < SQLITE_CHUNK:
-            print(f"  sqlite: {inserted:,} written, {inserted / write:,.0f}/s", file=sys.stderr, flush=True)
-    # What write() does per row before SQLite sees it: to_document() and the JSON (timed alone).
+    inserted = sink.load(source)
+    wall = time.perf_counter() - started
+    write = wall - source.generate
+    # What load() does per row before SQLite sees it: to_document() and the JSON (timed alone).
     sample = next(EventStream(stream.population, 20_000, stream.end).chunks(20_000))
     mark = time.perf_counter()
     for event in sample:
@@ -697,10 +725,10 @@ def _load_sqlite(sink: SQLiteSink, stream: EventStream) -> dict[str, Any]:
     return {
         "inserted": inserted,
         "write_s": write,
-        "generate_s": generate,
-        "wall_s": time.perf_counter() - started,
+        "generate_s": source.generate,
+        "wall_s": wall,
         "encode_us": encode_us,
-        "progress": progress,
+        "progress": [*source.marks, (inserted, write)],
     }
 
 
@@ -753,9 +781,10 @@ def _sqlite_raw(path: Path, query: AuditQuery, sink: CountingSink) -> int:
         cursor = conn.execute(
             "SELECT document FROM events WHERE tenant = ? AND unix_ms >= ? "
             "ORDER BY unix_ms DESC, event_id DESC",
-            (query.tenant, query.start_ms),
+            (tenant_key(query.tenant), query.start_ms),
         )
         for (document,) in cursor:
+            orjson.loads(document)
             sink.write(document.encode() + b"\n")
             rows += 1
     finally:
@@ -1032,11 +1061,17 @@ def _terminate_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(settings: Settings, records: int | None = None) -> Result:
-    """Load both stores with the same records, then time first pages, counts and exports."""
+def run(
+    settings: Settings, records: int | None = None, *, one_tenant: bool | None = None, opensearch: bool = True
+) -> Result:
+    """Load both stores with the same records, then time first pages, counts and exports.
+
+    ``one_tenant`` (default: from 3,000,000 records on) puts every record in one tenant.
+    """
     count = record_count(settings, records)
     runs = settings.pick(20, 10)
-    population = Population(SEED)
+    single = count >= ONE_TENANT_FROM if one_tenant is None else one_tenant
+    population = Population(SEED, one_tenant=single)
     anchor = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     stream = EventStream(population, count, anchor)
     search, counts, export, named = _cases(population)
@@ -1054,6 +1089,7 @@ def run(settings: Settings, records: int | None = None) -> Result:
             "runs": runs,
             "data_end": anchor.isoformat(),
             "big_tenant": big,
+            "one_tenant": single,
             **named,
         },
     )
@@ -1062,7 +1098,7 @@ def run(settings: Settings, records: int | None = None) -> Result:
         with tempfile.TemporaryDirectory(prefix="audit-bench-query-") as tmp:
             print(f"  sqlite: loading {count:,} records into {tmp}", file=sys.stderr, flush=True)
             stores["SQLite"] = _bench_sqlite(Path(tmp), stream, search, counts, export, runs)
-        problem = unavailable(settings.opensearch_url)
+        problem = unavailable(settings.opensearch_url) if opensearch else "not asked for (--sqlite-only)"
         if problem is None:
             print(f"  opensearch: loading {count:,} records", file=sys.stderr, flush=True)
             stores["OpenSearch"] = _bench_opensearch(
@@ -1134,6 +1170,7 @@ def _report(
 ) -> None:
     big = population.big.scope.id
     for store, figures in stores.items():
+        page_target = SQLITE_PAGE_TARGET_MS if store == "SQLite" else TARGET_MS
         for case in search:
             timing: Timing = figures["timings"][case.label]
             result.rows.append(
@@ -1142,13 +1179,23 @@ def _report(
                     "ms",
                     None,
                     timing.p95,
-                    target=f"< {TARGET_MS / 1000:g} s",
-                    met=timing.worst < TARGET_MS,
+                    target=f"<= {page_target:g} ms",
+                    met=timing.p95 <= page_target,
+                    note=f"first run {timing.first:.1f} ms",
                 )
             )
         for case in counts:
             timing = figures["timings"][case.label]
-            result.rows.append(Row(f"{store} {case.label} p95", "ms", None, timing.p95))
+            result.rows.append(
+                Row(
+                    f"{store} {case.label} (bounded: exact to 10,000) p95",
+                    "ms",
+                    None,
+                    timing.p95,
+                    target=f"<= {page_target:g} ms" if store == "SQLite" else "",
+                    met=timing.p95 <= page_target if store == "SQLite" else None,
+                )
+            )
     for store, figures in stores.items():
         variants = figures["export"]
         raw = next(v for name, v in variants.items() if name.startswith("raw"))
@@ -1161,6 +1208,10 @@ def _report(
                 csv["rows_per_s"],
                 delta=csv["rows_per_s"] - raw["rows_per_s"],
                 ratio=csv["rows_per_s"] / raw["rows_per_s"],
+                target=f">= {EXPORT_RATIO_TARGET} of raw" if store == "SQLite" else "",
+                met=csv["rows_per_s"] / raw["rows_per_s"] >= EXPORT_RATIO_TARGET
+                if store == "SQLite"
+                else None,
             )
         )
         result.rows.append(
@@ -1182,7 +1233,7 @@ def _report(
         load = stores["SQLite"]["load"]
         load_rows.append(
             [
-                "SQLiteSink.write(), 20,000 per call (commits every 1,000)",
+                "SQLiteSink.load(): one transaction, indexes and FTS built after the rows",
                 f"{load['inserted']:,}",
                 f"{load['write_s']:.1f}",
                 fmt(load["inserted"] / load["write_s"]),
@@ -1311,8 +1362,8 @@ def _report(
         if stores[store]["timings"][case.label].worst >= CLOSE_TO_BUDGET_MS
     ]
     result.notes.append(
-        "target: first page < 1 s (the budget says well under), held by the worse of the first run and p95"
-        + (f"; at or above {CLOSE_TO_BUDGET_MS:.0f} ms: {', '.join(slow)}" if slow else "")
+        f"targets: SQLite first page and bounded count p95 <= {SQLITE_PAGE_TARGET_MS:g} ms; OpenSearch "
+        "first page < 1 s" + (f"; at or above {CLOSE_TO_BUDGET_MS:.0f} ms: {', '.join(slow)}" if slow else "")
     )
     if len(names) == 2:
         lite, search_engine = stores["SQLite"]["timings"], stores["OpenSearch"]["timings"]
@@ -1390,6 +1441,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, help="records to load (default 1,000,000; --quick 100,000)")
     parser.add_argument("--quick", action="store_true", help="100,000 records and 10 runs per case")
     parser.add_argument(
+        "--one-tenant",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"every record in one tenant (default: from {ONE_TENANT_FROM:,} records on)",
+    )
+    parser.add_argument("--sqlite-only", action="store_true", help="skip the OpenSearch part")
+    parser.add_argument(
         "--opensearch-url", default=DEFAULT_OPENSEARCH_URL, help="the local node (loopback only)"
     )
     parser.add_argument(
@@ -1408,7 +1466,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     external = None
-    if unavailable(settings.opensearch_url) is None:
+    if not args.sqlite_only and unavailable(settings.opensearch_url) is None:
         client = plain_client(settings.opensearch_url)
 
         def external() -> float:
@@ -1418,7 +1476,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor.start()
     started = time.monotonic()
     try:
-        result = run(settings, records)
+        result = run(settings, records, one_tenant=args.one_tenant, opensearch=not args.sqlite_only)
     except OpenSearchException as exc:
         result = Result(NAME, "failed", skipped=f"failed: {type(exc).__name__}: {exc}")
     result.seconds = time.monotonic() - started
