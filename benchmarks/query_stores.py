@@ -37,7 +37,8 @@ Export: the biggest tenant's last 30 days to a sink that only counts bytes, CSV 
 ``store.export``, beside a raw loop over the same rows (SQLite: one ``SELECT document``
 statement, each document parsed with orjson; OpenSearch: a point in time and
 ``search_after`` with opensearch-py's defaults) that writes each stored JSON document,
-and ``iterate()`` / NDJSON in between to show where the time goes. RSS is sampled while the export runs, and the raw loop and
+and ``iterate()`` / NDJSON in between to show where the time goes. RSS is sampled while
+the export runs, and the raw loop and
 the CSV export run once more under tracemalloc: constant memory means no growth after
 the first tenth of the rows.
 
