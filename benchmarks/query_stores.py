@@ -656,7 +656,8 @@ def _sqlite_plan(path: Path, query: AuditQuery, counting: bool) -> tuple[str, in
     diagnostics only).
     """
     conn = sqlite3.connect(path)
-    where = sqlite_store._Filter.of(query, conn)
+    limit = BoundedCount.LIMIT if counting else sqlite_store.drive_limit(conn, query.page_size)
+    where = sqlite_store._Filter.of(query, conn, drive=limit)
     if where is None:
         conn.close()
         return "(matches nothing: no query)", 0

@@ -61,7 +61,7 @@ def test_filters_read_in_index_order(
         )
         _connect(sqlite_store).execute("ANALYZE")
     conn = _connect(sqlite_store)
-    where = _Filter.of(AuditQuery.build("acme", **filters), conn, drive=False)  # type: ignore[arg-type]
+    where = _Filter.of(AuditQuery.build("acme", **filters), conn)  # type: ignore[arg-type]
     assert where is not None
     sql, params = where.select("document")
     plan = _plan(conn, f"{sql} ORDER BY unix_ms DESC, event_id DESC", params)
@@ -87,7 +87,7 @@ def test_a_full_text_set_with_few_matches_drives_the_query(
         for n in range(300)
     )
     conn = _connect(sqlite_store)
-    where = _Filter.of(AuditQuery.build("acme", **filters), conn)  # type: ignore[arg-type]
+    where = _Filter.of(AuditQuery.build("acme", **filters), conn, drive=50)  # type: ignore[arg-type]
     assert where is not None
     assert where.driving is not None
     assert 0 < len(where.driving) <= 20
@@ -95,7 +95,7 @@ def test_a_full_text_set_with_few_matches_drives_the_query(
     plan = _plan(conn, f"{sql} ORDER BY unix_ms DESC, event_id DESC", params)
     assert plan.startswith("SEARCH events USING INTEGER PRIMARY KEY (rowid=?)"), plan
     expected = sqlite_store.search(AuditQuery.build("acme", page_size=500, **filters))  # type: ignore[arg-type]
-    walked = _Filter.of(AuditQuery.build("acme", **filters), conn, drive=False)  # type: ignore[arg-type]
+    walked = _Filter.of(AuditQuery.build("acme", **filters), conn)  # type: ignore[arg-type]
     assert walked is not None
     walked_sql, walked_params = walked.select("event_id")
     ids = [

@@ -149,7 +149,7 @@ def v2_copy(tmp_path: Path) -> Path:
 
 
 def test_the_v2_fixture_was_written_by_version_2():
-    """The version-3 upgrade starts from a file the version-2 code wrote (per-filter indexes, FTS triggers)."""
+    """The version-3 upgrade starts from a file the version-2 code wrote (filter indexes, FTS triggers)."""
     with sqlite3.connect(V2_FILE) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema")}

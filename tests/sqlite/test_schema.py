@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from audit_middleware.model.event import Actor
 from audit_middleware.query.sqlite_store import SQLiteStore, SQLiteStoreError
 from audit_middleware.sinks.sqlite import SQLiteSink
-from audit_middleware.model.event import Actor
 from audit_middleware.sqlite.migrations import SCHEMA_VERSION
 from audit_middleware.sqlite.schema import email_key, id_key
 from tests.query.conftest import make_event
