@@ -110,6 +110,9 @@ def neutralise(cell: str) -> str:
     """
     if cell.isalnum():  # the common case: ids, names, outcomes
         return cell
+    first = cell[:1]
+    if first.isascii() and first.isalnum() and ";" not in cell and "\n" not in cell and "\r" not in cell:
+        return cell  # starts with a letter or digit and has no split: times, emails, names like web-1
     out = "'" + cell if _starts_formula(cell, 0) else cell
     if not _SPLITS.isdisjoint(cell):
         pieces: list[str] = []
