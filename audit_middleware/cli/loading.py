@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import click
 
@@ -30,7 +30,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 def _open(name: str, stack: ExitStack) -> IO[str]:
     """The text of ``name`` ('-': standard input), decompressed when it is gzip."""
     raw: IO[bytes] = sys.stdin.buffer if name == "-" else stack.enter_context(Path(name).open("rb"))  # noqa: SIM115 - closed by the stack
-    buffered = io.BufferedReader(raw) if not isinstance(raw, io.BufferedReader) else raw  # type: ignore[arg-type]
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, raw))
     if buffered.peek(2)[:2] == _GZIP_MAGIC:
         return stack.enter_context(gzip.open(buffered, "rt", encoding="utf-8"))
     return io.TextIOWrapper(buffered, encoding="utf-8")

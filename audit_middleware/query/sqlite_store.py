@@ -193,9 +193,10 @@ class _Filter:
     def drive_or_test(self, required: list[str], conn: sqlite3.Connection, drive: int | None) -> _Filter:
         """Let the smallest ``required`` FTS set drive when it has at most ``drive`` rows; test the others."""
         smallest: tuple[int, list[int]] | None = None
-        for number, match in enumerate(required if drive else ()):
-            seqs = [int(row[0]) for row in conn.execute(_FTS_PROBE, (match, drive + 1))]
-            if len(seqs) <= drive and (smallest is None or len(seqs) < len(smallest[1])):
+        limit = drive or 0
+        for number, match in enumerate(required if limit else ()):
+            seqs = [int(row[0]) for row in conn.execute(_FTS_PROBE, (match, limit + 1))]
+            if len(seqs) <= limit and (smallest is None or len(seqs) < len(smallest[1])):
                 smallest = (number, seqs)
         if smallest is not None:
             self.driving = smallest[1]
