@@ -16,14 +16,19 @@ from audit_middleware.sqlite.migrations import SCHEMA_VERSION, STEPS, Migration,
 from audit_middleware.sqlite.schema import SQLiteStoreError
 
 V1_FILE = Path(__file__).parent / "data" / "schema-v1.sqlite3"
+V2_FILE = Path(__file__).parent / "data" / "schema-v2.sqlite3"
 
 
 @pytest.fixture
 def v1_copy(tmp_path: Path) -> Path:
     """A copy of a store written by the version-1 code (12 records, tenants acme and globex)."""
-    path = tmp_path / "old.sqlite3"
-    shutil.copy(V1_FILE, path)
-    return path
+    return Path(shutil.copy(V1_FILE, tmp_path / "old.sqlite3"))
+
+
+@pytest.fixture
+def v2_copy(tmp_path: Path) -> Path:
+    """A copy of a store written by the version-2 code (12 records of acme and globex)."""
+    return Path(shutil.copy(V2_FILE, tmp_path / "v2.sqlite3"))
 
 
 def _schema(path: Path) -> list[tuple[str, str, str]]:
@@ -135,17 +140,6 @@ def test_steps_are_numbered_by_position():
     """Step n (0-based) makes version n + 1; the current version is the number of steps."""
     assert SCHEMA_VERSION == len(STEPS) == 3
     assert all(step.description for step in STEPS)
-
-
-V2_FILE = Path(__file__).parent / "data" / "schema-v2.sqlite3"
-
-
-@pytest.fixture
-def v2_copy(tmp_path: Path) -> Path:
-    """A copy of a store written by the version-2 code (12 records of acme and globex)."""
-    path = tmp_path / "v2.sqlite3"
-    shutil.copy(V2_FILE, path)
-    return path
 
 
 def test_the_v2_fixture_was_written_by_version_2():
