@@ -556,7 +556,9 @@ class Case:
         return AuditQuery.build(tenant, page_size=PAGE_SIZE, now=now, **self.filters)
 
 
-def _cases(population: Population) -> tuple[list[Case], list[Case], Case, dict[str, Any]]:
+def _cases(
+    population: Population, export_days: int = 30
+) -> tuple[list[Case], list[Case], Case, dict[str, Any]]:
     """Search cases, count cases, the export case, and who/what they name."""
     users = population.users_by_activity(population.big)
     typical = users[min(9, len(users) - 1)]  # the 10th busiest user: ~1% of the tenant's records
@@ -582,7 +584,7 @@ def _cases(population: Population) -> tuple[list[Case], list[Case], Case, dict[s
         Case("count: start-stop, last 30 days", {"action": "start-stop", "since": "30d"}),
         Case("count: user (email)", {"user": typical.actor.email}),
     ]
-    export = Case("export: last 30 days", {"since": "30d"})
+    export = Case(f"export: last {export_days} days", {"since": f"{export_days}d"})
     named = {"typical_user": typical.actor.email, "rare_user": rare.actor.email, "one_name": one_name}
     return search, counts, export, named
 
@@ -1064,7 +1066,12 @@ def _terminate_cleanly() -> Iterator[None]:
 
 
 def run(
-    settings: Settings, records: int | None = None, *, one_tenant: bool | None = None, opensearch: bool = True
+    settings: Settings,
+    records: int | None = None,
+    *,
+    one_tenant: bool | None = None,
+    opensearch: bool = True,
+    export_days: int = 30,
 ) -> Result:
     """Load both stores with the same records, then time first pages, counts and exports.
 
@@ -1076,7 +1083,7 @@ def run(
     population = Population(SEED, one_tenant=single)
     anchor = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     stream = EventStream(population, count, anchor)
-    search, counts, export, named = _cases(population)
+    search, counts, export, named = _cases(population, export_days)
     big = population.big.scope.id
     result = Result(
         NAME,
@@ -1450,6 +1457,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sqlite-only", action="store_true", help="skip the OpenSearch part")
     parser.add_argument(
+        "--export-days", type=int, default=30, help="the export case's date range, in days (default 30)"
+    )
+    parser.add_argument(
         "--opensearch-url", default=DEFAULT_OPENSEARCH_URL, help="the local node (loopback only)"
     )
     parser.add_argument(
@@ -1478,7 +1488,13 @@ def main(argv: list[str] | None = None) -> int:
     monitor.start()
     started = time.monotonic()
     try:
-        result = run(settings, records, one_tenant=args.one_tenant, opensearch=not args.sqlite_only)
+        result = run(
+            settings,
+            records,
+            one_tenant=args.one_tenant,
+            opensearch=not args.sqlite_only,
+            export_days=args.export_days,
+        )
     except OpenSearchException as exc:
         result = Result(NAME, "failed", skipped=f"failed: {type(exc).__name__}: {exc}")
     result.seconds = time.monotonic() - started
