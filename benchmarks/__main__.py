@@ -36,6 +36,7 @@ BENCHMARKS = (
     "request_latency_node_down",
     "memory_node_down",
     "query_stores",
+    "sqlite_writer",
     "viewer_pages",
 )
 NEEDS_NODE = frozenset(("server_throughput", "shipper_throughput", "request_latency_node_down"))

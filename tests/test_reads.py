@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from audit_middleware.model.event import NO_TENANT, Actor, AuditEvent, RequestFacts, Resource
+from audit_middleware.model.encoding import dumps
+from audit_middleware.model.event import NO_TENANT, Actor, RequestFacts, Resource
 from audit_middleware.processing.redaction import Redactor
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
@@ -54,12 +55,12 @@ def test_the_export_is_audited_into_the_given_sink(filled_store: SQLiteStore, au
 def test_a_failed_export_is_audited_too(filled_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """An export that breaks off is recorded as a failure, with how far it got."""
 
-    def broken(query: AuditQuery) -> Iterator[AuditEvent]:
-        yield make_event("create")
+    def broken(query: AuditQuery) -> Iterator[str]:  # the export reads the stored documents
+        yield dumps(make_event("create").to_document()).decode()
         raise OSError("disk full")
 
     sink = MemorySink()
-    monkeypatch.setattr(filled_store, "iterate", broken)
+    monkeypatch.setattr(filled_store, "documents", broken)
     with pytest.raises(OSError, match="disk full"):
         export_audited(filled_store, AuditQuery(tenant="acme"), io.BytesIO(), sink, actor=Actor(name="ann"))
     [event] = sink.events

@@ -18,12 +18,14 @@
     audit-middleware archive list                                     # archive files or snapshots
     audit-middleware archive restore .ds-audit-standard-000001-2026.12.01-21:19:00.996
     audit-middleware alerts list --tenant acme
+    audit-middleware import --store sqlite:audit.sqlite3 export.ndjson archive-0001.ndjson.gz
 
 Connection settings come from the ``AUDIT_OPENSEARCH_*`` environment variables
 (listed in ``audit_middleware.env``); options given here win over them.
 
 The commands live in ``cli.admin`` (setup, status), ``cli.read`` (search, show,
-export, tail) and ``cli.archives`` (retention, archive), ``cli.alerting`` (alerts), with
+export, tail) and ``cli.archives`` (retention, archive), ``cli.alerting`` (alerts), ``cli.loading``
+(import), with
 ``cli.targets`` choosing their store; ``cli.render`` formats
 events for the terminal.
 
@@ -89,6 +91,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alerts": (
         "audit_middleware.cli.alerting",
         "The alerts of the four rules: list them, or evaluate the rules now (SQLite).",
+    ),
+    "import": (
+        "audit_middleware.cli.loading",
+        "Load NDJSON documents (an export, an archive, another store's dump) into the SQLite store.",
     ),
 }
 

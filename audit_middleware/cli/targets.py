@@ -61,14 +61,14 @@ def store_option(command: Any) -> Any:
     )(command)
 
 
-def sqlite_path(spec: str | None) -> Path | None:
-    """The SQLite file ``spec`` names, or None for OpenSearch."""
+def sqlite_path(spec: str | None, *, create: bool = False) -> Path | None:
+    """The SQLite file ``spec`` names, or None for OpenSearch; it must exist unless ``create``."""
     spec = spec or ("opensearch" if env.opensearch_configured() else f"sqlite:{env.sqlite_path()}")
     if spec == "opensearch":
         return None
     if spec.startswith("sqlite:") and len(spec) > len("sqlite:"):
         path = Path(spec.removeprefix("sqlite:"))
-        if not path.is_file():
+        if not create and not path.is_file():
             raise click.BadParameter(f"no audit store at {str(path)!r}", param_hint="--store")
         return path
     raise click.BadParameter(f"{spec!r}: use sqlite:PATH or opensearch", param_hint="--store")

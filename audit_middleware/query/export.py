@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, Literal
 
 from audit_middleware.model.actions import CATALOG
-from audit_middleware.model.encoding import dumps
+from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.model.event import Actor, AuditEvent
 from audit_middleware.model.timestamps import format_timestamp, parse_timestamp
 
@@ -353,6 +353,40 @@ def document_chunks(
     else:
         lines = (dumps(document).decode("utf-8") + "\n" for document in documents)
     return _chunked(lines, format, bom, progress)
+
+
+def stored_document_chunks(
+    documents: Iterable[str],
+    format: ExportFormat = "csv",
+    *,
+    bom: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """Like ``document_chunks``, from stored JSON text (``AuditStore.documents``).
+
+    NDJSON writes each document as stored, byte for byte; CSV parses each one once.
+    """
+    _check_format(format)
+    if format == "csv":
+        lines = _csv_text(document_csv_row(loads(document)) for document in documents)
+    else:
+        lines = (document + "\n" for document in documents)
+    return _chunked(lines, format, bom, progress)
+
+
+def write_documents(
+    documents: Iterable[str],
+    out: IO[bytes],
+    format: ExportFormat = "csv",
+    *,
+    bom: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """``write_export`` of stored JSON text (``AuditStore.documents``); returns the row count."""
+    tally = RowTally(progress)
+    for chunk in stored_document_chunks(documents, format, bom=bom, progress=tally):
+        out.write(chunk)
+    return tally.rows
 
 
 def _document_identity(user: Mapping[str, Any]) -> str:

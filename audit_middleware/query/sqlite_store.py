@@ -7,14 +7,21 @@ Free text never reaches FTS5 as syntax: ``fts_match`` keeps only the characters 
 tokenizer indexes (letters, digits, marks), so each whitespace-separated word becomes a
 quoted phrase with a trailing ``*`` and the phrases are ANDed. ``OR``, ``NEAR``, ``*``,
 quotes, ``:``, parentheses and NUL are separators, just as they are in the index.
+
+This module is long because the choice of what drives a search (the time index, the
+full-text index, or a short list of ids) and the reads that follow it are one piece.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import sqlite3
 import threading
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -22,10 +29,18 @@ from audit_middleware.model.encoding import loads
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.tenancy import NoProject, ProjectSelector, TenantSelector, scope_key, tenant_key
 from audit_middleware.model.timestamps import unix_ms
-from audit_middleware.query.model import AuditQuery, Cursor, Page, QueryError, check_tenant
+from audit_middleware.query.model import (
+    BOUNDED_COUNT_LIMIT,
+    AuditQuery,
+    BoundedCount,
+    Cursor,
+    Page,
+    QueryError,
+    check_tenant,
+)
 from audit_middleware.query.store import AuditStore
 from audit_middleware.sqlite.connection import ConnectionPool
-from audit_middleware.sqlite.schema import USER_SEQS, SQLiteStoreError
+from audit_middleware.sqlite.schema import TENANT_KEYS, TEXT_COLUMNS, SQLiteStoreError, email_key, id_key
 
 __all__ = ["SQLiteStore", "SQLiteStoreError", "fts_match"]
 
@@ -45,6 +60,33 @@ def _fts_string(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
+def _fold(text: str) -> str:
+    """Case and diacritics folded as the ``unicode61 remove_diacritics 2`` tokenizer does."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+def _tokens(text: str) -> list[str]:
+    """The tokens the index holds for ``text`` (folded, split at every non-token character)."""
+    return "".join(char if _is_token_char(char) else " " for char in _fold(text)).split()
+
+
+def fts_phrases(text: str) -> list[list[str]]:
+    """The phrases of free text: each whitespace-separated word cut into index tokens.
+
+    Words without a letter or digit are left out, and so are repeats.
+
+    >>> fts_phrases('Prod "db*" OR ann@ex prod')
+    [['prod'], ['db'], ['or'], ['ann', 'ex']]
+    """
+    phrases: dict[tuple[str, ...], None] = {}
+    for word in text.split():
+        kept = [token for token in _tokens(word) if any(unicodedata.category(c)[0] in "LN" for c in token)]
+        if kept:
+            phrases[tuple(kept)] = None
+    return [list(phrase) for phrase in phrases]
+
+
 def fts_match(text: str) -> str | None:
     """An FTS5 MATCH expression for free text, or None when it has nothing to look for.
 
@@ -59,14 +101,8 @@ def fts_match(text: str) -> str | None:
     >>> fts_match("*** ()") is None
     True
     """
-    phrases: list[str] = []
-    for word in text.split():
-        tokens = "".join(char if _is_token_char(char) else " " for char in word.casefold()).split()
-        kept = [token for token in tokens if any(unicodedata.category(c)[0] in "LN" for c in token)]
-        if kept:
-            phrases.append(_fts_string(" ".join(kept)) + "*")
-    unique = list(dict.fromkeys(phrases))
-    return " AND ".join(unique) if unique else None
+    phrases = [_fts_string(" ".join(tokens)) + "*" for tokens in fts_phrases(text)]
+    return " AND ".join(phrases) if phrases else None
 
 
 def _ms(moment: datetime) -> int:
@@ -86,32 +122,36 @@ def _project_clause(projects: tuple[ProjectSelector, ...]) -> tuple[str, ...]:
 
 
 class _Filter:
-    """The SQL ``WHERE`` of a query: clauses with ``?`` placeholders and their values."""
+    """The SQL ``WHERE`` of a query: clauses with ``?`` placeholders and their values.
 
-    __slots__ = ("clauses", "params")
+    ``driving`` holds the candidate rows (``seq``) when a full-text term of the query has
+    few matches (``drive_limit``, in any tenant): the query then reads those rows by
+    rowid and sorts them, instead of walking the tenant's time index.
+    """
 
-    def __init__(self, clauses: list[str], params: list[Any]) -> None:
+    __slots__ = ("clauses", "driving", "params")
+
+    def __init__(self, clauses: list[str], params: list[Any], driving: list[int] | None = None) -> None:
         self.clauses = clauses
         self.params = params
+        self.driving = driving
 
     @classmethod
-    def of(cls, query: AuditQuery) -> _Filter | None:
+    def of(cls, query: AuditQuery, conn: sqlite3.Connection, *, drive: int | None = None) -> _Filter | None:
         """The filter of ``query`` (its cursor aside), or None when nothing can match.
 
-        The user and text filters are sets of ``seq`` (from the four covering user
-        indexes, or from FTS) that each index entry's rowid is tested against, without
-        reading the table. The ``+`` keeps SQLite from driving the query by that set
-        (row lookups, then a sort of every match): the rows are read in index order and
-        the first page ends after ``page_size`` hits. Common terms cost little; a rare
-        one costs one pass over the tenant's index entries, never a table scan.
+        Every filter but the user and the text is tested on ``events_by_time`` entries
+        (they are covering). The user filter is one ``user_keys`` term lookup; each word
+        of the text is an FTS phrase over the resource name and emails, or a stored
+        action whose id or label it matches. Those sets of ``seq`` are tested per entry
+        (the ``+`` keeps SQLite from driving by them and sorting every match), unless one
+        of them is small: then it drives (see the class docstring).
         """
         tenant = tenant_key(query.tenant)
         where = cls(["tenant = ?"], [tenant])
         for column, values in (("action", query.actions), ("resource_type", query.resource_types)):
             if values:
                 where.add(f"{column} IN ({', '.join('?' * len(values))})", *values)
-        if query.user:
-            where.add(f"+seq IN ({USER_SEQS})", *[value for _ in range(4) for value in (tenant, query.user)])
         if query.project:
             where.add(*_project_clause((query.project,)))
         if query.projects is not None:
@@ -128,12 +168,53 @@ class _Filter:
             where.add("unix_ms >= ?", query.start_ms)
         if query.end_ms is not None:
             where.add("unix_ms < ?", query.end_ms)
-        if query.text:
-            match = fts_match(query.text)
-            if match is None:
-                return None
-            where.add("+seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)", match)
-        return where
+        required: list[str] = []  # FTS expressions every match is in
+        if query.user:
+            required.append(f'user_keys : ("{id_key(query.user)}" OR "{email_key(query.user)}")')
+        if query.text and not where.add_text(query.text, conn, required):
+            return None
+        return where.drive_or_test(required, conn, drive)
+
+    def add_text(self, text: str, conn: sqlite3.Connection, required: list[str]) -> bool:
+        """Add the clauses of free ``text``; False when it has nothing to look for.
+
+        A word that names no stored action must be in the full-text index: it joins
+        ``required``. One that does may match either way: an ``OR`` clause.
+        """
+        phrases = fts_phrases(text)
+        if not phrases:
+            return False
+        words: list[str] = []
+        actions = _stored_actions(conn)
+        for tokens in phrases:
+            phrase = _fts_string(" ".join(tokens)) + "*"
+            named = [action for action, names in actions if any(_has_phrase(n, tokens) for n in names)]
+            if not named:
+                words.append(phrase)
+                continue
+            self.add(
+                f"(action IN ({', '.join('?' * len(named))}) OR +seq IN ({_FTS_SEQS}))",
+                *named,
+                f"{TEXT_COLUMNS} : {phrase}",
+            )
+        if words:
+            required.append(f"{TEXT_COLUMNS} : ({' AND '.join(words)})")
+        return True
+
+    def drive_or_test(self, required: list[str], conn: sqlite3.Connection, drive: int | None) -> _Filter:
+        """Let the smallest ``required`` FTS set drive when it has at most ``drive`` rows; test the others."""
+        smallest: tuple[int, list[int]] | None = None
+        limit = drive or 0
+        for number, match in enumerate(required if limit else ()):
+            seqs = [int(row[0]) for row in conn.execute(_FTS_PROBE, (match, limit + 1))]
+            if len(seqs) <= limit and (smallest is None or len(seqs) < len(smallest[1])):
+                smallest = (number, seqs)
+        if smallest is not None:
+            self.driving = smallest[1]
+        for number, match in enumerate(required):
+            if smallest is None or number != smallest[0]:
+                self.add(f"+seq IN ({_FTS_SEQS})", match)
+        return self
 
     def add(self, clause: str, *params: Any) -> _Filter:
         """Add one clause (ANDed) and its values; returns self."""
@@ -143,7 +224,7 @@ class _Filter:
 
     def copy(self) -> _Filter:
         """An independent copy, to add clauses to."""
-        return _Filter(list(self.clauses), list(self.params))
+        return _Filter(list(self.clauses), list(self.params), self.driving)
 
     def before(self, cursor: Cursor | None) -> _Filter:
         """A copy that also requires rows older than ``cursor`` (newest-first keyset)."""
@@ -152,10 +233,60 @@ class _Filter:
             copy.add("(unix_ms, event_id) < (?, ?)", cursor.unix_ms, cursor.event_id)
         return copy
 
+    def select(self, columns: str) -> tuple[str, list[Any]]:
+        """``SELECT columns FROM events WHERE ...`` and its values (rowid lookups when driving)."""
+        if self.driving is None:
+            return f"SELECT {columns} FROM events WHERE {self.sql}", list(self.params)  # noqa: S608 - only placeholders are interpolated
+        return (
+            f"SELECT {columns} FROM events NOT INDEXED "  # noqa: S608 - only placeholders are interpolated
+            f"WHERE seq IN (SELECT value FROM json_each(?)) AND {self.sql}",
+            [json.dumps(self.driving), *self.params],
+        )
+
     @property
     def sql(self) -> str:
         """The clauses joined with AND."""
         return " AND ".join(self.clauses)
+
+
+_FTS_SEQS = "SELECT rowid FROM events_fts WHERE events_fts MATCH ?"
+_FTS_PROBE = _FTS_SEQS + " LIMIT ?"
+
+
+def drive_limit(conn: sqlite3.Connection, page_size: int) -> int:
+    """How many full-text matches (all tenants) may drive a first page rather than the time index.
+
+    Driving costs a row read per match (random pages, cold after a restart); walking
+    ``events_by_time`` costs about ``page_size / share`` entries, read in order, where
+    ``share`` (matches / rows) is about ``matches / total``. With an entry ~100x cheaper
+    than a driven row (measured), driving wins below ``sqrt(page_size * total / 100)``:
+    about 700 matches at 1M records, 1,200 at 3M.
+    """
+    total = _max_seq(conn)
+    return max(50, min(5_000, math.isqrt((page_size + 1) * total // 100)))
+
+
+def _max_seq(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+
+def _stored_actions(conn: sqlite3.Connection) -> list[tuple[str, tuple[list[str], ...]]]:
+    """Every stored action id with the tokens of its id and of each of its labels."""
+    names: dict[str, list[list[str]]] = {}
+    for action, label in conn.execute("SELECT id, label FROM actions"):
+        entry = names.setdefault(str(action), [_tokens(str(action))])
+        entry.append(_tokens(str(label)))
+    return [(action, tuple(tokens)) for action, tokens in names.items()]
+
+
+def _has_phrase(tokens: list[str], phrase: list[str]) -> bool:
+    """Whether ``phrase`` occurs in ``tokens`` as FTS5 matches ``"a b"*``: in a row, the last by prefix."""
+    size = len(phrase)
+    for start in range(len(tokens) - size + 1):
+        window = tokens[start : start + size]
+        if window[:-1] == phrase[:-1] and window[-1].startswith(phrase[-1]):
+            return True
+    return False
 
 
 class SQLiteStore(AuditStore):
@@ -184,24 +315,33 @@ class SQLiteStore(AuditStore):
 
     # -- reading -------------------------------------------------------------------
 
-    def _documents(self, sql: str, params: Sequence[Any]) -> list[AuditEvent]:
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A connection inside one read transaction: the probes and the query see the same rows."""
         with self._pool.borrow() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [AuditEvent.from_document(loads(row[0])) for row in rows]
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
 
-    def _newest_first(self, where: _Filter, limit: int) -> list[AuditEvent]:
-        sql = (
-            f"SELECT document FROM events WHERE {where.sql} "  # noqa: S608 - only placeholders are interpolated
-            "ORDER BY unix_ms DESC, event_id DESC LIMIT ?"
-        )
-        return self._documents(sql, [*where.params, limit])
+    @staticmethod
+    def _newest_first(
+        conn: sqlite3.Connection, where: _Filter, limit: int, columns: str = "document"
+    ) -> list[Any]:
+        sql, params = where.select(columns)
+        return conn.execute(
+            f"{sql} ORDER BY unix_ms DESC, event_id DESC LIMIT ?", [*params, limit]
+        ).fetchall()
 
     def search(self, query: AuditQuery) -> Page:
         """One page of matching events, newest first; ``next_cursor`` is None on the last page."""
-        where = _Filter.of(query)
-        if where is None:
-            return Page(events=[], next_cursor=None)
-        events = self._newest_first(where.before(query.cursor), query.page_size + 1)
+        with self._snapshot() as conn:
+            where = _Filter.of(query, conn, drive=drive_limit(conn, query.page_size))
+            if where is None:
+                return Page(events=[], next_cursor=None)
+            rows = self._newest_first(conn, where.before(query.cursor), query.page_size + 1)
+        events = [AuditEvent.from_document(loads(row[0])) for row in rows]
         page = events[: query.page_size]
         more = len(events) > query.page_size
         return Page(events=page, next_cursor=Cursor.after(page[-1]).encode() if more else None)
@@ -211,18 +351,30 @@ class SQLiteStore(AuditStore):
         key = tenant_key(check_tenant(tenant))
         if not isinstance(event_id, str) or not event_id:
             return None
-        found = self._documents(
-            "SELECT document FROM events WHERE tenant = ? AND event_id = ?", [key, event_id]
-        )
-        return found[0] if found else None
+        with self._pool.borrow() as conn:
+            row = conn.execute(
+                "SELECT document FROM events WHERE tenant = ? AND event_id = ?", [key, event_id]
+            ).fetchone()
+        return None if row is None else AuditEvent.from_document(loads(row[0]))
 
     def count(self, query: AuditQuery) -> int:
         """How many events match (page size and cursor are ignored)."""
-        where = _Filter.of(query)
-        if where is None:
-            return 0
-        with self._pool.borrow() as conn:
-            row = conn.execute(f"SELECT count(*) FROM events WHERE {where.sql}", where.params).fetchone()  # noqa: S608 - only placeholders are interpolated
+        return self._count(query, None)
+
+    def count_bounded(self, query: AuditQuery, limit: int = BOUNDED_COUNT_LIMIT) -> BoundedCount:
+        """How many events match, exactly up to ``limit``: reads at most ``limit + 1`` index entries."""
+        return BoundedCount.of(self._count(query, limit + 1), limit)
+
+    def _count(self, query: AuditQuery, limit: int | None) -> int:
+        with self._snapshot() as conn:
+            # a count reads every match: driving by up to 10,000 rows beats walking the tenant
+            where = _Filter.of(query, conn, drive=BOUNDED_COUNT_LIMIT)
+            if where is None:
+                return 0
+            sql, params = where.select("1")
+            if limit is not None:
+                sql, params = f"{sql} LIMIT ?", [*params, limit]
+            row = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()  # noqa: S608 - only placeholders are interpolated
         return int(row[0])
 
     def iterate(self, query: AuditQuery) -> Iterator[AuditEvent]:
@@ -231,24 +383,32 @@ class SQLiteStore(AuditStore):
         Events stored after the iteration started are left out, so an export is the
         set of records that existed when it began.
         """
-        where = _Filter.of(query)
+        return (AuditEvent.from_document(loads(document)) for document in self.documents(query))
+
+    def documents(self, query: AuditQuery) -> Iterator[str]:
+        """Every matching event's stored document (JSON text, as stored), in ``iterate`` order."""
+        with self._pool.borrow() as conn:
+            snapshot = _max_seq(conn)
+            where = _Filter.of(query, conn, drive=BOUNDED_COUNT_LIMIT)
         if where is None:
             return iter(())
-        return self._iterate(where, query.cursor, self._max_seq())
+        return self._iterate(where.add("seq <= ?", snapshot), query.cursor)
 
-    def _iterate(self, where: _Filter, cursor: Cursor | None, snapshot: int) -> Iterator[AuditEvent]:
-        where = where.copy().add("seq <= ?", snapshot)
+    def _iterate(self, where: _Filter, cursor: Cursor | None) -> Iterator[str]:
         while True:
-            batch = self._newest_first(where.before(cursor), _READ_BATCH)
-            yield from batch
+            with self._pool.borrow() as conn:
+                batch = self._newest_first(
+                    conn, where.before(cursor), _READ_BATCH, "document, unix_ms, event_id"
+                )
+            for row in batch:
+                yield str(row[0])
             if len(batch) < _READ_BATCH:
                 return
-            cursor = Cursor.after(batch[-1])
+            cursor = Cursor(int(batch[-1][1]), str(batch[-1][2]))
 
     def _max_seq(self) -> int:
         with self._pool.borrow() as conn:
-            row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-        return int(row[0])
+            return _max_seq(conn)
 
     def tail(
         self,
@@ -266,7 +426,8 @@ class SQLiteStore(AuditStore):
         poll (by insertion order, so a record that arrives late with an old timestamp
         is still seen) are yielded; polls that find nothing yield nothing.
         """
-        where = _Filter.of(query)
+        with self._pool.borrow() as conn:
+            where = _Filter.of(query, conn)  # never driven: new rows are not in a set found now
         since_ms = None if since is None else _ms(since)
         if where is not None and since_ms is not None:
             where.add("unix_ms >= ?", since_ms)
@@ -302,7 +463,9 @@ class SQLiteStore(AuditStore):
                 f"SELECT document FROM events WHERE {page.sql} "  # noqa: S608 - only placeholders are interpolated
                 "ORDER BY unix_ms, event_id LIMIT ?"
             )
-            batch = self._documents(sql, [*page.params, _READ_BATCH])
+            with self._pool.borrow() as conn:
+                rows = conn.execute(sql, [*page.params, _READ_BATCH]).fetchall()
+            batch = [AuditEvent.from_document(loads(row[0])) for row in rows]
             if batch:
                 yield batch[::-1]
             if len(batch) < _READ_BATCH:
@@ -341,7 +504,8 @@ class SQLiteStore(AuditStore):
             while True:
                 conn.execute("BEGIN IMMEDIATE")
                 removed = conn.execute(
-                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE unix_ms < ? LIMIT ?)",
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events "  # noqa: S608 - fixed SQL
+                    f"WHERE tenant IN ({TENANT_KEYS}) AND unix_ms < ? LIMIT ?)",
                     (cutoff_ms, _PURGE_CHUNK),
                 ).rowcount
                 conn.execute("COMMIT")

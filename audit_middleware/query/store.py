@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import IO
 
+from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.tenancy import TenantSelector
-from audit_middleware.query.export import ExportFormat, RowTally, export_chunks
+from audit_middleware.query.export import ExportFormat, RowTally, stored_document_chunks
 from audit_middleware.query.model import BOUNDED_COUNT_LIMIT, AuditQuery, BoundedCount, Page
 
 
@@ -51,6 +52,14 @@ class AuditStore(ABC):
         ``page_size`` is ignored; a ``cursor`` starts after that event.
         """
 
+    def documents(self, query: AuditQuery) -> Iterator[str]:
+        """Every matching event's stored document (JSON text), in ``iterate`` order.
+
+        The export reads this: a store that keeps documents as JSON hands them out as
+        stored; this default serialises ``iterate()``.
+        """
+        return (dumps(event.to_document()).decode("utf-8") for event in self.iterate(query))
+
     def export(self, query: AuditQuery, out: IO[bytes], format: ExportFormat = "csv") -> int:
         """Write every matching event to ``out`` as CSV or NDJSON; returns the row count.
 
@@ -69,13 +78,13 @@ class AuditStore(ABC):
         bom: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[bytes]:
-        """Every matching event as export chunks (``query.export.export_chunks``), newest first.
+        """Every matching event as export chunks, newest first, from ``documents()``.
 
         ``progress`` gets the rows written now and then, and the rest when the export
-        ends, fails or is closed. A store that reads its stored documents directly
-        overrides this to skip building events.
+        ends, fails or is closed. A store that reads its documents another way (sliced
+        point-in-time searches) overrides this.
         """
-        return export_chunks(self.iterate(query), format, bom=bom, progress=progress)
+        return stored_document_chunks(self.documents(query), format, bom=bom, progress=progress)
 
     @abstractmethod
     def tail(

@@ -3,7 +3,8 @@
 ``emit`` (on the request path) puts the event on a bounded queue and returns; the
 process's background writer stores batches, one transaction each. When the queue is
 full the caller writes its event itself (back-pressure, never a dropped record).
-``write`` is the synchronous bulk load. The database runs in WAL mode, so readers
+``write`` stores events now (batched transactions); ``load`` is the bulk load, which into
+an empty store builds the indexes after the rows (``sqlite.bulk``). The database runs in WAL mode, so readers
 (``query.sqlite_store.SQLiteStore``) never wait for the writer, and several processes
 (gunicorn workers) can share one file.
 
@@ -11,6 +12,16 @@ A batch the store refuses even after retries (a disk full, locked for long, fail
 goes to the last resort (``sinks.lastresort``: a private file), and is replayed into the
 store by the writer once a batch succeeds again. One event whose row cannot be built
 never costs the rest of its batch.
+
+When the disk cannot keep up, the policy is back-pressure, never loss: the queue holds
+``queue_size`` events; once it is full, ``emit`` stores its event itself on the calling
+thread (blocking that request for one transaction). A store that refuses writes (locked,
+full, failing) sends them to the last resort instead. ``benchmarks/sqlite_writer.py``
+shows what a slow disk does to ``emit`` latency.
+
+Every batch is written by ``_write_transaction``, one function holding the transaction: a
+step that must happen atomically with a batch's rows (such as extending a hash chain)
+goes there.
 
 With ``alert_rules`` and ``retention`` the sink also runs the store's periodic jobs
 (``sinks.housekeeping``): the alert rules as windowed queries on the shared file, calling
@@ -38,9 +49,10 @@ from audit_middleware.sinks.housekeeping import Housekeeping
 from audit_middleware.sinks.lastresort import LastResort, destination_directory
 from audit_middleware.sinks.notify import AlertNotifier, WebhookNotifier
 from audit_middleware.sinks.worker import BackgroundWorker
+from audit_middleware.sqlite.bulk import load_rows
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.retention import SQLiteRetention
-from audit_middleware.sqlite.schema import INSERT, row_of
+from audit_middleware.sqlite.schema import insert_rows, row_of
 
 __all__ = ["SQLiteSink"]
 
@@ -134,11 +146,20 @@ class SQLiteSink(Sink):
             for event in events:
                 batch.append(row_of(event))
                 if len(batch) >= _WRITE_BATCH:
-                    inserted += _insert(conn, batch)
+                    inserted += _write_transaction(conn, batch)
                     batch.clear()
             if batch:
-                inserted += _insert(conn, batch)
+                inserted += _write_transaction(conn, batch)
         return inserted
+
+    def load(self, events: Iterable[AuditEvent]) -> int:
+        """Bulk-load ``events`` (many at once); returns how many were new.
+
+        Into an empty store the indexes and full-text search are built after the rows,
+        in one transaction (``sqlite.bulk``); otherwise this is ``write``.
+        """
+        with self._pool.borrow() as conn:
+            return load_rows(conn, map(row_of, events))
 
     def emit(self, event: AuditEvent) -> None:
         """Queue ``event`` for the background writer; never raises, never drops it.
@@ -172,7 +193,7 @@ class SQLiteSink(Sink):
             with self._pool.borrow() as conn:
                 for pause in (*_WRITE_RETRIES, None):
                     try:
-                        _insert(conn, rows)
+                        _write_transaction(conn, rows)
                         break
                     except sqlite3.OperationalError:  # locked beyond busy_timeout, disk full, I/O error
                         if pause is None:
@@ -253,12 +274,17 @@ class _Writer(BackgroundWorker[AuditEvent]):
         shutdown.watch(self._sink, signals=self._sink._signals)
 
 
-def _insert(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+def _write_transaction(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Store one batch in one transaction; returns how many rows were new.
+
+    The only place the writer opens a transaction: work that must commit or roll back
+    with a batch belongs here, between the insert and the commit.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        inserted = conn.executemany(INSERT, rows).rowcount
+        inserted = insert_rows(conn, rows)
     except BaseException:
         conn.rollback()
         raise
     conn.execute("COMMIT")
-    return max(inserted, 0)
+    return inserted

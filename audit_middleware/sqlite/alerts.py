@@ -2,8 +2,8 @@
 
 Several worker processes write one file and none of them sees every record, so nothing
 is counted in memory: each evaluation asks the shared database which groups reach their
-threshold in the window ending now (``events_by_action_time`` reads one action's
-recent rows), and keeps what it found in the ``alerts`` table, as a monitor does:
+threshold in the window ending now (``events_by_time`` reads each tenant's rows of the
+window, and its entries carry the action), and keeps what it found in the ``alerts`` table, as a monitor does:
 
 * a group that fires and has no ACTIVE alert gets a new one (to be notified);
 * a group that fires and has one updates its value and last record (no new alert);
@@ -34,6 +34,7 @@ from audit_middleware.model.alerts import NO_USER, Alert, AlertRule
 from audit_middleware.model.ids import uuid7
 from audit_middleware.model.tenancy import TenantSelector, tenant_key
 from audit_middleware.sqlite.maintenance import transaction
+from audit_middleware.sqlite.schema import TENANT_KEYS
 
 __all__ = [
     "MAX_NOTIFY_ATTEMPTS",
@@ -110,8 +111,10 @@ def compile_rule(rule: AlertRule) -> str:
     return (
         f"SELECT e.tenant, {keys}{_MEASURE_SQL[rule.measure]} AS measure, "  # noqa: S608 - only fixed SQL
         "min(e.unix_ms), max(e.unix_ms), group_concat(e.event_id) "
-        # events_by_action_time: one action's rows in the window, across tenants
-        f"FROM (SELECT * FROM events WHERE action IN ({', '.join('?' * len(rule.actions))}) "
+        # events_by_time, tenant by tenant (found by one seek each): the window's entries,
+        # whose action is tested on the index before a row is read
+        f"FROM (SELECT * FROM events WHERE tenant IN ({TENANT_KEYS}) "
+        f"AND action IN ({', '.join('?' * len(rule.actions))}) "
         "AND unix_ms >= ? AND unix_ms <= ? ORDER BY unix_ms DESC) AS e"
         f"{joins}{having_ip} GROUP BY {group} HAVING measure >= ?"
     )

@@ -26,7 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from audit_middleware.sqlite.schema import ALERTS_AND_ARCHIVES_V2, EVENTS_V1, SQLiteStoreError
+from audit_middleware.sqlite.schema import (
+    ALERTS_AND_ARCHIVES_V2,
+    EVENTS_V1,
+    INGEST_LAYOUT_V3,
+    SQLiteStoreError,
+)
 
 __all__ = ["SCHEMA_VERSION", "STEPS", "Migration", "ensure_schema", "schema_version", "upgrade"]
 
@@ -43,6 +48,7 @@ class Migration:
 STEPS: Final[tuple[Migration, ...]] = (
     Migration("events, filter indexes and full-text search", EVENTS_V1),
     Migration("alert state, retention archives, maintenance leases", ALERTS_AND_ARCHIVES_V2),
+    Migration("one covering time index, users and text through full-text search", INGEST_LAYOUT_V3),
 )
 SCHEMA_VERSION: Final = len(STEPS)
 

@@ -40,7 +40,7 @@ from audit_middleware.model.encoding import loads
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.tenancy import HASHED_PREFIX, NO_TENANT_KEY
 from audit_middleware.sqlite.maintenance import transaction
-from audit_middleware.sqlite.schema import INSERT, row_of
+from audit_middleware.sqlite.schema import insert_rows, row_of
 
 __all__ = [
     "ArchiveFile",
@@ -319,7 +319,7 @@ def restore_archive(conn: sqlite3.Connection, path: Path) -> RestoreReport:
 
     def store() -> None:
         with transaction(conn):
-            report.inserted += max(conn.executemany(INSERT, batch).rowcount, 0)
+            report.inserted += insert_rows(conn, batch)
         batch.clear()
 
     try:

@@ -29,19 +29,56 @@ Version 2 (``ALERTS_AND_ARCHIVES_V2``):
 * ``archives``: the compressed NDJSON files retention wrote before deleting records.
 * ``maintenance``: when each periodic job (retention, alert evaluation) last ran, and a
   lease so that one worker of many runs it.
+
+Version 3 (``INGEST_LAYOUT_V3``, see "The SQLite layout" in ``docs/architecture.md``): an
+index set the writer can afford. A b-tree index whose key is spread over many values (a
+user, a resource type) dirties one page per row in every transaction; FTS5 instead buffers
+a transaction's terms and writes them as one sorted segment. So:
+
+* one b-tree index for reading, ``events_by_time`` ``(tenant, unix_ms DESC, event_id DESC,
+  action, resource_type, outcome, project)``: newest first per tenant, and covering for the
+  common filters, which are tested on the index entry without reading the row;
+* the user filter through FTS5: ``user_keys`` (a generated column, nothing stored) holds
+  one token per user value of the row, ``i`` + the hex of an id and ``e`` + the hex of an
+  ASCII-lowercased email (so an exact, ``NOCASE``-like match is one term lookup);
+* ``events_fts`` indexes the resource name, both emails and ``user_keys``
+  (``columnsize=0``: no per-row size table; no prefix indexes; ``automerge`` 16 so fewer
+  merges), fed once per transaction by ``insert_rows`` rather than by a per-row trigger;
+  the action is matched against ``actions`` (every stored action id and label) rather
+  than indexed per row;
+* the per-filter indexes, ``events_for_retention`` and ``events_by_action_time`` are
+  dropped: retention and alert rules read ``events_by_time`` tenant by tenant.
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from audit_middleware.errors import AuditError
 from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.tenancy import NO_TENANT_KEY
+from audit_middleware.model.timestamps import parse_timestamp
 
-__all__ = ["ALERTS_AND_ARCHIVES_V2", "EVENTS_V1", "INSERT", "SQLiteStoreError", "row_of"]
+__all__ = [
+    "ALERTS_AND_ARCHIVES_V2",
+    "EVENTS_V1",
+    "FTS_TRIGGERS_V3",
+    "INGEST_LAYOUT_V3",
+    "INSERT",
+    "READ_INDEXES_V3",
+    "TENANT_KEYS",
+    "TEXT_COLUMNS",
+    "SQLiteStoreError",
+    "email_key",
+    "id_key",
+    "insert_rows",
+    "row_of",
+    "row_of_document",
+]
 
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
@@ -62,12 +99,6 @@ INSERT = """
     ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
-USER_SEQS = """
-    SELECT seq FROM events WHERE tenant = ? AND user_id = ?
-    UNION ALL SELECT seq FROM events WHERE tenant = ? AND user_email = ?
-    UNION ALL SELECT seq FROM events WHERE tenant = ? AND effective_user_id = ?
-    UNION ALL SELECT seq FROM events WHERE tenant = ? AND effective_user_email = ?
-"""
 
 EVENTS_V1: Final[tuple[str, ...]] = (
     """
@@ -183,6 +214,106 @@ ALERTS_AND_ARCHIVES_V2: Final[tuple[str, ...]] = (
 )
 
 
+_USER_KEYS = """
+    iif(user_id IS NULL, '', 'i' || hex(user_id))
+    || iif(user_email IS NULL, '', ' e' || hex(lower(user_email)))
+    || iif(effective_user_id IS NULL, '', ' i' || hex(effective_user_id))
+    || iif(effective_user_email IS NULL, '', ' e' || hex(lower(effective_user_email)))
+"""
+FTS_COLUMNS: Final = "resource_name, user_email, effective_user_email, user_keys"
+TEXT_COLUMNS: Final = "{resource_name user_email effective_user_email}"
+"""The FTS5 column filter of free-text search (``user_keys`` is for the user filter only)."""
+
+TENANT_KEYS: Final = (
+    "WITH RECURSIVE t(key) AS (SELECT min(tenant) FROM events "
+    "UNION ALL SELECT (SELECT min(tenant) FROM events WHERE tenant > t.key) FROM t WHERE t.key IS NOT NULL) "
+    "SELECT key FROM t WHERE key IS NOT NULL"
+)
+"""Every stored tenant key, one index seek each: ``tenant IN (TENANT_KEYS)`` reads all tenants'
+``events_by_time`` ranges, as a query across tenants must (there is no time-only index)."""
+
+READ_INDEXES_V3: Final[tuple[str, ...]] = (
+    "CREATE INDEX events_by_time ON events "
+    "(tenant, unix_ms DESC, event_id DESC, action, resource_type, outcome, project)",
+)
+"""The b-tree index for reading; the bulk load drops it while it loads and builds it after."""
+
+FTS_TRIGGERS_V3: Final[tuple[str, ...]] = (
+    """
+    CREATE TRIGGER events_fts_delete AFTER DELETE ON events BEGIN
+        INSERT INTO events_fts (events_fts, rowid, resource_name, user_email, effective_user_email, user_keys)
+        VALUES ('delete', old.seq, old.resource_name, old.user_email, old.effective_user_email,
+                old.user_keys);
+    END
+    """,
+    """
+    CREATE TRIGGER events_fts_update AFTER UPDATE ON events BEGIN
+        INSERT INTO events_fts (events_fts, rowid, resource_name, user_email, effective_user_email, user_keys)
+        VALUES ('delete', old.seq, old.resource_name, old.user_email, old.effective_user_email,
+                old.user_keys);
+        INSERT INTO events_fts (rowid, resource_name, user_email, effective_user_email, user_keys)
+        VALUES (new.seq, new.resource_name, new.user_email, new.effective_user_email, new.user_keys);
+        INSERT OR IGNORE INTO actions (id, label) VALUES (new.action, new.action_label);
+    END
+    """,
+)
+"""Keep ``events_fts`` and ``actions`` in step when rows are deleted or changed.
+
+Inserts feed them in bulk instead (``insert_rows``): FTS5 flushes its in-memory terms at
+every statement savepoint, so a per-row insert trigger wrote one tiny segment per row and
+cost the writer about 2.5x (measured; see docs/benchmarks.md).
+"""
+
+FEED_SEARCH: Final[tuple[str, ...]] = (
+    "INSERT INTO events_fts (rowid, resource_name, user_email, effective_user_email, user_keys) "
+    "SELECT seq, resource_name, user_email, effective_user_email, user_keys FROM events WHERE seq > ?",
+    "INSERT OR IGNORE INTO actions (id, label) "
+    "SELECT DISTINCT action, action_label FROM events WHERE seq > ?",
+)
+"""Index the rows stored after ``seq`` (the caller's transaction added them) for search."""
+
+
+def insert_rows(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
+    """Insert ``rows`` (``row_of``) and index them for search; returns how many were new.
+
+    Call it inside a write transaction (``BEGIN IMMEDIATE``): every writer of the file
+    stores rows through this, so the full-text index and ``actions`` stay complete.
+    """
+    top = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+    inserted = max(conn.executemany(INSERT, rows).rowcount, 0)
+    if inserted:
+        for statement in FEED_SEARCH:
+            conn.execute(statement, (top,))
+    return inserted
+
+
+INGEST_LAYOUT_V3: Final[tuple[str, ...]] = (
+    "DROP TRIGGER events_fts_insert",
+    "DROP TRIGGER events_fts_delete",
+    "DROP TRIGGER events_fts_update",
+    "DROP TABLE events_fts",
+    "DROP INDEX events_by_time",
+    *(f"DROP INDEX events_by_{column}" for column in _FILTER_INDEXES),
+    "DROP INDEX events_for_retention",
+    "DROP INDEX events_by_action_time",
+    f"ALTER TABLE events ADD COLUMN user_keys TEXT GENERATED ALWAYS AS ({_USER_KEYS}) VIRTUAL",
+    *READ_INDEXES_V3,
+    "CREATE TABLE actions (id TEXT NOT NULL, label TEXT NOT NULL, PRIMARY KEY (id, label)) WITHOUT ROWID",
+    "INSERT OR IGNORE INTO actions (id, label) SELECT DISTINCT action, action_label FROM events",
+    f"""
+    CREATE VIRTUAL TABLE events_fts USING fts5(
+        {FTS_COLUMNS},
+        content='events', content_rowid='seq', columnsize=0,
+        tokenize='unicode61 remove_diacritics 2'
+    )
+    """,
+    "INSERT INTO events_fts (events_fts, rank) VALUES ('automerge', 16)",
+    "INSERT INTO events_fts (events_fts) VALUES ('rebuild')",
+    *FTS_TRIGGERS_V3,
+)
+"""Version 3; it rebuilds the full-text index once over the stored rows (a minute per ~1M)."""
+
+
 class SQLiteStoreError(AuditError):
     """The SQLite file cannot be used; the message says why."""
 
@@ -196,26 +327,63 @@ def row_of(event: AuditEvent, document_text: str | None = None) -> tuple[Any, ..
     also those this version does not model); by default it is ``event.to_document()``.
     """
     document = event.to_document()
-    user = document.get("user", {})
-    effective = user.get("effective", {})
-    resource = event.resource
+    text = dumps(document).decode("utf-8") if document_text is None else document_text
+    return row_of_document(document, text, event.unix_ms)
+
+
+def row_of_document(document: Mapping[str, Any], text: str, unix_ms: int | None = None) -> tuple[Any, ...]:
+    """The ``events`` row of a stored ``document`` whose JSON is ``text`` (kept byte for byte).
+
+    ``unix_ms`` saves parsing ``@timestamp`` when the caller knows it. Raises ``KeyError``,
+    ``TypeError`` or ``ValueError`` for a document that is not an audit record.
+    """
+    event = document["event"]
+    audit = document["audit"]
+    user = document.get("user") or {}
+    effective = user.get("effective") or {}
+    resource = audit.get("resource") or {}
+    action_id = event["action"]
+    label = (audit.get("action") or {}).get("label") or action_id
+    if not isinstance(action_id, str) or not isinstance(event["id"], str):
+        raise TypeError("event.action and event.id must be strings")
     return (
-        document.get("organization", {}).get("id", NO_TENANT_KEY),
-        event.unix_ms,
-        event.id,
-        _text(event.action.id),
-        _text(event.action.label),
-        _text(resource.type) if resource else None,
-        _text(resource.id) if resource else None,
-        _text(resource.name) if resource else None,
+        (document.get("organization") or {}).get("id", NO_TENANT_KEY),
+        parse_timestamp(document["@timestamp"]) if unix_ms is None else unix_ms,
+        event["id"],
+        _text(action_id),
+        _text(label),
+        _text(resource.get("type")),
+        _text(resource.get("id")),
+        _text(resource.get("name")),
         _text(user.get("id")),
         _text(user.get("email")),
         _text(effective.get("id")),
         _text(effective.get("email")),
-        document["audit"].get("project", {}).get("id"),
-        event.outcome,
-        dumps(document).decode("utf-8") if document_text is None else document_text,
+        (audit.get("project") or {}).get("id"),
+        event.get("outcome", "unknown"),
+        text,
     )
+
+
+_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def id_key(value: str) -> str:
+    """The ``user_keys`` token of a user id (exact match).
+
+    >>> id_key("42")
+    'i3432'
+    """
+    return "i" + (_text(value) or "").encode("utf-8").hex()
+
+
+def email_key(value: str) -> str:
+    """The ``user_keys`` token of an email, matched case-insensitively in ASCII as ``NOCASE`` is.
+
+    >>> email_key("Ann@X") == email_key("ann@x")
+    True
+    """
+    return "e" + (_text(value) or "").translate(_ASCII_LOWER).encode("utf-8").hex()
 
 
 def _text(value: str | None) -> str | None:

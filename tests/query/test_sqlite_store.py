@@ -46,9 +46,10 @@ def _connect(target: SQLiteStore | SQLiteSink) -> sqlite3.Connection:
 def test_filters_read_in_index_order(
     sqlite_store: SQLiteStore, sqlite_sink: SQLiteSink, filters: dict[str, str], analyzed: bool
 ) -> None:
-    """Every filter's first page walks a tenant index in order: no table scan, no sort of all matches.
+    """Every filter's first page walks the tenant's time index in order: no table scan, no sort.
 
     Also once ANALYZE has run (close() runs PRAGMA optimize), which changes SQLite's choices.
+    (Without driving: a full-text set with few matches reads its rows instead, tested below.)
     """
     if analyzed:
         users = [Actor(id=f"u{n}", email=f"user{n}@example.com") for n in range(20)]
@@ -59,14 +60,59 @@ def test_filters_read_in_index_order(
             for n, action in enumerate(["create", "delete", "start", "login"] * 150)
         )
         _connect(sqlite_store).execute("ANALYZE")
-    where = _Filter.of(AuditQuery.build("acme", **filters))  # type: ignore[arg-type]
+    conn = _connect(sqlite_store)
+    where = _Filter.of(AuditQuery.build("acme", **filters), conn)  # type: ignore[arg-type]
     assert where is not None
-    order = "ORDER BY unix_ms DESC, event_id DESC"
-    sql = f"EXPLAIN QUERY PLAN SELECT document FROM events WHERE {where.sql} {order}"
-    plan = " | ".join(row[3] for row in _connect(sqlite_store).execute(sql, where.params))
-    assert plan.startswith("SEARCH events USING INDEX events_by_"), plan
+    sql, params = where.select("document")
+    plan = _plan(conn, f"{sql} ORDER BY unix_ms DESC, event_id DESC", params)
+    assert plan.startswith("SEARCH events USING INDEX events_by_time (tenant=?"), plan
     assert "SCAN events " not in plan + " "
     assert "TEMP B-TREE" not in plan
+
+
+def _plan(conn: sqlite3.Connection, sql: str, params: list[object]) -> str:
+    return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+@pytest.mark.parametrize("filters", [{"user": "u1"}, {"search": "web-3"}, {"user": "u1", "search": "web"}])
+def test_a_full_text_set_with_few_matches_drives_the_query(
+    sqlite_store: SQLiteStore, sqlite_sink: SQLiteSink, filters: dict[str, str]
+) -> None:
+    """A user or a text with few matches reads just those rows by rowid, then sorts them."""
+    users = [Actor(id=f"u{n}", email=f"user{n}@example.com") for n in range(20)]
+    sqlite_sink.write(
+        make_event(
+            "create", ago_ms=n * MINUTE, user=users[n % 20], resource=Resource("pod", str(n), f"web-{n}")
+        )
+        for n in range(300)
+    )
+    conn = _connect(sqlite_store)
+    where = _Filter.of(AuditQuery.build("acme", **filters), conn, drive=50)  # type: ignore[arg-type]
+    assert where is not None
+    assert where.driving is not None
+    assert 0 < len(where.driving) <= 20
+    sql, params = where.select("document")
+    plan = _plan(conn, f"{sql} ORDER BY unix_ms DESC, event_id DESC", params)
+    assert plan.startswith("SEARCH events USING INTEGER PRIMARY KEY (rowid=?)"), plan
+    expected = sqlite_store.search(AuditQuery.build("acme", page_size=500, **filters))  # type: ignore[arg-type]
+    walked = _Filter.of(AuditQuery.build("acme", **filters), conn)  # type: ignore[arg-type]
+    assert walked is not None
+    walked_sql, walked_params = walked.select("event_id")
+    ids = [
+        row[0] for row in conn.execute(f"{walked_sql} ORDER BY unix_ms DESC, event_id DESC", walked_params)
+    ]
+    assert [event.id for event in expected.events] == ids
+
+
+def test_the_bounded_count_stops_at_its_limit(sqlite_store: SQLiteStore, sqlite_sink: SQLiteSink) -> None:
+    """count_bounded is exact below the limit and says "N+" at it; count() stays exact."""
+    sqlite_sink.write(make_event("create", ago_ms=n * MINUTE) for n in range(30))
+    query = AuditQuery.build("acme")
+    assert str(sqlite_store.count_bounded(query, 100)) == "30"
+    capped = sqlite_store.count_bounded(query, 10)
+    assert (capped.value, capped.more, str(capped)) == (10, True, "10+")
+    assert str(sqlite_store.count_bounded(query, 30)) == "30", "exactly the limit is no more than it"
+    assert sqlite_store.count(query) == 30
 
 
 def test_reopening_keeps_the_records(tmp_path: Path) -> None:

@@ -175,13 +175,13 @@ def test_a_failing_disk_keeps_records_privately_and_replays_them(
     counted, warned once, and replayed into the store when a later batch succeeds."""
     warnings: list[str] = []
     monkeypatch.setattr("audit_middleware.logs.warn", lambda message, **fields: warnings.append(message))
-    original = sqlite_sink_module._insert
+    original = sqlite_sink_module._write_transaction
 
     def broken(conn: sqlite3.Connection, rows: object) -> int:
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(sqlite_sink_module, "_WRITE_RETRIES", (0.0,))
-    monkeypatch.setattr(sqlite_sink_module, "_insert", broken)
+    monkeypatch.setattr(sqlite_sink_module, "_write_transaction", broken)
     refused = [make_event("create", ago_ms=index, user=Actor(email="ann@example.com")) for index in range(3)]
     for event in refused:
         sqlite_sink.emit(event)
@@ -196,7 +196,7 @@ def test_a_failing_disk_keeps_records_privately_and_replays_them(
     assert len(warnings) == 1
     assert sqlite_sink.fallback.stats().kept == 3
 
-    monkeypatch.setattr(sqlite_sink_module, "_insert", original)  # the disk has room again
+    monkeypatch.setattr(sqlite_sink_module, "_write_transaction", original)  # the disk has room again
     sqlite_sink.emit(make_event("update"))
     assert sqlite_sink.flush(timeout=10)
     assert sqlite_store.count(AuditQuery(tenant="acme")) == 4

@@ -16,14 +16,19 @@ from audit_middleware.sqlite.migrations import SCHEMA_VERSION, STEPS, Migration,
 from audit_middleware.sqlite.schema import SQLiteStoreError
 
 V1_FILE = Path(__file__).parent / "data" / "schema-v1.sqlite3"
+V2_FILE = Path(__file__).parent / "data" / "schema-v2.sqlite3"
 
 
 @pytest.fixture
 def v1_copy(tmp_path: Path) -> Path:
     """A copy of a store written by the version-1 code (12 records, tenants acme and globex)."""
-    path = tmp_path / "old.sqlite3"
-    shutil.copy(V1_FILE, path)
-    return path
+    return Path(shutil.copy(V1_FILE, tmp_path / "old.sqlite3"))
+
+
+@pytest.fixture
+def v2_copy(tmp_path: Path) -> Path:
+    """A copy of a store written by the version-2 code (12 records of acme and globex)."""
+    return Path(shutil.copy(V2_FILE, tmp_path / "v2.sqlite3"))
 
 
 def _schema(path: Path) -> list[tuple[str, str, str]]:
@@ -133,5 +138,43 @@ def test_processes_opening_an_old_file_at_once_upgrade_it_once(v1_copy: Path):
 
 def test_steps_are_numbered_by_position():
     """Step n (0-based) makes version n + 1; the current version is the number of steps."""
-    assert SCHEMA_VERSION == len(STEPS) == 2
+    assert SCHEMA_VERSION == len(STEPS) == 3
     assert all(step.description for step in STEPS)
+
+
+def test_the_v2_fixture_was_written_by_version_2():
+    """The version-3 upgrade starts from a file the version-2 code wrote (filter indexes, FTS triggers)."""
+    with sqlite3.connect(V2_FILE) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema")}
+    assert {"events_by_user_email", "events_by_action_time", "events_fts_insert"} <= names
+
+
+def test_a_version_2_file_is_upgraded_in_place_and_every_filter_still_finds_its_records(v2_copy: Path):
+    """After the upgrade to version 3 users, text, actions and labels find the same records as before."""
+    with SQLiteStore(v2_copy) as store:
+        with sqlite3.connect(v2_copy) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 12
+            assert conn.execute("INSERT INTO events_fts (events_fts) VALUES ('integrity-check')")
+
+        def count(tenant: str, **filters: str) -> int:
+            return store.count(AuditQuery.build(tenant, page_size=100, **filters))
+
+        assert count("acme") == count("globex") == 6
+        assert count("acme", user="user0@example.com") == 2  # stored as User0@Example.com: NOCASE
+        assert count("acme", user="100") == 2
+        assert count("acme", user="support@vendor.example") == 1  # the impersonator of record 4
+        assert count("acme", search="web-frontend-004") == 1
+        assert count("globex", search="login f") == 3  # "Login Failed": the action label
+        assert count("acme", search="login f") == 0
+        assert count("globex", search="upd") == 3
+        assert count("acme", search="web upd") == 0  # every word must match
+        assert count("globex", search="web upd") == 3
+
+
+def test_an_upgraded_version_2_file_has_the_layout_of_a_new_one(v2_copy: Path, tmp_path: Path):
+    """Upgrading a version-2 file gives exactly the tables, indexes and triggers a new file gets."""
+    SQLiteStore(v2_copy).close()
+    SQLiteStore(tmp_path / "new.sqlite3").close()
+    assert _schema(v2_copy) == _schema(tmp_path / "new.sqlite3")

@@ -7,26 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from audit_middleware.model.event import Actor
 from audit_middleware.query.sqlite_store import SQLiteStore, SQLiteStoreError
 from audit_middleware.sinks.sqlite import SQLiteSink
 from audit_middleware.sqlite.migrations import SCHEMA_VERSION
+from audit_middleware.sqlite.schema import email_key, id_key
+from tests.query.conftest import make_event
 
 
 def _connect(target: SQLiteStore | SQLiteSink) -> sqlite3.Connection:
     return sqlite3.connect(target.path)
-
-
-FILTER_INDEXES = {
-    "events_by_time": [],
-    "events_by_action": ["action"],
-    "events_by_resource_type": ["resource_type"],
-    "events_by_user_id": ["user_id"],
-    "events_by_user_email": ["user_email"],
-    "events_by_effective_user_id": ["effective_user_id"],
-    "events_by_effective_user_email": ["effective_user_email"],
-    "events_by_project": ["project"],
-    "events_by_outcome": ["outcome"],
-}
 
 
 # -- schema --------------------------------------------------------------------------------
@@ -39,13 +29,39 @@ def test_schema_is_versioned_and_in_wal_mode(sqlite_store: SQLiteStore) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_every_filter_index_leads_with_tenant_and_ends_newest_first(sqlite_store: SQLiteStore) -> None:
-    """Each filter has an index (tenant, filter, unix_ms DESC, event_id DESC)."""
+def test_one_time_index_leads_with_tenant_and_covers_the_common_filters(sqlite_store: SQLiteStore) -> None:
+    """events_by_time is (tenant, unix_ms DESC, event_id DESC) and carries action, type, outcome, project."""
     conn = _connect(sqlite_store)
-    for name, middle in FILTER_INDEXES.items():
-        columns = [(row[2], row[3]) for row in conn.execute(f"PRAGMA index_xinfo({name})") if row[5]]
-        assert [column for column, _ in columns] == ["tenant", *middle, "unix_ms", "event_id"], name
-        assert [desc for _, desc in columns][-2:] == [1, 1], name
+    columns = [(row[2], row[3]) for row in conn.execute("PRAGMA index_xinfo(events_by_time)") if row[5]]
+    assert columns == [
+        ("tenant", 0),
+        ("unix_ms", 1),
+        ("event_id", 1),
+        ("action", 0),
+        ("resource_type", 0),
+        ("outcome", 0),
+        ("project", 0),
+    ]
+    indexes = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL AND tbl_name = 'events'"
+        )
+    }
+    assert indexes == {"events_by_time"}  # every other b-tree index costs the writer (docs/architecture.md)
+
+
+def test_user_keys_hold_one_token_per_user_value(sqlite_store: SQLiteStore, sqlite_sink: SQLiteSink) -> None:
+    """user_keys: the id and the ASCII-lowercased email of the actor and of the identity acted as."""
+    actor = Actor(id="7", email="Ann@Example.COM", impersonator=Actor(id="root", email="ROOT@x"))
+    sqlite_sink.write([make_event("create", user=actor)])
+    keys = _connect(sqlite_store).execute("SELECT user_keys FROM events").fetchone()[0]
+    assert keys.lower().split() == [
+        id_key("root"),
+        email_key("root@x"),
+        id_key("7"),
+        email_key("ann@example.com"),
+    ]  # FTS5 folds case
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
