@@ -193,13 +193,17 @@ def _request_job(context: RequestContext, config: CaptureSettings, *, failed: bo
             or method in config.rules.methods
         ):
             return None
+    # resolved when the response started, as a rule: the resolvers run again only for what was not found
+    actor = context.actor
+    tenant = context.tenant
+    project = context.project
     return RequestJob(
         context,
         failure,
         time.time_ns() // 1_000_000,
-        resolve_actor(context, config),
-        resolve_scope(context, config, "tenant"),
-        resolve_scope(context, config, "project"),
+        actor if actor is not None else resolve_actor(context, config),
+        tenant if tenant is not None else resolve_scope(context, config, "tenant"),
+        project if project is not None else resolve_scope(context, config, "project"),
         _honest(config),
     )
 
@@ -230,6 +234,9 @@ def resolve_late(context: RequestContext) -> None:
     config = current_settings()
     if may_record(context, config):
         context.note_span()
-        resolve_actor(context, config)
-        resolve_scope(context, config, "tenant")
-        resolve_scope(context, config, "project")
+        if context.actor is None:
+            resolve_actor(context, config)
+        if context.tenant is None:
+            resolve_scope(context, config, "tenant")
+        if context.project is None:
+            resolve_scope(context, config, "project")
