@@ -33,7 +33,7 @@ def random_bytes(count: int) -> bytes:
 
 
 def _forget_pool() -> None:
-    global _pool, _pool_at  # noqa: PLW0603 - reset in the child
+    global _pool, _pool_at
     _pool, _pool_at = b"", 0
 
 
