@@ -45,7 +45,7 @@ def _timed(runner: Runner, calls: int, *, settle: bool) -> tuple[float, float]:
     process_start = time.process_time_ns()
     thread_ns = runner(calls)
     if settle:
-        audit_middleware.flush()
+        audit_config.get_config().sink.flush()
     return float(time.process_time_ns() - process_start), float(thread_ns)
 
 
