@@ -239,12 +239,12 @@ def _suite(
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p),
-        "AUDIT_LOG_FILE": str(work / "unused-default.jsonl"),
         apps.ENV_JSONL: str(jsonl),
         apps.ENV_URL: settings.opensearch_url,
         apps.ENV_STATE_DIR: str(work / f"{kind}-state"),
     }
-    env.pop("AUDIT_OPENSEARCH_URL", None)  # the sqlite variant must get the default store
+    for name in ("AUDIT_OPENSEARCH_URL", "AUDIT_LOG_FILE"):  # the sqlite variant gets the default store
+        env.pop(name, None)
     env["AUDIT_SQLITE_PATH"] = str(work / f"{kind}-audit.sqlite3")
     env["AUDIT_FALLBACK_DIR"] = str(work / f"{kind}-fallback")
     variants = ["bare", "sqlite", "jsonl"]
@@ -373,21 +373,20 @@ def run(settings: Settings) -> Result:
                 )
             result.data[f"{kind} checks"] = checks
             result.notes.append(f"{kind}: records written {checks}")
+            in_flight = WRK_CONNECTIONS * (rounds + 1)  # one request per connection when each run stops
             for sink in ("sqlite", "jsonl", "opensearch"):
                 if f"{sink}_requests" in checks:
-                    stored, answered = (
-                        checks.get(f"{sink}_records", checks.get(f"{sink}_documents")),
-                        checks[f"{sink}_requests"],
-                    )
+                    stored = checks.get(f"{sink}_records", checks.get(f"{sink}_documents", 0))
+                    answered = checks[f"{sink}_requests"]
                     result.rows.append(
                         Row(
-                            f"{kind} {sink}: records stored = responses counted by wrk",
+                            f"{kind} {sink}: records stored vs responses counted by wrk",
                             "records",
                             float(answered),
                             float(stored),
                             delta=float(stored - answered),
-                            target="equal",
-                            met=stored == answered,
+                            target=f"equal, plus at most {in_flight} in flight",
+                            met=0 <= stored - answered <= in_flight,
                         )
                     )
     result.tables.append(
@@ -414,6 +413,9 @@ def run(settings: Settings) -> Result:
         f"{rounds} rounds of {seconds} s per variant, variants taking turns; all variants of a server "
         "run side by side, idle when not loaded",
         "gunicorn sync workers close the connection after each response (no keep-alive); uvicorn keeps it",
+        "records vs wrk: when a wrk run ends, each of its connections may have one request the server "
+        "answers (and records) after wrk stopped counting, so stored - counted is 0 to connections x runs; "
+        "fewer stored than counted would be a lost record",
         "uvicorn runs as gunicorn -k uvicorn.workers.UvicornWorker: `uvicorn --workers 2` (0.54) creates its "
         "listening socket with proto 0, so asyncio never sets TCP_NODELAY and every response waits ~40 ms "
         "for a delayed ACK (measured: 23 req/s on one connection, bare app)",
