@@ -194,18 +194,14 @@ def _request_job(context: RequestContext, config: CaptureSettings, *, failed: bo
         ):
             return None
     # resolved when the response started, as a rule: the resolvers run again only for what was not found
-    actor = context.actor
-    tenant = context.tenant
-    project = context.project
-    return RequestJob(
-        context,
-        failure,
-        time.time_ns() // 1_000_000,
-        actor if actor is not None else resolve_actor(context, config),
-        tenant if tenant is not None else resolve_scope(context, config, "tenant"),
-        project if project is not None else resolve_scope(context, config, "project"),
-        _honest(config),
-    )
+    actor = context.actor if context.actor is not None else resolve_actor(context, config)
+    tenant = context.tenant if context.tenant is not None else resolve_scope(context, config, "tenant")
+    project = context.project if context.project is not None else resolve_scope(context, config, "project")
+    # What the request knows is settled: a late record (a commit after the response) takes
+    # it from here, and the queued job holds no framework request (its body, say) alive.
+    context.actor, context.tenant, context.project = actor, tenant, project
+    context.native_request = context.actor_lookup = None
+    return RequestJob(context, failure, time.time_ns() // 1_000_000, actor, tenant, project, _honest(config))
 
 
 def _honest(config: CaptureSettings) -> bool:
