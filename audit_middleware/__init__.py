@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from audit_middleware.capture.recorder import record
     from audit_middleware.capture.rules import RouteRules, Rule
     from audit_middleware.capture.wsgi import AuditMiddleware
-    from audit_middleware.config import AuditConfig, configure, drain, get_config
+    from audit_middleware.config import AuditConfig, configure, drain, flush, get_config
     from audit_middleware.errors import (
         AuditDeliveryError,
         AuditError,
@@ -80,6 +80,7 @@ _EXPORTS: dict[str, str] = {
     "current": "audit_middleware.capture.context",
     "diff": "audit_middleware.model.changes",
     "drain": "audit_middleware.config",
+    "flush": "audit_middleware.config",
     "get_config": "audit_middleware.config",
     "record": "audit_middleware.capture.recorder",
     "register": "audit_middleware.model.actions",
@@ -117,6 +118,7 @@ __all__ = [
     "current",
     "diff",
     "drain",
+    "flush",
     "get_config",
     "record",
     "register",

@@ -19,16 +19,28 @@ from audit_middleware.capture.settings import (
     ActorResolver,
     CaptureSettings,
     ChangeRecords,
+    Deferred,
     ScopeResolver,
 )
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.processing.redaction import Redactor
 from audit_middleware.sinks import shutdown
-from audit_middleware.sinks.base import Sink
+from audit_middleware.sinks.base import Sink, drain_pending
 from audit_middleware.sinks.defaults import default_sink
-from audit_middleware.sinks.delivery import deliver
+from audit_middleware.sinks.delivery import PIPELINE, Work, deliver, derive_and_deliver
 
-__all__ = ["AuditConfig", "configure", "default_config", "drain", "get_config", "reset", "use_config"]
+_ORDER_WAIT = 5.0  # seconds a record delivered at once waits for the records queued before it
+
+__all__ = [
+    "AuditConfig",
+    "configure",
+    "default_config",
+    "drain",
+    "flush",
+    "get_config",
+    "reset",
+    "use_config",
+]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -43,8 +55,29 @@ class AuditConfig(CaptureSettings):
     redactor: Redactor = field(default_factory=Redactor)
 
     def deliver(self, event: AuditEvent, *, strict: bool = False) -> None:
-        """Redact and hand a finished record to the sink (``sinks.delivery``)."""
+        """Redact and hand a finished record to the sink (``sinks.delivery``), on this thread.
+
+        These are records made outside a request (or after it answered): ``strict`` ones
+        (``record()``) must tell their caller whether they are safe. Requests go through
+        :meth:`submit`; the records queued there before this one reach the sink first.
+        """
+        if not PIPELINE.on_worker():
+            PIPELINE.wait_for_earlier(_ORDER_WAIT)
         deliver(event, self.sink, self.redactor, strict=strict)
+
+    def submit(self, job: Deferred) -> None:
+        """Derive and deliver a finished request's records on the delivery worker."""
+        if self._inline():
+            self._process(job)
+        else:
+            PIPELINE.submit(self._process, job)
+
+    def _process(self, work: Work) -> None:
+        derive_and_deliver(work, self, self.sink, self.redactor)
+
+    def _inline(self) -> bool:
+        # a durable sink promises the record is safe when the response ends: no hand-off
+        return getattr(self.sink, "durable", False) is True
 
     def drain(self, timeout: float | None = None) -> bool:
         """Persist and deliver what every buffering sink holds (``sinks.shutdown.drain``)."""
@@ -106,6 +139,7 @@ def configure(
         login_paths=frozenset(_names(login_paths, "login_paths")),
     )
     previous = _capture.install(new)
+    PIPELINE.resume()  # a drained process that is configured again delivers in the background again
     if isinstance(previous, AuditConfig) and previous.sink is not new.sink:
         previous.sink.close(timeout=5.0)
     return new
@@ -157,3 +191,14 @@ def drain(timeout: float | None = None) -> bool:
     if isinstance(config, AuditConfig):
         return config.drain(timeout)
     return shutdown.drain(timeout)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until every record made so far is derived, redacted and handed to the sink, and
+    the sink has delivered it; True when nothing is left. Unlike :func:`drain`, the
+    process goes on as before (records keep being finished in the background).
+    """
+    config = _capture.installed()
+    if isinstance(config, AuditConfig):
+        return config.sink.flush(timeout)
+    return drain_pending(timeout)

@@ -30,6 +30,7 @@ from benchmarks.node import node_cpu_seconds, plain_client, require_loopback, un
 
 BENCHMARKS = (
     "capture_inprocess",
+    "allin_cpu",
     "structlog_context",
     "server_throughput",
     "shipper_throughput",
@@ -39,7 +40,7 @@ BENCHMARKS = (
     "sqlite_writer",
     "viewer_pages",
 )
-NEEDS_NODE = frozenset(("server_throughput", "shipper_throughput", "request_latency_node_down"))
+NEEDS_NODE = frozenset(("shipper_throughput", "request_latency_node_down"))
 # Run in a fresh process: its memory figures must not include what earlier benchmarks left behind.
 ISOLATED = frozenset(("memory_node_down",))
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

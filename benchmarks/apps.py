@@ -1,20 +1,25 @@
-"""Hello-world apps (Flask, Starlette), bare or wrapped, and the sinks the benchmarks use.
+"""Hello-world apps (Flask, Starlette, Django), bare or wrapped, and the sinks the benchmarks use.
 
 The servers started by ``server_throughput`` import this module in their workers:
 
     gunicorn 'benchmarks.apps:wsgi_server_app()'
+    gunicorn 'benchmarks.apps:django_server_app()'
     uvicorn --factory benchmarks.apps:asgi_server_app
 
-``BENCH_AUDIT_VARIANT`` picks ``bare`` (no middleware), ``jsonl`` (records appended to
-the file ``BENCH_AUDIT_JSONL``) or ``opensearch`` (an ``OpenSearchSink`` to
-``BENCH_AUDIT_OPENSEARCH_URL`` with prefix ``BENCH_AUDIT_PREFIX``, spooling under
-``BENCH_AUDIT_STATE_DIR``).
+``BENCH_AUDIT_VARIANT`` picks ``bare`` (no middleware), ``sqlite`` (no ``configure()``:
+the default store, ``AUDIT_SQLITE_PATH``, exactly as an app that only adds the
+middleware gets it), ``jsonl`` (records appended to the file ``BENCH_AUDIT_JSONL``) or
+``opensearch`` (an ``OpenSearchSink`` to ``BENCH_AUDIT_OPENSEARCH_URL`` with prefix
+``BENCH_AUDIT_PREFIX``, spooling under ``BENCH_AUDIT_STATE_DIR``).
 """
 
 from __future__ import annotations
 
 import os
 
+from django.core.handlers.wsgi import WSGIHandler
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
 from flask import Flask
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,7 +34,7 @@ from audit_middleware.sinks import JsonLinesSink, Sink
 from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 
 HELLO = "Hello, World!"
-VARIANTS = ("bare", "jsonl", "opensearch")
+VARIANTS = ("bare", "sqlite", "jsonl", "opensearch")
 ENV_VARIANT = "BENCH_AUDIT_VARIANT"
 ENV_JSONL = "BENCH_AUDIT_JSONL"
 ENV_URL = "BENCH_AUDIT_OPENSEARCH_URL"
@@ -72,10 +77,15 @@ def starlette_app() -> Starlette:
     return Starlette(routes=[Route("/", _hello, methods=["GET"]), Route("/items", _hello, methods=["POST"])])
 
 
+def wrapped_variant() -> bool:
+    """Whether the environment asks for the audited app."""
+    return os.environ.get(ENV_VARIANT, "bare") != "bare"
+
+
 def sink_from_env() -> Sink | None:
-    """The sink named by the environment, or None for the bare variant."""
+    """The sink named by the environment; None for the bare variant and for the default store."""
     variant = os.environ.get(ENV_VARIANT, "bare")
-    if variant == "bare":
+    if variant in ("bare", "sqlite"):
         return None
     if variant == "jsonl":
         return JsonLinesSink(os.environ[ENV_JSONL])
@@ -88,9 +98,8 @@ def sink_from_env() -> Sink | None:
 def wsgi_server_app() -> Flask:
     """The Flask app for gunicorn, wrapped the README's way unless the variant is ``bare``."""
     app = flask_app()
-    sink = sink_from_env()
-    if sink is not None:
-        audit_middleware.configure(sink=sink)
+    if wrapped_variant():
+        _configure()
         app.wsgi_app = AuditMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
@@ -98,8 +107,42 @@ def wsgi_server_app() -> Flask:
 def asgi_server_app() -> Starlette | ASGIAuditMiddleware:
     """The Starlette app for uvicorn, wrapped unless the variant is ``bare``."""
     app = starlette_app()
-    sink = sink_from_env()
-    if sink is None:
+    if not wrapped_variant():
         return app
-    audit_middleware.configure(sink=sink)
+    _configure()
     return ASGIAuditMiddleware(app)
+
+
+def _configure() -> None:
+    sink = sink_from_env()
+    if sink is not None:  # else the default store, built by the first request of each worker
+        audit_middleware.configure(sink=sink)
+
+
+def _django_index(request: HttpRequest) -> HttpResponse:  # noqa: ARG001 - Django's view signature
+    return HttpResponse(HELLO, content_type="text/plain")
+
+
+urlpatterns = [path("", _django_index), path("items", _django_index)]
+"""The Django app's two routes (``ROOT_URLCONF`` is this module)."""
+
+
+def django_server_app() -> WSGIHandler:
+    """The same routes on Django for gunicorn: the audit app and middleware unless ``bare``."""
+    from django.conf import settings  # noqa: PLC0415 - configured here, in the server's worker
+    from django.core.wsgi import get_wsgi_application  # noqa: PLC0415
+
+    wrapped = wrapped_variant()
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="benchmark-only",
+        ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+        ROOT_URLCONF=__name__,
+        INSTALLED_APPS=["audit_middleware.frameworks.django"] if wrapped else [],
+        MIDDLEWARE=["audit_middleware.frameworks.django.AuditMiddleware"] if wrapped else [],
+        USE_TZ=True,
+    )
+    application = get_wsgi_application()
+    if wrapped:
+        _configure()
+    return application

@@ -3,8 +3,9 @@
 The middleware binds a ``RequestContext`` for each request; ``record()``, the structlog
 processors and the framework adapters read it. ContextVars keep it isolated across
 threads and asyncio tasks. Raw header values are stored as received and derived values
-(client IP, request id, trace id, truncated user agent) are computed on first use, so a
-request that never produces a record or log line pays almost nothing.
+(client IP, request id, trace id, truncated user agent) are computed on first use: for
+a record, on the background worker (``capture.derive``), so a request pays only for
+copying a few environ or scope fields.
 
 Jobs, scripts, management commands and tasks have no request: ``audit_context()`` says
 who acts there (an ``AmbientContext``), and what they record carries it.
@@ -12,6 +13,7 @@ who acts there (an ``AmbientContext``), and what they record carries it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -31,6 +33,7 @@ from audit_middleware.errors import AuditError
 from audit_middleware.model.event import Actor, AuditEvent, RequestFacts, Scope
 
 _UNSET: Any = object()
+_derive_lock = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -101,7 +104,10 @@ class RequestContext:
     def request_id(self) -> str:
         """The incoming X-Request-ID when well-formed, else a new id (stable for the request)."""
         if self._request_id is None:
-            self._request_id = valid_request_id(self.request_id_raw) or new_request_id()
+            # the worker derives it while a late record() (a commit after the response) may too
+            with _derive_lock:
+                if self._request_id is None:
+                    self._request_id = valid_request_id(self.request_id_raw) or new_request_id()
         return self._request_id
 
     @property

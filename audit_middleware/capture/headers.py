@@ -7,8 +7,9 @@ them raises on bad input, because a malformed header must never break the reques
 from __future__ import annotations
 
 import codecs
-import os
 import re
+
+from audit_middleware.model.ids import random_bytes
 
 __all__ = [
     "HEADER_MAX_BYTES",
@@ -55,7 +56,7 @@ def valid_request_id(value: str | None) -> str | None:
 
 def new_request_id() -> str:
     """A fresh random request id: 32 lowercase hex characters (128 random bits)."""
-    return os.urandom(16).hex()  # a third of uuid4().hex's cost, on every audited request
+    return random_bytes(16).hex()  # from the pooled CSPRNG bytes: no system call per request
 
 
 def trace_id_from_traceparent(value: str | None) -> str | None:

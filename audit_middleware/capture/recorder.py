@@ -5,25 +5,22 @@ status, outcome, late-resolved actor) and outside one (background jobs, scripts:
 record is emitted at once, by the actor of the ``audit_context()`` in force, else by
 ``system``, unless one is given).
 
-At the end of a request :func:`finish_request` builds its record by precedence:
-explicit ``record()`` calls, else a route rule's action (enriched with the committed
-changes of registered models, see ``capture.staging``), else the changes themselves,
-else the generic record of a state-changing method.
+At the end of a request :func:`finish_request` keeps what only the request thread
+knows and hands a ``RequestJob`` to the background worker, which builds the record by
+precedence (``capture.derive``): explicit ``record()`` calls, else a route rule's action
+(enriched with the committed changes of registered models, see ``capture.staging``),
+else the changes themselves, else the generic record of a state-changing method.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from audit_middleware import logs
-from audit_middleware.capture.change_records import Description, describe
-from audit_middleware.capture.changes import REGISTRY, ChangeLog, settle
+from audit_middleware.capture.changes import REGISTRY, settle
 from audit_middleware.capture.completion import (
-    ANONYMOUS,
-    action_for,
-    apply,
     complete,
     complete_outside,
     current_settings,
@@ -33,9 +30,9 @@ from audit_middleware.capture.completion import (
     send,
 )
 from audit_middleware.capture.context import PendingRecord, RequestContext, ambient, current
-from audit_middleware.capture.outcomes import Verdict, judge
-from audit_middleware.capture.rules import Decision
+from audit_middleware.capture.derive import RequestJob
 from audit_middleware.capture.settings import CaptureSettings
+from audit_middleware.capture.snapshots import snapshot
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.actions import CATALOG, Action
 from audit_middleware.model.changes import diff
@@ -110,7 +107,7 @@ def record(
         resource=resource,
         targets=target_list,
         changes=change_set,
-        details=dict(details) if details else {},
+        details=snapshot(details) if details else {},
         tenant=Scope.of(tenant),
         project=Scope.of(project),
         permissions=permissions,
@@ -158,157 +155,58 @@ def record_detected(
 
 
 def finish_request(context: RequestContext, *, failed: bool = False) -> None:
-    """Complete and send the request's records; called once by the middleware at the end.
+    """End the request: keep what only this thread knows and hand the rest to the worker.
 
-    ``failed`` is True when the app raised or the response broke off; a status of 400
-    or more also counts as failure.
+    Called once by the middleware at the end. ``failed`` is True when the app raised or
+    the response broke off; a status of 400 or more also counts as failure. Here, on the
+    request thread, the ORM's pending changes are settled and the actor, tenant and
+    project resolved (the framework's request is still reachable); the records are
+    derived from that on the background worker (``capture.derive``). A request that
+    cannot produce a record stops after a few attribute reads.
     """
     if context.finished:
         return
     context.finished = True
     try:
-        _finish_request(context, failed=failed)
+        config = current_settings()
+        job = _request_job(context, config, failed=failed)
+        if job is not None:
+            config.submit(job)
     except Exception as exc:  # noqa: BLE001 - auditing must never break the host app's response
         logs.warn(f"audit record of {context.method} {context.path[:200]} could not be built: {exc!r}")
 
 
-def _finish_request(context: RequestContext, *, failed: bool) -> None:
-    config = current_settings()
+def _request_job(context: RequestContext, config: CaptureSettings, *, failed: bool) -> RequestJob | None:
     status = context.status_code
     if failed and (status is None or status < 500):
         context.status_code = 500
     failure = failed or failed_status(context)
     settle()
-    changes = context.changes
-    if context.explicit:
-        _send_explicit(context, config, changes, failure)
-        return
-    if context.skip_audit:
-        return
-    method = context.method
-    if not (
-        changes or context.force_audit or method in config.audit_methods or method in config.rules.methods
-    ):
-        return
-    decision = config.rules.decide(
-        method,
-        context.path,
-        context.route,
-        generic_methods=config.audit_methods,
-        force=context.force_audit or bool(changes),
-    )
-    if decision is None:
-        return
-    outcome: Outcome = "failure" if failure else "success"
-    if changes:
-        for description in _request_changes(context, config, decision, changes):
-            send(_request_event(context, config, description, outcome), config)
-        return
-    reason = context.denied
-    honest = config.honest_outcomes
-    if decision.rule is None and (reason is not None or (REGISTRY.active if honest is None else honest)):
-        # the generic record may claim only what the response shows (else: the status decides)
-        verdict = _judge(context, config, failure)
-        if not verdict.audit:
-            return
-        outcome, reason = verdict.outcome, verdict.reason
-    elif reason is not None:
-        outcome = "failure"
-    event = _request_event(context, config, action_for(decision.action, method), outcome)
-    event.resource = decision.resource
-    if reason is not None:
-        event.details = {"reason": reason}
-    send(event, config)
+    if not context.explicit:
+        if context.skip_audit:
+            return None
+        method = context.method
+        if not (
+            context.changes
+            or context.force_audit
+            or method in config.audit_methods
+            or method in config.rules.methods
+        ):
+            return None
+    # resolved when the response started, as a rule: the resolvers run again only for what was not found
+    actor = context.actor if context.actor is not None else resolve_actor(context, config)
+    tenant = context.tenant if context.tenant is not None else resolve_scope(context, config, "tenant")
+    project = context.project if context.project is not None else resolve_scope(context, config, "project")
+    # What the request knows is settled: a late record (a commit after the response) takes
+    # it from here, and the queued job holds no framework request (its body, say) alive.
+    context.actor, context.tenant, context.project = actor, tenant, project
+    context.native_request = context.actor_lookup = None
+    return RequestJob(context, failure, time.time_ns() // 1_000_000, actor, tenant, project, _honest(config))
 
 
 def _honest(config: CaptureSettings) -> bool:
     honest = config.honest_outcomes
     return REGISTRY.active if honest is None else honest
-
-
-def _judge(context: RequestContext, config: CaptureSettings, failure: bool) -> Verdict:
-    status = context.status_code
-    redirected = status is not None and 300 <= status < 400 and context.location is not None
-    return judge(
-        status=status,
-        failed=failure,
-        honest=_honest(config),
-        path=context.path,
-        location=context.location,
-        denied=context.denied,
-        anonymous=redirected and resolve_actor(context, config) is ANONYMOUS,
-        login_paths=(*config.login_paths, context.login_path or ""),
-    )
-
-
-def _send_explicit(
-    context: RequestContext, config: CaptureSettings, changes: ChangeLog | None, failure: bool
-) -> None:
-    """Explicit records win; one that names a changed row and no change gets the row's change."""
-    rows = {row.key: row for row in changes.rows()} if changes else {}
-    facts = context.facts()
-    said_by_app = {pending.event.action.id for pending in context.explicit if pending.source == "app"}
-    for pending in context.explicit:
-        event = pending.event
-        if pending.source != "app" and event.action.id in said_by_app:
-            continue  # the app recorded this itself (a login, say): one operation, one entry
-        if rows and event.changes is None and event.resource is not None:
-            row = rows.get((event.resource.type, event.resource.id))
-            if row is not None:
-                event.changes = row.change_set()
-        send(complete(pending, context, config, facts, failure), config)
-    context.explicit.clear()
-
-
-def _request_changes(
-    context: RequestContext, config: CaptureSettings, decision: Decision, changes: ChangeLog
-) -> Iterator[Description]:
-    """The descriptions of a request's record(s) from its committed changes."""
-    rows = changes.rows()
-    rule = decision.rule
-    if rule is None and config.change_records == "per_row":
-        for row in rows:
-            yield describe([row], total=1)
-        return
-    description = describe(rows, total=changes.total, path=context.path)
-    if rule is None:
-        yield description
-        return
-    # a rule names the operation: its action and resource, enriched with the changes
-    resource = decision.resource or description.resource
-    targets = description.targets
-    changed = rows[0].resource
-    if not targets and (resource.type, resource.id) == (changed.type, changed.id):
-        resource = Resource(resource.type, resource.id, resource.name or changed.name)
-    elif not targets:
-        targets = (changed,)  # the row changed is named even when the rule names another resource
-    yield Description(
-        rule.action or description.action,
-        resource,
-        targets,
-        description.changes,
-        description.details,
-    )
-
-
-def _request_event(
-    context: RequestContext, config: CaptureSettings, what: Description | Action, outcome: Outcome
-) -> AuditEvent:
-    """An automatic record of the request: the action (with the changes' parts), actor, scope."""
-    unix_ms = time.time_ns() // 1_000_000
-    event = AuditEvent(
-        id=uuid7(unix_ms),
-        unix_ms=unix_ms,
-        action=what if isinstance(what, Action) else action_for(what.action, context.method),
-        actor=resolve_actor(context, config),
-        outcome=outcome,
-        tenant=resolve_scope(context, config, "tenant"),
-        project=resolve_scope(context, config, "project"),
-        request=context.facts(),
-    )
-    if isinstance(what, Description):
-        apply(event, what)
-    return event
 
 
 def may_record(context: RequestContext, config: CaptureSettings | None = None) -> bool:
@@ -332,6 +230,9 @@ def resolve_late(context: RequestContext) -> None:
     config = current_settings()
     if may_record(context, config):
         context.note_span()
-        resolve_actor(context, config)
-        resolve_scope(context, config, "tenant")
-        resolve_scope(context, config, "project")
+        if context.actor is None:
+            resolve_actor(context, config)
+        if context.tenant is None:
+            resolve_scope(context, config, "tenant")
+        if context.project is None:
+            resolve_scope(context, config, "project")

@@ -11,18 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from audit_middleware.capture.clientip import ProxyTrust
 from audit_middleware.capture.rules import STATE_CHANGING_METHODS, RouteRules
 from audit_middleware.model.event import Actor, AuditEvent, Scope
 
-__all__ = ["CHANGE_RECORDS", "ActorResolver", "CaptureSettings", "ChangeRecords", "ScopeResolver"]
+__all__ = ["CHANGE_RECORDS", "ActorResolver", "CaptureSettings", "ChangeRecords", "Deferred", "ScopeResolver"]
 
 ActorResolver = Callable[[Any], Actor | None]
 ScopeResolver = Callable[[Any], Scope | str | None]
 ChangeRecords = Literal["per_request", "per_row"]
 CHANGE_RECORDS: frozenset[str] = frozenset(("per_request", "per_row"))
+
+
+class Deferred(Protocol):
+    """Records still to be derived (``capture.derive.RequestJob``): the worker calls ``events``."""
+
+    def events(self, config: CaptureSettings) -> list[AuditEvent]:
+        """The finished records; reads only raw values, never an app object."""
+        ...
 
 
 @dataclass(slots=True, kw_only=True)
@@ -54,6 +62,11 @@ class CaptureSettings:
     def drain(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - implemented by config
         """Deliver what is buffered before the process ends (the ASGI lifespan shutdown calls it)."""
         return True
+
+    def submit(self, job: Deferred) -> None:
+        """Hand a finished request over: its records are derived and delivered from it, on
+        the background worker (or at once when the process is ending); never raises."""
+        raise NotImplementedError("CaptureSettings.submit is implemented by audit_middleware.config")
 
     def deliver(self, event: AuditEvent, *, strict: bool = False) -> None:
         """Hand a finished record on; never raises into the host app, except that with

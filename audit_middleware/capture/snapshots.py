@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-__all__ = ["MAX_ITEMS", "MAX_TEXT", "plain"]
+__all__ = ["MAX_ITEMS", "MAX_TEXT", "plain", "snapshot"]
 
 MAX_TEXT = 4096
 """Characters of a text value kept in a snapshot; longer values end in a marker with a hash."""
@@ -73,3 +73,34 @@ def _first(items: Iterable[Any]) -> Iterator[Any]:
 def _cut(text: str) -> str:
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{text[:MAX_TEXT]}\u2026[{len(text)} chars, sha256:{digest}]"
+
+
+_CONTAINERS = (dict, list, set)
+
+
+def snapshot(details: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``record(details=...)`` that later changes by the app cannot reach.
+
+    The record is finished on the background worker, after ``record()`` returned, so
+    what it says is fixed here: the mapping is copied, and so is every mutable container
+    in it (flat details, the usual case, cost one pass over the values). Values keep
+    their types: redaction, not the snapshot, decides what is stored.
+
+    >>> roles = ["admin"]; kept = snapshot({"roles": roles}); roles.append("root"); kept
+    {'roles': ['admin']}
+    """
+    copied = dict(details)
+    for key, value in copied.items():
+        if isinstance(value, _CONTAINERS):
+            copied[key] = _deep(value, 0)
+    return copied
+
+
+def _deep(value: Any, depth: int) -> Any:
+    if depth >= _MAX_DEPTH * 4 or not isinstance(value, _CONTAINERS):
+        return value
+    if isinstance(value, dict):
+        return {k: _deep(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep(v, depth + 1) for v in value]
+    return set(value)  # set items are hashable, so immutable enough

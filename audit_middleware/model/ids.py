@@ -14,6 +14,30 @@ _lock = threading.Lock()
 _last_ms = 0
 _sequence = 0
 _SEQUENCE_MAX = 0xFFF  # the 12-bit rand_a field doubles as a per-millisecond counter
+_POOL_SIZE = 4096
+_pool = b""
+_pool_at = 0
+
+
+def random_bytes(count: int) -> bytes:
+    """``count`` bytes from the OS's CSPRNG, drawn 4 KiB at a time (one ``getrandom`` call
+    instead of one per id); a forked child starts with a fresh pool, never its parent's."""
+    global _pool, _pool_at  # noqa: PLW0603 - the process's pool, guarded by _lock
+    with _lock:
+        end = _pool_at + count
+        if end > len(_pool):
+            _pool, _pool_at, end = os.urandom(max(_POOL_SIZE, count)), 0, count
+        chunk = _pool[_pool_at:end]
+        _pool_at = end
+    return chunk
+
+
+def _forget_pool() -> None:
+    global _pool, _pool_at
+    _pool, _pool_at = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 IDENTIFIER = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 """Action ids and resource types: 1-64 characters of a-z, 0-9, ``_``, ``.``, ``-``, starting with a letter."""
@@ -43,7 +67,7 @@ def uuid7(unix_ms: int | None = None) -> str:
     """
     global _last_ms, _sequence  # noqa: PLW0603 - process-wide monotonic state, guarded by _lock
     ms = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
-    random_bits = int.from_bytes(os.urandom(10), "big")
+    random_bits = int.from_bytes(random_bytes(10), "big")
     with _lock:
         if ms <= _last_ms:
             ms = _last_ms

@@ -1,20 +1,63 @@
-"""The sink interface."""
+"""The sink interface, and the promise every sink's ``flush()`` keeps."""
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from audit_middleware.model.event import AuditEvent
+
+__all__ = ["Sink", "before_flush", "drain_pending"]
+
+_before_flush: list[Callable[[float | None], bool]] = []
+
+
+def before_flush(hook: Callable[[float | None], bool]) -> None:
+    """Run ``hook(timeout)`` before every sink's ``flush()`` (``sinks.delivery`` drains its pipeline)."""
+    _before_flush.append(hook)
+
+
+def drain_pending(timeout: float | None = None) -> bool:
+    """Wait until records made so far have reached their sinks' ``emit``; True when they have."""
+    results = [hook(timeout) for hook in _before_flush]  # every hook, no short circuit
+    return all(results)
+
+
+def _draining(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def after_drain(self: Sink, timeout: float | None = None) -> Any:
+        drained = drain_pending(timeout)
+        result = method(self, timeout)
+        return result and drained if isinstance(result, bool) else result
+
+    after_drain.__drains__ = True  # type: ignore[attr-defined]
+    return after_drain
+
+
+_DRAINING = ("flush", "persist", "close")
 
 
 class Sink(ABC):
     """Receives finished, redacted audit events.
 
-    ``emit`` runs on the request path: it must return quickly, must not wait on the
-    network and must not raise for delivery problems (keep or spool the record instead).
+    ``emit`` runs on the process's delivery thread (``sinks.delivery``), or on the
+    request's thread when that queue is full, when the process is ending and for durable
+    sinks: it must return quickly, must not wait on the network and must not raise for
+    delivery problems (keep or spool the record instead). ``store`` runs on the caller's
+    thread. ``flush()``, ``persist()`` and ``close()`` first wait for the records made
+    before them to reach ``emit`` (every subclass's methods are wrapped so), so reading a
+    sink after ``flush()`` shows everything recorded before.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _DRAINING:
+            own = cls.__dict__.get(name)
+            if own is not None and not getattr(own, "__drains__", False):
+                setattr(cls, name, _draining(own))
 
     @abstractmethod
     def emit(self, event: AuditEvent) -> None:
@@ -37,9 +80,9 @@ class Sink(ABC):
         """
         return self.flush(timeout)
 
-    def flush(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - for subclasses
+    def flush(self, timeout: float | None = None) -> bool:
         """Deliver what is pending; True when nothing is left. Default: nothing pending."""
-        return True
+        return drain_pending(timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush and release resources. Default: flush."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from audit_middleware.sinks.base import Sink
+from audit_middleware.sinks.base import Sink, drain_pending
 
 if TYPE_CHECKING:
     from audit_middleware.model.event import AuditEvent
@@ -30,7 +30,8 @@ class MemorySink(Sink):
 
     @property
     def events(self) -> list[AuditEvent]:
-        """A snapshot of the events received so far."""
+        """A snapshot of the events recorded so far (the delivery worker is waited for)."""
+        drain_pending()
         with self._lock:
             return list(self._events)
 
@@ -39,6 +40,7 @@ class MemorySink(Sink):
         return [event.to_document() for event in self.events]
 
     def clear(self) -> None:
-        """Forget every event."""
+        """Forget every event recorded so far."""
+        drain_pending()
         with self._lock:
             self._events.clear()

@@ -29,13 +29,13 @@ import os
 import signal
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Final
 
 from audit_middleware.sinks.base import Sink
 
-__all__ = ["SIGNALS", "drain", "persist_all", "watch"]
+__all__ = ["SIGNALS", "before_sinks", "drain", "guard_process", "persist_all", "watch"]
 
 SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 PERSIST_TIMEOUT: Final = 5.0
@@ -49,24 +49,50 @@ _signalled: weakref.WeakSet[Sink] = weakref.WeakSet()
 _atexit_pid: int | None = None
 _previous: dict[int, object] = {}
 _handler_pid: int | None = None
+_first: list[Callable[[float | None], object]] = []
+
+
+def before_sinks(hook: Callable[[float | None], object]) -> None:
+    """Run ``hook(timeout)`` before the sinks are persisted or closed (the delivery pipeline,
+    which still holds records on their way to a sink)."""
+    _first.append(hook)
+
+
+def _run_first(timeout: float | None) -> None:
+    for hook in _first:
+        with contextlib.suppress(Exception):  # the sinks' own records must still be saved
+            hook(timeout)
 
 
 def watch(sink: Sink, *, signals: bool = True) -> None:
     """Drain ``sink`` at exit and, with ``signals``, on SIGTERM/SIGINT; idempotent, per process."""
-    global _atexit_pid  # noqa: PLW0603 - one registration per process
     with _lock:
         _watched.add(sink)
         if signals:
             _signalled.add(sink)
-        if _atexit_pid != os.getpid():
-            _atexit_pid = os.getpid()
-            atexit.register(_close_all)
+        _register_atexit()
     if signals:
         _install_handlers()
 
 
+def guard_process() -> None:
+    """Run the :func:`before_sinks` hooks at exit and on SIGTERM/SIGINT in this process
+    too when no sink is watched (idempotent; the delivery pipeline calls it when it starts)."""
+    with _lock:
+        _register_atexit()
+    _install_handlers()
+
+
+def _register_atexit() -> None:
+    global _atexit_pid  # noqa: PLW0603 - one registration per process
+    if _atexit_pid != os.getpid():
+        _atexit_pid = os.getpid()
+        atexit.register(_close_all)
+
+
 def persist_all(timeout: float = PERSIST_TIMEOUT, sinks: Iterable[Sink] | None = None) -> None:
     """Make every watched sink (or ``sinks``) write through and move what it buffers to disk."""
+    _run_first(timeout)
     for sink in list(_watched if sinks is None else sinks):
         with contextlib.suppress(Exception):  # one failing sink must not keep the others' records
             sink.persist(timeout)
@@ -87,6 +113,7 @@ def _flushed(sink: Sink, timeout: float | None) -> bool:
 
 
 def _close_all() -> None:
+    _run_first(CLOSE_TIMEOUT)
     for sink in list(_watched):
         with contextlib.suppress(Exception):
             sink.close(timeout=CLOSE_TIMEOUT)

@@ -36,7 +36,14 @@ def after_fork_in_child(method: Callable[[], None]) -> None:
         _fork_hooks.append(weakref.WeakMethod(method))
 
 
+_generation = 0
+"""Bumped in every forked child: a worker of another generation belongs to the parent (cheaper
+than ``os.getpid()``, a system call, on every ``offer``)."""
+
+
 def _run_fork_hooks() -> None:
+    global _generation  # noqa: PLW0603 - one counter per process
+    _generation += 1
     alive: list[weakref.WeakMethod[Callable[[], None]]] = []
     for ref in _fork_hooks:
         method = ref()
@@ -67,29 +74,34 @@ class BackgroundWorker(Generic[T]):
 
     def _reset(self) -> None:
         """Fresh queue, locks and thread: at start, and in a forked child."""
-        self._pid = os.getpid()
+        self._generation = _generation
         self._queue: deque[T] = deque()
-        self._wake = threading.Condition()
+        self._wake = threading.Condition(threading.Lock())  # never re-entered: a plain lock is cheaper
         self._unfinished = 0  # offered and not yet reported done by the thread
+        self._offered = 0  # ever offered in this process, and ever done: see wait_for_earlier
+        self._handled = 0
         self._flush_requested = False
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _this_process(self) -> None:
-        if self._pid != os.getpid():
+        if self._generation != _generation:
             self._reset()
 
     # -- producers ----------------------------------------------------------------------
 
     def offer(self, item: T) -> bool:
         """Queue ``item``; False when the queue is full or stopped (the caller keeps it another way)."""
-        self._this_process()
-        self._start()
+        if self._generation != _generation:
+            self._reset()
+        if self._thread is None:
+            self._start()
         with self._wake:
             if len(self._queue) >= self.max_queue or self.stopping.is_set():
                 return False
             self._queue.append(item)
             self._unfinished += 1
+            self._offered += 1
             if self.linger <= 0 or len(self._queue) >= self.batch_size:
                 self._wake.notify()
         return True
@@ -101,7 +113,20 @@ class BackgroundWorker(Generic[T]):
 
     def depth(self) -> int:
         """Items waiting in memory in this process."""
-        return len(self._queue) if self._pid == os.getpid() else 0
+        return len(self._queue) if self._generation == _generation else 0
+
+    def wait_for_earlier(self, timeout: float) -> bool:
+        """Wait until the items offered before this call are handled (not the ones offered
+        meanwhile: a busy queue never keeps the caller longer than its own backlog)."""
+        if self._generation != _generation or self._thread is None:
+            return True
+        with self._wake:
+            mark = self._offered
+            return self._wake.wait_for(lambda: self._handled >= mark, timeout)
+
+    def unfinished(self) -> int:
+        """Items offered in this process and not yet handled (queued or in the batch at work)."""
+        return self._unfinished if self._generation == _generation else 0
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until everything offered so far is handled and :meth:`drained` holds."""
@@ -137,7 +162,7 @@ class BackgroundWorker(Generic[T]):
     def running(self) -> bool:
         """Whether this process's thread is alive."""
         thread = self._thread
-        return thread is not None and thread.is_alive() and self._pid == os.getpid()
+        return thread is not None and thread.is_alive() and self._generation == _generation
 
     # -- the thread ---------------------------------------------------------------------
 
@@ -197,6 +222,7 @@ class BackgroundWorker(Generic[T]):
         """Report ``count`` taken items finished with (stored, spooled or reported)."""
         with self._wake:
             self._unfinished -= count
+            self._handled += count
             self._wake.notify_all()
 
     def wait(self, seconds: float, until: Callable[[], bool]) -> None:

@@ -7,7 +7,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from uuid import UUID
 
-from audit_middleware.capture.snapshots import MAX_ITEMS, MAX_TEXT, plain
+from audit_middleware.capture.snapshots import MAX_ITEMS, MAX_TEXT, plain, snapshot
 
 
 class Color(enum.Enum):
@@ -38,3 +38,14 @@ def test_plain_bounds_long_text_without_hiding_a_change():
     assert one != two
     assert plain(b"\x00" * 10) != plain(b"\x01" * 10)
     assert len(plain(list(range(MAX_ITEMS + 5)))) == MAX_ITEMS
+
+
+def test_snapshot_of_details_is_not_reached_by_later_changes() -> None:
+    """Nested lists and mappings of record(details=...) are copied; changing them later changes nothing."""
+    roles = ["admin"]
+    nested = {"limits": {"cpu": 2}, "tags": {"a"}}
+    kept = snapshot({"roles": roles, "nested": nested, "count": 3})
+    roles.append("root")
+    nested["limits"]["cpu"] = 64
+    nested["tags"].add("b")
+    assert kept == {"roles": ["admin"], "nested": {"limits": {"cpu": 2}, "tags": {"a"}}, "count": 3}

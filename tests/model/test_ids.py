@@ -108,3 +108,24 @@ def test_clock_stepping_back_keeps_order():
     latest = uuid7()
     earlier = uuid7(uuid7_unix_ms(latest) - 60_000)
     assert earlier > latest
+
+
+def test_random_bytes_of_a_forked_child_are_its_own() -> None:
+    """A child forked after the pool was filled draws fresh bytes, never the parent's next ones."""
+    import os  # noqa: PLC0415 - only this test forks
+
+    from audit_middleware.model.ids import random_bytes  # noqa: PLC0415
+
+    random_bytes(16)  # the pool is filled in the parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send what it draws, then leave at once
+        os.write(write, random_bytes(32))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64)
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = random_bytes(32)
+    assert len(child) == 32
+    assert child != parent

@@ -1,17 +1,21 @@
 """The hand-off to a sink: the processing stage first, then emit, and the private last resort when emit
-fails."""
+fails; the delivery pipeline that runs it off the request thread."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from audit_middleware import Resource, configure, record
 from audit_middleware.model.event import Actor, AuditEvent, ChangeSet, RequestFacts
 from audit_middleware.processing.redaction import Redactor
-from audit_middleware.sinks import MemorySink
-from audit_middleware.sinks.delivery import deliver
+from audit_middleware.sinks import MemorySink, Sink
+from audit_middleware.sinks.delivery import PIPELINE, Pipeline, deliver
 from tests.query.conftest import make_event
+from tests.wsgi_support import request, simple_app
 
 
 class Snapshotting(MemorySink):
@@ -88,3 +92,106 @@ def test_nothing_is_written_to_stderr_when_the_sink_takes_the_record(
     deliver(make_event("create"), sink, Redactor())
     assert capsys.readouterr().err == ""
     assert len(sink.events) == 1
+
+
+class ThreadNoting(MemorySink):
+    """Notes the thread each emit() ran on."""
+
+    def __init__(self, *, durable: bool = False) -> None:
+        super().__init__()
+        self.durable = durable
+        self.threads: list[threading.Thread] = []
+
+    def emit(self, event: AuditEvent) -> None:
+        self.threads.append(threading.current_thread())
+        super().emit(event)
+
+
+class PlainSink(Sink):
+    """A user's own sink with a flush() of its own: it only appends."""
+
+    def __init__(self) -> None:
+        self.kept: list[AuditEvent] = []
+
+    def emit(self, event: AuditEvent) -> None:
+        self.kept.append(event)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+
+def test_a_request_record_is_emitted_on_the_delivery_thread_redacted() -> None:
+    """The request thread hands its record over: emit runs on the delivery worker, with secrets masked."""
+    sink = ThreadNoting()
+    configure(sink=sink)
+    request(simple_app(action=lambda _env: record("create", details={"password": "p4ss"})))
+    (event,) = sink.events
+    assert sink.threads == [PIPELINE._thread]
+    assert sink.threads[0] is not threading.current_thread()
+    assert event.details == {"password": "[REDACTED]"}
+
+
+def test_a_durable_sink_gets_the_record_before_the_response_ends() -> None:
+    """durable=True: the record is delivered on the request thread, so it is safe when the response ends."""
+    sink = ThreadNoting(durable=True)
+    configure(sink=sink)
+    request(simple_app())
+    assert sink.threads == [threading.current_thread()]
+
+
+def test_a_user_sinks_flush_waits_for_the_records_made_before() -> None:
+    """A sink's own flush() is wrapped: after it, every record made before is in the sink."""
+    sink = PlainSink()
+    configure(sink=sink)
+    for _ in range(50):
+        request(simple_app())
+    assert sink.flush()
+    assert len(sink.kept) == 50
+
+
+def test_a_record_outside_a_request_comes_after_the_queued_ones() -> None:
+    """record() outside a request is delivered at once, after the request records queued before it."""
+    sink = PlainSink()
+    configure(sink=sink)
+    for _ in range(20):
+        request(simple_app())
+    late = record("restart", resource=Resource("pod", "p1"))
+    assert sink.kept[-1] is late
+    assert len(sink.kept) == 21
+
+
+def test_an_ending_process_finishes_records_on_the_callers_thread() -> None:
+    """After persist() (SIGTERM, exit) nothing waits in the queue: later requests are delivered inline."""
+    sink = ThreadNoting()
+    configure(sink=sink)
+    try:
+        request(simple_app())
+        assert PIPELINE.persist(timeout=5)
+        request(simple_app())
+        assert len(sink.threads) == 2
+        assert sink.threads[1] is threading.current_thread()
+    finally:
+        PIPELINE.resume()
+
+
+def test_a_full_queue_makes_the_caller_do_the_work() -> None:
+    """Back-pressure: with the queue full the work runs on the caller's thread, never dropped."""
+    pipeline = Pipeline()
+    pipeline.max_queue = 1
+    done: list[str] = []
+    gate = threading.Event()
+
+    def slow(work: object) -> None:
+        gate.wait(5)
+        done.append(f"worker:{work}")
+
+    pipeline.submit(slow, "first")  # the worker takes it and waits at the gate
+    time.sleep(0.1)
+    pipeline.submit(slow, "queued")  # fills the queue of one
+    ran_here: list[str] = []
+    pipeline.submit(lambda work: ran_here.append(str(work)), "third")
+    gate.set()
+    assert pipeline.flush(5)
+    assert ran_here == ["third"]
+    assert done == ["worker:first", "worker:queued"]
+    pipeline.stop(1)
