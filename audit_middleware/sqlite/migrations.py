@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from audit_middleware.sqlite.chains import CHAINS_V3, create_store_chain
 from audit_middleware.sqlite.schema import ALERTS_AND_ARCHIVES_V2, EVENTS_V1, SQLiteStoreError
 
 __all__ = ["SCHEMA_VERSION", "STEPS", "Migration", "ensure_schema", "schema_version", "upgrade"]
@@ -43,6 +44,7 @@ class Migration:
 STEPS: Final[tuple[Migration, ...]] = (
     Migration("events, filter indexes and full-text search", EVENTS_V1),
     Migration("alert state, retention archives, maintenance leases", ALERTS_AND_ARCHIVES_V2),
+    Migration("hash chain columns, chain head, checkpoints", CHAINS_V3, create_store_chain),
 )
 SCHEMA_VERSION: Final = len(STEPS)
 
