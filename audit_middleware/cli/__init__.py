@@ -18,13 +18,14 @@
     audit-middleware archive list                                     # archive files or snapshots
     audit-middleware archive restore .ds-audit-standard-000001-2026.12.01-21:19:00.996
     audit-middleware alerts list --tenant acme
+    audit-middleware verify --store sqlite:audit.sqlite3 --public-key chain.pub --anchor /mnt/anchor/a.jsonl
 
 Connection settings come from the ``AUDIT_OPENSEARCH_*`` environment variables
 (listed in ``audit_middleware.env``); options given here win over them.
 
 The commands live in ``cli.admin`` (setup, status), ``cli.read`` (search, show,
 export, tail) and ``cli.archives`` (retention, archive), ``cli.alerting`` (alerts), with
-``cli.targets`` choosing their store; ``cli.render`` formats
+``cli.verify`` (verify), ``cli.targets`` choosing their store; ``cli.render`` formats
 events for the terminal.
 
 The reading commands use ``--store sqlite:PATH`` or ``--store opensearch``; by default
@@ -89,6 +90,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alerts": (
         "audit_middleware.cli.alerting",
         "The alerts of the four rules: list them, or evaluate the rules now (SQLite).",
+    ),
+    "verify": (
+        "audit_middleware.cli.verify",
+        "Check the hash chains: verified, modified, missing, inserted, reordered or truncated records.",
     ),
 }
 

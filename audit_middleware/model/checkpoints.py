@@ -19,8 +19,8 @@ Kinds:
 from __future__ import annotations
 
 import base64
-import os
 import hashlib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path

@@ -24,7 +24,7 @@ from typing import Any
 
 from audit_middleware import env
 from audit_middleware.errors import AuditValidationError
-from audit_middleware.model.chain import with_link
+from audit_middleware.model.chain import link_of, with_link
 from audit_middleware.model.checkpoints import Checkpoint, Signer
 from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.sinks.anchor import Anchor, FileAnchor
@@ -89,6 +89,42 @@ class ChainPolicy:
             every=every,
             interval=interval,
         )
+
+    def record_removal(self, conn: sqlite3.Connection, documents: Sequence[str]) -> None:
+        """Retention deletes ``documents`` in this transaction: store a retention checkpoint per chain.
+
+        It names the deleted runs of sequence numbers and the hash each run ends with, so
+        ``verify`` accounts for them and links across the gap.
+        """
+        seqs: dict[str, dict[int, str]] = {}
+        for text in documents:
+            link = link_of(loads(text))
+            if link is not None:
+                seqs.setdefault(link.chain, {})[link.seq] = link.hash
+        now_ms = int(time.time() * 1000)
+        for chain, hashes in seqs.items():
+            runs: list[tuple[int, int, str]] = []
+            for seq in sorted(hashes):
+                if runs and runs[-1][1] == seq - 1:
+                    runs[-1] = (runs[-1][0], seq, hashes[seq])
+                else:
+                    runs.append((seq, seq, hashes[seq]))
+            last = max(hashes)
+            add_checkpoint(
+                conn,
+                self.seal(
+                    Checkpoint(
+                        chain=chain,
+                        kind="retention",
+                        first_seq=min(hashes),
+                        last_seq=last,
+                        last_hash=hashes[last],
+                        count=len(hashes),
+                        created_ms=now_ms,
+                        removed=tuple(runs),
+                    )
+                ),
+            )
 
     def seal(self, checkpoint: Checkpoint) -> Checkpoint:
         """``checkpoint`` signed when a key is configured."""

@@ -114,6 +114,7 @@ class SQLiteSink(Sink):
             alert_interval=alert_interval,
             retention=retention,
         )
+        self.housekeeping.on_removal = self.chain.policy.record_removal
         self.durable = durable
         self.fallback = LastResort(
             Path(fallback_dir)
