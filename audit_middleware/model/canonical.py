@@ -42,7 +42,10 @@ def canonical_bytes(value: Any) -> bytes:
     JSON document read back from a store contains.
     """
     if _plain(value):
-        return orjson.dumps(value, option=_SORTED)
+        try:
+            return orjson.dumps(value, option=_SORTED)
+        except orjson.JSONEncodeError:  # a lone surrogate: the reference encoder says why
+            pass
     try:
         return rfc8785.dumps(value)
     except rfc8785.IntegerDomainError:

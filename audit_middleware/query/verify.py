@@ -274,6 +274,7 @@ class _ChainVerifier:
         self._candidates: list[Entry] = []  # records claiming the previous sequence number
         self._recent: OrderedDict[str, int] = OrderedDict()  # hash -> seq
         self._broken: deque[_Broken] = deque()
+        self._moved: set[int] = set()  # seqs of records found reordered (bounded)
         self._position = 0
 
     def add(self, entry: Entry) -> None:
@@ -396,7 +397,12 @@ class _ChainVerifier:
     def _resolve(self, broken: _Broken) -> None:
         entry = broken.entry
         elsewhere = self._recent.get(entry.prev)
-        if elsewhere is not None and elsewhere != entry.seq - 1:
+        if elsewhere is not None and elsewhere in self._moved and broken.before.seq in self._moved:
+            # in place: it follows a moved record, and a moved record sits before it
+            self.report.verified += 1
+        elif elsewhere is not None and elsewhere != entry.seq - 1:
+            if len(self._moved) < MAX_LISTED:
+                self._moved.add(entry.seq)
             self.report.add(
                 Finding(
                     "reordered",
