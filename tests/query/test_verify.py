@@ -85,7 +85,7 @@ def test_a_forged_record_without_a_link_is_inserted(tmp_path: Path):
 
 
 def test_a_forged_record_claiming_a_place_is_inserted(tmp_path: Path):
-    """A forged record with a valid-looking link copied from a real one: the copy is named, the original stands."""
+    """A forged record with a link copied from a real one: the copy is named, the original stands."""
     store = chained_store(tmp_path)
     store.fill(20)
     forged = _document(store, 9)
@@ -195,7 +195,8 @@ def test_the_chain_continues_across_restarts(tmp_path: Path):
         store.fill(12)
     report = store.verify()
     assert report.intact
-    assert report.chains[0].last_seq == 36 and len(report.chains) == 1
+    assert report.chains[0].last_seq == 36
+    assert len(report.chains) == 1
 
 
 def test_retention_removal_is_told_from_deletion(tmp_path: Path):
@@ -235,7 +236,7 @@ def test_archive_and_restore_keep_the_chain(tmp_path: Path):
 
 
 def test_records_from_before_chains_are_told_apart(tmp_path: Path):
-    """A store upgraded from version 2 keeps its old records unchained, older than the chain: not tampering."""
+    """A store upgraded from version 2 keeps its old records unchained, older than the chain: no tampering."""
     from audit_middleware.sqlite.migrations import STEPS, upgrade  # noqa: PLC0415
     from audit_middleware.sqlite.schema import INSERT, row_of  # noqa: PLC0415
     from tests.query.conftest import make_event  # noqa: PLC0415
@@ -260,5 +261,6 @@ def test_checkpoint_signatures_unchecked_are_said(tmp_path: Path):
     store.fill(5)
     source = SQLiteSource(store.path)
     report = verify_chains(source.entries(), stored_checkpoints=source.checkpoints())
-    assert report.intact and not report.signatures_checked
+    assert report.intact
+    assert not report.signatures_checked
     assert GENESIS == "0" * 64
