@@ -24,6 +24,7 @@ class ChainedStore:
     path: Path
     anchor: Path
     signer: Signer
+    pem: bytes
     every: int = 10
 
     def policy(self) -> ChainPolicy:
@@ -78,10 +79,12 @@ class ChainedStore:
 
 def chained_store(tmp_path: Path, *, every: int = 10) -> ChainedStore:
     """An empty chained store below ``tmp_path`` (its anchor beside it, as if on another mount)."""
+    pem = generate_key_pem()
     return ChainedStore(
         tmp_path / "audit.sqlite3",
         tmp_path / "anchor" / "checkpoints.jsonl",
-        Signer.from_pem(generate_key_pem()),
+        Signer.from_pem(pem),
+        pem,
         every,
     )
 
