@@ -41,7 +41,8 @@ def test_sqlite_source_reads_chains_then_unchained(tmp_path: Path):
     store.fill(12)
     store.execute(  # move record 3 to the end of the table (a new row id), keeping its document
         "INSERT INTO events (tenant, unix_ms, event_id, action, action_label, outcome, document) "
-        "SELECT tenant, unix_ms, event_id || 'x', action, action_label, outcome, document FROM events WHERE seq = 3",
+        "SELECT tenant, unix_ms, event_id || 'x', action, action_label, outcome, document "
+        "FROM events WHERE seq = 3",
         "DELETE FROM events WHERE seq = 3",
     )
     seqs = [entry.seq for entry in SQLiteSource(store.path).entries()]
