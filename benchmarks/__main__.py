@@ -37,6 +37,7 @@ BENCHMARKS = (
     "memory_node_down",
     "query_stores",
     "viewer_pages",
+    "chain_verify",
 )
 NEEDS_NODE = frozenset(("server_throughput", "shipper_throughput", "request_latency_node_down"))
 # Run in a fresh process: its memory figures must not include what earlier benchmarks left behind.

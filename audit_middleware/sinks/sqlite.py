@@ -124,6 +124,7 @@ class SQLiteSink(Sink):
         )
         """Where records go that the store refused, until they are replayed into it."""
         self._closed = False
+        self._pool_closed = False
         self._signals = install_signal_handlers
         self._writer = _Writer(self, queue_size)
         self.written = 0
@@ -241,9 +242,12 @@ class SQLiteSink(Sink):
         self._final_checkpoint()
         self.fallback.close()
         self._pool.close(optimize=True)
+        self._pool_closed = True
 
     def _final_checkpoint(self) -> None:
         """Checkpoint the records since the last checkpoint, so the chain's end is signed too."""
+        if self._pool_closed:
+            return
         try:
             with self._pool.borrow() as conn:
                 conn.execute("BEGIN IMMEDIATE")
