@@ -143,7 +143,7 @@ def run(settings: Settings) -> Result:
         raw_s = _raw_read(path)
         verify_s, verified, _ = _verify(path, keys)
         memory_path = scratch / "memory.sqlite3"
-        _load(EventStream(population, min(count, 200_000), end), memory_path, signer)
+        _load(EventStream(population, min(count, 100_000), end), memory_path, signer)
         _, small_verified, peak = _verify(memory_path, keys, limit_memory=True)
     result.rows = [
         Row(
