@@ -40,6 +40,7 @@ from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.alerts import AlertRule, default_rules
 from audit_middleware.opensearch import errors, monitors
 from audit_middleware.opensearch.archive import plan_repository
+from audit_middleware.opensearch.chains import build_checkpoints_template, checkpoints_template_name
 from audit_middleware.opensearch.retention import RetentionTier, build_policy, default_tiers, policy_id
 from audit_middleware.opensearch.steps import (
     SetupError,
@@ -338,6 +339,21 @@ def _plan_index_template(client: OpenSearch, config: SetupConfig) -> Step:
     )
 
 
+def _plan_checkpoints_template(client: OpenSearch, config: SetupConfig) -> Step:
+    name = checkpoints_template_name(config.prefix)
+    desired = build_checkpoints_template(config.prefix)
+    return _plan_template(
+        client,
+        "index template",
+        name,
+        desired,
+        read=lambda: client.indices.get_index_template(name=name),
+        write=lambda: client.indices.put_index_template(name=name, body=desired),
+        stored_of=lambda found: found["index_templates"][0]["index_template"],
+        matches=contains,  # its mappings are inline: no component template
+    )
+
+
 def _revision_detail(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> str:
     before, after = stored.get("version"), desired["version"]
     return f"revision {before} -> {after}" if before != after else f"revision {after}, content changed"
@@ -544,6 +560,7 @@ def _plan(client: OpenSearch, config: SetupConfig) -> list[Step]:
         steps.extend(step for step, _ in policies)
     steps.append(_plan_component_template(client, config))
     steps.append(_plan_index_template(client, config))
+    steps.append(_plan_checkpoints_template(client, config))  # the hash chains' checkpoints
     streams = [_plan_data_stream(client, name) for name in config.data_streams]
     steps.extend(step for step, _ in streams)
     for stream, backing in streams:
