@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +25,7 @@ from audit_middleware.errors import AuditError
 from audit_middleware.model.checkpoints import Checkpoint, KeyRing
 from audit_middleware.model.encoding import dumps
 from audit_middleware.query.verify import ChainReport, Finding, VerifyReport, verify_chains
-from audit_middleware.query.verify_sources import FileSource, SQLiteSource, read_anchor
+from audit_middleware.query.verify_sources import FileSource, OpenSearchSource, SQLiteSource, read_anchor
 
 __all__ = ["render_report", "verify"]
 
@@ -36,8 +37,9 @@ _FINDING_ORDER = ("modified", "missing", "inserted", "reordered", "truncated", "
 @click.option(
     "--store",
     "store_spec",
-    metavar="sqlite:PATH",
-    help="The SQLite store to verify [default: sqlite:$AUDIT_SQLITE_PATH or sqlite:audit.sqlite3].",
+    metavar="sqlite:PATH|opensearch",
+    help="The store to verify [default: opensearch if $AUDIT_OPENSEARCH_URL is set, "
+    "else sqlite:$AUDIT_SQLITE_PATH or sqlite:audit.sqlite3].",
 )
 @click.option(
     "--file",
@@ -75,6 +77,11 @@ def verify(
         keys = KeyRing.from_pem([path.read_bytes() for path in public_keys]) if public_keys else None
         source = _source(store_spec, file_path)
         anchored = [checkpoint for path in anchors for checkpoint in _anchor(path)]
+        horizons = (
+            source.retention_horizons(int(time.time() * 1000))
+            if isinstance(source, OpenSearchSource)
+            else None
+        )
         total = source.count()
         show_progress = sys.stderr.isatty() if progress is None else progress
         with click.progressbar(
@@ -94,8 +101,14 @@ def verify(
                 anchored_checkpoints=anchored,
                 keys=keys,
                 progress=advance,
+                retention_horizons=horizons,
             )
     except (AuditError, OSError) as exc:
+        click.echo(f"Error: cannot verify: {exc}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("opensearchpy"):  # the node refused or is away: 2 too
+            raise
         click.echo(f"Error: cannot verify: {exc}", err=True)
         sys.exit(EXIT_UNREADABLE)
     if as_json:
@@ -109,14 +122,14 @@ def verify(
 class _Deferred:
     """The source's checkpoints, read when the verifier asks (a file's are known after one pass)."""
 
-    def __init__(self, source: SQLiteSource | FileSource) -> None:
+    def __init__(self, source: SQLiteSource | FileSource | OpenSearchSource) -> None:
         self._source = source
 
     def __iter__(self) -> Iterator[Checkpoint | str]:
         return iter(self._source.checkpoints())
 
 
-def _source(store_spec: str | None, file_path: Path | None) -> SQLiteSource | FileSource:
+def _source(store_spec: str | None, file_path: Path | None) -> SQLiteSource | FileSource | OpenSearchSource:
     if file_path is not None and store_spec is not None:
         raise click.UsageError("give --store or --file, not both")
     if file_path is not None:
@@ -125,9 +138,15 @@ def _source(store_spec: str | None, file_path: Path | None) -> SQLiteSource | Fi
         return FileSource(file_path)
     from audit_middleware import env  # noqa: PLC0415
 
-    spec = store_spec or f"sqlite:{env.sqlite_path()}"
+    spec = store_spec or ("opensearch" if env.opensearch_configured() else f"sqlite:{env.sqlite_path()}")
+    if spec == "opensearch":
+        from audit_middleware.opensearch.client import build_client  # noqa: PLC0415 - only for OpenSearch
+        from audit_middleware.opensearch.connection import ConnectionSettings  # noqa: PLC0415
+
+        settings = ConnectionSettings.from_env()
+        return OpenSearchSource(build_client(settings), settings.prefix)
     if not spec.startswith("sqlite:") or len(spec) == len("sqlite:"):
-        raise click.BadParameter(f"{spec!r}: use sqlite:PATH (or --file)", param_hint="--store")
+        raise click.BadParameter(f"{spec!r}: use sqlite:PATH or opensearch (or --file)", param_hint="--store")
     return SQLiteSource(Path(spec.removeprefix("sqlite:")))
 
 

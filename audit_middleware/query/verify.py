@@ -29,7 +29,7 @@ report they fill are one algorithm, read together when a finding is questioned.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -264,8 +264,13 @@ class _ChainVerifier:
     """Walks one chain in sequence order (see the module docstring)."""
 
     def __init__(
-        self, chain: str, checkpoints: dict[int, Checkpoint], removed: list[tuple[int, int, str]]
+        self,
+        chain: str,
+        checkpoints: dict[int, Checkpoint],
+        removed: list[tuple[int, int, str]],
+        horizon_ms: int | None = None,
     ) -> None:
+        self._horizon_ms = horizon_ms
         self.report = ChainReport(chain)
         self._checkpoints = checkpoints
         self._removed = removed
@@ -354,8 +359,24 @@ class _ChainVerifier:
                 )
         self._previous = keep
 
+    def _expired(self, last: int) -> bool:
+        """Whether retention on the store's own clock (ISM) may have removed the chain up to ``last``.
+
+        Only a chain's start can go that way (the oldest backing index first), and only when
+        the checkpoint covering ``last`` is older than the horizon.
+        """
+        if self._horizon_ms is None:
+            return False
+        covering = [cp for seq, cp in self._checkpoints.items() if seq >= last]
+        if not covering:
+            return False
+        return min(covering, key=lambda cp: cp.last_seq).created_ms <= self._horizon_ms
+
     def _gap(self, first: int, last: int) -> str | None:
         """Account for seq ``first``..``last`` (absent); the hash the next record should follow, if known."""
+        if self._previous is None and first == 1 and self._expired(last):
+            self.report.removed_by_retention += last
+            return None
         seq = first
         for run_first, run_last, _ in self._removed:
             if run_last < seq or run_first > last:
@@ -434,7 +455,7 @@ class _ChainVerifier:
         beyond = [cp for seq, cp in self._checkpoints.items() if seq > last]
         if beyond:
             top = max(beyond, key=lambda cp: cp.last_seq)
-            if self._covered(last + 1, top.last_seq):
+            if self._covered(last + 1, top.last_seq) or (last == 0 and self._expired(top.last_seq)):
                 self.report.removed_by_retention += top.last_seq - last
             else:
                 self.report.add(
@@ -462,12 +483,16 @@ def verify_chains(
     anchored_checkpoints: Iterable[Checkpoint | str] = (),
     keys: KeyRing | None = None,
     progress: Callable[[int], None] | None = None,
+    retention_horizons: Mapping[str, int] | None = None,
 ) -> VerifyReport:
     """Verify ``entries``: grouped by chain, each chain in sequence order, unchained ones last.
 
     ``keys`` checks the checkpoints' signatures (None: they are used unchecked, and the
     report says so). ``progress`` is called with the number of records read so far,
-    every 10,000.
+    every 10,000. ``retention_horizons`` maps a data stream (a checkpoint's ``index``) to the
+    time (epoch ms) before which its retention policy may have deleted records: a chain
+    whose start is missing, checkpointed before then, was removed by retention (OpenSearch,
+    where ISM deletes whole indices and no library code runs).
     """
     checkpoints = _Checkpoints(stored_checkpoints, anchored_checkpoints, keys)
     report = VerifyReport(signatures_checked=keys is not None, anchored=checkpoints.anchored)
@@ -498,6 +523,7 @@ def verify_chains(
                 entry.chain,
                 checkpoints.by_chain.get(entry.chain, {}),
                 checkpoints.removed.get(entry.chain, []),
+                _horizon(retention_horizons, checkpoints.by_chain.get(entry.chain, {})),
             )
         current.add(entry)
         if entry.unix_ms and (earliest_ms is None or entry.unix_ms < earliest_ms):
@@ -506,8 +532,22 @@ def verify_chains(
         report.chains.append(current.finish())
     for chain in sorted(set(checkpoints.by_chain) - seen_chains):
         # every record of a checkpointed chain is gone: truncated, unless retention removed them
-        empty = _ChainVerifier(chain, checkpoints.by_chain[chain], checkpoints.removed.get(chain, []))
+        empty = _ChainVerifier(
+            chain,
+            checkpoints.by_chain[chain],
+            checkpoints.removed.get(chain, []),
+            _horizon(retention_horizons, checkpoints.by_chain[chain]),
+        )
         report.chains.append(empty.finish())
     if progress is not None:
         progress(read)
     return report
+
+
+def _horizon(horizons: Mapping[str, int] | None, checkpoints: Mapping[int, Checkpoint]) -> int | None:
+    """The retention horizon of a chain: that of the data stream its checkpoints name."""
+    if not horizons:
+        return None
+    streams = {cp.index for cp in checkpoints.values() if cp.index is not None}
+    known = [horizons[stream] for stream in streams if stream in horizons]
+    return min(known) if known else None

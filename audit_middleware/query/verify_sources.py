@@ -8,13 +8,15 @@ constant memory:
 * an NDJSON file (records, and ``{"checkpoint": ...}`` lines): the file may be in any
   order (an export is newest first), so entries are sorted externally, in runs of
   ``_RUN`` entries written to temporary files and merged;
-* an anchor file: checkpoint lines only.
+* an anchor file: checkpoint lines only;
+* OpenSearch: ``search_after`` per chain (``OpenSearchSource``).
 """
 
 from __future__ import annotations
 
 import heapq
 import os
+import re
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -26,11 +28,12 @@ import orjson
 
 from audit_middleware.model.checkpoints import CHECKPOINT_KEY, Checkpoint, checkpoint_from_json
 from audit_middleware.model.timestamps import parse_timestamp
+from audit_middleware.opensearch.chains import checkpoints_stream
 from audit_middleware.query.verify import Entry, entry_of
 from audit_middleware.sqlite.chains import iter_checkpoints
 from audit_middleware.sqlite.schema import SQLiteStoreError
 
-__all__ = ["FileSource", "SQLiteSource", "read_anchor"]
+__all__ = ["FileSource", "OpenSearchSource", "SQLiteSource", "read_anchor"]
 
 _RUN: Final = 200_000  # entries sorted in memory before they go to a temporary file
 _SEQ_OFFSET: Final = 2**63  # sequence numbers shifted to be positive in the sort key
@@ -208,3 +211,133 @@ def _checkpoint_line(line: bytes, number: int) -> Checkpoint | str:
         return checkpoint_from_json(orjson.loads(line))
     except Exception as exc:  # noqa: BLE001 - a damaged line is reported, not fatal
         return f"line {number}: {exc}"
+
+
+@dataclass
+class OpenSearchSource:
+    """The chains of the audit data streams ``{prefix}-*`` and the ``{prefix}_checkpoints`` stream.
+
+    Chains are listed with a composite aggregation on ``audit.chain.id``, then each is read
+    in sequence order with ``search_after`` (pages of ``page`` hits); records without a
+    link last. ``retention_horizons`` reads each tier's ISM policy: a backing index is
+    deleted ``min_index_age`` after its creation, and it was created at most one rollover
+    age before its first records.
+    """
+
+    client: Any
+    prefix: str
+    page: int = 2000
+
+    @property
+    def _pattern(self) -> str:
+        return f"{self.prefix}-*"
+
+    def count(self) -> int:
+        """How many records the audit data streams hold."""
+        answer = self.client.count(index=self._pattern, params={"ignore_unavailable": "true"})
+        return int(answer["count"])
+
+    def _pages(self, index: str, query: dict[str, Any], sort: list[Any]) -> Iterator[dict[str, Any]]:
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {"size": self.page, "query": query, "sort": sort}
+            if after is not None:
+                body["search_after"] = after
+            hits = self.client.search(
+                index=index, body=body, params={"ignore_unavailable": "true", "allow_no_indices": "true"}
+            )["hits"]["hits"]
+            yield from hits
+            if len(hits) < self.page:
+                return
+            after = hits[-1]["sort"]
+
+    def checkpoints(self) -> list[Checkpoint | str]:
+        """Every checkpoint document of the checkpoints stream."""
+        found: list[Checkpoint | str] = []
+        sort = [{"checkpoint.chain": "asc"}, {"checkpoint.last_seq": "asc"}, {"checkpoint.kind": "asc"}]
+        for hit in self._pages(checkpoints_stream(self.prefix), {"match_all": {}}, sort):
+            try:
+                found.append(checkpoint_from_json(hit["_source"]))
+            except Exception as exc:  # noqa: BLE001, PERF203 - a damaged checkpoint is reported, not fatal
+                found.append(f"{hit['_index']}/{hit['_id']}: {exc}")
+        return found
+
+    def _chains(self) -> Iterator[str]:
+        after: dict[str, Any] | None = None
+        while True:
+            composite: dict[str, Any] = {
+                "size": 500,
+                "sources": [{"chain": {"terms": {"field": "audit.chain.id"}}}],
+            }
+            if after is not None:
+                composite["after"] = after
+            answer = self.client.search(
+                index=self._pattern,
+                body={"size": 0, "aggs": {"chains": {"composite": composite}}},
+                params={"ignore_unavailable": "true", "allow_no_indices": "true"},
+            )
+            aggregation = answer.get("aggregations", {}).get("chains", {})
+            buckets = aggregation.get("buckets", [])
+            yield from (str(bucket["key"]["chain"]) for bucket in buckets)
+            after = aggregation.get("after_key")
+            if not buckets or after is None:
+                return
+
+    def entries(self) -> Iterator[Entry]:
+        """Every record: chain by chain in sequence order, then those without a link."""
+        by_seq = [{"audit.chain.seq": "asc"}, {"event.id": "asc"}]
+        for chain in self._chains():
+            for hit in self._pages(self._pattern, {"term": {"audit.chain.id": chain}}, by_seq):
+                yield self._entry(hit)
+        unchained = {"bool": {"must_not": [{"exists": {"field": "audit.chain.id"}}]}}
+        for hit in self._pages(self._pattern, unchained, [{"@timestamp": "asc"}, {"event.id": "asc"}]):
+            yield self._entry(hit)
+
+    @staticmethod
+    def _entry(hit: dict[str, Any]) -> Entry:
+        document = hit["_source"]
+        return entry_of(document, f"{hit['_index']}/{hit['_id']}", _unix_ms(document))
+
+    def retention_horizons(self, now_ms: int) -> dict[str, int]:
+        """Data stream -> the time before which its ISM policy may have deleted records."""
+        horizons: dict[str, int] = {}
+        try:
+            streams = self.client.indices.get_data_stream(name=self._pattern)["data_streams"]
+        except Exception:  # noqa: BLE001 - no streams, no ISM: nothing is expected to be gone
+            return horizons
+        for stream in streams:
+            name = str(stream["name"])
+            try:
+                policy = self.client.transport.perform_request(
+                    "GET", f"/_plugins/_ism/policies/{name}-retention"
+                )["policy"]
+            except Exception:  # noqa: BLE001, S112 - a stream without a policy keeps everything
+                continue
+            delete_ms, rollover_ms = _policy_ages(policy)
+            if delete_ms is not None:
+                horizons[name] = now_ms - delete_ms + (rollover_ms or 0)
+        return horizons
+
+
+_AGE = re.compile(r"(\d+)(ms|s|m|h|d)")
+_AGE_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _age_ms(text: object) -> int | None:
+    match = _AGE.fullmatch(str(text))
+    return int(match.group(1)) * _AGE_MS[match.group(2)] if match else None
+
+
+def _policy_ages(policy: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(the age at which the policy deletes an index, its rollover age), from an ISM policy."""
+    delete_ms = rollover_ms = None
+    for state in policy.get("states", []):
+        for action in state.get("actions", []):
+            rollover = action.get("rollover")
+            if isinstance(rollover, dict) and "min_index_age" in rollover:
+                rollover_ms = _age_ms(rollover["min_index_age"])
+        for transition in state.get("transitions", []):
+            age = _age_ms(transition.get("conditions", {}).get("min_index_age"))
+            if age is not None:
+                delete_ms = age if delete_ms is None else max(delete_ms, age)
+    return delete_ms, rollover_ms
