@@ -255,11 +255,16 @@ class OpenSearchSource:
         """Every checkpoint document of the checkpoints stream."""
         found: list[Checkpoint | str] = []
         sort = [{"checkpoint.chain": "asc"}, {"checkpoint.last_seq": "asc"}, {"checkpoint.kind": "asc"}]
-        for hit in self._pages(checkpoints_stream(self.prefix), {"match_all": {}}, sort):
-            try:
-                found.append(checkpoint_from_json(hit["_source"]))
-            except Exception as exc:  # noqa: BLE001, PERF203 - a damaged checkpoint is reported, not fatal
-                found.append(f"{hit['_index']}/{hit['_id']}: {exc}")
+        try:
+            for hit in self._pages(checkpoints_stream(self.prefix), {"match_all": {}}, sort):
+                try:
+                    found.append(checkpoint_from_json(hit["_source"]))
+                except Exception as exc:  # noqa: BLE001, PERF203 - a damaged checkpoint is reported, not fatal
+                    found.append(f"{hit['_index']}/{hit['_id']}: {exc}")
+        except Exception as exc:
+            if getattr(exc, "status_code", None) != 404:
+                raise
+            # no checkpoint was written yet: the stream does not exist
         return found
 
     def _chains(self) -> Iterator[str]:

@@ -112,4 +112,3 @@ def test_values_no_json_has_are_refused():
     for bad in (math.nan, math.inf, "\ud800"):
         with pytest.raises(CanonicalizationError):
             canonical_bytes({"v": bad})
-

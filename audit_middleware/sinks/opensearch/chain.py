@@ -232,3 +232,11 @@ class ShipperChains:
         with self._lock:
             for head in self._heads.values():
                 self._persist(head)
+
+    def release(self) -> None:
+        """Save the heads and give the slot up (the sink closed): the next sink may take it."""
+        self.save()
+        with self._lock:
+            if self._slot_fd is not None:
+                os.close(self._slot_fd)  # closing the descriptor drops the flock
+            self._reset()

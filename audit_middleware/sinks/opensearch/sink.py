@@ -255,7 +255,7 @@ class OpenSearchSink(Sink):
         deadline = self.shutdown_timeout if timeout is None else timeout
         started = time.monotonic()
         state.shipper.flush(deadline)
-        self.chains.save()  # the next process continues the chains from here
+        self.chains.release()  # the next process (or sink) continues the chains from here
         state.shipper.shutdown(max(0.1, deadline - (time.monotonic() - started)))
         state.spool.close()
         self.fallback.close()
