@@ -138,7 +138,9 @@ def test_each_tampering_is_caught_on_the_node(trail: Trail):
     trail.ship(40)
     changed = _search_hit(trail, 7)
     trail.client.update(  # _update of one field, on its backing index
-        index=changed["_index"], id=changed["_id"], body={"doc": {"user": {"email": "mallory@x.io"}}},
+        index=changed["_index"],
+        id=changed["_id"],
+        body={"doc": {"user": {"email": "mallory@x.io"}}},
         params={"refresh": "true"},
     )
     deleted = _search_hit(trail, 12)

@@ -69,3 +69,34 @@ def test_damaged_anchor_lines_are_reported(tmp_path: Path):
     problems = list(read_anchor(anchor))
     assert len(problems) == 2
     assert all(isinstance(problem, str) for problem in problems)
+
+
+def test_one_tenants_file_with_link_lines_verifies_on_its_own(tmp_path: Path):
+    """A file of acme's records, with only link and digest lines for bigcorp's between them, verifies."""
+    import orjson  # noqa: PLC0415
+
+    from audit_middleware.model.chain import content_digest  # noqa: PLC0415
+    from tests.chain_support import chained_store as make  # noqa: PLC0415
+    from tests.query.conftest import make_event  # noqa: PLC0415
+
+    store = make(tmp_path)
+    with store.sink() as sink:
+        for index in range(20):
+            sink.write([make_event("create", tenant="acme" if index % 3 else "bigcorp", ago_ms=20 - index)])
+    lines = []
+    for _, text in documents(store):
+        document = orjson.loads(text)
+        if document["organization"]["id"] == "acme":
+            lines.append(text)
+        else:
+            link = dict(document["audit"]["chain"], digest=content_digest(document).hex())
+            lines.append(orjson.dumps({"chain_link": link}).decode())
+    assert not any("bigcorp" in line for line in lines)
+    path = tmp_path / "acme.ndjson"
+    path.write_text("\n".join(lines) + "\n" + store.anchor.read_text())
+    report = store.verify_file(path)
+    assert report.intact, report.as_json()
+    assert report.chains[0].verified == 20
+    forged = [line.replace('"u1"', '"u2"') if '"chain_link"' not in line else line for line in lines]
+    path.write_text("\n".join(forged) + "\n" + store.anchor.read_text())
+    assert not store.verify_file(path).intact
