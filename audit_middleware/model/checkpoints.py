@@ -64,8 +64,7 @@ class Checkpoint:
     key_id: str = ""
     signature: str = field(default="", compare=False)
 
-    def body(self) -> bytes:
-        """The canonical bytes that are signed: every field but the signature."""
+    def _fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "chain": self.chain,
             "kind": self.kind,
@@ -80,26 +79,15 @@ class Checkpoint:
             fields["removed"] = [list(run) for run in self.removed]
         if self.index is not None:
             fields["index"] = self.index
-        return canonical_bytes(fields)
+        return fields
+
+    def body(self) -> bytes:
+        """The canonical bytes that are signed: every field but the signature."""
+        return canonical_bytes(self._fields())
 
     def to_json(self) -> dict[str, Any]:
         """The ``{"checkpoint": {...}}`` object of an anchor or export line."""
-        fields: dict[str, Any] = {
-            "chain": self.chain,
-            "kind": self.kind,
-            "first_seq": self.first_seq,
-            "last_seq": self.last_seq,
-            "last_hash": self.last_hash,
-            "count": self.count,
-            "created_ms": self.created_ms,
-            "key_id": self.key_id,
-            "signature": self.signature,
-        }
-        if self.removed:
-            fields["removed"] = [list(run) for run in self.removed]
-        if self.index is not None:
-            fields["index"] = self.index
-        return {CHECKPOINT_KEY: fields}
+        return {CHECKPOINT_KEY: {**self._fields(), "signature": self.signature}}
 
 
 def checkpoint_from_json(value: Mapping[str, Any]) -> Checkpoint:

@@ -325,23 +325,26 @@ def _plan_component_template(client: OpenSearch, config: SetupConfig) -> Step:
 
 
 def _plan_index_template(client: OpenSearch, config: SetupConfig) -> Step:
-    name = index_template_name(config.prefix)
-    desired = build_index_template(config.prefix)
-    return _plan_template(
+    return _plan_named_index_template(
         client,
-        "index template",
-        name,
-        desired,
-        read=lambda: client.indices.get_index_template(name=name),
-        write=lambda: client.indices.put_index_template(name=name, body=desired),
-        stored_of=lambda found: found["index_templates"][0]["index_template"],
-        matches=_index_template_matches,
+        index_template_name(config.prefix),
+        build_index_template(config.prefix),
+        _index_template_matches,
     )
 
 
 def _plan_checkpoints_template(client: OpenSearch, config: SetupConfig) -> Step:
-    name = checkpoints_template_name(config.prefix)
+    # the hash chains' checkpoints: its mappings are inline (no component template)
     desired = build_checkpoints_template(config.prefix)
+    return _plan_named_index_template(client, checkpoints_template_name(config.prefix), desired, contains)
+
+
+def _plan_named_index_template(
+    client: OpenSearch,
+    name: str,
+    desired: Mapping[str, Any],
+    matches: Callable[[Mapping[str, Any], Mapping[str, Any]], bool],
+) -> Step:
     return _plan_template(
         client,
         "index template",
@@ -350,7 +353,7 @@ def _plan_checkpoints_template(client: OpenSearch, config: SetupConfig) -> Step:
         read=lambda: client.indices.get_index_template(name=name),
         write=lambda: client.indices.put_index_template(name=name, body=desired),
         stored_of=lambda found: found["index_templates"][0]["index_template"],
-        matches=contains,  # its mappings are inline: no component template
+        matches=matches,
     )
 
 

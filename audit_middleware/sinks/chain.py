@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from audit_middleware import env
 from audit_middleware.errors import AuditValidationError
@@ -31,10 +31,20 @@ from audit_middleware.sinks.anchor import Anchor, FileAnchor
 from audit_middleware.sqlite.chains import ChainHead, add_checkpoint, read_head, write_head
 from audit_middleware.sqlite.schema import INSERT
 
-__all__ = ["ChainPolicy", "SQLiteChain"]
+__all__ = ["ChainEnd", "ChainPolicy", "SQLiteChain"]
 
 _DOCUMENT = 14  # the document's place in an events row (sqlite.schema.row_of)
 _TENANT, _EVENT_ID = 0, 2
+
+
+class ChainEnd(Protocol):
+    """Where a chain ends and how far it is checkpointed (each store's head has these)."""
+
+    chain: str
+    seq: int
+    hash: str
+    checkpoint_seq: int
+    checkpoint_ms: int
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,27 @@ class ChainPolicy:
                 ),
             )
 
+    def due(
+        self, head: ChainEnd, *, now_ms: int, force: bool = False, index: str | None = None
+    ) -> Checkpoint | None:
+        """The signed checkpoint of the chain since its last one, if one is due (or forced), else None."""
+        pending = head.seq - head.checkpoint_seq
+        due = pending >= self.every or now_ms - head.checkpoint_ms >= self.interval * 1000
+        if pending <= 0 or not (due or force):
+            return None
+        return self.seal(
+            Checkpoint(
+                chain=head.chain,
+                kind="periodic",
+                first_seq=head.checkpoint_seq + 1,
+                last_seq=head.seq,
+                last_hash=head.hash,
+                count=pending,
+                created_ms=now_ms,
+                index=index,
+            )
+        )
+
     def seal(self, checkpoint: Checkpoint) -> Checkpoint:
         """``checkpoint`` signed when a key is configured."""
         return checkpoint if self.signer is None else self.signer.sign(checkpoint)
@@ -187,22 +218,10 @@ class SQLiteChain:
         return linked
 
     def _checkpoint_if_due(self, conn: sqlite3.Connection, head: ChainHead, *, force: bool) -> bool:
-        pending = head.seq - head.checkpoint_seq
         now_ms = int(self.clock() * 1000)
-        due = pending >= self.policy.every or now_ms - head.checkpoint_ms >= self.policy.interval * 1000
-        if pending <= 0 or not (due or force):
+        checkpoint = self.policy.due(head, now_ms=now_ms, force=force)
+        if checkpoint is None:
             return False
-        checkpoint = self.policy.seal(
-            Checkpoint(
-                chain=head.chain,
-                kind="periodic",
-                first_seq=head.checkpoint_seq + 1,
-                last_seq=head.seq,
-                last_hash=head.hash,
-                count=pending,
-                created_ms=now_ms,
-            )
-        )
         add_checkpoint(conn, checkpoint)
         head.checkpoint_seq, head.checkpoint_ms = head.seq, now_ms
         with self._lock:

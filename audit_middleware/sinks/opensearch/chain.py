@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from audit_middleware.model.chain import GENESIS, with_link
-from audit_middleware.model.checkpoints import Checkpoint
 from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.model.timestamps import format_timestamp
 from audit_middleware.sinks.chain import ChainPolicy
@@ -190,23 +189,10 @@ class ShipperChains:
     # -- checkpoints ------------------------------------------------------------
 
     def _checkpoint_if_due(self, head: _Head, *, force: bool) -> None:
-        pending = head.seq - head.checkpoint_seq
         now_ms = int(time.time() * 1000)
-        due = pending >= self.policy.every or now_ms - head.checkpoint_ms >= self.policy.interval * 1000
-        if pending <= 0 or not (due or force):
+        checkpoint = self.policy.due(head, now_ms=now_ms, force=force, index=head.stream)
+        if checkpoint is None:
             return
-        checkpoint = self.policy.seal(
-            Checkpoint(
-                chain=head.chain,
-                kind="periodic",
-                first_seq=head.checkpoint_seq + 1,
-                last_seq=head.seq,
-                last_hash=head.hash,
-                count=pending,
-                created_ms=now_ms,
-                index=head.stream,
-            )
-        )
         head.checkpoint_seq, head.checkpoint_ms = head.seq, now_ms
         self._persist(head)
         document = {"@timestamp": format_timestamp(now_ms), "event": {"id": f"{head.chain}-{head.seq}"}}
