@@ -213,3 +213,24 @@ def test_the_shipper_only_creates(trail: Trail):
     )
     assert answer["items"][0]["create"]["status"] == 409
     assert trail.verify().intact
+
+
+def test_the_verify_command_on_the_cluster(trail: Trail):
+    """`verify --store opensearch` reads the prefix's chains and checkpoints: 0 when clean, 1 tampered."""
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from audit_middleware.cli import main  # noqa: PLC0415
+
+    trail.ship(25)
+    public = trail.tmp_path / "chain.pub"
+    public.write_bytes(trail.signer.public_pem())
+    environ = {"AUDIT_OPENSEARCH_URL": OPENSEARCH_URL, "AUDIT_OPENSEARCH_PREFIX": trail.prefix}
+    args = ["verify", "--store", "opensearch", "--public-key", str(public), "--anchor", str(trail.anchor)]
+    clean = CliRunner().invoke(main, args, env=environ)
+    assert clean.exit_code == 0, clean.output
+    assert "verified   25 of 25 records" in clean.output
+    hit = _search_hit(trail, 3)
+    trail.client.delete(index=hit["_index"], id=hit["_id"], params={"refresh": "true"})
+    tampered = CliRunner().invoke(main, args, env=environ)
+    assert tampered.exit_code == 1
+    assert "  missing    seq 3" in tampered.output
