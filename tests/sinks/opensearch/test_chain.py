@@ -46,7 +46,7 @@ def test_two_live_holders_never_share_a_chain(tmp_path: Path):
 
 
 def test_chains_are_per_tier_and_checkpoints_become_items(tmp_path: Path):
-    """Each tier has its own chain; every third link yields a checkpoint item for the stream and the anchor."""
+    """Each tier has its own chain; every third link makes a checkpoint item (stream and anchor)."""
     chains = _chains(tmp_path)
     for _ in range(3):
         _link(chains, "standard")
