@@ -26,6 +26,10 @@ One place, so that the names in the docs, the CLI and the sinks cannot drift apa
 ``AUDIT_SPOOL_DIR``                     the OpenSearch sink's state directory (spool, dead letters)
 ``AUDIT_FALLBACK_DIR``                  the last resort of records a store could not take (default:
                                         ``<state dir>/undelivered``; best on another file system)
+``AUDIT_CHAIN_SIGNING_KEY``             PEM file of the Ed25519 key that signs chain checkpoints
+``AUDIT_CHAIN_ANCHOR``                  append-only file every checkpoint is also written to (the anchor)
+``AUDIT_CHAIN_CHECKPOINT_EVERY``        records between checkpoints (default 1000)
+``AUDIT_CHAIN_CHECKPOINT_SECONDS``      seconds between checkpoints while records arrive (default 60)
 ``XDG_STATE_HOME``                      the base of the default state directory
 ======================================  ==============================================================
 """
@@ -58,6 +62,10 @@ SQLITE_ARCHIVE_DIR = "AUDIT_SQLITE_ARCHIVE_DIR"
 ALERT_WEBHOOK = "AUDIT_ALERT_WEBHOOK"
 SPOOL_DIR = "AUDIT_SPOOL_DIR"
 FALLBACK_DIR = "AUDIT_FALLBACK_DIR"
+CHAIN_SIGNING_KEY = "AUDIT_CHAIN_SIGNING_KEY"
+CHAIN_ANCHOR = "AUDIT_CHAIN_ANCHOR"
+CHAIN_CHECKPOINT_EVERY = "AUDIT_CHAIN_CHECKPOINT_EVERY"
+CHAIN_CHECKPOINT_SECONDS = "AUDIT_CHAIN_CHECKPOINT_SECONDS"
 
 DEFAULT_SQLITE_PATH = "audit.sqlite3"
 STATE_DIR_NAME = "audit-middleware"

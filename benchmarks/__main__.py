@@ -39,6 +39,7 @@ BENCHMARKS = (
     "query_stores",
     "sqlite_writer",
     "viewer_pages",
+    "chain_verify",
 )
 NEEDS_NODE = frozenset(("shipper_throughput", "request_latency_node_down"))
 # Run in a fresh process: its memory figures must not include what earlier benchmarks left behind.

@@ -58,4 +58,9 @@ CONTRACT_AUDIT_FIELDS = {
     "audit.target_count": "integer",
     "audit.permissions.added": "keyword",
     "audit.permissions.removed": "keyword",
+    # the hash chain's link (model.chain); prev and hash are kept in _source only
+    "audit.chain.id": "keyword",
+    "audit.chain.seq": "long",
+    "audit.chain.prev": "keyword",
+    "audit.chain.hash": "keyword",
 }

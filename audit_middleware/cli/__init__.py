@@ -19,14 +19,14 @@
     audit-middleware archive restore .ds-audit-standard-000001-2026.12.01-21:19:00.996
     audit-middleware alerts list --tenant acme
     audit-middleware import --store sqlite:audit.sqlite3 export.ndjson archive-0001.ndjson.gz
+    audit-middleware verify --store sqlite:audit.sqlite3 --public-key chain.pub --anchor /mnt/anchor/a.jsonl
 
 Connection settings come from the ``AUDIT_OPENSEARCH_*`` environment variables
 (listed in ``audit_middleware.env``); options given here win over them.
 
 The commands live in ``cli.admin`` (setup, status), ``cli.read`` (search, show,
 export, tail) and ``cli.archives`` (retention, archive), ``cli.alerting`` (alerts), ``cli.loading``
-(import), with
-``cli.targets`` choosing their store; ``cli.render`` formats
+(import), ``cli.verify`` (verify), with ``cli.targets`` choosing their store; ``cli.render`` formats
 events for the terminal.
 
 The reading commands use ``--store sqlite:PATH`` or ``--store opensearch``; by default
@@ -95,6 +95,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": (
         "audit_middleware.cli.loading",
         "Load NDJSON documents (an export, an archive, another store's dump) into the SQLite store.",
+    ),
+    "verify": (
+        "audit_middleware.cli.verify",
+        "Check the hash chains: verified, modified, missing, inserted, reordered or truncated records.",
     ),
 }
 

@@ -92,8 +92,12 @@ def apply(
             archive_dir=archive_dir,
             archive=not no_archive,
         )
+    from audit_middleware.sinks.chain import ChainPolicy  # noqa: PLC0415
+
+    with explained():
+        chain = ChainPolicy.from_environment()  # the retention checkpoints are signed with the app's key
     with sqlite_pool(path) as pool, pool.borrow() as conn, explained():
-        report = apply_retention(conn, path, policy)
+        report = apply_retention(conn, path, policy, removed=chain.record_removal)
     for tier, count in sorted(report.by_tier.items()):
         click.echo(f"{tier}: {count} records {'deleted' if no_archive else 'archived and deleted'}")
     for file in report.files:

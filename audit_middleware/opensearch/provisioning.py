@@ -44,6 +44,7 @@ from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.alerts import AlertRule, default_rules
 from audit_middleware.opensearch import errors, monitors
 from audit_middleware.opensearch.archive import plan_repository
+from audit_middleware.opensearch.chains import build_checkpoints_template, checkpoints_template_name
 from audit_middleware.opensearch.retention import RetentionTier, build_policy, default_tiers, policy_id
 from audit_middleware.opensearch.steps import (
     SetupError,
@@ -331,8 +332,26 @@ def _plan_component_template(client: OpenSearch, config: SetupConfig) -> Step:
 
 
 def _plan_index_template(client: OpenSearch, config: SetupConfig) -> Step:
-    name = index_template_name(config.prefix)
-    desired = build_index_template(config.prefix)
+    return _plan_named_index_template(
+        client,
+        index_template_name(config.prefix),
+        build_index_template(config.prefix),
+        _index_template_matches,
+    )
+
+
+def _plan_checkpoints_template(client: OpenSearch, config: SetupConfig) -> Step:
+    # the hash chains' checkpoints: its mappings are inline (no component template)
+    desired = build_checkpoints_template(config.prefix)
+    return _plan_named_index_template(client, checkpoints_template_name(config.prefix), desired, contains)
+
+
+def _plan_named_index_template(
+    client: OpenSearch,
+    name: str,
+    desired: Mapping[str, Any],
+    matches: Callable[[Mapping[str, Any], Mapping[str, Any]], bool],
+) -> Step:
     return _plan_template(
         client,
         "index template",
@@ -341,7 +360,7 @@ def _plan_index_template(client: OpenSearch, config: SetupConfig) -> Step:
         read=lambda: client.indices.get_index_template(name=name),
         write=lambda: client.indices.put_index_template(name=name, body=desired),
         stored_of=lambda found: found["index_templates"][0]["index_template"],
-        matches=_index_template_matches,
+        matches=matches,
     )
 
 
@@ -595,6 +614,7 @@ def _plan(client: OpenSearch, config: SetupConfig) -> list[Step]:
         steps.extend(step for step, _ in policies)
     steps.append(_plan_component_template(client, config))
     steps.append(_plan_index_template(client, config))
+    steps.append(_plan_checkpoints_template(client, config))  # the hash chains' checkpoints
     streams = [_plan_data_stream(client, name) for name in config.data_streams]
     steps.extend(step for step, _ in streams)
     for stream, backing in streams:

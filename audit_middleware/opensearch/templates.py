@@ -40,9 +40,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from audit_middleware.model import ecs
+from audit_middleware.opensearch.chains import CHAIN_FIELDS
 from audit_middleware.opensearch.tiers import validate_name
 
-TEMPLATE_REVISION = 5  # 3: retention, alert and dashboard fields; 4: span.id; 5: index sort
+TEMPLATE_REVISION = 6  # 3: retention, alert and dashboard fields; 4: span.id; 5: index sort; 6: audit.chain
 # Above the 100 that catch-all templates commonly use, so ours wins for "{prefix}-*".
 INDEX_TEMPLATE_PRIORITY = 500
 MANAGED_BY = "audit-middleware"
@@ -125,6 +126,7 @@ def field_mappings() -> dict[str, dict[str, Any]]:
     """Every mapped field of the record by flat name, subfields included (as ``fields``)."""
     flat = {name: _ecs_mapping(definition) for name, definition in ecs.fields().items()}
     flat.update({name: dict(mapping) for name, mapping in AUDIT_FIELDS.items()})
+    flat.update({name: dict(mapping) for name, mapping in CHAIN_FIELDS.items()})  # the hash chain's link
     for name in LOWERCASE_FIELDS:
         flat[name].setdefault("fields", {})["lower"] = {
             "type": "keyword",

@@ -58,6 +58,8 @@ class Housekeeping:
         self.notifiers = tuple(notifiers)
         self.alert_interval = alert_interval
         self.retention = retention
+        self.on_removal: sqlite_retention.RemovalHook | None = None
+        """Told of each chunk retention deletes, in its transaction (set by the sink: the chain)."""
         self._reset()
         after_fork_in_child(self._reset)
 
@@ -153,4 +155,6 @@ class Housekeeping:
     ) -> sqlite_retention.RetentionReport:
         """Archive and delete what ``retention`` no longer keeps; returns what it did."""
         with self._pool.borrow() as conn:
-            return sqlite_retention.apply_retention(conn, Path(self._pool.path), retention)
+            return sqlite_retention.apply_retention(
+                conn, Path(self._pool.path), retention, removed=self.on_removal
+            )

@@ -28,6 +28,10 @@ With ``alert_rules`` and ``retention`` the sink also runs the store's periodic j
 ``on_alert`` and/or ``alert_webhook``, and retention with archiving. One worker of many
 runs each job at a time. When the process ends (``persist``, ``close``) that thread is
 stopped too, after the job in progress finishes its chunk.
+
+Every record joins the store's hash chain inside the transaction that inserts it
+(``sinks.chain``; ``chain=ChainPolicy(...)`` sets the signing key, the checkpoint
+frequency and the external anchor, by default from the ``AUDIT_CHAIN_*`` variables).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from audit_middleware.model.alerts import AlertRule
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.sinks import shutdown
 from audit_middleware.sinks.base import Sink
+from audit_middleware.sinks.chain import ChainPolicy, SQLiteChain
 from audit_middleware.sinks.housekeeping import Housekeeping
 from audit_middleware.sinks.lastresort import LastResort, destination_directory
 from audit_middleware.sinks.notify import AlertNotifier, WebhookNotifier
@@ -52,7 +57,7 @@ from audit_middleware.sinks.worker import BackgroundWorker
 from audit_middleware.sqlite.bulk import load_rows
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.retention import SQLiteRetention
-from audit_middleware.sqlite.schema import insert_rows, row_of
+from audit_middleware.sqlite.schema import row_of
 
 __all__ = ["SQLiteSink"]
 
@@ -97,6 +102,7 @@ class SQLiteSink(Sink):
         retention: SQLiteRetention | None = None,
         fallback_dir: str | os.PathLike[str] | None = None,
         install_signal_handlers: bool = True,
+        chain: ChainPolicy | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -111,6 +117,8 @@ class SQLiteSink(Sink):
             path, busy_timeout=busy_timeout, synchronous="FULL" if durable else "NORMAL", defer_when_busy=True
         )
         self.path = self._pool.path
+        self.chain = SQLiteChain(ChainPolicy.from_environment() if chain is None else chain)
+        """The store's hash chain, extended by every write of this process."""
         self.housekeeping = Housekeeping(
             self._pool,
             alert_rules=alert_rules,
@@ -118,6 +126,7 @@ class SQLiteSink(Sink):
             alert_interval=alert_interval,
             retention=retention,
         )
+        self.housekeeping.on_removal = self.chain.policy.record_removal
         self.durable = durable
         self.fallback = LastResort(
             Path(fallback_dir)
@@ -127,6 +136,7 @@ class SQLiteSink(Sink):
         )
         """Where records go that the store refused, until they are replayed into it."""
         self._closed = False
+        self._pool_closed = False
         self._signals = install_signal_handlers
         self._writer = _Writer(self, queue_size)
         self.written = 0
@@ -146,20 +156,29 @@ class SQLiteSink(Sink):
             for event in events:
                 batch.append(row_of(event))
                 if len(batch) >= _WRITE_BATCH:
-                    inserted += _write_transaction(conn, batch)
+                    inserted += _write_transaction(conn, batch, self.chain)
                     batch.clear()
             if batch:
-                inserted += _write_transaction(conn, batch)
+                inserted += _write_transaction(conn, batch, self.chain)
         return inserted
 
     def load(self, events: Iterable[AuditEvent]) -> int:
         """Bulk-load ``events`` (many at once); returns how many were new.
 
         Into an empty store the indexes and full-text search are built after the rows,
-        in one transaction (``sqlite.bulk``); otherwise this is ``write``.
+        in one transaction (``sqlite.bulk``); otherwise this is ``write``. Either way the
+        records join the store's hash chain.
         """
         with self._pool.borrow() as conn:
-            return load_rows(conn, map(row_of, events))
+            try:
+                inserted = load_rows(
+                    conn, map(row_of, events), insert=self.chain.insert, after_load=self.chain.link_loaded
+                )
+            except BaseException:
+                self.chain.rolled_back()
+                raise
+        self.chain.committed()
+        return inserted
 
     def emit(self, event: AuditEvent) -> None:
         """Queue ``event`` for the background writer; never raises, never drops it.
@@ -193,7 +212,7 @@ class SQLiteSink(Sink):
             with self._pool.borrow() as conn:
                 for pause in (*_WRITE_RETRIES, None):
                     try:
-                        _write_transaction(conn, rows)
+                        _write_transaction(conn, rows, self.chain)
                         break
                     except sqlite3.OperationalError:  # locked beyond busy_timeout, disk full, I/O error
                         if pause is None:
@@ -226,6 +245,7 @@ class SQLiteSink(Sink):
         """
         self._closed = True  # emit() now writes synchronously
         drained = self.flush(timeout)
+        self._final_checkpoint()
         self.housekeeping.stop(timeout)
         return drained
 
@@ -249,8 +269,28 @@ class SQLiteSink(Sink):
                 f"audit-middleware: {self._writer.depth()} audit events were still being written to "
                 f"{self.path} when the store closed\n"
             )
+        self._final_checkpoint()
         self.fallback.close()
         self._pool.close(optimize=True)
+        self._pool_closed = True
+
+    def _final_checkpoint(self) -> None:
+        """Checkpoint the records since the last checkpoint, so the chain's end is signed too."""
+        if self._pool_closed:
+            return
+        try:
+            with self._pool.borrow() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self.chain.checkpoint(conn)
+                except BaseException:
+                    conn.rollback()
+                    self.chain.rolled_back()
+                    raise
+                conn.execute("COMMIT")
+            self.chain.committed()
+        except Exception as exc:  # noqa: BLE001 - closing must not fail on a checkpoint; the next one covers it
+            sys.stderr.write(f"audit-middleware: no final checkpoint for {self.path}: {exc}\n")
 
     def __enter__(self) -> SQLiteSink:
         return self
@@ -274,17 +314,20 @@ class _Writer(BackgroundWorker[AuditEvent]):
         shutdown.watch(self._sink, signals=self._sink._signals)
 
 
-def _write_transaction(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-    """Store one batch in one transaction; returns how many rows were new.
+def _write_transaction(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], chain: SQLiteChain) -> int:
+    """Store one batch in one transaction, linked to the store's hash chain; returns how
+    many rows were new.
 
     The only place the writer opens a transaction: work that must commit or roll back
     with a batch belongs here, between the insert and the commit.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        inserted = insert_rows(conn, rows)
+        inserted = chain.insert(conn, rows)  # links the rows to the chain in this transaction
+        conn.execute("COMMIT")
     except BaseException:
         conn.rollback()
+        chain.rolled_back()
         raise
-    conn.execute("COMMIT")
+    chain.committed()
     return inserted

@@ -21,7 +21,7 @@ dump) and stores each document as it is, byte for byte.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -37,27 +37,44 @@ _CHUNK = 20_000  # rows per executemany inside the one bulk transaction
 _REJECTS_KEPT = 20
 
 
-def load_rows(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
+Row = tuple[Any, ...]
+
+
+def load_rows(
+    conn: sqlite3.Connection,
+    rows: Iterable[Row],
+    *,
+    insert: Callable[[sqlite3.Connection, Sequence[Row]], int] = insert_rows,
+    after_load: Callable[[sqlite3.Connection], None] | None = None,
+) -> int:
     """Store ``rows`` (``schema.row_of``); returns how many were new (duplicates are skipped).
 
-    ``conn`` is in autocommit mode (``isolation_level=None``), as the pool's are.
+    ``conn`` is in autocommit mode (``isolation_level=None``), as the pool's are. The
+    writer's per-batch work (the hash chain) comes in two hooks: ``insert`` stores each
+    batch of a store that has rows, inside its transaction; ``after_load`` runs once
+    after the rows of a load into an empty store, in that load's transaction, before
+    the indexes are built.
     """
     source = iter(rows)
     conn.execute("BEGIN IMMEDIATE")
     try:
         empty = conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is None
         if empty:
-            inserted = _load_then_index(conn, source)
+            inserted = _load_then_index(conn, source, after_load)
             conn.execute("COMMIT")
             return inserted
         conn.execute("COMMIT")
     except BaseException:
         conn.rollback()
         raise
-    return _load_in_batches(conn, source)
+    return _load_in_batches(conn, source, insert)
 
 
-def _load_then_index(conn: sqlite3.Connection, rows: Iterator[tuple[Any, ...]]) -> int:
+def _load_then_index(
+    conn: sqlite3.Connection,
+    rows: Iterator[Row],
+    after_load: Callable[[sqlite3.Connection], None] | None,
+) -> int:
     """Inside the caller's transaction: drop, insert, build (see the module docstring)."""
     indexes = [
         (str(name), str(sql))
@@ -72,6 +89,8 @@ def _load_then_index(conn: sqlite3.Connection, rows: Iterator[tuple[Any, ...]]) 
     inserted = 0
     while chunk := list(islice(rows, _CHUNK)):
         inserted += max(conn.executemany(INSERT, chunk).rowcount, 0)
+    if after_load is not None:
+        after_load(conn)
     for _, sql in indexes:
         conn.execute(sql)
     conn.execute("INSERT INTO events_fts (events_fts) VALUES ('rebuild')")
@@ -79,12 +98,16 @@ def _load_then_index(conn: sqlite3.Connection, rows: Iterator[tuple[Any, ...]]) 
     return inserted
 
 
-def _load_in_batches(conn: sqlite3.Connection, rows: Iterator[tuple[Any, ...]]) -> int:
+def _load_in_batches(
+    conn: sqlite3.Connection,
+    rows: Iterator[Row],
+    insert: Callable[[sqlite3.Connection, Sequence[Row]], int],
+) -> int:
     inserted = 0
     while batch := list(islice(rows, BATCH)):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            inserted += insert_rows(conn, batch)
+            inserted += insert(conn, batch)
         except BaseException:
             conn.rollback()
             raise

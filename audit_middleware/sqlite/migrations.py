@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from audit_middleware.sqlite.chains import CHAINS_V4, create_store_chain
 from audit_middleware.sqlite.schema import (
     ALERTS_AND_ARCHIVES_V2,
     EVENTS_V1,
@@ -49,6 +50,7 @@ STEPS: Final[tuple[Migration, ...]] = (
     Migration("events, filter indexes and full-text search", EVENTS_V1),
     Migration("alert state, retention archives, maintenance leases", ALERTS_AND_ARCHIVES_V2),
     Migration("one covering time index, users and text through full-text search", INGEST_LAYOUT_V3),
+    Migration("hash chain columns, chain head, checkpoints", CHAINS_V4, create_store_chain),
 )
 SCHEMA_VERSION: Final = len(STEPS)
 

@@ -29,7 +29,7 @@ import secrets
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -207,10 +207,22 @@ def _tenant_id(conn: sqlite3.Connection, key: str) -> str | None:
     return str(row[0]) if row is not None and row[0] is not None else key
 
 
+RemovalHook = Callable[[sqlite3.Connection, Sequence[str]], None]
+"""Called in the transaction that deletes records, with their documents (the chain's retention checkpoint)."""
+
+
 def apply_retention(
-    conn: sqlite3.Connection, database: Path, retention: SQLiteRetention, *, now_ms: int | None = None
+    conn: sqlite3.Connection,
+    database: Path,
+    retention: SQLiteRetention,
+    *,
+    now_ms: int | None = None,
+    removed: RemovalHook | None = None,
 ) -> RetentionReport:
-    """Archive (unless ``archive=False``), then delete, every record older than its tier keeps it."""
+    """Archive (unless ``archive=False``), then delete, every record older than its tier keeps it.
+
+    ``removed`` sees each deleted chunk's documents inside the deleting transaction.
+    """
     now = int(time.time() * 1000) if now_ms is None else now_ms
     run = secrets.token_hex(4)
     report = RetentionReport()
@@ -240,6 +252,8 @@ def apply_retention(
                     writer.write([str(row[2]) for row in rows])
                 with transaction(conn):
                     conn.executemany("DELETE FROM events WHERE seq = ?", [(row[0],) for row in rows])
+                    if removed is not None:
+                        removed(conn, [str(row[2]) for row in rows])
                     if writer is not None:
                         first, last = min(row[1] for row in rows), max(row[1] for row in rows)
                         conn.execute(

@@ -151,7 +151,9 @@ EVENTS_V1: Final[tuple[str, ...]] = (
     END
     """,
     """
-    CREATE TRIGGER events_fts_update AFTER UPDATE ON events BEGIN
+    CREATE TRIGGER events_fts_update
+    AFTER UPDATE OF resource_name, user_email, effective_user_email, user_id, effective_user_id,
+        action, action_label ON events BEGIN
         INSERT INTO events_fts (
             events_fts, rowid, resource_name, action, action_label, user_email, effective_user_email
         ) VALUES ('delete', old.seq, old.resource_name, old.action, old.action_label, old.user_email,
@@ -247,7 +249,9 @@ FTS_TRIGGERS_V3: Final[tuple[str, ...]] = (
     END
     """,
     """
-    CREATE TRIGGER events_fts_update AFTER UPDATE ON events BEGIN
+    CREATE TRIGGER events_fts_update
+    AFTER UPDATE OF resource_name, user_email, effective_user_email, user_id, effective_user_id,
+        action, action_label ON events BEGIN
         INSERT INTO events_fts (events_fts, rowid, resource_name, user_email, effective_user_email, user_keys)
         VALUES ('delete', old.seq, old.resource_name, old.user_email, old.effective_user_email,
                 old.user_keys);
@@ -257,7 +261,10 @@ FTS_TRIGGERS_V3: Final[tuple[str, ...]] = (
     END
     """,
 )
-"""Keep ``events_fts`` and ``actions`` in step when rows are deleted or changed.
+"""Keep ``events_fts`` and ``actions`` in step when rows are deleted or their searched columns change.
+
+An update of the document alone (a bulk load linking its rows to the hash chain before
+the full-text index is rebuilt) leaves the index alone.
 
 Inserts feed them in bulk instead (``insert_rows``): FTS5 flushes its in-memory terms at
 every statement savepoint, so a per-row insert trigger wrote one tiny segment per row and

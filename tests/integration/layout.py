@@ -8,7 +8,7 @@ from typing import Any
 
 from opensearchpy import NotFoundError, TransportError
 
-from audit_middleware.opensearch import templates
+from audit_middleware.opensearch import chains, templates
 from audit_middleware.opensearch.monitors import MONITORS, monitor_name
 
 
@@ -61,6 +61,8 @@ def remove_layout(client: Any, prefix: str) -> None:
     _quietly(lambda: client.indices.delete_index_template(name=templates.index_template_name(prefix)))
     _quietly(lambda: client.cluster.delete_component_template(name=templates.component_template_name(prefix)))
     remove_policies(client, prefix)
+    _quietly(lambda: client.indices.delete_data_stream(name=chains.checkpoints_stream(prefix)))
+    _quietly(lambda: client.indices.delete_index_template(name=chains.checkpoints_template_name(prefix)))
 
 
 def remove_repository(client: Any, name: str) -> None:

@@ -565,7 +565,10 @@ def test_export_ndjson(store: AuditStore, data: Dataset) -> None:
     documents = [json.loads(line) for line in out.getvalue().splitlines()]
     assert rows == len(documents) == 4
     assert {doc["event"]["id"] for doc in documents} == data.ids("create", "token", "delete", "stop")
-    assert documents[0] == data.acme["create"].to_document()
+    # as stored: on a chained store with the record's link, otherwise as the record made it
+    first = documents[0]
+    first["audit"].pop("chain", None)
+    assert first == data.acme["create"].to_document()
 
 
 # -- tail ----------------------------------------------------------------------------------

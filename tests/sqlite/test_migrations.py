@@ -138,7 +138,7 @@ def test_processes_opening_an_old_file_at_once_upgrade_it_once(v1_copy: Path):
 
 def test_steps_are_numbered_by_position():
     """Step n (0-based) makes version n + 1; the current version is the number of steps."""
-    assert SCHEMA_VERSION == len(STEPS) == 3
+    assert SCHEMA_VERSION == len(STEPS) == 4
     assert all(step.description for step in STEPS)
 
 

@@ -67,6 +67,7 @@ class Shipper(BackgroundWorker[AuditEvent]):
         readiness: Callable[[OpenSearch], str | None],
         fallback: LastResort,
         durable: bool = False,
+        extra: Callable[[], list[Item]] | None = None,
     ) -> None:
         super().__init__(
             "audit-middleware-shipper",
@@ -83,6 +84,7 @@ class Shipper(BackgroundWorker[AuditEvent]):
         self._readiness = readiness
         self._fallback = fallback
         self._durable = durable
+        self._extra = extra or list  # more items to send with each batch (the chains' checkpoints)
         self._ready_error: str | None = "not checked yet"
         self._failures = 0
         self._in_flight: list[Item] = []
@@ -136,9 +138,12 @@ class Shipper(BackgroundWorker[AuditEvent]):
         batch = self.take(self._options.batch_docs, self._options.flush_interval)
         if batch:
             try:
-                self._ship([self._encode(event) for event in batch])
+                items = [self._encode(event) for event in batch]
+                self._ship(items + self._extra())
             finally:
                 self.done(len(batch))
+        elif extra := self._extra():
+            self._ship(extra)
         elif self.stopping.is_set():
             return False
         return True
@@ -170,7 +175,8 @@ class Shipper(BackgroundWorker[AuditEvent]):
         batch = self.take_all()
         if batch:
             try:
-                self._spool_items([self._encode(event) for event in batch])
+                items = [self._encode(event) for event in batch]
+                self._spool_items(items + self._extra())
             finally:
                 self.done(len(batch))
 

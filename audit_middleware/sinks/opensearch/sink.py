@@ -34,14 +34,17 @@ from audit_middleware import env
 from audit_middleware.errors import AuditDeliveryError, SinkSetupError
 from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import AuditEvent
+from audit_middleware.opensearch.chains import checkpoints_stream, find_chain_head
 from audit_middleware.opensearch.client import build_client
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.status import check_ready
 from audit_middleware.opensearch.tiers import TierRouter
 from audit_middleware.sinks import shutdown
 from audit_middleware.sinks.base import Sink
+from audit_middleware.sinks.chain import ChainPolicy
 from audit_middleware.sinks.lastresort import LastResort, destination_directory
 from audit_middleware.sinks.opensearch.bulk import Item
+from audit_middleware.sinks.opensearch.chain import ShipperChains
 from audit_middleware.sinks.opensearch.deadletter import DeadLetterFile
 from audit_middleware.sinks.opensearch.metrics import DeliveryMetrics
 from audit_middleware.sinks.opensearch.shipper import Shipper, ShipperOptions
@@ -77,6 +80,7 @@ class OpenSearchSink(Sink):
         install_signal_handlers: bool = True,
         fallback_dir: str | os.PathLike[str] | None = None,
         durable_wait: float = 2.0,
+        chain: ChainPolicy | None = None,
     ) -> None:
         self.settings = settings or ConnectionSettings.from_env()
         self.router = router or TierRouter(prefix=self.settings.prefix)
@@ -90,6 +94,15 @@ class OpenSearchSink(Sink):
         self.shutdown_timeout = shutdown_timeout
         self._install_signal_handlers = install_signal_handlers
         self.metrics = DeliveryMetrics()
+        self.chains = ShipperChains(
+            self.state_dir,
+            ChainPolicy.from_environment() if chain is None else chain,
+            checkpoints_stream(self.settings.prefix),
+            find_head=lambda chain_id: find_chain_head(
+                self._client_factory(), self.settings.prefix, chain_id
+            ),
+        )
+        """This process's hash chains (one per tier), linked as documents are encoded."""
         try:  # at start-up, not at the first record inside a request
             writable_directory(env.spool_dir(self.state_dir))
             self.dead_letters = DeadLetterFile(env.dead_letter_path(self.state_dir))
@@ -141,6 +154,7 @@ class OpenSearchSink(Sink):
             readiness=lambda client: check_ready(client, self.settings.prefix),
             fallback=self.fallback,
             durable=self.durable,
+            extra=self.chains.take_items,
         )
         shipper.start()
         # a forked worker (gunicorn) replaced the signal handlers its parent had: chain again
@@ -155,7 +169,11 @@ class OpenSearchSink(Sink):
         tenant = event.tenant.id if event.tenant is not None else None
         tier = self.router.tier_for(tenant)
         document["audit"]["tier"] = tier
-        return Item(self.router.data_stream_for(tier), event.id, dumps(document))
+        stream = self.router.data_stream_for(tier)
+        self.chains.link(
+            document, stream, tier
+        )  # after redaction, on the shipper (see sinks.opensearch.chain)
+        return Item(stream, event.id, dumps(document))
 
     def emit(self, event: AuditEvent) -> None:
         """Queue the event (or, when durable or the queue is full, spool it); never raises.
@@ -217,6 +235,7 @@ class OpenSearchSink(Sink):
         if state is None:
             return True
         state.shipper.spool_queue()
+        self.chains.save()
         state.spool.sync()
         return True
 
@@ -236,6 +255,7 @@ class OpenSearchSink(Sink):
         deadline = self.shutdown_timeout if timeout is None else timeout
         started = time.monotonic()
         state.shipper.flush(deadline)
+        self.chains.release()  # the next process (or sink) continues the chains from here
         state.shipper.shutdown(max(0.1, deadline - (time.monotonic() - started)))
         state.spool.close()
         self.fallback.close()

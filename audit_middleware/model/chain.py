@@ -1,0 +1,89 @@
+"""The hash chain of records: each record's link, computed from its redacted document.
+
+A chain is one writer's sequence of records (the SQLite store's, one OpenSearch
+shipper's). Record ``n`` of a chain carries ``audit.chain``::
+
+    {"id": <chain id>, "seq": n, "prev": <hash of record n-1>, "hash": <its own hash>}
+
+    digest_n = SHA-256(JCS(document without audit.chain))
+    hash_n   = SHA-256(hash_{n-1} || digest_n)          (hash_0 = 32 zero bytes)
+
+``JCS`` is ``model.canonical`` (RFC 8785). The document enters through its digest, so a
+link can be checked without the document: an export of one tenant carries, for the
+records of other tenants between its own, only their links and digests, and still
+verifies end to end without revealing them. The link fields are outside the digest:
+a record moved to another place keeps a valid ``hash`` for its own ``prev``, which is how
+``verify`` tells a reordered record (intact, in the wrong place) from a modified one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from audit_middleware.model.canonical import canonical_bytes
+
+__all__ = ["CHAIN_FIELD", "GENESIS", "Link", "content_digest", "link_hash", "link_of", "with_link"]
+
+CHAIN_FIELD: Final = "chain"  # under "audit"
+GENESIS: Final = "0" * 64
+"""The ``prev`` of a chain's first record."""
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A record's place in its chain, as ``audit.chain`` holds it."""
+
+    chain: str
+    seq: int
+    prev: str
+    hash: str
+
+    def as_field(self) -> dict[str, Any]:
+        """The ``audit.chain`` object."""
+        return {"id": self.chain, "seq": self.seq, "prev": self.prev, "hash": self.hash}
+
+
+def content_digest(document: Mapping[str, Any]) -> bytes:
+    """SHA-256 of the canonical bytes of ``document`` without its ``audit.chain``."""
+    audit = document.get("audit")
+    if isinstance(audit, Mapping) and CHAIN_FIELD in audit:
+        document = {**document, "audit": {k: v for k, v in audit.items() if k != CHAIN_FIELD}}
+    return hashlib.sha256(canonical_bytes(document)).digest()
+
+
+def link_hash(prev: str, digest: bytes) -> str:
+    """``hash_n`` (hex) from ``hash_{n-1}`` (hex) and the record's content digest."""
+    return hashlib.sha256(bytes.fromhex(prev) + digest).hexdigest()
+
+
+def with_link(document: dict[str, Any], chain: str, seq: int, prev: str) -> Link:
+    """Chain ``document`` in place after ``prev``: sets ``audit.chain``, returns the link."""
+    link = Link(chain, seq, prev, link_hash(prev, content_digest(document)))
+    audit = document.setdefault("audit", {})
+    audit[CHAIN_FIELD] = link.as_field()
+    return link
+
+
+def link_of(document: Mapping[str, Any]) -> Link | None:
+    """The link a stored document carries, or None when it has none (or a malformed one)."""
+    audit = document.get("audit")
+    field = audit.get(CHAIN_FIELD) if isinstance(audit, Mapping) else None
+    if not isinstance(field, Mapping):
+        return None
+    chain, seq, prev, hash_ = field.get("id"), field.get("seq"), field.get("prev"), field.get("hash")
+    if not (isinstance(chain, str) and type(seq) is int and _is_hash(prev) and _is_hash(hash_)):
+        return None
+    return Link(chain, seq, str(prev), str(hash_))
+
+
+def _is_hash(value: object) -> bool:
+    if not isinstance(value, str) or len(value) != 64:
+        return False
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,269 @@
+"""Extending a store's hash chain on the write path, and its checkpoints.
+
+``ChainPolicy`` is what the application configures: the signing key, how often a
+checkpoint is written (every ``every`` records or ``interval`` seconds), and the
+external anchor. ``SQLiteChain`` applies it inside the SQLite writer's transaction
+(``sinks.sqlite``): it reads the head from the store (so a restarted process, or
+another process sharing the file, continues where the last write ended), links each
+row's redacted document (``model.chain``), moves the head, and adds a checkpoint when
+one is due. Checkpoints go to the anchor after the transaction commits.
+
+Everything here runs on the writer thread (or the caller of a synchronous write),
+never on a request thread that queued its record.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from audit_middleware import env
+from audit_middleware.errors import AuditValidationError
+from audit_middleware.model.chain import link_of, with_link
+from audit_middleware.model.checkpoints import Checkpoint, Signer
+from audit_middleware.model.encoding import dumps, loads
+from audit_middleware.sinks.anchor import Anchor, FileAnchor
+from audit_middleware.sqlite.chains import ChainHead, add_checkpoint, read_head, write_head
+from audit_middleware.sqlite.schema import insert_rows
+
+__all__ = ["ChainEnd", "ChainPolicy", "SQLiteChain"]
+
+_DOCUMENT = 14  # the document's place in an events row (sqlite.schema.row_of)
+_TENANT, _EVENT_ID = 0, 2
+_LINK_CHUNK = 5_000  # rows read and rewritten at a time when a bulk load is linked
+
+
+class ChainEnd(Protocol):
+    """Where a chain ends and how far it is checkpointed (each store's head has these)."""
+
+    chain: str
+    seq: int
+    hash: str
+    checkpoint_seq: int
+    checkpoint_ms: int
+
+
+@dataclass(frozen=True)
+class ChainPolicy:
+    """How a store's chain is checkpointed: signing key, frequency, external anchor.
+
+    ``signer`` signs checkpoints (``Signer.from_file(path)``); without it checkpoints
+    are written unsigned, which proves only that the store agrees with itself (see
+    "Tamper evidence" in docs/architecture.md). ``anchor`` is where checkpoints are
+    copied outside the store (a ``FileAnchor``, or an object with ``publish``).
+    """
+
+    signer: Signer | None = None
+    every: int = 1000
+    interval: float = 60.0
+    anchor: Anchor | None = None
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError("checkpoints need every >= 1 record")
+        if self.interval <= 0:
+            raise ValueError("the checkpoint interval must be positive")
+
+    @classmethod
+    def from_paths(
+        cls,
+        *,
+        signing_key: str | os.PathLike[str] | None = None,
+        anchor: str | os.PathLike[str] | None = None,
+        every: int = 1000,
+        interval: float = 60.0,
+    ) -> ChainPolicy:
+        """A policy from a PEM key file and an anchor file path (either may be None)."""
+        return cls(
+            signer=None if signing_key is None else Signer.from_file(signing_key),
+            every=every,
+            interval=interval,
+            anchor=None if anchor is None else FileAnchor(anchor),
+        )
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> ChainPolicy:
+        """The policy the ``AUDIT_CHAIN_*`` variables describe (defaults where unset)."""
+        try:
+            every = int(env.value(env.CHAIN_CHECKPOINT_EVERY, environ) or 1000)
+            interval = float(env.value(env.CHAIN_CHECKPOINT_SECONDS, environ) or 60.0)
+        except ValueError as exc:
+            raise AuditValidationError(f"bad checkpoint frequency in the environment: {exc}") from exc
+        return cls.from_paths(
+            signing_key=env.value(env.CHAIN_SIGNING_KEY, environ),
+            anchor=env.value(env.CHAIN_ANCHOR, environ),
+            every=every,
+            interval=interval,
+        )
+
+    def record_removal(self, conn: sqlite3.Connection, documents: Sequence[str]) -> None:
+        """Retention deletes ``documents`` in this transaction: store a retention checkpoint per chain.
+
+        It names the deleted runs of sequence numbers and the hash each run ends with, so
+        ``verify`` accounts for them and links across the gap.
+        """
+        seqs: dict[str, dict[int, str]] = {}
+        for text in documents:
+            link = link_of(loads(text))
+            if link is not None:
+                seqs.setdefault(link.chain, {})[link.seq] = link.hash
+        now_ms = int(time.time() * 1000)
+        for chain, hashes in seqs.items():
+            runs: list[tuple[int, int, str]] = []
+            for seq in sorted(hashes):
+                if runs and runs[-1][1] == seq - 1:
+                    runs[-1] = (runs[-1][0], seq, hashes[seq])
+                else:
+                    runs.append((seq, seq, hashes[seq]))
+            last = max(hashes)
+            add_checkpoint(
+                conn,
+                self.seal(
+                    Checkpoint(
+                        chain=chain,
+                        kind="retention",
+                        first_seq=min(hashes),
+                        last_seq=last,
+                        last_hash=hashes[last],
+                        count=len(hashes),
+                        created_ms=now_ms,
+                        removed=tuple(runs),
+                    )
+                ),
+            )
+
+    def due(
+        self, head: ChainEnd, *, now_ms: int, force: bool = False, index: str | None = None
+    ) -> Checkpoint | None:
+        """The signed checkpoint of the chain since its last one, if one is due (or forced), else None."""
+        pending = head.seq - head.checkpoint_seq
+        due = pending >= self.every or now_ms - head.checkpoint_ms >= self.interval * 1000
+        if pending <= 0 or not (due or force):
+            return None
+        return self.seal(
+            Checkpoint(
+                chain=head.chain,
+                kind="periodic",
+                first_seq=head.checkpoint_seq + 1,
+                last_seq=head.seq,
+                last_hash=head.hash,
+                count=pending,
+                created_ms=now_ms,
+                index=index,
+            )
+        )
+
+    def seal(self, checkpoint: Checkpoint) -> Checkpoint:
+        """``checkpoint`` signed when a key is configured."""
+        return checkpoint if self.signer is None else self.signer.sign(checkpoint)
+
+
+@dataclass
+class SQLiteChain:
+    """The store's chain, extended by one writer process (see the module docstring)."""
+
+    policy: ChainPolicy = field(default_factory=ChainPolicy)
+    clock: Callable[[], float] = time.time
+    _unpublished: list[Checkpoint] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def insert(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Link ``rows`` and insert them; call inside the write transaction. Returns rows added.
+
+        A row already stored (same tenant and event id: a replay) gets no link, so the
+        chain never has a hole where a duplicate was ignored.
+        """
+        conn.execute("SAVEPOINT audit_chain")
+        head = read_head(conn)
+        inserted = insert_rows(conn, self._link(head, rows))
+        if inserted != len(rows):  # duplicates: link only the new rows
+            conn.execute("ROLLBACK TO audit_chain")
+            head = read_head(conn)
+            fresh = _new_rows(conn, rows)
+            inserted = insert_rows(conn, self._link(head, fresh)) if fresh else 0
+        self._checkpoint_if_due(conn, head, force=False)
+        write_head(conn, head)
+        conn.execute("RELEASE audit_chain")
+        return max(inserted, 0)
+
+    def link_loaded(self, conn: sqlite3.Connection) -> None:
+        """Link every row a bulk load just put into an empty store; call inside that transaction.
+
+        The rows are linked after they are stored, in storage order, so a duplicate the
+        load skipped never takes a place in the chain.
+        """
+        head = read_head(conn)
+        after = 0
+        while rows := conn.execute(
+            "SELECT seq, document FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, _LINK_CHUNK)
+        ).fetchall():
+            updates = []
+            for seq, text in rows:
+                document = loads(text)
+                link = with_link(document, head.chain, head.seq + 1, head.hash)
+                head.seq, head.hash = link.seq, link.hash
+                updates.append((dumps(document).decode("utf-8"), seq))
+            conn.executemany("UPDATE events SET document = ? WHERE seq = ?", updates)
+            after = rows[-1][0]
+        self._checkpoint_if_due(conn, head, force=True)
+        write_head(conn, head)
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Checkpoint whatever is not yet (the writer is closing); call inside a transaction."""
+        head = read_head(conn)
+        if self._checkpoint_if_due(conn, head, force=True):
+            write_head(conn, head)
+
+    def committed(self) -> None:
+        """The transaction committed: copy its checkpoints to the anchor."""
+        with self._lock:
+            ready, self._unpublished = self._unpublished, []
+        if ready and self.policy.anchor is not None:
+            self.policy.anchor.publish(ready)
+
+    def rolled_back(self) -> None:
+        """The transaction failed: its checkpoints do not exist."""
+        with self._lock:
+            self._unpublished.clear()
+
+    def _link(self, head: ChainHead, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        linked: list[tuple[Any, ...]] = []
+        for row in rows:
+            document = loads(row[_DOCUMENT])
+            link = with_link(document, head.chain, head.seq + 1, head.hash)
+            head.seq, head.hash = link.seq, link.hash
+            linked.append((*row[:_DOCUMENT], dumps(document).decode("utf-8"), *row[_DOCUMENT + 1 :]))
+        return linked
+
+    def _checkpoint_if_due(self, conn: sqlite3.Connection, head: ChainHead, *, force: bool) -> bool:
+        now_ms = int(self.clock() * 1000)
+        checkpoint = self.policy.due(head, now_ms=now_ms, force=force)
+        if checkpoint is None:
+            return False
+        add_checkpoint(conn, checkpoint)
+        head.checkpoint_seq, head.checkpoint_ms = head.seq, now_ms
+        with self._lock:
+            self._unpublished.append(checkpoint)
+        return True
+
+
+def _new_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows not stored yet, each once (the first of duplicates within the batch)."""
+    seen: set[tuple[Any, Any]] = set()
+    fresh: list[tuple[Any, ...]] = []
+    for row in rows:
+        key = (row[_TENANT], row[_EVENT_ID])
+        if key in seen:
+            continue
+        seen.add(key)
+        stored = conn.execute(
+            "SELECT 1 FROM events WHERE tenant = ? AND event_id = ?", (row[_TENANT], row[_EVENT_ID])
+        ).fetchone()
+        if stored is None:
+            fresh.append(row)
+    return fresh

@@ -1,0 +1,86 @@
+"""The shipper's chains: a slot lease per process, heads that survive a restart, checkpoints as items."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from audit_middleware.model.chain import link_of
+from audit_middleware.model.checkpoints import Signer, generate_key_pem
+from audit_middleware.sinks.anchor import FileAnchor
+from audit_middleware.sinks.chain import ChainPolicy
+from audit_middleware.sinks.opensearch.chain import ShipperChains
+from tests.fork_support import in_forked_child
+
+
+def _chains(state: Path, **options: object) -> ShipperChains:
+    policy = ChainPolicy(
+        signer=Signer.from_pem(generate_key_pem()), every=3, anchor=FileAnchor(state / "a.jsonl")
+    )
+    return ShipperChains(state, policy, "audit_checkpoints", **options)  # type: ignore[arg-type]
+
+
+def _link(chains: ShipperChains, tier: str = "standard") -> dict:
+    document: dict = {"event": {"id": "e"}, "audit": {}}
+    chains.link(document, f"audit-{tier}", tier)
+    return document
+
+
+def test_two_live_holders_never_share_a_chain(tmp_path: Path):
+    """Two chain sets on one state directory take two slots; a released slot is taken again."""
+    first, second = _chains(tmp_path), _chains(tmp_path)
+    one, two = link_of(_link(first)), link_of(_link(second))
+    assert one is not None
+    assert two is not None
+    assert one.chain != two.chain
+    first.release()
+    third = _chains(tmp_path)
+    again = link_of(_link(third))
+    assert again is not None
+    assert again.chain == one.chain
+    assert again.seq == 2  # continued from the saved head
+    assert again.prev == one.hash
+
+
+def test_chains_are_per_tier_and_checkpoints_become_items(tmp_path: Path):
+    """Each tier has its own chain; every third link makes a checkpoint item (stream and anchor)."""
+    chains = _chains(tmp_path)
+    for _ in range(3):
+        _link(chains, "standard")
+    extended = link_of(_link(chains, "extended"))
+    assert extended is not None
+    assert extended.chain.endswith("-extended")
+    assert extended.seq == 1
+    (item,) = chains.take_items()
+    assert item.index == "audit_checkpoints"
+    body = orjson.loads(item.document)
+    assert body["checkpoint"]["last_seq"] == 3
+    assert body["checkpoint"]["index"] == "audit-standard"
+    assert body["event"]["id"] == item.id  # what a spool replay reads back
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 1
+
+
+def test_the_store_head_wins_when_it_is_further(tmp_path: Path):
+    """A lost local head is recovered from the store's last record of the chain."""
+    chains = _chains(tmp_path, find_head=lambda chain: (41, "ab" * 32))
+    link = link_of(_link(chains))
+    assert link is not None
+    assert (link.seq, link.prev) == (42, "ab" * 32)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_takes_a_slot_of_its_own(tmp_path: Path):
+    """A child forked after the parent linked (gunicorn --preload) extends another chain."""
+    chains = _chains(tmp_path)
+    parent = link_of(_link(chains))
+    assert parent is not None
+
+    def child() -> str:
+        link = link_of(_link(chains))
+        assert link is not None
+        return link.chain
+
+    assert in_forked_child(child) != parent.chain

@@ -1,0 +1,109 @@
+"""The store's chain on the write path: shared by processes, checkpointed on time, anchored outside."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from audit_middleware.errors import AuditValidationError
+from audit_middleware.sinks.chain import ChainPolicy
+from audit_middleware.sqlite.chains import read_head
+from audit_middleware.sqlite.connection import ConnectionPool
+from tests.chain_support import chained_store, documents
+from tests.conftest import ROOT
+from tests.query.conftest import make_event
+
+_WRITER = """
+import sys
+from pathlib import Path
+from audit_middleware.model.checkpoints import Signer
+from audit_middleware.sinks.anchor import FileAnchor
+from audit_middleware.sinks.chain import ChainPolicy
+from audit_middleware.sinks.sqlite import SQLiteSink
+from tests.query.conftest import make_event
+
+path, key, anchor = sys.argv[1:4]
+policy = ChainPolicy(signer=Signer.from_file(key), every=7, anchor=FileAnchor(anchor))
+with SQLiteSink(path, chain=policy, install_signal_handlers=False) as sink:
+    for index in range(200):
+        sink.emit(make_event("create", ago_ms=index))
+"""
+
+
+def test_processes_sharing_a_file_extend_one_chain(tmp_path: Path):
+    """Three processes writing one file at once: one chain, no gap, no fork, every checkpoint sound."""
+    store = chained_store(tmp_path, every=7)
+    store.fill(1)  # creates the file, so the writers only upgrade nothing
+    key = tmp_path / "key.pem"
+    key.write_bytes(store.pem)  # the same key in each process
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(store.path), str(key), str(store.anchor)], cwd=ROOT
+        )
+        for _ in range(3)
+    ]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0]
+    report = store.verify()
+    assert report.intact, report.as_json()
+    (chain,) = report.chains
+    assert (chain.records, chain.verified, chain.last_seq) == (601, 601, 601)
+
+
+def test_a_checkpoint_is_due_after_the_interval(tmp_path: Path):
+    """With a long record count, a checkpoint still comes once the interval has passed since the last one."""
+    store = chained_store(tmp_path, every=10_000)
+    now = [time.time() + 120]
+    policy = ChainPolicy(signer=store.signer, every=10_000, interval=60.0)
+    with store.sink() as sink:
+        sink.chain.policy = policy
+        sink.chain.clock = lambda: now[0]
+        sink.write([make_event("create", ago_ms=3)])  # first write: the interval since creation passed
+        sink.write([make_event("create", ago_ms=2)])  # 0 s later: not due
+        now[0] += 61
+        sink.write([make_event("create", ago_ms=1)])  # due by time
+        with ConnectionPool(sink.path, busy_timeout=5, synchronous="NORMAL").borrow() as conn:
+            assert read_head(conn).checkpoint_seq == 3
+            kinds = conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
+        assert kinds == 2
+
+
+def test_an_unwritable_anchor_is_retried(tmp_path: Path):
+    """When the anchor cannot be written, its checkpoints are kept and appended with the next ones."""
+    store = chained_store(tmp_path, every=5)
+    blocker = store.anchor.parent
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the anchor's folder should be")
+    with store.sink() as sink:
+        sink.write([make_event("create", ago_ms=index) for index in range(5)])
+        anchor = sink.chain.policy.anchor
+        assert anchor is not None
+        assert anchor.failures == 1
+        blocker.unlink()
+        sink.write([make_event("create", ago_ms=index + 10) for index in range(5)])
+    assert len(store.anchor.read_text().splitlines()) == 2
+    assert store.verify().intact
+
+
+def test_documents_carry_their_link(tmp_path: Path):
+    """Each stored document holds audit.chain with its chain id, seq, prev and hash."""
+    store = chained_store(tmp_path)
+    store.fill(3)
+    import orjson  # noqa: PLC0415
+
+    links = [orjson.loads(text)["audit"]["chain"] for _, text in documents(store)]
+    assert [link["seq"] for link in links] == [1, 2, 3]
+    assert links[1]["prev"] == links[0]["hash"]
+    assert len({link["id"] for link in links}) == 1
+
+
+def test_bad_policies_are_refused(monkeypatch: pytest.MonkeyPatch):
+    """A checkpoint frequency below 1, or unreadable from the environment, is a clear error."""
+    with pytest.raises(ValueError, match="every"):
+        ChainPolicy(every=0)
+    monkeypatch.setenv("AUDIT_CHAIN_CHECKPOINT_EVERY", "often")
+    with pytest.raises(AuditValidationError, match="frequency"):
+        ChainPolicy.from_environment()
