@@ -13,7 +13,7 @@ from audit_middleware.model.encoding import dumps
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.retention import SQLiteRetention, restore_archive
 from tests.chain_support import ChainedStore, chained_store, documents, findings
-from tests.query.conftest import DAY
+from tests.query.conftest import DAY, make_event
 
 
 def _document(store: ChainedStore, row: int) -> dict:
@@ -264,3 +264,27 @@ def test_checkpoint_signatures_unchecked_are_said(tmp_path: Path):
     assert report.intact
     assert not report.signatures_checked
     assert GENESIS == "0" * 64
+
+
+def test_a_bulk_load_into_an_empty_store_is_chained_and_verifies(tmp_path: Path):
+    """SQLiteSink.load() into an empty store links every stored row (a duplicate takes no place)."""
+    store = chained_store(tmp_path)
+    events = [make_event("create", ago_ms=n) for n in range(25)]
+    with store.sink() as sink:
+        assert sink.load([*events, events[3]]) == 25  # the repeated record is skipped
+    report = store.verify()
+    assert report.intact
+    (chain,) = report.chains
+    assert (chain.records, chain.verified, chain.first_seq, chain.last_seq) == (25, 25, 1, 25)
+
+
+def test_a_bulk_load_into_a_store_with_records_extends_its_chain(tmp_path: Path):
+    """A load into a store that has records continues the same chain, batch by batch."""
+    store = chained_store(tmp_path)
+    store.fill(12)
+    with store.sink() as sink:
+        assert sink.load(make_event("update", ago_ms=n) for n in range(30)) == 30
+    report = store.verify()
+    assert report.intact
+    (chain,) = report.chains
+    assert (chain.records, chain.last_seq) == (42, 42)
