@@ -8,11 +8,13 @@ two live processes never hold one slot, so never extend one chain. A child forke
 ``os-<machine>-<slot>-<tier>``, ``<machine>`` a random id kept in the state directory, so
 two hosts never share a chain.
 
-**Head.** Where each chain ends is kept in ``<state dir>/chains/<chain>.json`` (written
-every 100 links, 0.2 s, at each checkpoint and at close) and, when the process starts,
-compared with the store's own last record of the chain (``find_head``): the higher wins.
-Records linked in the last moments before a crash and never spooled are lost with the
-process: ``verify`` then reports their sequence numbers missing, which is what happened.
+**Head.** Where each chain ends is kept in ``<state dir>/chains/<chain>.json``, rewritten
+in place (one ``pwrite``) at every link, so it survives the process as the spool does
+(neither is fsynced per record). Only when that file is missing is the store asked for
+its last record of the chain (``find_head``); a new state directory means a new machine
+id, so new chains, and no question to the network before the first record. Records
+linked just before a crash and never spooled are lost with the process: ``verify`` then
+reports their sequence numbers missing, which is what happened.
 
 **Checkpoints** are ``Item`` values for the ``{prefix}_checkpoints`` data stream that the
 shipper sends with its next batch (and spools like records when the node is away); they
@@ -46,8 +48,7 @@ from audit_middleware.sinks.worker import after_fork_in_child
 __all__ = ["ShipperChains"]
 
 _MAX_SLOTS = 1024
-_PERSIST_EVERY = 100
-_PERSIST_SECONDS = 0.2
+_HEAD_BYTES = 256  # the head file is rewritten in place, padded to one fixed size
 
 FindHead = Callable[[str], "tuple[int, str] | None"]
 
@@ -60,8 +61,7 @@ class _Head:
     hash: str = GENESIS
     checkpoint_seq: int = 0
     checkpoint_ms: int = 0
-    persisted_seq: int = 0
-    persisted_at: float = 0.0
+    fd: int | None = None
 
 
 class ShipperChains:
@@ -83,8 +83,12 @@ class ShipperChains:
         after_fork_in_child(self._reset)
 
     def _reset(self) -> None:
+        for head in getattr(self, "_heads", {}).values():  # a forked child: not its files to write
+            if head.fd is not None:
+                os.close(head.fd)
         self._slot_fd: int | None = None
         self._slot: int | None = None
+        self._new_machine = False
         self._heads: dict[str, _Head] = {}
         self._items: list[Item] = []
 
@@ -95,6 +99,7 @@ class ShipperChains:
         try:
             return path.read_text(encoding="ascii").strip()
         except FileNotFoundError:
+            self._new_machine = True  # a new state directory: its chains are new, nothing to look up
             token = secrets.token_hex(6)
             with contextlib.suppress(FileExistsError):
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -126,9 +131,7 @@ class ShipperChains:
             link = with_link(document, head.chain, head.seq + 1, head.hash)
             head.seq, head.hash = link.seq, link.hash
             self._checkpoint_if_due(head, force=False)
-            now = time.monotonic()
-            if head.seq - head.persisted_seq >= _PERSIST_EVERY or now - head.persisted_at >= _PERSIST_SECONDS:
-                self._persist(head)
+            self._persist(head)  # one pwrite: it survives the process, as the spool does
 
     def _head(self, tier: str, stream: str) -> _Head:
         key = f"{tier}"
@@ -144,10 +147,10 @@ class ShipperChains:
                 int(saved["checkpoint_seq"]),
                 int(saved["checkpoint_ms"]),
             )
-        stored = self._stored_head(chain)
-        if stored is not None and stored[0] > head.seq:
-            head.seq, head.hash = stored
-        head.persisted_seq = head.seq
+        elif not self._new_machine:  # the head file is gone, the state directory is not: ask the store
+            stored = self._stored_head(chain)
+            if stored is not None:
+                head.seq, head.hash = stored
         self._heads[key] = head
         return head
 
@@ -171,8 +174,6 @@ class ShipperChains:
         return saved if isinstance(saved, dict) else None
 
     def _persist(self, head: _Head) -> None:
-        path = self.directory / f"{head.chain}.json"
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
         state = {
             "seq": head.seq,
             "hash": head.hash,
@@ -180,11 +181,11 @@ class ShipperChains:
             "checkpoint_ms": head.checkpoint_ms,
         }
         try:
-            temporary.write_bytes(dumps(state))
-            os.replace(temporary, path)
+            if head.fd is None:
+                head.fd = os.open(self.directory / f"{head.chain}.json", os.O_RDWR | os.O_CREAT, 0o600)
+            os.pwrite(head.fd, dumps(state).ljust(_HEAD_BYTES), 0)
         except OSError:
             return  # the store's last record is the fallback at the next start
-        head.persisted_seq, head.persisted_at = head.seq, time.monotonic()
 
     # -- checkpoints ------------------------------------------------------------
 
@@ -225,4 +226,8 @@ class ShipperChains:
         with self._lock:
             if self._slot_fd is not None:
                 os.close(self._slot_fd)  # closing the descriptor drops the flock
+            for head in self._heads.values():
+                if head.fd is not None:
+                    os.close(head.fd)
+                    head.fd = None
             self._reset()

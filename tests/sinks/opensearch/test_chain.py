@@ -63,9 +63,21 @@ def test_chains_are_per_tier_and_checkpoints_become_items(tmp_path: Path):
     assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 1
 
 
-def test_the_store_head_wins_when_it_is_further(tmp_path: Path):
-    """A lost local head is recovered from the store's last record of the chain."""
-    chains = _chains(tmp_path, find_head=lambda chain: (41, "ab" * 32))
+def test_a_lost_head_file_is_recovered_from_the_store(tmp_path: Path):
+    """Without its head file (the state directory kept), the chain continues from the store's last record."""
+    asked: list[str] = []
+
+    def find_head(chain: str) -> tuple[int, str]:
+        asked.append(chain)
+        return (41, "ab" * 32)
+
+    first = _chains(tmp_path, find_head=find_head)
+    _link(first)
+    first.release()  # a new state directory: nothing was asked
+    assert asked == []
+    for head in (tmp_path / "chains").glob("os-*.json"):
+        head.unlink()
+    chains = _chains(tmp_path, find_head=find_head)
     link = link_of(_link(chains))
     assert link is not None
     assert (link.seq, link.prev) == (42, "ab" * 32)
