@@ -95,6 +95,7 @@ def export_audited(
     progress: Callable[[int], None] | None = None,
     redactor: Redactor | None = None,
     request: RequestFacts | None = None,
+    with_chain: bool = False,
 ) -> int:
     """Export like ``write_export`` and record it into ``sink``, also when the export fails.
 
@@ -113,6 +114,7 @@ def export_audited(
         redactor=redactor,
         request=request,
         progress=tally,
+        with_chain=with_chain,
     )
     with closing(chunks):
         for chunk in chunks:
@@ -131,19 +133,26 @@ def export_stream_audited(
     redactor: Redactor | None = None,
     request: RequestFacts | None = None,
     progress: Callable[[int], None] | None = None,
+    with_chain: bool = False,
 ) -> Generator[bytes, None, None]:
     """The export as chunks of bytes (a streamed HTTP response), recorded as it ends.
 
     The ``audit_exported`` record is written when the last chunk has been taken
     (success, with the row count), when reading fails, or when the consumer closes the
     stream early (a download cancelled: failure, with the rows sent so far). A stream
-    never started records nothing, as nothing was read.
+    never started records nothing, as nothing was read. ``with_chain``: the NDJSON export
+    that verifies on its own (``AuditStore.chained_export_chunks``).
     """
     tally = RowTally(progress)
     details: dict[str, Any] = {"filters": query.describe(), "format": format}
+    if with_chain:
+        details["with_chain"] = True
     outcome: Outcome = "failure"
     try:
-        yield from store.export_chunks(query, format, bom=bom, progress=tally)
+        if with_chain:
+            yield from store.chained_export_chunks(query, progress=tally)
+        else:
+            yield from store.export_chunks(query, format, bom=bom, progress=tally)
         outcome = "success"
     except GeneratorExit:
         details["error"] = "closed before the end"

@@ -261,7 +261,15 @@ def show(*, store: AuditStore, event_id: str, tenant: str, as_json: bool) -> Non
     "-o", "--output", required=True, metavar="FILE", help="Where to write ('-' for standard output)."
 )
 @click.option("--bom", is_flag=True, help="Start the CSV with a UTF-8 byte order mark (for Excel).")
-def export(*, store: AuditStore, query: AuditQuery, export_format: str, output: str, bom: bool) -> None:
+@click.option(
+    "--with-chain",
+    is_flag=True,
+    help="NDJSON that `verify --file` checks on its own: the records, link lines (no content) "
+    "for the other records of their chains, and the checkpoints (SQLite store).",
+)
+def export(
+    *, store: AuditStore, query: AuditQuery, export_format: str, output: str, bom: bool, with_chain: bool
+) -> None:
     """Write every matching event (not one page) to FILE; the export itself is audited.
 
     A progress bar shows on a terminal. CSV cells a spreadsheet would run as a formula
@@ -269,10 +277,20 @@ def export(*, store: AuditStore, query: AuditQuery, export_format: str, output: 
     spreadsheets show them as text.
     """
     fmt: ExportFormat = "ndjson" if export_format == "ndjson" else "csv"
+    if with_chain and fmt != "ndjson":
+        raise click.UsageError("--with-chain writes NDJSON: add --format ndjson (a CSV is not verified)")
     show_progress = sys.stderr.isatty() and output != "-"
     with _explained(), _record_sink(store) as sink, click.open_file(output, "wb") as out:
         run = functools.partial(
-            export_audited, store, query, out, sink, actor=_cli_actor(), format=fmt, bom=bom
+            export_audited,
+            store,
+            query,
+            out,
+            sink,
+            actor=_cli_actor(),
+            format=fmt,
+            bom=bom,
+            with_chain=with_chain,
         )
         if show_progress:
             total = store.count(query)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from audit_middleware.model.canonical import canonical_bytes
+from audit_middleware.model.encoding import dumps
 
 __all__ = ["CHAIN_FIELD", "GENESIS", "Link", "content_digest", "link_hash", "link_of", "with_link"]
 
@@ -87,3 +88,16 @@ def _is_hash(value: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+LINK_LINE_KEY: Final = "chain_link"
+
+
+def link_line(document: Mapping[str, Any]) -> str:
+    """The export line that stands for a record left out of a file: its link and content
+    digest, never its content (``{"chain_link": {...}}``; ``""`` for an unchained record)."""
+    link = link_of(document)
+    if link is None:
+        return ""
+    fields = {**link.as_field(), "digest": content_digest(document).hex()}
+    return dumps({LINK_LINE_KEY: fields}).decode("utf-8")

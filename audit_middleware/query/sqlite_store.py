@@ -20,15 +20,17 @@ import os
 import sqlite3
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from audit_middleware.model.encoding import loads
+from audit_middleware.model.chain import link_line
+from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.tenancy import NoProject, ProjectSelector, TenantSelector, scope_key, tenant_key
 from audit_middleware.model.timestamps import unix_ms
+from audit_middleware.query.export import stored_document_chunks
 from audit_middleware.query.model import (
     BOUNDED_COUNT_LIMIT,
     AuditQuery,
@@ -39,6 +41,7 @@ from audit_middleware.query.model import (
     check_tenant,
 )
 from audit_middleware.query.store import AuditStore
+from audit_middleware.sqlite.chains import iter_checkpoints
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.schema import TENANT_KEYS, TEXT_COLUMNS, SQLiteStoreError, email_key, id_key
 
@@ -393,6 +396,45 @@ class SQLiteStore(AuditStore):
         if where is None:
             return iter(())
         return self._iterate(where.add("seq <= ?", snapshot), query.cursor)
+
+    def chained_export_chunks(
+        self, query: AuditQuery, *, progress: Callable[[int], None] | None = None
+    ) -> Iterator[bytes]:
+        """See ``AuditStore.chained_export_chunks``; records in the order they were stored."""
+        return stored_document_chunks(self._chained_lines(query, progress), "ndjson")
+
+    def _chained_lines(self, query: AuditQuery, progress: Callable[[int], None] | None) -> Iterator[str]:
+        # One connection for the whole read: the matching rows are set aside in a temporary
+        # table once, then every chained row is read in storage order beside it.
+        with self._pool.borrow() as conn:
+            snapshot = _max_seq(conn)
+            where = _Filter.of(query, conn, drive=BOUNDED_COUNT_LIMIT)
+            checkpoints = [c for c in iter_checkpoints(conn) if not isinstance(c, str)]
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS exported (seq INTEGER PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.exported")
+            if where is not None:
+                sql, params = where.add("seq <= ?", snapshot).select("seq")
+                conn.execute(f"INSERT INTO temp.exported {sql}", params)
+            rows = conn.execute(
+                "SELECT e.document, x.seq IS NOT NULL FROM events e "
+                "LEFT JOIN temp.exported x ON x.seq = e.seq "
+                "WHERE e.seq <= ? AND (x.seq IS NOT NULL OR e.chain_id IS NOT NULL) ORDER BY e.seq",
+                [snapshot],
+            )
+            exported = 0
+            for text, matched in rows:
+                if matched:
+                    exported += 1
+                    if progress is not None and exported % 1000 == 0:
+                        progress(1000)
+                    yield str(text)
+                else:
+                    yield link_line(loads(text))
+            if progress is not None:
+                progress(exported % 1000)
+            conn.execute("DELETE FROM temp.exported")
+        for checkpoint in checkpoints:
+            yield dumps(checkpoint.to_json()).decode("utf-8")
 
     def _iterate(self, where: _Filter, cursor: Cursor | None) -> Iterator[str]:
         while True:

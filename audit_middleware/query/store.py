@@ -16,7 +16,7 @@ from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.tenancy import TenantSelector
 from audit_middleware.query.export import ExportFormat, RowTally, stored_document_chunks
-from audit_middleware.query.model import BOUNDED_COUNT_LIMIT, AuditQuery, BoundedCount, Page
+from audit_middleware.query.model import BOUNDED_COUNT_LIMIT, AuditQuery, BoundedCount, Page, QueryError
 
 
 class AuditStore(ABC):
@@ -85,6 +85,23 @@ class AuditStore(ABC):
         point-in-time searches) overrides this.
         """
         return stored_document_chunks(self.documents(query), format, bom=bom, progress=progress)
+
+    def chained_export_chunks(
+        self,
+        query: AuditQuery,  # noqa: ARG002 - the stores that offer it read both
+        *,
+        progress: Callable[[int], None] | None = None,  # noqa: ARG002
+    ) -> Iterator[bytes]:
+        """An NDJSON export that ``verify --file`` checks on its own: the matching documents
+        as stored, a link line (link and content digest, never content) for every other
+        record of their chains, and the chains' checkpoints. ``progress`` counts documents.
+
+        Stores whose chains are verified in place (OpenSearch) do not offer it.
+        """
+        raise QueryError(
+            f"{type(self).__name__} cannot export with chain links: verify the trail in place "
+            "(audit-middleware verify --store ...)"
+        )
 
     @abstractmethod
     def tail(

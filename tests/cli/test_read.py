@@ -450,3 +450,18 @@ def test_a_broken_store_file_is_an_error_not_a_traceback(tmp_path: Path) -> None
     result = CliRunner().invoke(main, ["search", "--tenant", "acme", "--store", f"sqlite:{path}"])
     assert result.exit_code == 1
     assert "cannot open the audit store" in result.stderr
+
+
+def test_export_with_chain_writes_links_and_checkpoints_and_refuses_csv(db: Path, tmp_path: Path) -> None:
+    """--with-chain writes chained NDJSON (records, then checkpoint lines); with CSV it is a usage error."""
+    target = tmp_path / "chained.ndjson"
+    result = run(db, "export", "--tenant", "acme", "--format", "ndjson", "--with-chain", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in target.read_text().split("\n") if line]  # not at U+2028
+    records = [line for line in lines if "event" in line]
+    assert records
+    assert all(record["audit"]["chain"]["seq"] >= 1 for record in records)
+    assert all(record["organization"]["id"] == "acme" for record in records)
+    refused = run(db, "export", "--tenant", "acme", "--with-chain", "-o", str(tmp_path / "x.csv"))
+    assert refused.exit_code == 2
+    assert "--with-chain writes NDJSON" in refused.output

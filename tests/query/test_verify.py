@@ -288,3 +288,33 @@ def test_a_bulk_load_into_a_store_with_records_extends_its_chain(tmp_path: Path)
     assert report.intact
     (chain,) = report.chains
     assert (chain.records, chain.last_seq) == (42, 42)
+
+
+def test_one_tenants_export_with_chain_verifies_on_its_own_and_holds_no_other_tenant(tmp_path: Path):
+    """export --with-chain of acme: acme's records, link lines for bigcorp's, the checkpoints; verifies."""
+    from audit_middleware.model.event import Actor  # noqa: PLC0415
+    from audit_middleware.query.model import AuditQuery  # noqa: PLC0415
+    from audit_middleware.query.sqlite_store import SQLiteStore  # noqa: PLC0415
+
+    store = chained_store(tmp_path)
+    with store.sink() as sink:
+        for index in range(25):
+            tenant = "acme" if index % 3 else "bigcorp"
+            sink.write(
+                [make_event("create", tenant=tenant, ago_ms=25 - index, user=Actor(id=f"{tenant}-user"))]
+            )
+    reader = SQLiteStore(store.path)
+    counted: list[int] = []
+    path = tmp_path / "acme.ndjson"
+    path.write_bytes(
+        b"".join(reader.chained_export_chunks(AuditQuery.build("acme"), progress=counted.append))
+    )
+    reader.close()
+    text = path.read_text()
+    assert "bigcorp" not in text
+    assert sum(counted) == 16
+    report = store.verify_file(path)
+    assert report.intact, report.as_json()
+    assert report.chains[0].verified == 25
+    path.write_text(text.replace("acme-user", "acme-admin", 1))
+    assert findings(store.verify_file(path), "modified")
