@@ -25,7 +25,7 @@ from audit_middleware.model.event import Actor, AuditEvent, Outcome, RequestFact
 from audit_middleware.model.ids import uuid7
 from audit_middleware.model.tenancy import NoTenant, TenantSelector
 from audit_middleware.processing.redaction import Redactor
-from audit_middleware.query.export import ExportFormat, document_chunks
+from audit_middleware.query.export import ExportFormat, StoredDocument, document_chunks
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.store import AuditStore
 from audit_middleware.sinks.base import Sink
@@ -180,7 +180,7 @@ class _Counter:
     def __init__(self) -> None:
         self.rows = 0
 
-    def count(self, documents: Iterable[str]) -> Iterator[str]:
+    def count(self, documents: Iterable[StoredDocument]) -> Iterator[StoredDocument]:
         """Yield ``documents``, counting them."""
         for document in documents:
             self.rows += 1

@@ -251,11 +251,24 @@ def ndjson_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
         yield dumps(event.to_document()).decode("utf-8") + "\n"
 
 
-def document_lines(documents: Iterable[str], format: ExportFormat = "csv") -> Iterator[str]:
-    """The export of stored JSON ``documents``: NDJSON as stored, or the CSV header and rows."""
+StoredDocument = str | Mapping[str, Any]
+"""A stored document as a store hands it out: its JSON text (SQLite) or parsed (OpenSearch)."""
+
+
+def document_lines(documents: Iterable[StoredDocument], format: ExportFormat = "csv") -> Iterator[str]:
+    """The export of stored ``documents``: NDJSON (JSON text as stored), or the CSV header and rows."""
     if format == "ndjson":
-        return (document + "\n" for document in documents)
-    return _csv_lines(document_csv_row(loads(document)) for document in documents)
+        return (_json_text(document) + "\n" for document in documents)
+    return _csv_lines(document_csv_row(_parsed(document)) for document in documents)
+
+
+def _json_text(document: StoredDocument) -> str:
+    return document if isinstance(document, str) else dumps(dict(document)).decode("utf-8")
+
+
+def _parsed(document: StoredDocument) -> Mapping[str, Any]:
+    parsed: Mapping[str, Any] = loads(document) if isinstance(document, str) else document
+    return parsed
 
 
 def write_export(
@@ -279,7 +292,7 @@ def write_export(
 
 
 def write_documents(
-    documents: Iterable[str],
+    documents: Iterable[StoredDocument],
     out: IO[bytes],
     format: ExportFormat = "csv",
     *,
@@ -329,7 +342,7 @@ def export_chunks(
 
 
 def document_chunks(
-    documents: Iterable[str],
+    documents: Iterable[StoredDocument],
     format: ExportFormat = "csv",
     *,
     bom: bool = False,

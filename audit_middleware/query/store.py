@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import IO
 
-from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.tenancy import TenantSelector
-from audit_middleware.query.export import ExportFormat, write_documents
+from audit_middleware.query.export import ExportFormat, StoredDocument, write_documents
 from audit_middleware.query.model import AuditQuery, BoundedCount, Page
 
 
@@ -52,13 +51,15 @@ class AuditStore(ABC):
         """
         return BoundedCount.of(self.count(query), limit)
 
-    def documents(self, query: AuditQuery) -> Iterator[str]:
-        """Every matching event's stored document (JSON text), in ``iterate`` order.
+    def documents(self, query: AuditQuery) -> Iterator[StoredDocument]:
+        """Every matching event's stored document, in ``iterate`` order: JSON text or parsed.
 
-        The export reads this: a store that keeps documents as JSON hands them out as
-        stored; this default serialises ``iterate()``.
+        The export reads this (NDJSON writes a text as it is; CSV reads the fields), so a
+        store hands out what it holds without building an ``AuditEvent`` per record:
+        SQLite the stored JSON text, OpenSearch the ``_source``. This default rebuilds
+        the documents from ``iterate()``.
         """
-        return (dumps(event.to_document()).decode("utf-8") for event in self.iterate(query))
+        return (event.to_document() for event in self.iterate(query))
 
     def export(self, query: AuditQuery, out: IO[bytes], format: ExportFormat = "csv") -> int:
         """Write every matching event to ``out`` as CSV or NDJSON; returns the row count.
