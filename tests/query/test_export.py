@@ -369,3 +369,13 @@ def test_document_exports_match_event_exports() -> None:
     ndjson = io.BytesIO()
     write_documents(documents, ndjson, "ndjson")
     assert ndjson.getvalue().decode().splitlines() == documents
+
+
+def test_parsed_documents_export_like_their_json_text() -> None:
+    """A store handing out parsed documents (OpenSearch _source) exports the same bytes as from JSON text."""
+    texts = _varied_documents()
+    for fmt in ("csv", "ndjson"):
+        from_texts, from_parsed = io.BytesIO(), io.BytesIO()
+        write_documents(texts, from_texts, fmt)  # type: ignore[arg-type]
+        write_documents([loads(text) for text in texts], from_parsed, fmt)  # type: ignore[arg-type]
+        assert from_parsed.getvalue() == from_texts.getvalue(), fmt
