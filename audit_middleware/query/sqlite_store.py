@@ -7,6 +7,10 @@ Free text never reaches FTS5 as syntax: ``fts_match`` keeps only the characters 
 tokenizer indexes (letters, digits, marks), so each whitespace-separated word becomes a
 quoted phrase with a trailing ``*`` and the phrases are ANDed. ``OR``, ``NEAR``, ``*``,
 quotes, ``:``, parentheses and NUL are separators, just as they are in the index.
+
+This module is long because the filter translation (the covering index, the user and text
+sets through FTS5, the choice between walking and driving) and the reads built on it
+(pages, bounded and exact counts, stored documents, tail) share one ``_Filter``.
 """
 
 from __future__ import annotations
