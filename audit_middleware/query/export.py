@@ -108,9 +108,9 @@ def neutralise(cell: str) -> str:
     >>> neutralise("=1+1"), neutralise("web-1"), neutralise(" \u00a0=1"), neutralise("a;=1")
     ("'=1+1", 'web-1', "' \xa0=1", "a;'=1")
     """
-    if cell.isalnum():  # the common case: ids, names, outcomes
+    if not cell or cell.isalnum():  # the common cases: empty cells, ids, names, outcomes
         return cell
-    first = cell[:1]
+    first = cell[0]
     if first.isascii() and first.isalnum() and ";" not in cell and "\n" not in cell and "\r" not in cell:
         return cell  # starts with a letter or digit and has no split: times, emails, names like web-1
     out = "'" + cell if _starts_formula(cell, 0) else cell
