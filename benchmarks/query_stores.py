@@ -658,7 +658,7 @@ def _sqlite_plan(path: Path, query: AuditQuery, counting: bool) -> tuple[str, in
     diagnostics only).
     """
     conn = sqlite3.connect(path)
-    limit = BoundedCount.LIMIT if counting else sqlite_store.drive_limit(conn, query.page_size)
+    limit = BoundedCount.LIMIT if counting else sqlite_store.drive_limit(conn, query)
     where = sqlite_store._Filter.of(query, conn, drive=limit)
     if where is None:
         conn.close()

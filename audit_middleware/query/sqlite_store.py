@@ -246,17 +246,30 @@ _FTS_SEQS = "SELECT rowid FROM events_fts WHERE events_fts MATCH ?"
 _FTS_PROBE = _FTS_SEQS + " LIMIT ?"
 
 
-def drive_limit(conn: sqlite3.Connection, page_size: int) -> int:
+def drive_limit(conn: sqlite3.Connection, query: AuditQuery) -> int:
     """How many full-text matches (all tenants) may drive a first page rather than the time index.
 
     Driving costs a row read per match (random pages, cold after a restart); walking
     ``events_by_time`` costs about ``page_size / share`` entries, read in order, where
     ``share`` (matches / rows) is about ``matches / total``. With an entry ~100x cheaper
     than a driven row (measured), driving wins below ``sqrt(page_size * total / 100)``:
-    about 700 matches at 1M records, 1,200 at 3M.
+    about 700 matches at 1M records, 1,200 at 3M. Any other filter (a date range, an
+    action, ...) makes the walk's share smaller still, so the limit is 8x higher then.
     """
     total = _max_seq(conn)
-    return max(50, min(5_000, math.isqrt((page_size + 1) * total // 100)))
+    limit = max(50, min(5_000, math.isqrt((query.page_size + 1) * total // 100)))
+    narrowed = (
+        query.actions
+        or query.resource_types
+        or query.outcome
+        or query.project
+        or query.projects is not None
+        or query.exclude_actions
+        or query.start is not None
+        or query.end is not None
+        or (query.user and query.text)
+    )
+    return min(BoundedCount.LIMIT, limit * 8) if narrowed else limit
 
 
 def _max_seq(conn: sqlite3.Connection) -> int:
@@ -330,7 +343,7 @@ class SQLiteStore(AuditStore):
     def search(self, query: AuditQuery) -> Page:
         """One page of matching events, newest first; ``next_cursor`` is None on the last page."""
         with self._snapshot() as conn:
-            where = _Filter.of(query, conn, drive=drive_limit(conn, query.page_size))
+            where = _Filter.of(query, conn, drive=drive_limit(conn, query))
             if where is None:
                 return Page(events=[], next_cursor=None)
             rows = self._newest_first(conn, where.before(query.cursor), query.page_size + 1)
