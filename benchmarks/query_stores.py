@@ -38,9 +38,8 @@ Export: the biggest tenant's last 30 days to a sink that only counts bytes, CSV 
 statement, each document parsed with orjson; OpenSearch: a point in time and
 ``search_after`` with opensearch-py's defaults) that writes each stored JSON document,
 and ``iterate()`` / NDJSON in between to show where the time goes. RSS is sampled while
-the export runs, and the raw loop and
-the CSV export run once more under tracemalloc: constant memory means no growth after
-the first tenth of the rows.
+the export runs, and the raw loop and the CSV export run once more under tracemalloc:
+constant memory means no growth after the first tenth of the rows.
 
 Also printed: the load rate as each store grows, the SQLite query plans (``EXPLAIN
 QUERY PLAN`` and VM steps) and the node's own ``took`` per case, to explain slow cases.
@@ -668,7 +667,7 @@ def _sqlite_plan(path: Path, query: AuditQuery, counting: bool) -> tuple[str, in
     diagnostics only).
     """
     conn = sqlite3.connect(path)
-    limit = BoundedCount.LIMIT if counting else sqlite_store.drive_limit(conn, query.page_size)
+    limit = BoundedCount.LIMIT if counting else sqlite_store.drive_limit(conn, query)
     where = sqlite_store._Filter.of(query, conn, drive=limit)
     if where is None:
         conn.close()

@@ -8,8 +8,9 @@ tokenizer indexes (letters, digits, marks), so each whitespace-separated word be
 quoted phrase with a trailing ``*`` and the phrases are ANDed. ``OR``, ``NEAR``, ``*``,
 quotes, ``:``, parentheses and NUL are separators, just as they are in the index.
 
-This module is long because the choice of what drives a search (the time index, the
-full-text index, or a short list of ids) and the reads that follow it are one piece.
+This module is long because the filter translation (the covering index, the user and text
+sets through FTS5, the choice between walking and driving) and the reads built on it
+(pages, bounded and exact counts, stored documents, tail) share one ``_Filter``.
 """
 
 from __future__ import annotations
@@ -256,17 +257,45 @@ _FTS_SEQS = "SELECT rowid FROM events_fts WHERE events_fts MATCH ?"
 _FTS_PROBE = _FTS_SEQS + " LIMIT ?"
 
 
-def drive_limit(conn: sqlite3.Connection, page_size: int) -> int:
+def drive_limit(conn: sqlite3.Connection, query: AuditQuery) -> int:
     """How many full-text matches (all tenants) may drive a first page rather than the time index.
 
     Driving costs a row read per match (random pages, cold after a restart); walking
     ``events_by_time`` costs about ``page_size / share`` entries, read in order, where
     ``share`` (matches / rows) is about ``matches / total``. With an entry ~100x cheaper
     than a driven row (measured), driving wins below ``sqrt(page_size * total / 100)``:
-    about 700 matches at 1M records, 1,200 at 3M.
+    about 700 matches at 1M records, 1,200 at 3M. Another filter that keeps few rows (a
+    date range, an action, a type, an outcome, a project) makes the walk's share smaller
+    still, so the limit is 8x higher then; ``exclude_actions`` (which the viewer always
+    sets, and which keeps nearly every row) does not count.
     """
     total = _max_seq(conn)
-    return max(50, min(5_000, math.isqrt((page_size + 1) * total // 100)))
+    limit = max(50, min(5_000, math.isqrt((query.page_size + 1) * total // 100)))
+    narrowed = (
+        query.actions
+        or query.resource_types
+        or query.outcome
+        or query.project
+        or query.projects is not None
+        or query.start is not None
+        or query.end is not None
+        or (query.user and query.text)
+    )
+    return min(BOUNDED_COUNT_LIMIT, limit * 8) if narrowed else limit
+
+
+def _by_full_text(where: _Filter, sql: str) -> str:
+    """A bounded count's statement read along its first full-text set, when it has one.
+
+    A count that stops at ``limit`` reads that set's rows by rowid until ``limit`` of
+    them match (about ``limit / share of the tenant`` reads), where walking the tenant's
+    index would read every entry up to the ``limit``-th match of a scattered set.
+    """
+    if where.driving is not None or "+seq IN (" not in sql:
+        return sql
+    return sql.replace(" FROM events WHERE ", " FROM events NOT INDEXED WHERE ", 1).replace(
+        "+seq IN (", "seq IN (", 1
+    )
 
 
 def _max_seq(conn: sqlite3.Connection) -> int:
@@ -340,7 +369,7 @@ class SQLiteStore(AuditStore):
     def search(self, query: AuditQuery) -> Page:
         """One page of matching events, newest first; ``next_cursor`` is None on the last page."""
         with self._snapshot() as conn:
-            where = _Filter.of(query, conn, drive=drive_limit(conn, query.page_size))
+            where = _Filter.of(query, conn, drive=drive_limit(conn, query))
             if where is None:
                 return Page(events=[], next_cursor=None)
             rows = self._newest_first(conn, where.before(query.cursor), query.page_size + 1)
@@ -376,7 +405,7 @@ class SQLiteStore(AuditStore):
                 return 0
             sql, params = where.select("1")
             if limit is not None:
-                sql, params = f"{sql} LIMIT ?", [*params, limit]
+                sql, params = f"{_by_full_text(where, sql)} LIMIT ?", [*params, limit]
             row = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()  # noqa: S608 - only placeholders are interpolated
         return int(row[0])
 

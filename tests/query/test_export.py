@@ -466,3 +466,16 @@ def test_document_exports_match_event_exports() -> None:
     ndjson = io.BytesIO()
     write_documents(documents, ndjson, "ndjson")
     assert ndjson.getvalue().decode().splitlines() == documents
+
+
+def test_parsed_documents_export_like_their_json_text() -> None:
+    """A store handing out parsed documents (OpenSearch _source) exports the same bytes as from JSON text."""
+    texts = _varied_documents()
+    for fmt in ("csv", "ndjson"):
+        from_texts = io.BytesIO()
+        write_documents(texts, from_texts, fmt)  # type: ignore[arg-type]
+        from_parsed = b"".join(document_chunks([loads(text) for text in texts], fmt))  # type: ignore[arg-type]
+        if fmt == "ndjson":  # as stored: the same documents, whatever spacing the text had
+            assert [loads(line) for line in from_parsed.splitlines()] == [loads(t) for t in texts]
+        else:
+            assert from_parsed == from_texts.getvalue(), fmt

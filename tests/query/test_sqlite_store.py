@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from audit_middleware.model.event import Actor, Resource
 from audit_middleware.query import sqlite_store as sqlite_store_module
 from audit_middleware.query.model import AuditQuery, QueryError
-from audit_middleware.query.sqlite_store import SQLiteStore, _Filter, fts_match
+from audit_middleware.query.sqlite_store import SQLiteStore, _Filter, drive_limit, fts_match
 from audit_middleware.sinks.sqlite import SQLiteSink
 from tests.query.conftest import DAY, MINUTE, NOW_MS, make_event
 
@@ -234,3 +234,31 @@ def test_purge_needs_an_aware_cutoff(sqlite_store: SQLiteStore) -> None:
     """A naive datetime is ambiguous: refused."""
     with pytest.raises(QueryError, match="timezone"):
         sqlite_store.purge_older_than(datetime(2020, 1, 1))  # naive on purpose
+
+
+def test_another_filter_lets_a_larger_full_text_set_drive(sqlite_store: SQLiteStore) -> None:
+    """With a date range or an action beside the user, the walk finds fewer hits: driving pays sooner."""
+    conn = _connect(sqlite_store)
+    plain = drive_limit(conn, AuditQuery.build("acme", user="u1"))
+    narrowed = drive_limit(conn, AuditQuery.build("acme", user="u1", since="7d", action="update"))
+    assert narrowed == 8 * plain
+
+
+def test_a_bounded_count_of_a_large_full_text_set_reads_along_it(
+    sqlite_store: SQLiteStore, sqlite_sink: SQLiteSink
+) -> None:
+    """A user above the drive limit is counted along its FTS rows (rowid lookups), capped, and right."""
+    others = [make_event("create", ago_ms=n * MINUTE, user=Actor(id=f"o{n}")) for n in range(40)]
+    mine = [make_event("delete", ago_ms=n * MINUTE + 1, user=Actor(id="busy")) for n in range(30)]
+    sqlite_sink.write([*others, *mine])
+    conn = _connect(sqlite_store)
+    query = AuditQuery.build("acme", user="busy")
+    where = _Filter.of(query, conn)
+    assert where is not None
+    sql, params = where.select("1")
+    plan = _plan(conn, sqlite_store_module._by_full_text(where, sql), params)
+    assert plan.startswith("SEARCH events USING INTEGER PRIMARY KEY (rowid=?)"), plan
+    assert (sqlite_store.count_bounded(query, 10).value, sqlite_store.count_bounded(query, 100).value) == (
+        10,
+        30,
+    )

@@ -4,7 +4,6 @@ fails; the delivery pipeline that runs it off the request thread."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -180,13 +179,15 @@ def test_a_full_queue_makes_the_caller_do_the_work() -> None:
     pipeline.max_queue = 1
     done: list[str] = []
     gate = threading.Event()
+    taken = threading.Event()
 
     def slow(work: object) -> None:
+        taken.set()
         gate.wait(5)
         done.append(f"worker:{work}")
 
     pipeline.submit(slow, "first")  # the worker takes it and waits at the gate
-    time.sleep(0.1)
+    assert taken.wait(5), "the worker never took the first item"
     pipeline.submit(slow, "queued")  # fills the queue of one
     ran_here: list[str] = []
     pipeline.submit(lambda work: ran_here.append(str(work)), "third")
