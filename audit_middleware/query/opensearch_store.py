@@ -108,7 +108,7 @@ _MISSING_OK = {"ignore_unavailable": "true", "allow_no_indices": "true"}
 # What a cluster without the point-in-time API (or with nothing to pin) answers to creating one.
 _NO_PIT_STATUSES = frozenset({400, 404, 405, 501})
 _EVENT_ID_LIMIT = 1024  # event.id is a keyword with ignore_above 1024: longer ids are never indexed
-_SLICE_PAGES_AHEAD = 2  # pages a slice reader fetches ahead of the merge: memory stays bounded
+_SLICE_PAGES_AHEAD = 1  # pages a slice reader fetches ahead of the merge: memory stays bounded
 _END = object()  # a slice reader's last item
 
 
@@ -340,7 +340,7 @@ class OpenSearchStore(AuditStore):
         client: OpenSearch,
         *,
         prefix: str = DEFAULT_PREFIX,
-        export_batch_size: int = 5000,
+        export_batch_size: int = 1000,
         export_slices: int = 2,
         pit_keep_alive: str = "1m",
         tail_lookback: float = 30.0,
