@@ -180,17 +180,25 @@ def _caps(opensearch_type: str, searchable: bool, aggregatable: bool) -> dict[st
     }
 
 
-def _mapped_leaves() -> Iterator[tuple[str, str]]:
-    """Every field the template maps, subfields included, with its OpenSearch type."""
+def _mapped_leaves() -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every field the template maps, subfields included, with its mapping."""
     for name, mapping in templates.field_mappings().items():
-        yield name, mapping["type"]
+        yield name, mapping
         for subfield, sub_mapping in mapping.get("fields", {}).items():
-            yield f"{name}.{subfield}", sub_mapping["type"]
+            yield f"{name}.{subfield}", sub_mapping
+
+
+def _leaf_caps(mapping: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    # a field stored in _source only (index and doc_values off) is neither searched nor aggregated
+    kind = mapping["type"]
+    searchable = mapping.get("index", True) is not False
+    aggregatable = kind not in _SEARCH_ONLY_TYPES and mapping.get("doc_values", True) is not False
+    return _caps(kind, searchable, aggregatable)
 
 
 def template_field_caps() -> dict[str, dict[str, dict[str, Any]]]:
     """What ``_field_caps`` reports for the template's fields (object parents left out)."""
-    caps = {name: _caps(kind, True, kind not in _SEARCH_ONLY_TYPES) for name, kind in _mapped_leaves()}
+    caps = {name: _leaf_caps(mapping) for name, mapping in _mapped_leaves()}
     caps.update({name: _caps(*values) for name, values in _META_CAPS.items()})
     return caps
 
