@@ -30,23 +30,30 @@ QUERIES = [
 
 
 def answers(store: AuditStore) -> list[list[tuple[str | None, ...]]]:
-    """What each query finds, without ids and times (they differ between runs)."""
+    """What each query finds, without ids and times (they differ between runs), sorted.
+
+    Sorted because two runs of the scenario order records made in the same millisecond by
+    their random ids; the stores' newest-first order is checked by the query contract tests.
+    """
     found = []
     for filters in QUERIES:
         tenant = filters.pop("tenant")
         events = store.search(AuditQuery.build(tenant, page_size=200, **filters)).events
         filters["tenant"] = tenant
         found.append(
-            [
+            sorted(
                 (
-                    e.action.id,
-                    e.actor.email,
-                    e.outcome,
-                    e.resource.type if e.resource else None,
-                    e.resource.name if e.resource else None,
-                )
-                for e in events
-            ]
+                    (
+                        e.action.id,
+                        e.actor.email,
+                        e.outcome,
+                        e.resource.type if e.resource else None,
+                        e.resource.name if e.resource else None,
+                    )
+                    for e in events
+                ),
+                key=repr,
+            )
         )
     return found
 
