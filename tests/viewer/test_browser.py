@@ -6,9 +6,11 @@ Each test compares what the page shows with what the store holds for the same fi
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import json
+import sqlite3
 import time
 from datetime import timedelta
 from typing import Any
@@ -45,9 +47,26 @@ def change(page: Any, act: Any) -> None:
     page.wait_for_function("() => !document.getElementById('results').hasAttribute('aria-busy')")
 
 
+def settled(server: DemoServer, quiet: float = 0.5, timeout: float = 15.0) -> None:
+    """Wait until the server has stored what it recorded (its records reach the store from
+    background threads): the newest row stays the same for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(f"file:{server.store_path}?mode=ro", uri=True)) as conn:
+            newest = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+        if newest != last:
+            last, since = newest, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the server kept storing records for {timeout:g} s")
+
+
 def open_page(page: Any, server: DemoServer, query: str = "") -> None:
-    """Go to the page (logged in as alice of acme) and wait for its script."""
+    """Go to the page (logged in as alice of acme, her login stored) and wait for its script."""
     login(page, server, "alice")
+    settled(server)
     page.goto(server.page + query)
     page.wait_for_selector("#live-toggle:not([hidden]), #entries[data-live='off']", state="attached")
 
