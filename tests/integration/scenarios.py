@@ -48,7 +48,7 @@ from audit_middleware.opensearch.provisioning import SetupConfig, apply
 from audit_middleware.opensearch.retention import RetentionTier
 from audit_middleware.processing.redaction import Redactor
 from audit_middleware.query.model import AuditQuery
-from audit_middleware.query.opensearch_store import OpenSearchStore
+from audit_middleware.query.opensearch_store import OpenSearchStore, OpenSearchStoreError
 from audit_middleware.sinks.delivery import deliver
 from audit_middleware.sinks.opensearch.shipper import ShipperOptions
 from audit_middleware.sinks.opensearch.sink import OpenSearchSink
@@ -406,14 +406,30 @@ class RetentionScenario(NodeScenario):
             "standard:restored",
             seconds=seconds,
             names=names,
-            restored_ids=sorted(event.id for event in with_restored.iterate(query)),
-            live_ids=sorted(event.id for event in live.iterate(query)),
+            restored_ids=_ids_racing_retention(with_restored, query),
+            live_ids=_ids_racing_retention(live, query),
             restored_get=with_restored.get("acme", self.kept[0].id) is not None,
         )
 
     def close(self) -> None:
         super().close()
         remove_repository(self.client, self.repository)
+
+
+def _ids_racing_retention(store: OpenSearchStore, query: AuditQuery, attempts: int = 3) -> list[str]:
+    """The sorted ids ``query`` finds, read again when ISM deleted an index during the read.
+
+    The extended tier's index is deleted on its own schedule, possibly while this reads
+    it: the store then refuses the partial answer (search context missing), as it must,
+    and says to retry.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return sorted(event.id for event in store.iterate(query))
+        except OpenSearchStoreError as exc:
+            if attempt == attempts or "search_context_missing" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 # -- alert monitors on their schedule ----------------------------------------------------
