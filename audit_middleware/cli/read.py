@@ -214,6 +214,11 @@ def search(*, store: AuditStore, query: AuditQuery, as_json: bool) -> None:
     echo_events(page.events, as_json=as_json)
     if not page.events:
         click.echo("no matching events", err=True)
+    elif page.next_cursor or query.cursor:
+        # beside a page that is not the whole answer: the total, exact up to 10,000 ("10,000+")
+        with _explained():
+            total = store.count_bounded(query)
+        click.echo(f"{total} matching events", err=True)
     if page.next_cursor:
         click.echo(f"next page: --cursor {page.next_cursor}", err=True)
 

@@ -144,14 +144,16 @@ def test_dash_selects_records_without_a_tenant_or_project(tmp_path: Path) -> Non
 
 
 def test_search_pages_with_the_printed_cursor(db: Path) -> None:
-    """The next cursor is printed (on stderr) and continues the listing."""
+    """The total and the next cursor are printed (on stderr); the cursor continues the listing."""
     first = run(db, "search", "--tenant", "acme", "--json", "--limit", "3")
     assert first.exit_code == 0
     assert len(first.stdout.splitlines()) == 3
-    cursor = first.stderr.strip().removeprefix("next page: --cursor ")
+    total, next_page = first.stderr.strip().splitlines()
+    assert total == "4 matching events"
+    cursor = next_page.removeprefix("next page: --cursor ")
     second = run(db, "search", "--tenant", "acme", "--json", "--page-size", "3", "--cursor", cursor)
     assert len(second.stdout.splitlines()) == 1
-    assert "next page" not in second.stderr
+    assert second.stderr.strip() == "4 matching events", "a later page still says how many match"
     ids = [json.loads(line)["event"]["id"] for line in (first.stdout + second.stdout).splitlines()]
     assert ids == [event.id for event in _stored(db)]
 
