@@ -266,10 +266,7 @@ def write_export(
     >>> write_export([], out, "ndjson"), out.getvalue()
     (0, b'')
     """
-    tally = RowTally(progress)
-    for chunk in export_chunks(events, format, bom=bom, progress=tally):
-        out.write(chunk)
-    return tally.rows
+    return write_chunks(out, lambda tally: export_chunks(events, format, bom=bom, progress=tally), progress)
 
 
 def export_chunks(
@@ -383,8 +380,19 @@ def write_documents(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """``write_export`` of stored JSON text (``AuditStore.documents``); returns the row count."""
+    return write_chunks(
+        out, lambda tally: stored_document_chunks(documents, format, bom=bom, progress=tally), progress
+    )
+
+
+def write_chunks(
+    out: IO[bytes],
+    chunks_of: Callable[[RowTally], Iterable[bytes]],
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write the chunks ``chunks_of(tally)`` makes to ``out``; returns the rows the tally counted."""
     tally = RowTally(progress)
-    for chunk in stored_document_chunks(documents, format, bom=bom, progress=tally):
+    for chunk in chunks_of(tally):
         out.write(chunk)
     return tally.rows
 

@@ -15,7 +15,7 @@ from typing import IO
 from audit_middleware.model.encoding import dumps
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.model.tenancy import TenantSelector
-from audit_middleware.query.export import ExportFormat, RowTally, stored_document_chunks
+from audit_middleware.query.export import ExportFormat, stored_document_chunks, write_chunks
 from audit_middleware.query.model import BOUNDED_COUNT_LIMIT, AuditQuery, BoundedCount, Page, QueryError
 
 
@@ -65,10 +65,7 @@ class AuditStore(ABC):
 
         This does not record the export: ``audit_middleware.reads.export_audited`` does.
         """
-        tally = RowTally()
-        for chunk in self.export_chunks(query, format, progress=tally):
-            out.write(chunk)
-        return tally.rows
+        return write_chunks(out, lambda tally: self.export_chunks(query, format, progress=tally))
 
     def export_chunks(
         self,
