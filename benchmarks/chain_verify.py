@@ -73,7 +73,7 @@ def _write_cost(stream: EventStream, scratch: Path, signer: Signer) -> dict[str,
         ).fetchall()
     head = type("Head", (), {"chain": "bench", "seq": 0, "hash": "0" * 64})()
     mark = time.perf_counter()
-    link_chain._link(head, rows)  # type: ignore[arg-type]
+    link_chain._link(head, rows)
     link_us = (time.perf_counter() - mark) / len(rows) * 1e6
     return {
         "records": records,

@@ -81,7 +81,7 @@ from audit_middleware.model.tenancy import tenant_key
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.opensearch.tiers import data_stream_name
 from audit_middleware.query import sqlite_store
-from audit_middleware.query.model import AuditQuery, BoundedCount
+from audit_middleware.query.model import BOUNDED_COUNT_LIMIT, AuditQuery
 from audit_middleware.query.opensearch_store import OpenSearchStore, filter_query, search_body
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.query.store import AuditStore
@@ -667,14 +667,14 @@ def _sqlite_plan(path: Path, query: AuditQuery, counting: bool) -> tuple[str, in
     diagnostics only).
     """
     conn = sqlite3.connect(path)
-    limit = BoundedCount.LIMIT if counting else sqlite_store.drive_limit(conn, query)
+    limit = BOUNDED_COUNT_LIMIT if counting else sqlite_store.drive_limit(conn, query)
     where = sqlite_store._Filter.of(query, conn, drive=limit)
     if where is None:
         conn.close()
         return "(matches nothing: no query)", 0
     select, params = where.select("1" if counting else "document")
     if counting:
-        sql, params = f"SELECT count(*) FROM ({select} LIMIT ?)", [*params, BoundedCount.LIMIT]
+        sql, params = f"SELECT count(*) FROM ({select} LIMIT ?)", [*params, BOUNDED_COUNT_LIMIT]
     else:
         sql = f"{select} ORDER BY unix_ms DESC, event_id DESC LIMIT ?"
         params = [*params, query.page_size + 1]

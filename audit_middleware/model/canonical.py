@@ -6,11 +6,17 @@ needs no byte-identical storage: key order, whitespace and number spelling (``1.
 ``1``, ``1e2`` or ``100``) do not matter; values do.
 
 The reference encoder is the ``rfc8785`` package. It is pure Python and spends most of
-its time per value, so documents without floats, with ASCII keys and with safe integers
-(almost every audit record) take a fast path: orjson with sorted keys writes exactly the
-same bytes for them (the property tests in ``tests/model/test_canonical.py`` compare the
-two on generated documents, and golden vectors pin both). Anything else goes to
-``rfc8785``.
+its time per value, so orjson with sorted keys writes the bytes first, and they are kept
+when they can only be the JCS bytes: no float and no ``null`` anywhere (a float's spelling
+differs, and orjson writes NaN as ``null`` where JCS refuses it), integers within
+±(2**53 - 1) (orjson's strict-integer option refuses the rest), and no character beyond
+the Basic Multilingual Plane (JCS sorts keys by UTF-16 code units, orjson by code points;
+the two orders differ only there). Those are found by scanning the output bytes, which is
+about ten times cheaper than walking the value, and a false alarm (text that looks like a
+number, such as ``"a,1.5"``) only costs the walk. Almost every audit record passes. The
+property tests in ``tests/model/test_canonical.py`` compare the result with the reference
+on generated documents, and golden vectors pin both. The scan trusts orjson for the types
+it knows beyond JSON (a UUID, an enum), which no document read back from a store holds.
 
 One extension: an integer beyond ±(2**53 - 1), which JCS cannot represent (I-JSON numbers
 are doubles), is encoded as the JSON string of its decimal digits, the form I-JSON
@@ -19,17 +25,30 @@ recommends for such numbers, instead of failing the record.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 import orjson
 import rfc8785
 
-__all__ = ["CanonicalizationError", "canonical_bytes"]
+__all__ = ["CanonicalizationError", "canonical_bytes", "plain_canonical_bytes"]
 
 CanonicalizationError = rfc8785.CanonicalizationError
 
 _SAFE: Final = 2**53  # exclusive bound of the integers JCS represents exactly
-_SORTED: Final = orjson.OPT_SORT_KEYS
+_SORTED: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+# Outside text, orjson writes a float with a fraction or an exponent (always signed: 1e+16,
+# 1e-7), and NaN or an infinity as null; the letters of true and false never form these.
+_FLOAT_OR_NULL: Final = re.compile(rb"[.E]|e[-+0-9]|null")
+# Only JSON's own types: datetimes, dataclasses and subclasses of str, int, dict and list
+# raise instead of being written as orjson writes them.
+_STRICT: Final = (
+    _SORTED
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+_BEYOND_BMP: Final = tuple(bytes([lead]) for lead in range(0xF0, 0xF5))  # lead bytes of 4-byte UTF-8
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -41,15 +60,46 @@ def canonical_bytes(value: Any) -> bytes:
     Raises ``CanonicalizationError`` for NaN, infinities and lone surrogates, which no
     JSON document read back from a store contains.
     """
-    if _plain(value):
-        try:
-            return orjson.dumps(value, option=_SORTED)
-        except orjson.JSONEncodeError:  # a lone surrogate: the reference encoder says why
-            pass
+    try:
+        fast = orjson.dumps(value, option=_SORTED)
+    except (orjson.JSONEncodeError, TypeError):  # a huge integer, a lone surrogate, an odd type
+        fast = None
+    if fast is not None:
+        if _plain_output(fast):
+            return fast
+        if _plain(value):  # null, or text that only looks like a float: the walk decides
+            return fast
     try:
         return rfc8785.dumps(value)
     except rfc8785.IntegerDomainError:
         return rfc8785.dumps(_big_integers_as_text(value))
+
+
+def plain_canonical_bytes(value: Any) -> bytes | None:
+    """The canonical bytes of ``value`` if it holds only plain JSON values (see the module
+    docstring: no float, no null, str keys, safe integers, nothing beyond the BMP), else None.
+
+    It never walks the value and never calls the reference encoder: a writer uses it to
+    skip a round trip through JSON text that only the other values need.
+    """
+    try:
+        encoded = orjson.dumps(value, option=_STRICT)
+    except TypeError:  # orjson.JSONEncodeError is one: an odd type, a huge integer, a lone surrogate
+        return None
+    return encoded if _plain_output(encoded) else None
+
+
+def _plain_output(encoded: bytes) -> bool:
+    """Whether orjson's sorted ``encoded`` bytes hold no float, no null and nothing beyond the BMP.
+
+    Splitting at the quotes leaves the bytes outside text at the even places, unless text
+    holds an escaped quote (then the walk decides).
+    """
+    if b'\\"' in encoded:
+        return False
+    if _FLOAT_OR_NULL.search(b"".join(encoded.split(b'"')[::2])) is not None:
+        return False
+    return encoded.isascii() or not any(lead in encoded for lead in _BEYOND_BMP)
 
 
 def _plain(value: Any) -> bool:  # noqa: PLR0911 - one answer per kind of value

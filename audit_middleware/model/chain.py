@@ -23,10 +23,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from audit_middleware.model.canonical import canonical_bytes
-from audit_middleware.model.encoding import dumps
+from audit_middleware.model.canonical import canonical_bytes, plain_canonical_bytes
+from audit_middleware.model.encoding import dumps, loads
 
-__all__ = ["CHAIN_FIELD", "GENESIS", "Link", "content_digest", "link_hash", "link_of", "with_link"]
+__all__ = [
+    "CHAIN_FIELD",
+    "GENESIS",
+    "Link",
+    "content_digest",
+    "link_hash",
+    "link_of",
+    "prepared_for_link",
+    "set_link",
+    "with_link",
+]
 
 CHAIN_FIELD: Final = "chain"  # under "audit"
 GENESIS: Final = "0" * 64
@@ -55,6 +65,32 @@ def content_digest(document: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(canonical_bytes(document)).digest()
 
 
+def prepared_for_link(document: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """``document`` as the store will keep it, and its content digest, before it is linked.
+
+    The digest must be of the JSON value the store keeps (``model.encoding.dumps``, which
+    writes odd values such as a ``Decimal`` as text), because that is what ``verify``
+    reads back. A document of plain JSON values is that value already, so its digest
+    comes from one encoding; any other is replaced by what its stored text reads back as.
+    The digest does not depend on the link, so a writer computes it before it knows its
+    place in the chain, outside the write transaction.
+    """
+    audit = document.get("audit")
+    if not (isinstance(audit, Mapping) and CHAIN_FIELD in audit):
+        canonical = plain_canonical_bytes(document)
+        if canonical is not None:
+            return document, hashlib.sha256(canonical).digest()
+    stored = loads(dumps(document))
+    return stored, content_digest(stored)
+
+
+def set_link(document: dict[str, Any], chain: str, seq: int, prev: str, digest: bytes) -> Link:
+    """Chain ``document`` (whose content digest is ``digest``) in place after ``prev``."""
+    link = Link(chain, seq, prev, link_hash(prev, digest))
+    document.setdefault("audit", {})[CHAIN_FIELD] = link.as_field()
+    return link
+
+
 def link_hash(prev: str, digest: bytes) -> str:
     """``hash_n`` (hex) from ``hash_{n-1}`` (hex) and the record's content digest."""
     return hashlib.sha256(bytes.fromhex(prev) + digest).hexdigest()
@@ -62,10 +98,7 @@ def link_hash(prev: str, digest: bytes) -> str:
 
 def with_link(document: dict[str, Any], chain: str, seq: int, prev: str) -> Link:
     """Chain ``document`` in place after ``prev``: sets ``audit.chain``, returns the link."""
-    link = Link(chain, seq, prev, link_hash(prev, content_digest(document)))
-    audit = document.setdefault("audit", {})
-    audit[CHAIN_FIELD] = link.as_field()
-    return link
+    return set_link(document, chain, seq, prev, content_digest(document))
 
 
 def link_of(document: Mapping[str, Any]) -> Link | None:

@@ -20,22 +20,46 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from audit_middleware import env
 from audit_middleware.errors import AuditValidationError
-from audit_middleware.model.chain import link_of, with_link
+from audit_middleware.model.chain import link_of, prepared_for_link, set_link, with_link
 from audit_middleware.model.checkpoints import Checkpoint, Signer
 from audit_middleware.model.encoding import dumps, loads
+from audit_middleware.model.event import AuditEvent
 from audit_middleware.sinks.anchor import Anchor, FileAnchor
 from audit_middleware.sqlite.chains import ChainHead, add_checkpoint, read_head, write_head
-from audit_middleware.sqlite.schema import insert_rows
+from audit_middleware.sqlite.schema import insert_rows, row_of_document
 
-__all__ = ["ChainEnd", "ChainPolicy", "SQLiteChain"]
+__all__ = ["ChainEnd", "ChainPolicy", "PendingRow", "SQLiteChain", "pending_row", "row_key"]
 
 _DOCUMENT = 14  # the document's place in an events row (sqlite.schema.row_of)
 _TENANT, _EVENT_ID = 0, 2
 _LINK_CHUNK = 5_000  # rows read and rewritten at a time when a bulk load is linked
+
+
+class PendingRow(NamedTuple):
+    """An event's ``events`` row before it is linked: the writer builds it outside the
+    transaction, with the part of the link that does not depend on the chain's head.
+
+    ``columns`` is the row without its document text, ``document`` the document as it
+    will be stored, ``digest`` its content digest (``model.chain.prepared_for_link``).
+    """
+
+    columns: tuple[Any, ...]
+    document: dict[str, Any]
+    digest: bytes
+
+
+def pending_row(event: AuditEvent) -> PendingRow:
+    """``event``'s row, ready to be linked (raises as ``schema.row_of`` does for a bad event)."""
+    document, digest = prepared_for_link(event.to_document())
+    return PendingRow(row_of_document(document, "", event.unix_ms)[:_DOCUMENT], document, digest)
+
+
+Row = tuple[Any, ...] | PendingRow
+"""What ``SQLiteChain.insert`` takes: a pending row, or a ``schema.row_of`` row (its text is parsed)."""
 
 
 class ChainEnd(Protocol):
@@ -172,7 +196,7 @@ class SQLiteChain:
     _unpublished: list[Checkpoint] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def insert(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    def insert(self, conn: sqlite3.Connection, rows: Sequence[Row]) -> int:
         """Link ``rows`` and insert them; call inside the write transaction. Returns rows added.
 
         A row already stored (same tenant and event id: a replay) gets no link, so the
@@ -231,13 +255,17 @@ class SQLiteChain:
         with self._lock:
             self._unpublished.clear()
 
-    def _link(self, head: ChainHead, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    def _link(self, head: ChainHead, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
         linked: list[tuple[Any, ...]] = []
         for row in rows:
-            document = loads(row[_DOCUMENT])
-            link = with_link(document, head.chain, head.seq + 1, head.hash)
+            if isinstance(row, PendingRow):
+                columns, document = row.columns, row.document
+                link = set_link(document, head.chain, head.seq + 1, head.hash, row.digest)
+            else:
+                columns, document = row[:_DOCUMENT], loads(row[_DOCUMENT])
+                link = with_link(document, head.chain, head.seq + 1, head.hash)
             head.seq, head.hash = link.seq, link.hash
-            linked.append((*row[:_DOCUMENT], dumps(document).decode("utf-8"), *row[_DOCUMENT + 1 :]))
+            linked.append((*columns, dumps(document).decode("utf-8")))
         return linked
 
     def _checkpoint_if_due(self, conn: sqlite3.Connection, head: ChainHead, *, force: bool) -> bool:
@@ -252,18 +280,22 @@ class SQLiteChain:
         return True
 
 
-def _new_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def row_key(row: Row) -> tuple[str, str]:
+    """The (tenant, event id) of a row, pending or built."""
+    columns = row.columns if isinstance(row, PendingRow) else row
+    return columns[_TENANT], columns[_EVENT_ID]
+
+
+def _new_rows(conn: sqlite3.Connection, rows: Sequence[Row]) -> list[Row]:
     """The rows not stored yet, each once (the first of duplicates within the batch)."""
-    seen: set[tuple[Any, Any]] = set()
-    fresh: list[tuple[Any, ...]] = []
+    seen: set[tuple[str, str]] = set()
+    fresh: list[Row] = []
     for row in rows:
-        key = (row[_TENANT], row[_EVENT_ID])
+        key = row_key(row)
         if key in seen:
             continue
         seen.add(key)
-        stored = conn.execute(
-            "SELECT 1 FROM events WHERE tenant = ? AND event_id = ?", (row[_TENANT], row[_EVENT_ID])
-        ).fetchone()
+        stored = conn.execute("SELECT 1 FROM events WHERE tenant = ? AND event_id = ?", key).fetchone()
         if stored is None:
             fresh.append(row)
     return fresh

@@ -42,14 +42,13 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from audit_middleware.errors import AuditDeliveryError
 from audit_middleware.model.alerts import AlertRule
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.sinks import shutdown
 from audit_middleware.sinks.base import Sink
-from audit_middleware.sinks.chain import ChainPolicy, SQLiteChain
+from audit_middleware.sinks.chain import ChainPolicy, PendingRow, Row, SQLiteChain, pending_row, row_key
 from audit_middleware.sinks.housekeeping import Housekeeping
 from audit_middleware.sinks.lastresort import LastResort, destination_directory
 from audit_middleware.sinks.notify import AlertNotifier, WebhookNotifier
@@ -151,10 +150,10 @@ class SQLiteSink(Sink):
         Events already stored (same tenant and id) are skipped.
         """
         inserted = 0
-        batch: list[tuple[Any, ...]] = []
+        batch: list[PendingRow] = []
         with self._pool.borrow() as conn:
             for event in events:
-                batch.append(row_of(event))
+                batch.append(pending_row(event))
                 if len(batch) >= _WRITE_BATCH:
                     inserted += _write_transaction(conn, batch, self.chain)
                     batch.clear()
@@ -219,16 +218,16 @@ class SQLiteSink(Sink):
                             raise
                         time.sleep(pause)
         except Exception as exc:  # noqa: BLE001 - the writer thread must outlive a bad batch
-            stored = {row[2] for row in rows}
+            stored = {row_key(row)[1] for row in rows}
             self._report_undelivered([event for event in batch if event.id in stored], exc)
             return
         self.written += len(rows)
         if self.fallback.pending():  # the store works again: take back what it refused
             self.written += self.fallback.replay(self.write)
 
-    def _row(self, event: AuditEvent) -> tuple[Any, ...] | None:
+    def _row(self, event: AuditEvent) -> PendingRow | None:
         try:
-            return row_of(event)
+            return pending_row(event)
         except Exception as exc:  # noqa: BLE001 - one bad event must not cost its batch
             self._report_undelivered([event], exc)
             return None
@@ -314,7 +313,7 @@ class _Writer(BackgroundWorker[AuditEvent]):
         shutdown.watch(self._sink, signals=self._sink._signals)
 
 
-def _write_transaction(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], chain: SQLiteChain) -> int:
+def _write_transaction(conn: sqlite3.Connection, rows: Sequence[Row], chain: SQLiteChain) -> int:
     """Store one batch in one transaction, linked to the store's hash chain; returns how
     many rows were new.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit_middleware.model.canonical import CanonicalizationError, canonical_bytes
+from audit_middleware.model.canonical import CanonicalizationError, canonical_bytes, plain_canonical_bytes
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "canonical.json").read_text(encoding="utf-8"))
 
@@ -112,3 +114,33 @@ def test_values_no_json_has_are_refused():
     for bad in (math.nan, math.inf, "\ud800"):
         with pytest.raises(CanonicalizationError):
             canonical_bytes({"v": bad})
+
+
+@given(json_values)
+@settings(max_examples=400)
+def test_the_plain_bytes_are_the_canonical_bytes_or_none(value: Any):
+    """Whenever plain_canonical_bytes answers, it answers the reference bytes."""
+    plain = plain_canonical_bytes(value)
+    assert plain is None or plain == rfc8785.dumps(value)
+
+
+def test_plain_bytes_answer_for_an_audit_record_and_refuse_the_rest():
+    """A record of text and safe integers gets its bytes; floats, null, odd types and text
+    beyond the BMP (all of which need the walk or the reference encoder) get None."""
+    record = {"event": {"id": "e1", "outcome": "success"}, "http": {"status": 201}, "t": "05:53:39.954Z"}
+    assert plain_canonical_bytes(record) == rfc8785.dumps(record)
+    assert plain_canonical_bytes({"text": "a,1.5 [2e3 :null"}) == rfc8785.dumps({"text": "a,1.5 [2e3 :null"})
+    for refused in (
+        {"n": 1.5},
+        {"n": [1e16]},
+        {"n": None},
+        {"n": 2**53},
+        {"n": "\U0001f600"},
+        {"n": Decimal("1")},
+        {"n": datetime(2026, 1, 1, tzinfo=timezone.utc)},
+        {"n": 'quote " inside'},
+        {1: "int key"},
+        2.5,
+        None,
+    ):
+        assert plain_canonical_bytes(refused) is None, refused

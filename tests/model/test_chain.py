@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
 
 from audit_middleware.model.canonical import canonical_bytes
-from audit_middleware.model.chain import GENESIS, Link, content_digest, link_hash, link_of, with_link
+from audit_middleware.model.chain import (
+    GENESIS,
+    Link,
+    content_digest,
+    link_hash,
+    link_of,
+    prepared_for_link,
+    set_link,
+    with_link,
+)
+from audit_middleware.model.encoding import dumps
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "canonical.json").read_text(encoding="utf-8"))
 
@@ -59,3 +70,26 @@ def test_malformed_links_are_no_links():
     assert link_of({"audit": {"chain": {"id": "c", "seq": 1, "prev": "zz", "hash": GENESIS}}}) is None
     good = {"audit": {"chain": Link("c", 3, GENESIS, "ab" * 32).as_field()}}
     assert link_of(good) == Link("c", 3, GENESIS, "ab" * 32)
+
+
+def test_a_prepared_digest_is_the_digest_of_what_the_store_keeps():
+    """Plain or not, the digest computed before linking is the one verify computes from the stored text."""
+    plain = {"event": {"id": "e1"}, "audit": {"details": {"a": 1}}}
+    details = {"price": Decimal("9.90"), "ratio": 0.5, "none": None}
+    odd = {"event": {"id": "e2"}, "audit": {"details": details}}
+    for document in (plain, odd):
+        prepared, digest = prepared_for_link(dict(document))
+        stored = orjson.loads(dumps(prepared))
+        assert digest == content_digest(stored)
+        set_link(prepared, "c1", 1, GENESIS, digest)
+        assert link_of(orjson.loads(dumps(prepared))) == Link("c1", 1, GENESIS, link_hash(GENESIS, digest))
+    prepared, _ = prepared_for_link(odd)
+    assert prepared["audit"]["details"]["price"] == "9.90"  # replaced by what its stored text reads back as
+
+
+def test_a_document_that_carries_a_link_is_prepared_without_it():
+    """A document linked before (a replay) gets the digest of its content, not of its old link."""
+    document = {"event": {"id": "e1"}, "audit": {"details": {"a": 1}}}
+    with_link(document, "old", 9, GENESIS)
+    _, digest = prepared_for_link(document)
+    assert digest == content_digest({"event": {"id": "e1"}, "audit": {"details": {"a": 1}}})

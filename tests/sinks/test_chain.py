@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
+from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 
 from audit_middleware.errors import AuditValidationError
-from audit_middleware.sinks.chain import ChainPolicy
+from audit_middleware.sinks.chain import ChainPolicy, SQLiteChain
 from audit_middleware.sqlite.chains import read_head
 from audit_middleware.sqlite.connection import ConnectionPool
-from tests.chain_support import chained_store, documents
+from audit_middleware.sqlite.schema import row_of
+from tests.chain_support import ChainedStore, chained_store, documents
 from tests.conftest import ROOT
 from tests.query.conftest import make_event
 
@@ -22,7 +27,7 @@ import sys
 from pathlib import Path
 from audit_middleware.model.checkpoints import Signer
 from audit_middleware.sinks.anchor import FileAnchor
-from audit_middleware.sinks.chain import ChainPolicy
+from audit_middleware.sinks.chain import ChainPolicy, SQLiteChain
 from audit_middleware.sinks.sqlite import SQLiteSink
 from tests.query.conftest import make_event
 
@@ -92,8 +97,6 @@ def test_documents_carry_their_link(tmp_path: Path):
     """Each stored document holds audit.chain with its chain id, seq, prev and hash."""
     store = chained_store(tmp_path)
     store.fill(3)
-    import orjson  # noqa: PLC0415
-
     links = [orjson.loads(text)["audit"]["chain"] for _, text in documents(store)]
     assert [link["seq"] for link in links] == [1, 2, 3]
     assert links[1]["prev"] == links[0]["hash"]
@@ -107,3 +110,31 @@ def test_bad_policies_are_refused(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AUDIT_CHAIN_CHECKPOINT_EVERY", "often")
     with pytest.raises(AuditValidationError, match="frequency"):
         ChainPolicy.from_environment()
+
+
+def test_the_writer_rows_and_parsed_rows_link_alike(tmp_path: Path):
+    """The writer's pending rows (digest computed before the transaction) and rows whose text is
+    parsed inside it (a load into a filled store) give the same links, odd values included."""
+    odd = {"price": Decimal("1.50"), "ratio": 0.25, "none": None}
+    events = [make_event("create", ago_ms=index, details={**odd, "n": index}) for index in range(5)]
+    (tmp_path / "pending").mkdir()
+    (tmp_path / "parsed").mkdir()
+    pending_store = chained_store(tmp_path / "pending")
+    with pending_store.sink() as sink:
+        sink.write(events)
+    parsed_store = chained_store(tmp_path / "parsed")
+    with parsed_store.sink():
+        pass  # creates the file at the current version
+    chain = SQLiteChain(parsed_store.policy())
+    with closing(sqlite3.connect(parsed_store.path, isolation_level=None)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        chain.insert(conn, [row_of(event) for event in events])
+        conn.execute("COMMIT")
+
+    def links(store: ChainedStore) -> list[tuple[int, str, str]]:
+        chained = [orjson.loads(text)["audit"]["chain"] for _, text in documents(store)]
+        return [(link["seq"], link["prev"], link["hash"]) for link in chained]
+
+    assert links(pending_store) == links(parsed_store)
+    assert len(links(pending_store)) == 5
+    assert pending_store.verify().intact
