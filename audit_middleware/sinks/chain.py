@@ -195,6 +195,9 @@ class SQLiteChain:
     clock: Callable[[], float] = time.time
     _unpublished: list[Checkpoint] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _last_written: tuple[int, int, int] | None = (
+        None  # (seq, checkpoint seq, checkpoint ms) of this process's last write
+    )
 
     def insert(self, conn: sqlite3.Connection, rows: Sequence[Row]) -> int:
         """Link ``rows`` and insert them; call inside the write transaction. Returns rows added.
@@ -213,6 +216,7 @@ class SQLiteChain:
         self._checkpoint_if_due(conn, head, force=False)
         write_head(conn, head)
         conn.execute("RELEASE audit_chain")
+        self._last_written = (head.seq, head.checkpoint_seq, head.checkpoint_ms)
         return max(inserted, 0)
 
     def link_loaded(self, conn: sqlite3.Connection) -> None:
@@ -237,11 +241,25 @@ class SQLiteChain:
         self._checkpoint_if_due(conn, head, force=True)
         write_head(conn, head)
 
-    def checkpoint(self, conn: sqlite3.Connection) -> None:
-        """Checkpoint whatever is not yet (the writer is closing); call inside a transaction."""
+    def checkpoint(self, conn: sqlite3.Connection, *, force: bool = True) -> None:
+        """Checkpoint whatever is not yet (``force``: the writer is closing), or only what is
+        due by the policy; call inside a transaction."""
         head = read_head(conn)
-        if self._checkpoint_if_due(conn, head, force=True):
+        if self._checkpoint_if_due(conn, head, force=force):
             write_head(conn, head)
+        self._last_written = (head.seq, head.checkpoint_seq, head.checkpoint_ms)
+
+    def idle_checkpoint_due(self) -> bool:
+        """Whether records this process wrote have waited ``interval`` for a checkpoint.
+
+        Without it, a store that goes quiet keeps its newest records unsigned until the next
+        write or the close: the window in which dropping them cannot be detected. Read from
+        memory, so an idle writer can ask every round.
+        """
+        if self._last_written is None:
+            return False
+        seq, checkpoint_seq, checkpoint_ms = self._last_written
+        return seq > checkpoint_seq and self.clock() * 1000 - checkpoint_ms >= self.policy.interval * 1000
 
     def committed(self) -> None:
         """The transaction committed: copy its checkpoints to the anchor."""

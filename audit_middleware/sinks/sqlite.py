@@ -43,6 +43,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from audit_middleware import logs
 from audit_middleware.errors import AuditDeliveryError
 from audit_middleware.model.alerts import AlertRule
 from audit_middleware.model.event import AuditEvent
@@ -61,6 +62,7 @@ from audit_middleware.sqlite.schema import row_of
 __all__ = ["SQLiteSink"]
 
 _WRITE_BATCH = 1000  # rows per transaction
+_IDLE_EVERY = 1.0  # seconds without records before the writer asks whether a checkpoint is due
 _WRITE_RETRIES = (0.05, 0.25, 1.0)  # seconds between attempts before a batch is reported undeliverable
 
 
@@ -275,21 +277,35 @@ class SQLiteSink(Sink):
 
     def _final_checkpoint(self) -> None:
         """Checkpoint the records since the last checkpoint, so the chain's end is signed too."""
-        if self._pool_closed:
-            return
         try:
-            with self._pool.borrow() as conn:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self.chain.checkpoint(conn)
-                except BaseException:
-                    conn.rollback()
-                    self.chain.rolled_back()
-                    raise
-                conn.execute("COMMIT")
-            self.chain.committed()
+            self._checkpoint(force=True)
         except Exception as exc:  # noqa: BLE001 - closing must not fail on a checkpoint; the next one covers it
             sys.stderr.write(f"audit-middleware: no final checkpoint for {self.path}: {exc}\n")
+
+    def _idle_checkpoint(self) -> None:
+        """The writer is idle: checkpoint what waited the policy's interval (the writer's thread)."""
+        if not self.chain.idle_checkpoint_due():
+            return
+        try:
+            self._checkpoint(force=False)
+        except Exception as exc:  # noqa: BLE001 - the next write or the close checkpoints instead
+            logs.warn(
+                "audit-middleware: could not write an idle checkpoint", store=str(self.path), error=repr(exc)
+            )
+
+    def _checkpoint(self, *, force: bool) -> None:
+        if self._pool_closed:
+            return
+        with self._pool.borrow() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.chain.checkpoint(conn, force=force)
+            except BaseException:
+                conn.rollback()
+                self.chain.rolled_back()
+                raise
+            conn.execute("COMMIT")
+        self.chain.committed()
 
     def __enter__(self) -> SQLiteSink:
         return self
@@ -302,11 +318,16 @@ class _Writer(BackgroundWorker[AuditEvent]):
     """The sink's background writer: one transaction per batch."""
 
     def __init__(self, sink: SQLiteSink, queue_size: int) -> None:
-        super().__init__("audit-sqlite-writer", max_queue=queue_size, batch_size=_WRITE_BATCH)
+        super().__init__(
+            "audit-sqlite-writer", max_queue=queue_size, batch_size=_WRITE_BATCH, idle_every=_IDLE_EVERY
+        )
         self._sink = sink
 
     def handle(self, batch: list[AuditEvent]) -> None:
         self._sink._store_batch(batch)
+
+    def idle(self) -> None:
+        self._sink._idle_checkpoint()
 
     def started(self) -> None:
         # a forked worker (gunicorn) replaced the signal handlers its parent had: chain again

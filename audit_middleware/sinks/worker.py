@@ -61,15 +61,26 @@ class BackgroundWorker(Generic[T]):
 
     ``linger`` is how long a batch may wait to fill up to ``batch_size`` (0: handle
     whatever is there at once); ``flush()`` ships what is queued without waiting.
+    ``idle_every`` (seconds) makes the thread call :meth:`idle` whenever the queue has
+    been empty that long (None: the thread sleeps until the next item).
     """
 
-    def __init__(self, name: str, *, max_queue: int, batch_size: int, linger: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_queue: int,
+        batch_size: int,
+        linger: float = 0.0,
+        idle_every: float | None = None,
+    ) -> None:
         if max_queue < 1 or batch_size < 1:
             raise ValueError("max_queue and batch_size must be at least 1")
         self.name = name
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.linger = linger
+        self.idle_every = idle_every
         self._reset()
 
     def _reset(self) -> None:
@@ -196,16 +207,23 @@ class BackgroundWorker(Generic[T]):
                 self.handle(batch)
             finally:
                 self.done(len(batch))
+        elif not self.stopping.is_set() and self.idle_every is not None:
+            self.idle()
         return bool(batch) or not self.stopping.is_set()
 
     def take(self, count: int, linger: float) -> list[T]:
         """Up to ``count`` items, waiting up to ``linger`` for that many (less on flush or stop)."""
         deadline = time.monotonic() + linger
+        idle_until = None if self.idle_every is None else time.monotonic() + self.idle_every
         with self._wake:
             while len(self._queue) < count and not self.stopping.is_set():
                 remaining = deadline - time.monotonic() if self._queue else max(linger, 0.5)
                 if remaining <= 0 or (self._flush_requested and self._queue):
                     break
+                if not self._queue and idle_until is not None:
+                    if time.monotonic() >= idle_until:
+                        break  # empty for idle_every: an empty batch, and run_once calls idle()
+                    remaining = min(remaining, idle_until - time.monotonic())
                 self._wake.wait(remaining)
                 if not self._queue and not self._flush_requested and not self.stopping.is_set():
                     deadline = time.monotonic() + linger  # the linger counts from the first item
@@ -235,6 +253,9 @@ class BackgroundWorker(Generic[T]):
     def handle(self, batch: list[T]) -> None:
         """Process one batch (the default :meth:`run_once` calls it)."""
         raise NotImplementedError
+
+    def idle(self) -> None:
+        """The queue has been empty for ``idle_every`` seconds (called on the thread)."""
 
     def started(self) -> None:
         """The thread of this process was just started (by the caller's thread): per-process set-up."""

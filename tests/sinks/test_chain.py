@@ -76,6 +76,38 @@ def test_a_checkpoint_is_due_after_the_interval(tmp_path: Path):
         assert kinds == 2
 
 
+def test_an_idle_writer_checkpoints_once_the_interval_has_passed(tmp_path: Path):
+    """Records that are followed by no other write are still checkpointed (and anchored) by the
+    idle writer once the interval has passed, long before the store closes."""
+    store = chained_store(tmp_path, every=10_000)
+    now = [time.time()]
+    with store.sink() as sink:
+        sink.chain.policy = ChainPolicy(
+            signer=store.signer, every=10_000, interval=60.0, anchor=store.policy().anchor
+        )
+        sink.chain.clock = lambda: now[0]
+        for index in range(3):
+            sink.emit(make_event("create", ago_ms=index))
+        sink.flush()
+
+        def checkpointed_seq() -> int:
+            with ConnectionPool(sink.path, busy_timeout=5, synchronous="NORMAL").borrow() as conn:
+                return read_head(conn).checkpoint_seq
+
+        first = checkpointed_seq()  # the first write may checkpoint (the interval since creation)
+        sink.emit(make_event("create", ago_ms=10))
+        sink.flush()
+        time.sleep(1.2)  # idle rounds: not due yet
+        assert checkpointed_seq() == first
+        now[0] += 61
+        deadline = time.monotonic() + 10
+        while checkpointed_seq() != 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checkpointed_seq() == 4
+        anchored = [line for line in store.anchor.read_text().splitlines() if line.strip()]
+        assert orjson.loads(anchored[-1])["checkpoint"]["last_seq"] == 4
+
+
 def test_an_unwritable_anchor_is_retried(tmp_path: Path):
     """When the anchor cannot be written, its checkpoints are kept and appended with the next ones."""
     store = chained_store(tmp_path, every=5)

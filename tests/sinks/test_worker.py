@@ -362,3 +362,33 @@ def test_offer_after_stop_is_refused(make_worker: Callable[..., Recorder]) -> No
     assert worker.stop(timeout=5) == []
     assert worker.offer("late") is False
     assert worker.depth() == 0
+
+
+class IdleCounter(Recorder):
+    """Counts the idle rounds, and the queue depth seen in each."""
+
+    def __init__(self, **options: float) -> None:
+        super().__init__(**options)
+        self.idle_depths: list[int] = []
+
+    def idle(self) -> None:
+        self.idle_depths.append(self.depth())
+
+
+def test_an_idle_worker_is_told_so_and_a_busy_one_is_not():
+    """With idle_every, the thread calls idle() each time the queue stayed empty that long;
+    without it, never."""
+    idle = IdleCounter(max_queue=10, batch_size=5, idle_every=0.05)
+    sleeper = IdleCounter(max_queue=10, batch_size=5)
+    for worker in (idle, sleeper):
+        assert worker.offer("a")
+        assert worker.flush(5)
+    deadline = time.monotonic() + 5
+    while len(idle.idle_depths) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(idle.idle_depths) >= 3
+    assert set(idle.idle_depths) == {0}
+    assert sleeper.idle_depths == []
+    for worker in (idle, sleeper):
+        assert worker.stop(5) == []
+    assert idle.items == sleeper.items == ["a"]
