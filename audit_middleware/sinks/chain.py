@@ -36,7 +36,6 @@ __all__ = ["ChainEnd", "ChainPolicy", "PendingRow", "SQLiteChain", "pending_row"
 
 _DOCUMENT = 14  # the document's place in an events row (sqlite.schema.row_of)
 _TENANT, _EVENT_ID = 0, 2
-_LINK_CHUNK = 5_000  # rows read and rewritten at a time when a bulk load is linked
 
 
 class PendingRow(NamedTuple):
@@ -199,47 +198,31 @@ class SQLiteChain:
         None  # (seq, checkpoint seq, checkpoint ms) of this process's last write
     )
 
-    def insert(self, conn: sqlite3.Connection, rows: Sequence[Row]) -> int:
+    def insert(
+        self,
+        conn: sqlite3.Connection,
+        rows: Sequence[Row],
+        store: Callable[[sqlite3.Connection, Sequence[tuple[Any, ...]]], int] = insert_rows,
+    ) -> int:
         """Link ``rows`` and insert them; call inside the write transaction. Returns rows added.
 
-        A row already stored (same tenant and event id: a replay) gets no link, so the
-        chain never has a hole where a duplicate was ignored.
+        ``store`` inserts the linked rows (``schema.insert_only`` for a bulk load whose
+        search index is built after it). A row already stored (same tenant and event id: a
+        replay) gets no link, so the chain never has a hole where a duplicate was ignored.
         """
         conn.execute("SAVEPOINT audit_chain")
         head = read_head(conn)
-        inserted = insert_rows(conn, self._link(head, rows))
+        inserted = store(conn, self._link(head, rows))
         if inserted != len(rows):  # duplicates: link only the new rows
             conn.execute("ROLLBACK TO audit_chain")
             head = read_head(conn)
             fresh = _new_rows(conn, rows)
-            inserted = insert_rows(conn, self._link(head, fresh)) if fresh else 0
+            inserted = store(conn, self._link(head, fresh)) if fresh else 0
         self._checkpoint_if_due(conn, head, force=False)
         write_head(conn, head)
         conn.execute("RELEASE audit_chain")
         self._last_written = (head.seq, head.checkpoint_seq, head.checkpoint_ms)
         return max(inserted, 0)
-
-    def link_loaded(self, conn: sqlite3.Connection) -> None:
-        """Link every row a bulk load just put into an empty store; call inside that transaction.
-
-        The rows are linked after they are stored, in storage order, so a duplicate the
-        load skipped never takes a place in the chain.
-        """
-        head = read_head(conn)
-        after = 0
-        while rows := conn.execute(
-            "SELECT seq, document FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, _LINK_CHUNK)
-        ).fetchall():
-            updates = []
-            for seq, text in rows:
-                document = loads(text)
-                link = with_link(document, head.chain, head.seq + 1, head.hash)
-                head.seq, head.hash = link.seq, link.hash
-                updates.append((dumps(document).decode("utf-8"), seq))
-            conn.executemany("UPDATE events SET document = ? WHERE seq = ?", updates)
-            after = rows[-1][0]
-        self._checkpoint_if_due(conn, head, force=True)
-        write_head(conn, head)
 
     def checkpoint(self, conn: sqlite3.Connection, *, force: bool = True) -> None:
         """Checkpoint whatever is not yet (``force``: the writer is closing), or only what is

@@ -41,6 +41,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 from audit_middleware import logs
@@ -57,7 +58,7 @@ from audit_middleware.sinks.worker import BackgroundWorker
 from audit_middleware.sqlite.bulk import load_rows
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.retention import SQLiteRetention
-from audit_middleware.sqlite.schema import row_of
+from audit_middleware.sqlite.schema import insert_only
 
 __all__ = ["SQLiteSink"]
 
@@ -173,7 +174,10 @@ class SQLiteSink(Sink):
         with self._pool.borrow() as conn:
             try:
                 inserted = load_rows(
-                    conn, map(row_of, events), insert=self.chain.insert, after_load=self.chain.link_loaded
+                    conn,
+                    map(pending_row, events),
+                    insert=self.chain.insert,
+                    load=partial(self.chain.insert, store=insert_only),
                 )
             except BaseException:
                 self.chain.rolled_back()

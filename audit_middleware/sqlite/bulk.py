@@ -27,7 +27,7 @@ from itertools import islice
 from typing import Any
 
 from audit_middleware.model.encoding import loads
-from audit_middleware.sqlite.schema import INSERT, insert_rows, row_of_document
+from audit_middleware.sqlite.schema import insert_only, insert_rows, row_of_document
 
 __all__ = ["BATCH", "ImportReport", "import_lines", "load_rows"]
 
@@ -37,30 +37,32 @@ _CHUNK = 20_000  # rows per executemany inside the one bulk transaction
 _REJECTS_KEPT = 20
 
 
-Row = tuple[Any, ...]
+Row = Any  # a ``schema.row_of`` tuple, or whatever the caller's ``insert`` and ``load`` take
+Store = Callable[[sqlite3.Connection, Sequence[Row]], int]
 
 
 def load_rows(
     conn: sqlite3.Connection,
     rows: Iterable[Row],
     *,
-    insert: Callable[[sqlite3.Connection, Sequence[Row]], int] = insert_rows,
-    after_load: Callable[[sqlite3.Connection], None] | None = None,
+    insert: Store = insert_rows,
+    load: Store = insert_only,
 ) -> int:
     """Store ``rows`` (``schema.row_of``); returns how many were new (duplicates are skipped).
 
     ``conn`` is in autocommit mode (``isolation_level=None``), as the pool's are. The
     writer's per-batch work (the hash chain) comes in two hooks: ``insert`` stores each
-    batch of a store that has rows, inside its transaction; ``after_load`` runs once
-    after the rows of a load into an empty store, in that load's transaction, before
-    the indexes are built.
+    batch of a store that has rows, inside its transaction (indexing it for search, as
+    ``schema.insert_rows`` does); ``load`` stores each chunk of a load into an empty
+    store, inside that load's one transaction, without the search index, which is built
+    after the rows (as ``schema.insert_only``).
     """
     source = iter(rows)
     conn.execute("BEGIN IMMEDIATE")
     try:
         empty = conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is None
         if empty:
-            inserted = _load_then_index(conn, source, after_load)
+            inserted = _load_then_index(conn, source, load)
             conn.execute("COMMIT")
             return inserted
         conn.execute("COMMIT")
@@ -70,11 +72,7 @@ def load_rows(
     return _load_in_batches(conn, source, insert)
 
 
-def _load_then_index(
-    conn: sqlite3.Connection,
-    rows: Iterator[Row],
-    after_load: Callable[[sqlite3.Connection], None] | None,
-) -> int:
+def _load_then_index(conn: sqlite3.Connection, rows: Iterator[Row], load: Store) -> int:
     """Inside the caller's transaction: drop, insert, build (see the module docstring)."""
     indexes = [
         (str(name), str(sql))
@@ -88,9 +86,7 @@ def _load_then_index(
     conn.execute("INSERT INTO events_fts (events_fts) VALUES ('delete-all')")
     inserted = 0
     while chunk := list(islice(rows, _CHUNK)):
-        inserted += max(conn.executemany(INSERT, chunk).rowcount, 0)
-    if after_load is not None:
-        after_load(conn)
+        inserted += load(conn, chunk)
     for _, sql in indexes:
         conn.execute(sql)
     conn.execute("INSERT INTO events_fts (events_fts) VALUES ('rebuild')")
@@ -98,11 +94,7 @@ def _load_then_index(
     return inserted
 
 
-def _load_in_batches(
-    conn: sqlite3.Connection,
-    rows: Iterator[Row],
-    insert: Callable[[sqlite3.Connection, Sequence[Row]], int],
-) -> int:
+def _load_in_batches(conn: sqlite3.Connection, rows: Iterator[Row], insert: Store) -> int:
     inserted = 0
     while batch := list(islice(rows, BATCH)):
         conn.execute("BEGIN IMMEDIATE")

@@ -75,6 +75,7 @@ __all__ = [
     "SQLiteStoreError",
     "email_key",
     "id_key",
+    "insert_only",
     "insert_rows",
     "row_of",
     "row_of_document",
@@ -292,6 +293,15 @@ def insert_rows(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> in
         for statement in FEED_SEARCH:
             conn.execute(statement, (top,))
     return inserted
+
+
+def insert_only(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
+    """Insert ``rows`` without indexing them for search; returns how many were new.
+
+    Only for a bulk load whose full-text index and ``actions`` are built after its rows
+    (``sqlite.bulk``), in the same transaction.
+    """
+    return max(conn.executemany(INSERT, rows).rowcount, 0)
 
 
 INGEST_LAYOUT_V3: Final[tuple[str, ...]] = (
