@@ -180,7 +180,7 @@ class Trail:
             stored_checkpoints=source.checkpoints(),
             anchored_checkpoints=list(read_anchor(self.anchor)) if anchored and self.anchor.exists() else [],
             keys=KeyRing.from_pem([self.signer.public_pem()]),
-            retention_horizons=source.retention_horizons(now_ms or int(time.time() * 1000)),
+            retention=source.retention(now_ms or int(time.time() * 1000)),
         )
 
 

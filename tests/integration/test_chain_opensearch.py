@@ -15,6 +15,7 @@ from tests.conftest import OPENSEARCH_URL
 
 pytestmark = pytest.mark.opensearch
 
+
 @pytest.fixture
 def trail(opensearch, unique_name, tmp_path: Path) -> Iterator[Trail]:
     """A freshly set-up prefix with ISM policies, removed afterwards."""
