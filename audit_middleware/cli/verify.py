@@ -24,13 +24,13 @@ import click
 from audit_middleware.errors import AuditError
 from audit_middleware.model.checkpoints import Checkpoint, KeyRing
 from audit_middleware.model.encoding import dumps
-from audit_middleware.query.verify import ChainReport, Finding, VerifyReport, verify_chains
+from audit_middleware.query.verify import RANGE_KINDS, ChainReport, Finding, VerifyReport, verify_chains
 from audit_middleware.query.verify_sources import FileSource, OpenSearchSource, SQLiteSource, read_anchor
 
 __all__ = ["render_report", "verify"]
 
 EXIT_INTACT, EXIT_TAMPERED, EXIT_UNREADABLE = 0, 1, 2
-_FINDING_ORDER = ("modified", "missing", "inserted", "reordered", "truncated", "rewritten")
+_FINDING_ORDER = ("retention", "modified", "missing", "inserted", "reordered", "truncated", "rewritten")
 
 
 @click.command()
@@ -77,10 +77,8 @@ def verify(
         keys = KeyRing.from_pem([path.read_bytes() for path in public_keys]) if public_keys else None
         source = _source(store_spec, file_path)
         anchored = [checkpoint for path in anchors for checkpoint in _anchor(path)]
-        horizons = (
-            source.retention_horizons(int(time.time() * 1000))
-            if isinstance(source, OpenSearchSource)
-            else None
+        retention = (
+            source.retention(int(time.time() * 1000)) if isinstance(source, OpenSearchSource) else None
         )
         total = source.count()
         show_progress = sys.stderr.isatty() if progress is None else progress
@@ -101,7 +99,7 @@ def verify(
                 anchored_checkpoints=anchored,
                 keys=keys,
                 progress=advance,
-                retention_horizons=horizons,
+                retention=retention,
             )
     except (AuditError, OSError) as exc:
         click.echo(f"Error: cannot verify: {exc}", err=True)
@@ -180,13 +178,13 @@ def _chain_lines(chain: ChainReport) -> Iterator[str]:
         f"{_time(chain.first_ms)} .. {_time(chain.last_ms)}  {state}"
     )
     yield f"  verified   {chain.verified} of {chain.records} records, {chain.checkpoints} checkpoints matched"
-    if chain.removed_by_retention:
+    if chain.removed_by_retention and not chain.counts.get("retention"):  # signed retention checkpoints
         yield f"  retention  {chain.removed_by_retention} records removed by retention (signed)"
     for kind in _FINDING_ORDER:
         listed = [finding for finding in chain.findings if finding.kind == kind]
         yield from (_finding_line(finding) for finding in listed)
         unnamed = chain.counts.get(kind, 0) - sum(
-            f.last_seq - f.first_seq + 1 if kind == "missing" else 1 for f in listed
+            f.last_seq - f.first_seq + 1 if kind in RANGE_KINDS else 1 for f in listed
         )
         if unnamed > 0:
             yield f"  {kind:<10} ... and {unnamed} more"

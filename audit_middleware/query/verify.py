@@ -13,7 +13,8 @@ What each finding means (``model.chain`` defines the link):
   recomputed after a change, so the next record, written after the original, no
   longer links to it;
 * **missing**: sequence numbers with no record, not accounted for by a signed
-  retention checkpoint (those are **removed by retention**);
+  retention checkpoint or by the tier's ISM policy (those are **removed by retention**,
+  see ``StreamRetention``);
 * **inserted**: a record with no place in any chain (no link where records carry
   links, or a second record claiming a sequence number that another holds);
 * **reordered**: an intact record found at another place than the one it was written
@@ -40,6 +41,7 @@ __all__ = [
     "ChainReport",
     "Entry",
     "Finding",
+    "StreamRetention",
     "VerifyReport",
     "entry_of",
     "verify_chains",
@@ -47,6 +49,8 @@ __all__ = [
 
 MAX_LISTED: Final = 1000  # findings named per kind and chain; the rest are counted
 _WINDOW: Final = 65_536  # recent hashes kept to place a reordered record
+CLOCK_SLACK_MS: Final = 300_000
+"""How far the writers' clocks (checkpoint times) and the cluster's (index creation) may differ."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,32 @@ class Finding:
 
 
 TAMPER_KINDS: Final = ("modified", "missing", "inserted", "reordered", "truncated", "rewritten", "checkpoint")
+RANGE_KINDS: Final = ("missing", "retention")  # counted by the sequence numbers they cover
+"""``retention`` findings name the ranges ISM removed (OpenSearch); they are not tampering."""
+
+
+@dataclass(frozen=True)
+class StreamRetention:
+    """What the cluster says about one data stream's retention, for the ranges ISM may have removed.
+
+    ISM deletes a tier's backing indices whole, oldest first, once they are ``delete_age``
+    old (after a snapshot into ``repository`` when the policy archives), with no library
+    code running. So a missing *start* of a chain is retention when: a backing index of the
+    stream is gone (``gone``: the generations below the oldest one left); the records were
+    written before the oldest index left was created (``oldest_created_ms``, so they could
+    not be in it); the checkpoints covering them are older than ``horizon_ms`` (now less
+    the delete age, plus one rollover age: an index is created before its first records);
+    and every gone index is in a snapshot of ``repository`` (``unarchived`` lists those that
+    are not). Anything else is *missing*.
+    """
+
+    horizon_ms: int
+    delete_age: str = ""
+    oldest_index: str | None = None
+    oldest_created_ms: int | None = None
+    gone: tuple[str, ...] = ()
+    repository: str | None = None
+    unarchived: tuple[str, ...] = ()
 
 
 @dataclass
@@ -123,7 +153,7 @@ class ChainReport:
 
     def add(self, finding: Finding) -> None:
         """Count ``finding`` (by the sequence numbers it covers) and name it while under the limit."""
-        size = finding.last_seq - finding.first_seq + 1 if finding.kind == "missing" else 1
+        size = finding.last_seq - finding.first_seq + 1 if finding.kind in RANGE_KINDS else 1
         before = self.counts.get(finding.kind, 0)
         self.counts[finding.kind] = before + size
         if sum(1 for f in self.findings if f.kind == finding.kind) < MAX_LISTED:
@@ -268,9 +298,9 @@ class _ChainVerifier:
         chain: str,
         checkpoints: dict[int, Checkpoint],
         removed: list[tuple[int, int, str]],
-        horizon_ms: int | None = None,
+        retention: StreamRetention | None = None,
     ) -> None:
-        self._horizon_ms = horizon_ms
+        self._retention = retention
         self.report = ChainReport(chain)
         self._checkpoints = checkpoints
         self._removed = removed
@@ -359,23 +389,43 @@ class _ChainVerifier:
                 )
         self._previous = keep
 
-    def _expired(self, last: int) -> bool:
-        """Whether retention on the store's own clock (ISM) may have removed the chain up to ``last``.
-
-        Only a chain's start can go that way (the oldest backing index first), and only when
-        the checkpoint covering ``last`` is older than the horizon.
-        """
-        if self._horizon_ms is None:
-            return False
-        covering = [cp for seq, cp in self._checkpoints.items() if seq >= last]
-        if not covering:
-            return False
-        return min(covering, key=lambda cp: cp.last_seq).created_ms <= self._horizon_ms
+    def _retained(self, last: int) -> tuple[int, str, str]:
+        """How much of the chain's missing start, seq 1..``last``, ISM removed: (up to which seq,
+        why, why not the rest). See ``StreamRetention``."""
+        rules = self._retention
+        if rules is None:
+            return 0, "", ""
+        if not rules.gone:
+            return 0, "", "no backing index of the stream is gone: they were deleted from one still there"
+        if rules.unarchived:
+            return (
+                0,
+                "",
+                (
+                    f"backing index {', '.join(rules.unarchived)} is gone and not in a snapshot "
+                    f"of {rules.repository}, where the tier archives before it deletes"
+                ),
+            )
+        ordered = sorted(self._checkpoints.values(), key=lambda cp: cp.last_seq)
+        kept, why_not = last, ""
+        if rules.oldest_created_ms is not None:
+            written_after = [cp for cp in ordered if cp.created_ms > rules.oldest_created_ms + CLOCK_SLACK_MS]
+            if written_after and written_after[0].last_seq < kept:
+                # records linked after that checkpoint was made went to an index that is still there
+                kept = written_after[0].last_seq
+                why_not = f"written after {rules.oldest_index} was created, which is still there"
+        old = [cp.last_seq for cp in ordered if cp.created_ms <= rules.horizon_ms]
+        if not old or old[-1] < kept:
+            kept = old[-1] if old else 0
+            why_not = f"no checkpoint older than the tier's delete age ({rules.delete_age}) covers them"
+        archived = f", archived in {rules.repository}" if rules.repository else ""
+        why = f"ISM deleted {', '.join(rules.gone)} after {rules.delete_age}{archived}"
+        return kept, why, why_not
 
     def _gap(self, first: int, last: int) -> str | None:
         """Account for seq ``first``..``last`` (absent); the hash the next record should follow, if known."""
-        if self._previous is None and first == 1 and self._expired(last):
-            self.report.removed_by_retention += last
+        if self._previous is None and first == 1 and self._retention is not None:
+            self._account_start(last, "missing")
             return None
         seq = first
         for run_first, run_last, _ in self._removed:
@@ -392,6 +442,16 @@ class _ChainVerifier:
             self.report.add(Finding("missing", seq, last))
             return None
         return self._removed_end.get(last)
+
+    def _account_start(self, last: int, otherwise: str) -> None:
+        """The chain's start, seq 1..``last``, is gone: retention as far as ISM explains it,
+        the rest ``otherwise``."""
+        kept, why, why_not = self._retained(last)
+        if kept:
+            self.report.removed_by_retention += kept
+            self.report.add(Finding("retention", 1, kept, detail=why))
+        if kept < last:
+            self.report.add(Finding(otherwise, kept + 1, last, detail=why_not))
 
     def _check_checkpoint(self, entry: Entry) -> None:
         checkpoint = self._checkpoints.get(entry.seq)
@@ -455,8 +515,10 @@ class _ChainVerifier:
         beyond = [cp for seq, cp in self._checkpoints.items() if seq > last]
         if beyond:
             top = max(beyond, key=lambda cp: cp.last_seq)
-            if self._covered(last + 1, top.last_seq) or (last == 0 and self._expired(top.last_seq)):
+            if self._covered(last + 1, top.last_seq):
                 self.report.removed_by_retention += top.last_seq - last
+            elif last == 0 and self._retention is not None:  # every record is gone
+                self._account_start(top.last_seq, "truncated")
             else:
                 self.report.add(
                     Finding(
@@ -483,16 +545,15 @@ def verify_chains(
     anchored_checkpoints: Iterable[Checkpoint | str] = (),
     keys: KeyRing | None = None,
     progress: Callable[[int], None] | None = None,
-    retention_horizons: Mapping[str, int] | None = None,
+    retention: Mapping[str, StreamRetention] | None = None,
 ) -> VerifyReport:
     """Verify ``entries``: grouped by chain, each chain in sequence order, unchained ones last.
 
     ``keys`` checks the checkpoints' signatures (None: they are used unchecked, and the
     report says so). ``progress`` is called with the number of records read so far,
-    every 10,000. ``retention_horizons`` maps a data stream (a checkpoint's ``index``) to the
-    time (epoch ms) before which its retention policy may have deleted records: a chain
-    whose start is missing, checkpointed before then, was removed by retention (OpenSearch,
-    where ISM deletes whole indices and no library code runs).
+    every 10,000. ``retention`` maps a data stream (a checkpoint's ``index``) to what its
+    retention policy may have removed (``StreamRetention``: OpenSearch, where ISM deletes
+    whole indices and no library code runs).
     """
     checkpoints = _Checkpoints(stored_checkpoints, anchored_checkpoints, keys)
     report = VerifyReport(signatures_checked=keys is not None, anchored=checkpoints.anchored)
@@ -523,7 +584,7 @@ def verify_chains(
                 entry.chain,
                 checkpoints.by_chain.get(entry.chain, {}),
                 checkpoints.removed.get(entry.chain, []),
-                _horizon(retention_horizons, checkpoints.by_chain.get(entry.chain, {})),
+                _retention_of(retention, checkpoints.by_chain.get(entry.chain, {})),
             )
         current.add(entry)
         if entry.unix_ms and (earliest_ms is None or entry.unix_ms < earliest_ms):
@@ -536,7 +597,7 @@ def verify_chains(
             chain,
             checkpoints.by_chain[chain],
             checkpoints.removed.get(chain, []),
-            _horizon(retention_horizons, checkpoints.by_chain[chain]),
+            _retention_of(retention, checkpoints.by_chain[chain]),
         )
         report.chains.append(empty.finish())
     if progress is not None:
@@ -544,10 +605,12 @@ def verify_chains(
     return report
 
 
-def _horizon(horizons: Mapping[str, int] | None, checkpoints: Mapping[int, Checkpoint]) -> int | None:
-    """The retention horizon of a chain: that of the data stream its checkpoints name."""
-    if not horizons:
+def _retention_of(
+    retention: Mapping[str, StreamRetention] | None, checkpoints: Mapping[int, Checkpoint]
+) -> StreamRetention | None:
+    """What retention may have removed from a chain: that of the data stream its checkpoints name."""
+    if not retention:
         return None
-    streams = {cp.index for cp in checkpoints.values() if cp.index is not None}
-    known = [horizons[stream] for stream in streams if stream in horizons]
-    return min(known) if known else None
+    streams = sorted({cp.index for cp in checkpoints.values() if cp.index is not None})
+    known = [retention[stream] for stream in streams if stream in retention]
+    return min(known, key=lambda rules: rules.horizon_ms) if known else None

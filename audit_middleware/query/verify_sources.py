@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import heapq
 import os
-import re
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -29,7 +28,8 @@ import orjson
 from audit_middleware.model.checkpoints import CHECKPOINT_KEY, Checkpoint, checkpoint_from_json
 from audit_middleware.model.timestamps import parse_timestamp
 from audit_middleware.opensearch.chains import checkpoints_stream
-from audit_middleware.query.verify import Entry, entry_of
+from audit_middleware.query.verify import Entry, StreamRetention, entry_of
+from audit_middleware.query.verify_retention import read_retention
 from audit_middleware.sqlite.chains import iter_checkpoints
 from audit_middleware.sqlite.schema import SQLiteStoreError
 
@@ -250,9 +250,8 @@ class OpenSearchSource:
 
     Chains are listed with a composite aggregation on ``audit.chain.id``, then each is read
     in sequence order with ``search_after`` (pages of ``page`` hits); records without a
-    link last. ``retention_horizons`` reads each tier's ISM policy: a backing index is
-    deleted ``min_index_age`` after its creation, and it was created at most one rollover
-    age before its first records.
+    link last. ``retention`` reads what ISM may have removed: each tier's policy, the
+    stream's backing indices and the snapshots of the policy's repository.
     """
 
     client: Any
@@ -334,46 +333,6 @@ class OpenSearchSource:
         document = hit["_source"]
         return entry_of(document, f"{hit['_index']}/{hit['_id']}", _unix_ms(document))
 
-    def retention_horizons(self, now_ms: int) -> dict[str, int]:
-        """Data stream -> the time before which its ISM policy may have deleted records."""
-        horizons: dict[str, int] = {}
-        try:
-            streams = self.client.indices.get_data_stream(name=self._pattern)["data_streams"]
-        except Exception:  # noqa: BLE001 - no streams, no ISM: nothing is expected to be gone
-            return horizons
-        for stream in streams:
-            name = str(stream["name"])
-            try:
-                policy = self.client.transport.perform_request(
-                    "GET", f"/_plugins/_ism/policies/{name}-retention"
-                )["policy"]
-            except Exception:  # noqa: BLE001, S112 - a stream without a policy keeps everything
-                continue
-            delete_ms, rollover_ms = _policy_ages(policy)
-            if delete_ms is not None:
-                horizons[name] = now_ms - delete_ms + (rollover_ms or 0)
-        return horizons
-
-
-_AGE = re.compile(r"(\d+)(ms|s|m|h|d)")
-_AGE_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-def _age_ms(text: object) -> int | None:
-    match = _AGE.fullmatch(str(text))
-    return int(match.group(1)) * _AGE_MS[match.group(2)] if match else None
-
-
-def _policy_ages(policy: dict[str, Any]) -> tuple[int | None, int | None]:
-    """(the age at which the policy deletes an index, its rollover age), from an ISM policy."""
-    delete_ms = rollover_ms = None
-    for state in policy.get("states", []):
-        for action in state.get("actions", []):
-            rollover = action.get("rollover")
-            if isinstance(rollover, dict) and "min_index_age" in rollover:
-                rollover_ms = _age_ms(rollover["min_index_age"])
-        for transition in state.get("transitions", []):
-            age = _age_ms(transition.get("conditions", {}).get("min_index_age"))
-            if age is not None:
-                delete_ms = age if delete_ms is None else max(delete_ms, age)
-    return delete_ms, rollover_ms
+    def retention(self, now_ms: int) -> dict[str, StreamRetention]:
+        """Data stream -> what its ISM policy may have removed (``query.verify_retention``)."""
+        return read_retention(self.client, self.prefix, now_ms)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from audit_middleware.cli import main
 from audit_middleware.model.checkpoints import generate_key_pem
-from tests.chain_support import ChainedStore, chained_store, documents
+from audit_middleware.opensearch.retention import RetentionTier
+from tests.chain_support import ChainedStore, chained_store, documents, opensearch_trail
+from tests.conftest import OPENSEARCH_URL
 
 
 def _store(tmp_path: Path, records: int = 25) -> tuple[ChainedStore, Path]:
@@ -113,3 +116,42 @@ def test_store_and_file_together_are_refused(tmp_path: Path):
     store, _ = _store(tmp_path, 2)
     result = run("--store", f"sqlite:{store.path}", "--file", str(store.anchor))
     assert result.exit_code == 2
+
+
+@pytest.mark.opensearch
+def test_verify_on_opensearch_names_retention_and_missing(opensearch, unique_name, tmp_path: Path):
+    """`verify --store opensearch` prints the range ISM removed as retention (exit 0); the same gap in
+    a tier whose delete age has not passed is missing (exit 1)."""
+    aged = (RetentionTier("standard", 0, delete_after="1s"), RetentionTier("extended", 0, delete_after="1s"))
+    for tiers, expected in ((aged, 0), (None, 1)):
+        prefix = f"{unique_name}-{expected}"
+        with opensearch_trail(opensearch, prefix, tmp_path / prefix, tiers=tiers) as trail:
+            trail.ship(15)
+            opensearch.indices.rollover(alias=trail.stream)
+            trail.ship(15)
+            oldest = trail.backing()[0]
+            opensearch.indices.delete(index=oldest)
+            trail.refresh()
+            public = tmp_path / prefix / "chain.pub"
+            public.write_bytes(trail.signer.public_pem())
+            result = CliRunner().invoke(
+                main,
+                [
+                    "verify",
+                    "--store",
+                    "opensearch",
+                    "--public-key",
+                    str(public),
+                    "--anchor",
+                    str(trail.anchor),
+                ],
+                env={"AUDIT_OPENSEARCH_URL": OPENSEARCH_URL, "AUDIT_OPENSEARCH_PREFIX": prefix},
+            )
+        assert result.exit_code == expected, result.output
+        if expected == 0:
+            assert f"  retention  seq 1-15: ISM deleted {oldest} after 1s" in result.output
+            assert "result     INTACT" in result.output
+        else:
+            assert (
+                "  missing    seq 1-15: no checkpoint older than the tier's delete age (90d)" in result.output
+            )

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 
 from audit_middleware.sinks.lastresort import waiting
-from audit_middleware.sinks.opensearch import spool as spool_format
 from audit_middleware.sinks.opensearch.spool import inspect
 from tests.conftest import ROOT
+from tests.spool_support import spooled_checkpoints, spooled_kinds
 
 LOAD_SECONDS = 1.5
 CLIENTS = 6
@@ -203,21 +203,6 @@ def _load(port: int, seconds: float) -> int:
     return sum(counts)
 
 
-def _spooled_kinds(directory: Path) -> tuple[int, int]:
-    """(audit records, chain checkpoints) in a spool directory's segments."""
-    records = checkpoints = 0
-    for segment in sorted(directory.glob("*/seg-*.log")):
-        data = segment.read_bytes()
-        _, offset = spool_format._read_header(data)
-        for frame in spool_format._iter_frames(data, offset):
-            if frame.valid:
-                if b'"checkpoint"' in data[frame.start : frame.end]:
-                    checkpoints += 1
-                else:
-                    records += 1
-    return records, checkpoints
-
-
 def _post_once(port: int) -> int:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request("POST", "/pods/warm-up", body=b"{}")
@@ -305,6 +290,10 @@ def test_records_waiting_for_opensearch_are_spooled(start, command: list[str], s
     assert responses > 100
     spooled = inspect(server.state / "spool")
     assert spooled.corrupt_records == 0
-    records, checkpoints = _spooled_kinds(server.state / "spool")
+    records, checkpoints = spooled_kinds(server.state / "spool")
     assert records == responses
     assert spooled.records == records + checkpoints  # the chains' checkpoints wait beside them
+    ends: dict[str, int] = {}
+    for checkpoint in spooled_checkpoints(server.state / "spool"):
+        ends[checkpoint["chain"]] = max(ends.get(checkpoint["chain"], 0), checkpoint["last_seq"])
+    assert sum(ends.values()) == records  # each worker's chain is checkpointed to its last record

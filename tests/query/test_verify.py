@@ -8,8 +8,17 @@ from pathlib import Path
 
 import orjson
 
-from audit_middleware.model.chain import GENESIS, content_digest, link_hash
+from audit_middleware.model.chain import GENESIS, content_digest, link_hash, with_link
+from audit_middleware.model.checkpoints import Checkpoint
 from audit_middleware.model.encoding import dumps
+from audit_middleware.query.verify import (
+    CLOCK_SLACK_MS,
+    Entry,
+    StreamRetention,
+    VerifyReport,
+    entry_of,
+    verify_chains,
+)
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.retention import SQLiteRetention, restore_archive
 from tests.chain_support import ChainedStore, chained_store, documents, findings
@@ -318,3 +327,105 @@ def test_one_tenants_export_with_chain_verifies_on_its_own_and_holds_no_other_te
     assert report.chains[0].verified == 25
     path.write_text(text.replace("acme-user", "acme-admin", 1))
     assert findings(store.verify_file(path), "modified")
+
+
+def _ism_chain(count: int, *, every: int = 10, start_ms: int = 0) -> tuple[list[Entry], list[Checkpoint]]:
+    """A chain of ``count`` records in stream ``audit-standard``, one a minute from ``start_ms``,
+    checkpointed every ``every`` records (each checkpoint made when its last record was linked)."""
+    entries, checkpoints, prev = [], [], GENESIS
+    for seq in range(1, count + 1):
+        document = {"event": {"id": f"e{seq}"}, "audit": {}}
+        link = with_link(document, "os-m-0-standard", seq, prev)
+        prev = link.hash
+        entries.append(entry_of(document, f"row {seq}", start_ms + seq * MINUTE))
+        if seq % every == 0 or seq == count:
+            first = checkpoints[-1].last_seq + 1 if checkpoints else 1
+            checkpoints.append(
+                Checkpoint(
+                    "os-m-0-standard",
+                    "periodic",
+                    first,
+                    seq,
+                    link.hash,
+                    seq - first + 1,
+                    start_ms + seq * MINUTE,
+                    index="audit-standard",
+                )
+            )
+    return entries, checkpoints
+
+
+MINUTE = 60_000
+GONE = (".ds-audit-standard-000001",)
+
+
+def _verify_ism(entries: list[Entry], checkpoints: list[Checkpoint], rules: StreamRetention) -> VerifyReport:
+    return verify_chains(iter(entries), stored_checkpoints=checkpoints, retention={"audit-standard": rules})
+
+
+def test_a_start_ism_deleted_is_retention_and_named():
+    """The oldest backing index gone, its records older than the delete age: retention, by range."""
+    entries, checkpoints = _ism_chain(40)
+    rules = StreamRetention(
+        horizon_ms=100 * MINUTE,
+        delete_age="90d",
+        oldest_index=".ds-audit-standard-000002",
+        oldest_created_ms=20 * MINUTE,
+        gone=GONE,
+    )
+    report = _verify_ism(entries[20:], checkpoints, rules)
+    assert report.intact, report.as_json()
+    (retention,) = [f for f in report.chains[0].findings if f.kind == "retention"]
+    assert (retention.first_seq, retention.last_seq) == (1, 20)
+    assert ".ds-audit-standard-000001" in retention.detail
+    assert report.chains[0].removed_by_retention == 20
+
+
+def test_records_written_after_the_oldest_index_left_are_missing():
+    """Records linked after the oldest index still there was created were in it: not ISM's doing."""
+    entries, checkpoints = _ism_chain(40)
+    rules = StreamRetention(
+        horizon_ms=100 * MINUTE,
+        delete_age="90d",
+        oldest_index=".ds-audit-standard-000002",
+        oldest_created_ms=5 * MINUTE - CLOCK_SLACK_MS,
+        gone=GONE,
+    )
+    report = _verify_ism(entries[25:], checkpoints, rules)
+    assert findings(report, "retention") == [(1, 10)]  # linked before checkpoint 10 was made
+    assert findings(report, "missing") == [(11, 25)]
+    (missing,) = [f for f in report.chains[0].findings if f.kind == "missing"]
+    assert "still there" in missing.detail
+
+
+def test_a_start_younger_than_the_delete_age_is_missing():
+    """Only the records checkpointed before the horizon can be retention; the younger ones are missing."""
+    entries, checkpoints = _ism_chain(40)
+    rules = StreamRetention(horizon_ms=15 * MINUTE, delete_age="90d", gone=GONE)
+    report = _verify_ism(entries[30:], checkpoints, rules)
+    assert findings(report, "retention") == [(1, 10)]
+    assert findings(report, "missing") == [(11, 30)]
+    assert not report.intact
+
+
+def test_a_gone_index_missing_from_the_snapshots_is_missing():
+    """Where the tier archives, a gone index that no snapshot holds was not removed by ISM."""
+    entries, checkpoints = _ism_chain(40)
+    rules = StreamRetention(
+        horizon_ms=100 * MINUTE, delete_age="90d", gone=GONE, repository="archive", unarchived=GONE
+    )
+    report = _verify_ism(entries[20:], checkpoints, rules)
+    assert findings(report, "retention") == []
+    (missing,) = [f for f in report.chains[0].findings if f.kind == "missing"]
+    assert (missing.first_seq, missing.last_seq) == (1, 20)
+    assert "not in a snapshot of archive" in missing.detail
+
+
+def test_a_start_gone_while_every_index_is_there_is_missing():
+    """No backing index is gone: the start was deleted from an index that still exists."""
+    entries, checkpoints = _ism_chain(40)
+    report = _verify_ism(
+        entries[20:], checkpoints, StreamRetention(horizon_ms=100 * MINUTE, delete_age="90d")
+    )
+    assert findings(report, "missing") == [(1, 20)]
+    assert findings(report, "retention") == []

@@ -20,9 +20,9 @@ reports their sequence numbers missing, which is what happened.
 shipper sends with its next batch (and spools like records when the node is away); they
 also go to the external anchor when made. Their ``index`` names the data stream of the
 chain's tier, from which ``verify`` derives what ISM may have deleted. A process that
-ends saves its heads; the records after its last checkpoint are covered by the next
-process's first checkpoint (or by none, if it never starts again: the same window as
-between two checkpoints, see docs/tamper-evidence.md).
+ends (the sink closes or persists, a SIGTERM) checkpoints every chain with records since
+its last checkpoint (``take_items(final=True)``): the chain's end is signed and anchored,
+so ``verify`` tells a chain whose newest records were dropped from one that ended there.
 """
 
 from __future__ import annotations
@@ -202,26 +202,29 @@ class ShipperChains:
         if self.policy.anchor is not None:
             self.policy.anchor.publish([checkpoint])
 
-    def take_items(self) -> list[Item]:
-        """The checkpoints made since the last call, as items for the shipper to send."""
+    def take_items(self, *, final: bool = False) -> list[Item]:
+        """The checkpoints made since the last call, as items for the shipper to send.
+
+        ``final`` (the process or the sink is ending): checkpoint every chain that has records
+        since its last checkpoint, due or not, so the chain's end is signed and anchored.
+        """
         with self._lock:
             for head in self._heads.values():
-                self._checkpoint_if_due(head, force=False)
+                self._checkpoint_if_due(head, force=final)
             items, self._items = self._items, []
         return items
 
     def save(self) -> None:
-        """Write every chain's head (the process is ending): the next holder of the slot continues it.
-
-        No checkpoint is forced here: one made now could only be spooled, after the records it
-        covers. The chain's end is checkpointed by the next process, or by the interval.
-        """
+        """Write every chain's head (the process is ending): the next holder of the slot continues it."""
         with self._lock:
             for head in self._heads.values():
                 self._persist(head)
 
     def release(self) -> None:
-        """Save the heads and give the slot up (the sink closed): the next sink may take it."""
+        """Save the heads and give the slot up (the sink closed): the next sink may take it.
+
+        Take the final checkpoints first (``take_items(final=True)``): the ones not taken are dropped.
+        """
         self.save()
         with self._lock:
             if self._slot_fd is not None:

@@ -67,7 +67,7 @@ class Shipper(BackgroundWorker[AuditEvent]):
         readiness: Callable[[OpenSearch], str | None],
         fallback: LastResort,
         durable: bool = False,
-        extra: Callable[[], list[Item]] | None = None,
+        extra: Callable[[bool], list[Item]] | None = None,
     ) -> None:
         super().__init__(
             "audit-middleware-shipper",
@@ -84,7 +84,8 @@ class Shipper(BackgroundWorker[AuditEvent]):
         self._readiness = readiness
         self._fallback = fallback
         self._durable = durable
-        self._extra = extra or list  # more items to send with each batch (the chains' checkpoints)
+        # more items to send with each batch (the chains' checkpoints); True: the process is ending
+        self._extra = extra or (lambda _final: [])
         self._ready_error: str | None = "not checked yet"
         self._failures = 0
         self._in_flight: list[Item] = []
@@ -100,15 +101,28 @@ class Shipper(BackgroundWorker[AuditEvent]):
         return self._spool.stats().records == 0
 
     def spool_queue(self) -> None:
-        """Move what is queued, and a copy of the batch in flight, to the spool now (the
-        process is ending; a copy that lands after all is a harmless 409 on replay)."""
+        """Move what is queued, a copy of the batch in flight and the chains' final checkpoints
+        to the spool now (the process is ending; a copy that lands after all is a harmless 409
+        on replay)."""
         self._spool_fresh_batch()
         in_flight = list(self._in_flight)
         if in_flight:
             self._spool_items(in_flight)
+        self.spool_final()
+
+    def spool_final(self) -> None:
+        """Spool the chains' final checkpoints (after the records they cover), if there are any."""
+        final = self._extra(True)
+        if final:
+            self._spool_items(final)
 
     def shutdown(self, timeout: float) -> None:
-        """Stop within ``timeout``; whatever is left in memory is spooled."""
+        """Stop within ``timeout``; whatever is left in memory is spooled.
+
+        The chains' final checkpoints are sent at once when nothing else is left and the
+        node answered; otherwise they are spooled after the records they cover.
+        """
+        started = time.monotonic()
         leftover = [self._encode(e) for e in self.stop(timeout)]
         if self.running:
             # still blocked on the network: keep a copy of the batch in flight too; if it
@@ -116,6 +130,10 @@ class Shipper(BackgroundWorker[AuditEvent]):
             leftover.extend(self._in_flight)
             for item in self._in_flight:
                 item.uncertain = True
+        final = self._extra(True)  # after the leftovers were linked: the chains' ends
+        if final and not leftover and not self.running and self._ready_error is None:
+            final = self._deliver(final, attempts=1, timeout=max(0.1, timeout - (time.monotonic() - started)))
+        leftover.extend(final)
         if leftover:
             self._spool_items(leftover)
         self._spool.sync()
@@ -139,10 +157,10 @@ class Shipper(BackgroundWorker[AuditEvent]):
         if batch:
             try:
                 items = [self._encode(event) for event in batch]
-                self._ship(items + self._extra())
+                self._ship(items + self._extra(False))
             finally:
                 self.done(len(batch))
-        elif extra := self._extra():
+        elif extra := self._extra(False):
             self._ship(extra)
         elif self.stopping.is_set():
             return False
@@ -176,7 +194,7 @@ class Shipper(BackgroundWorker[AuditEvent]):
         if batch:
             try:
                 items = [self._encode(event) for event in batch]
-                self._spool_items(items + self._extra())
+                self._spool_items(items + self._extra(False))
             finally:
                 self.done(len(batch))
 
@@ -236,8 +254,11 @@ class Shipper(BackgroundWorker[AuditEvent]):
         """Move records back from the last resort into the spool (raises while it still fails)."""
         self._spool.append([self._encode(event).spool_payload() for event in events], block_timeout=0)
 
-    def _deliver(self, items: list[Item], *, attempts: int) -> list[Item]:
-        """Send with retries; return the items still undelivered after ``attempts`` tries."""
+    def _deliver(self, items: list[Item], *, attempts: int, timeout: float | None = None) -> list[Item]:
+        """Send with retries; return the items still undelivered after ``attempts`` tries.
+
+        ``timeout`` bounds each request (default: the options' request timeout).
+        """
         pending = items
         for attempt in range(attempts):
             if attempt:
@@ -247,7 +268,7 @@ class Shipper(BackgroundWorker[AuditEvent]):
             unstored = self._without_stored(pending)
             if unstored is None:
                 continue  # could not look them up: try again later rather than write a second copy
-            pending = self._send_splitting(unstored) if unstored else []
+            pending = self._send_splitting(unstored, timeout) if unstored else []
             if not pending:
                 self._failures = 0
                 self._metrics.recovered()
@@ -272,15 +293,19 @@ class Shipper(BackgroundWorker[AuditEvent]):
         self._metrics.add("already_stored", len(found))
         return [item for item in items if not (item.uncertain and item.id in stored)]
 
-    def _send_splitting(self, items: list[Item]) -> list[Item]:
+    def _send_splitting(self, items: list[Item], timeout: float | None = None) -> list[Item]:
         """One bulk request; a 413 splits the batch in halves. Returns items to retry."""
-        outcome: BulkOutcome = bulk.send(self._client, items, timeout=self._options.request_timeout)
+        limit = self._options.request_timeout
+        outcome: BulkOutcome = bulk.send(
+            self._client, items, timeout=limit if timeout is None else min(timeout, limit)
+        )
         if outcome.too_large:
             if len(items) == 1:
                 self._dead_letter(items[0], 413, outcome.error or "request entity too large")
                 return []
             middle = len(items) // 2
-            return self._send_splitting(items[:middle]) + self._send_splitting(items[middle:])
+            halves = items[:middle], items[middle:]
+            return self._send_splitting(halves[0], timeout) + self._send_splitting(halves[1], timeout)
         self._metrics.add("delivered", len(outcome.delivered) + len(outcome.conflicts))
         self._metrics.add("conflicts", len(outcome.conflicts))
         for rejection in outcome.rejected:

@@ -154,7 +154,7 @@ class OpenSearchSink(Sink):
             readiness=lambda client: check_ready(client, self.settings.prefix),
             fallback=self.fallback,
             durable=self.durable,
-            extra=self.chains.take_items,
+            extra=lambda final: self.chains.take_items(final=final),
         )
         shipper.start()
         # a forked worker (gunicorn) replaced the signal handlers its parent had: chain again
@@ -186,9 +186,14 @@ class OpenSearchSink(Sink):
             self.metrics.add("enqueued")
             if self.durable:
                 self._append_durably(state, event)
-            elif self._write_through or self._closed or not state.shipper.offer(event):
-                # shutting down (or the queue is full): straight to disk, which outlives the process
-                state.spool.append([self.encode(event).spool_payload()])
+            elif self._write_through or self._closed:
+                # shutting down: straight to disk, which outlives the process, with the chain's
+                # end checkpointed after it (no later close may run: a signal ends the process)
+                ending = [self.encode(event), *self.chains.take_items(final=True)]
+                state.spool.append([item.spool_payload() for item in ending])
+                self.metrics.add("spooled")
+            elif not state.shipper.offer(event):
+                state.spool.append([self.encode(event).spool_payload()])  # the queue is full: to disk
                 self.metrics.add("spooled")
         except Exception as exc:  # noqa: BLE001 - the request path never raises; the record is kept
             self._fall_back(event, exc)
@@ -213,6 +218,8 @@ class OpenSearchSink(Sink):
     def _append_durably(self, state: _ProcessState, event: AuditEvent) -> None:
         """Spool ``event`` fsynced, retrying a failing disk for up to ``durable_wait`` seconds."""
         payload = [self.encode(event).spool_payload()]
+        if self._write_through or self._closed:  # the process is ending: its chain's end too
+            payload.extend(item.spool_payload() for item in self.chains.take_items(final=True))
         deadline = time.monotonic() + self.durable_wait
         pause = 0.05
         while not _appended(state.spool, payload, deadline):
@@ -228,8 +235,9 @@ class OpenSearchSink(Sink):
         self.metrics.add("fallback")
 
     def persist(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - spooling takes no waiting
-        """Spool what is queued (and a copy of the batch in flight), fsync, and spool later
-        records at once: the process is ending, and the next one delivers them."""
+        """Spool what is queued (and a copy of the batch in flight) and the chains' final
+        checkpoints, fsync, and spool later records at once: the process is ending, and the
+        next one delivers them."""
         self._write_through = True
         state = self._state
         if state is None:
@@ -247,7 +255,8 @@ class OpenSearchSink(Sink):
         return state.shipper.flush(self.shutdown_timeout if timeout is None else timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Drain within the deadline (default 10 s); what is left stays in the spool."""
+        """Drain within the deadline (default 10 s), then checkpoint every chain's end; what is
+        left stays in the spool."""
         state = self._state
         if state is None or self._closed:
             return
@@ -255,8 +264,9 @@ class OpenSearchSink(Sink):
         deadline = self.shutdown_timeout if timeout is None else timeout
         started = time.monotonic()
         state.shipper.flush(deadline)
-        self.chains.release()  # the next process (or sink) continues the chains from here
+        # stops the thread, checkpoints the chains' ends and sends (or spools) those checkpoints
         state.shipper.shutdown(max(0.1, deadline - (time.monotonic() - started)))
+        self.chains.release()  # the next process (or sink) continues the chains from here
         state.spool.close()
         self.fallback.close()
 

@@ -96,3 +96,19 @@ def test_a_forked_child_takes_a_slot_of_its_own(tmp_path: Path):
         return link.chain
 
     assert in_forked_child(child) != parent.chain
+
+
+def test_the_final_take_checkpoints_every_chain_end(tmp_path: Path):
+    """take_items(final=True) checkpoints each chain with records since its last checkpoint, due or not."""
+    chains = _chains(tmp_path)
+    for _ in range(4):  # a checkpoint at 3, one record after it
+        _link(chains, "standard")
+    _link(chains, "extended")
+    assert len(chains.take_items()) == 1
+    final = [orjson.loads(item.document)["checkpoint"] for item in chains.take_items(final=True)]
+    assert sorted((c["chain"].rsplit("-", 1)[1], c["first_seq"], c["last_seq"]) for c in final) == [
+        ("extended", 1, 1),
+        ("standard", 4, 4),
+    ]
+    assert chains.take_items(final=True) == []  # nothing new: no empty checkpoint
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 3  # each one anchored when made

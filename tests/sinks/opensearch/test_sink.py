@@ -1,4 +1,5 @@
-"""OpenSearchSink on a failing disk: durable records raise or fall back, none is lost silently."""
+"""OpenSearchSink on a failing disk (durable records raise or fall back, none is lost silently), and the
+chain's end checkpointed when the sink persists or closes."""
 
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ from pathlib import Path
 import pytest
 
 from audit_middleware import AuditDeliveryError, configure, record
+from audit_middleware.model.checkpoints import Checkpoint, KeyRing, Signer, generate_key_pem
+from audit_middleware.opensearch.chains import checkpoints_stream
 from audit_middleware.opensearch.connection import ConnectionSettings
+from audit_middleware.query.verify_sources import OpenSearchSource, read_anchor
+from audit_middleware.sinks.anchor import FileAnchor
+from audit_middleware.sinks.chain import ChainPolicy
 from audit_middleware.sinks.opensearch.shipper import ShipperOptions
 from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 from audit_middleware.sinks.opensearch.spool import inspect
+from tests.chain_support import findings, opensearch_trail
 from tests.query.conftest import make_event
+from tests.spool_support import spooled_documents, spooled_kinds
 from tests.wsgi_support import request, simple_app
 
 UNREACHABLE = ConnectionSettings(urls=("http://127.0.0.1:9",))
@@ -155,7 +163,7 @@ def test_durable_automatic_records_fall_back_and_are_replayed(small_disk: SmallD
     small_disk.free()
     _wait_for(lambda: sink.fallback.stats().replayed == 20)
     sink.close(timeout=1)
-    assert inspect(small_disk.root / "spool").records == 20
+    assert spooled_kinds(small_disk.root / "spool") == (20, 1)  # and the chain's final checkpoint
 
 
 def _plain_sink(state: Path) -> OpenSearchSink:
@@ -178,9 +186,48 @@ def test_persist_spools_the_queue_and_what_follows(tmp_path: Path) -> None:
         assert sink.persist()
         sink.emit(make_event("update"))
         assert sink.status()["queue_depth"] == 0
-        assert inspect(tmp_path / "state" / "spool").records == 31
+        assert spooled_kinds(tmp_path / "state" / "spool")[0] == 31
     finally:
         sink.close(timeout=0.5)
+
+
+def test_persist_and_close_checkpoint_the_chain_end(tmp_path: Path) -> None:
+    """Persist (a signal), each record after it, and close spool a final checkpoint after the records
+    it covers, signed and anchored: the chain's end is never left unsigned."""
+    signer = Signer.from_pem(generate_key_pem())
+    anchor = tmp_path / "anchor.jsonl"
+    sink = OpenSearchSink(
+        settings=UNREACHABLE,
+        state_dir=tmp_path / "state",
+        options=ShipperOptions(backoff_base=5.0, backoff_max=5.0),
+        shutdown_timeout=0.5,
+        install_signal_handlers=False,
+        chain=ChainPolicy(signer=signer, every=1000, anchor=FileAnchor(anchor)),
+    )
+    for _ in range(30):
+        sink.emit(make_event("create"))
+    sink.persist()
+    sink.emit(make_event("update"))
+    sink.close(timeout=0.5)
+    documents = spooled_documents(tmp_path / "state" / "spool")
+    checkpoints = [document["checkpoint"] for document in documents if "checkpoint" in document]
+    ranges = [(checkpoint["first_seq"], checkpoint["last_seq"]) for checkpoint in checkpoints]
+    assert ranges == [(1, 30), (31, 31)]  # none due (every=1000): persist and the late record made them
+    assert "checkpoint" in documents[30]
+    assert "checkpoint" in documents[-1]  # each after the records it covers
+    keys = KeyRing.from_pem([signer.public_pem()])
+    anchored = list(read_anchor(anchor))
+    assert [(c.first_seq, c.last_seq) for c in anchored if isinstance(c, Checkpoint)] == ranges
+    assert all(isinstance(c, Checkpoint) and keys.check(c) is None for c in anchored)
+
+
+def test_close_without_new_records_adds_no_checkpoint(tmp_path: Path) -> None:
+    """A chain whose end is checkpointed already gets no second, empty checkpoint at close."""
+    sink = _plain_sink(tmp_path / "state")
+    sink.emit(make_event("create"))
+    sink.persist()
+    sink.close(timeout=0.5)
+    assert spooled_kinds(tmp_path / "state" / "spool") == (1, 1)
 
 
 def test_a_record_after_close_is_kept_not_stranded(tmp_path: Path) -> None:
@@ -190,6 +237,33 @@ def test_a_record_after_close_is_kept_not_stranded(tmp_path: Path) -> None:
     sink.emit(make_event("create"))
     sink.close(timeout=0.5)
     sink.emit(make_event("update"))
-    assert inspect(tmp_path / "state" / "spool").records == 1
+    assert spooled_kinds(tmp_path / "state" / "spool") == (1, 1)  # the record and its chain's end
     assert sink.fallback.stats().kept == 1
     assert sink.status()["queue_depth"] == 0
+
+
+@pytest.mark.opensearch
+def test_close_signs_the_chain_end_on_the_node(opensearch, unique_name, tmp_path: Path) -> None:
+    """Records, close: the last record is covered by a checkpoint (stream and anchor), so verify
+    checks the chain to its end; dropping the newest records after close is then truncation."""
+    with opensearch_trail(opensearch, unique_name, tmp_path) as trail:
+        trail.ship(25)  # checkpoints every 10 records: 20 was the last periodic one
+        clean = trail.verify()
+        assert clean.intact, clean.as_json()
+        (chain,) = clean.chains
+        assert (chain.verified, chain.last_seq) == (25, 25)
+        assert chain.checkpoints == 3  # 10, 20 and the final one at 25
+        stored = OpenSearchSource(opensearch, unique_name).checkpoints()
+        assert max(c.last_seq for c in stored if isinstance(c, Checkpoint)) == 25
+        opensearch.delete_by_query(
+            index=f"{unique_name}-*",
+            body={"query": {"range": {"audit.chain.seq": {"gt": 21}}}},
+            params={"refresh": "true"},
+        )
+        opensearch.delete_by_query(  # their checkpoint too: only the anchor still has it
+            index=checkpoints_stream(unique_name),
+            body={"query": {"range": {"checkpoint.last_seq": {"gt": 20}}}},
+            params={"refresh": "true"},
+        )
+        trail.refresh()
+        assert findings(trail.verify(), "truncated") == [(22, 25)]
