@@ -52,10 +52,23 @@ def node_ready() -> bool:
             if _under_ci():
                 pytest.fail("CI=true but Java is missing: the OpenSearch integration tests cannot run")
             return False
-        subprocess.run([sys.executable, str(NODE_SCRIPT), "start"], check=True)
+        subprocess.run([sys.executable, str(NODE_SCRIPT), "start"], check=True, env=_node_environment())
         return True
     finally:
         client.close()
+
+
+def _node_environment() -> dict[str, str]:
+    """The environment for starting the node: the plugin folder ``make test`` would pass.
+
+    Without it, a ``pytest`` run outside ``make`` would re-assemble the shared install
+    without ISM and Alerting, and every later run would find them missing.
+    """
+    environment = dict(os.environ)
+    shared = ROOT.parent / "shared" / "opensearch-plugins"
+    if not environment.get("AUDIT_OPENSEARCH_PLUGINS_DIR") and shared.is_dir():
+        environment["AUDIT_OPENSEARCH_PLUGINS_DIR"] = str(shared)
+    return environment
 
 
 @pytest.fixture(scope="session")
