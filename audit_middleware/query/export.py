@@ -123,6 +123,7 @@ _UNSAFE_BREAK = re.compile(rf"[\r\n] *+(?:[^{_SAFE_CLASS}]|\Z)")
 # A cell csv.writer quotes (QUOTE_MINIMAL: it holds the delimiter, the quote or a line end
 # character), in the batch text of _write_block, where every cell follows a NUL.
 _QUOTED_CELL = re.compile(r'\x00([^\x00\x01,"\r\n]*+[,"\r\n][^\x00\x01]*+)')
+_QUOTED_LINE_CELL = re.compile(r'\x00([^\x00\x01,"]*+[,"][^\x00\x01]*+)')  # for text without line breaks
 _BATCH_ROWS = 100  # rows formatted, checked and written at a time (about 60 KB of CSV)
 
 
@@ -391,9 +392,10 @@ def _write_block(
             raise
         writerows(rows)
         return
-    if _neutralise_found(rows, text):
+    breaks = "\n" in text or "\r" in text
+    if _neutralise_found(rows, text, breaks):
         text = "\x00" + "\x01\x00".join(map("\x00".join, rows)) + "\x01"
-    quoted = _QUOTED_CELL.sub(_quote_cell, text)
+    quoted = (_QUOTED_CELL if breaks else _QUOTED_LINE_CELL).sub(_quote_cell, text)
     buffer.write(quoted[1:].replace("\x01\x00", "\x01").replace("\x00", ",").replace("\x01", "\r\n"))
 
 
@@ -401,14 +403,13 @@ def _quote_cell(match: re.Match[str]) -> str:
     return '\x00"' + match[1].replace('"', '""') + '"'
 
 
-def _neutralise_found(rows: list[list[str]], text: str) -> bool:
-    """``neutralise`` the cells of ``rows`` that ``text`` (see ``_write_block``) shows it may change.
-
-    Returns whether any cell changed.
+def _neutralise_found(rows: list[list[str]], text: str, breaks: bool) -> bool:
+    """``neutralise`` the cells of ``rows`` that ``text`` (see ``_write_block``; ``breaks``: it
+    holds a line break) shows it may change. Returns whether any cell changed.
     """
     starts = [match.start() for match in _UNSAFE_START.finditer(text)]
     starts += [match.start() for match in _UNSAFE_SEMICOLON.finditer(text)]
-    if "\n" in text or "\r" in text:
+    if breaks:
         starts += [match.start() for match in _UNSAFE_BREAK.finditer(text)]
     width = len(CSV_COLUMNS)
     changed = False
