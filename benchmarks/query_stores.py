@@ -1560,7 +1560,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     external = None
-    if not args.sqlite_only and unavailable(settings.opensearch_url) is None:
+    if args.stores != "sqlite" and unavailable(settings.opensearch_url) is None:
         client = plain_client(settings.opensearch_url)
 
         def external() -> float:

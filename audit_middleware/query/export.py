@@ -28,8 +28,12 @@ store can fetch only those.
 Formats only: recording that an export happened is the job of whoever serves it
 (``audit_middleware.reads``), through a sink it holds.
 
-Both stream: one row is formatted at a time and written out in chunks of about
-64 KiB, so memory stays constant however many events are exported.
+Both stream in chunks of about 64 KiB, so memory stays constant however many events are
+exported. Events are formatted one row at a time; stored documents ``_BATCH_ROWS`` rows at
+a time, where one regex scan of the batch finds the few cells ``neutralise`` may change and
+another the cells to quote (the csv module's quoting, written with str methods), which cut
+the CPU of a CSV row from stored documents by about half; the tests hold both paths to the
+same bytes.
 
 This module is long because the two export paths (from events, from stored documents)
 must write byte-identical files under one set of neutralising rules.
@@ -107,6 +111,20 @@ _SPLITS = frozenset(";\r\n")
 _SAFE_FIRST = frozenset(chr(code) for code in range(0x21, 0x7F)) - _FORMULA_SIGNS - {'"'}
 # How stored documents spell @timestamp (format_timestamp): such a value is copied as it is.
 _CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+# Cells joined with NUL after a NUL each: where neutralise() may change a cell. A cell that
+# starts with a character outside _SAFE_FIRST (empty cells do not match), or holds a split
+# character followed, after plain spaces, by one outside it: neutralise() returns every other
+# cell unchanged, so a scan of a batch finds the few it must look at. Three patterns, each
+# with a literal first character, scan several times faster than one with a character set.
+_SAFE_CLASS = "!#-*,.-<>?A-~"  # _SAFE_FIRST as a regex class
+_UNSAFE_START = re.compile(rf"\x00[^\x00\x01{_SAFE_CLASS}]")
+_UNSAFE_SEMICOLON = re.compile(rf"; *+(?:[^{_SAFE_CLASS}]|\Z)")
+_UNSAFE_BREAK = re.compile(rf"[\r\n] *+(?:[^{_SAFE_CLASS}]|\Z)")
+# A cell csv.writer quotes (QUOTE_MINIMAL: it holds the delimiter, the quote or a line end
+# character), in the batch text of _write_block, where every cell follows a NUL.
+_QUOTED_CELL = re.compile(r'\x00([^\x00\x01,"\r\n]*+[,"\r\n][^\x00\x01]*+)')
+_QUOTED_LINE_CELL = re.compile(r'\x00([^\x00\x01,"]*+[,"][^\x00\x01]*+)')  # for text without line breaks
+_BATCH_ROWS = 100  # rows formatted, checked and written at a time (about 60 KB of CSV)
 
 
 def _skipped(char: str) -> bool:
@@ -296,20 +314,32 @@ def document_csv_row(document: Mapping[str, Any]) -> list[str]:
     The same cells as ``csv_row(AuditEvent.from_document(document))``, read straight from
     the document (only ``CSV_SOURCE_FIELDS``).
     """
+    return [neutralise(cell) for cell in _document_cells(document, {})]
+
+
+def _document_cells(document: Mapping[str, Any], labels: dict[Any, str]) -> list[str]:
+    """The cells of ``document_csv_row`` before ``neutralise``; ``labels`` caches catalog labels.
+
+    Written out inline (no helper per cell): this runs once per exported row.
+    """
     event = document["event"]
     audit = document.get("audit") or {}
     user = document.get("user") or {}
     effective = user.get("effective")
-    performer = _document_identity(user)
-    who = f"{performer} (as {_document_identity(effective)})" if effective else performer
+    who = user.get("email") or user.get("name") or user.get("id") or ""
+    if effective:
+        who = f"{who} (as {effective.get('email') or effective.get('name') or effective.get('id') or ''})"
     action_id = event["action"]
-    label = CATALOG.get(action_id).label if action_id in CATALOG else None
+    label = labels.get(action_id)
+    if label is None and action_id in CATALOG:
+        # a label never changes once registered (ActionCatalog.add refuses another)
+        label = labels[action_id] = CATALOG.get(action_id).label
     resource = audit.get("resource") or {}
     project = audit.get("project")
     organization = document.get("organization")
     changes = audit.get("changes")
     stamp = document["@timestamp"]
-    cells = [
+    return [
         stamp if _CANONICAL_TIME.fullmatch(stamp) else format_timestamp(parse_timestamp(stamp)),
         who,
         user.get("id") or "",
@@ -318,18 +348,123 @@ def document_csv_row(document: Mapping[str, Any]) -> list[str]:
         resource.get("type") or "",
         resource.get("id") or "",
         resource.get("name") or "",
-        _original_id(project, project),
+        _original_id(project, project) if project else "",
         event.get("outcome", "unknown"),
         (document.get("source") or {}).get("ip") or "",
         (document.get("user_agent") or {}).get("original") or "",
         ";".join(changes.get("fields", ())) if changes else "",
-        _json_cell(changes.get("before") if changes else None),
-        _json_cell(changes.get("after") if changes else None),
+        _json_cell(changes.get("before")) if changes else "",
+        _json_cell(changes.get("after")) if changes else "",
         _json_cell(audit.get("details")),
         event["id"],
-        _original_id(organization, audit.get("organization")),
+        _original_id(organization, audit.get("organization")) if organization else "",
     ]
-    return [neutralise(cell) for cell in cells]
+
+
+def _write_block(
+    rows: list[list[str]], buffer: io.StringIO, writerows: Callable[[list[list[str]]], object]
+) -> None:
+    """``neutralise`` every cell of ``rows`` and write them to ``buffer`` as ``writerows`` would.
+
+    The batch is joined into one text (a NUL before every cell, \\x01 after every row) that
+    regexes scan in C: for the few cells neutralise may change (``_UNSAFE_*``), and for the
+    cells to quote, which are quoted and joined with str methods: several times faster
+    than the csv module, which looks at every character of every cell twice. Rows whose
+    cells are not all text, or hold a NUL or \\x01, go through ``neutralise`` cell by cell
+    and ``writerows``: for a cell that is not text this raises as the per-row path does, and
+    the rows from the failing one on are dropped from ``rows`` (the caller counts the rest).
+    """
+    if not rows:
+        return
+    width = len(CSV_COLUMNS)
+    try:
+        text = "\x00" + "\x01\x00".join(map("\x00".join, rows)) + "\x01"
+    except TypeError:
+        text = ""
+    if text.count("\x00") != len(rows) * width or text.count("\x01") != len(rows):
+        done = 0
+        try:
+            for row in rows:
+                row[:] = [neutralise(cell) for cell in row]
+                done += 1
+        except TypeError:
+            del rows[done:]
+            raise
+        writerows(rows)
+        return
+    breaks = "\n" in text or "\r" in text
+    if _neutralise_found(rows, text, breaks):
+        text = "\x00" + "\x01\x00".join(map("\x00".join, rows)) + "\x01"
+    quoted = (_QUOTED_CELL if breaks else _QUOTED_LINE_CELL).sub(_quote_cell, text)
+    buffer.write(quoted[1:].replace("\x01\x00", "\x01").replace("\x00", ",").replace("\x01", "\r\n"))
+
+
+def _quote_cell(match: re.Match[str]) -> str:
+    return '\x00"' + match[1].replace('"', '""') + '"'
+
+
+def _neutralise_found(rows: list[list[str]], text: str, breaks: bool) -> bool:
+    """``neutralise`` the cells of ``rows`` that ``text`` (see ``_write_block``; ``breaks``: it
+    holds a line break) shows it may change. Returns whether any cell changed.
+    """
+    starts = [match.start() for match in _UNSAFE_START.finditer(text)]
+    starts += [match.start() for match in _UNSAFE_SEMICOLON.finditer(text)]
+    if breaks:
+        starts += [match.start() for match in _UNSAFE_BREAK.finditer(text)]
+    width = len(CSV_COLUMNS)
+    changed = False
+    cell, at, done = 0, 0, -1  # a cell's index, the position of the NUL before it, the last one seen
+    for start in sorted(starts):
+        cell += text.count("\x00", at + 1, start + 1)
+        at = text.rfind("\x00", 0, start + 1)
+        if cell != done:
+            row = rows[cell // width]
+            before = row[cell % width]
+            row[cell % width] = after = neutralise(before)
+            changed = changed or after != before
+            done = cell
+    return changed
+
+
+def _document_csv(
+    documents: Iterable[Mapping[str, Any]], bom: bool, progress: Callable[[int], None] | None
+) -> Iterator[bytes]:
+    """The CSV export of ``documents`` as ``_chunked`` would make it from ``document_csv_row``
+    lines, byte for byte, formatted and written ``_BATCH_ROWS`` rows at a time."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    yield (UTF8_BOM if bom else b"") + buffer.getvalue().encode("utf-8")
+    buffer.seek(0)
+    buffer.truncate()
+    labels: dict[Any, str] = {}
+    batch: list[list[str]] = []
+    rows = 0
+    reported = 0
+    try:
+        for document in documents:
+            batch.append(_document_cells(document, labels))
+            if len(batch) < _BATCH_ROWS:
+                continue
+            _write_block(batch, buffer, writer.writerows)
+            rows += len(batch)
+            batch.clear()
+            if buffer.tell() >= _CHUNK_CHARS:
+                yield buffer.getvalue().encode("utf-8", errors="replace")
+                buffer.seek(0)
+                buffer.truncate()
+            if progress is not None and rows - reported >= _PROGRESS_EVERY:
+                progress(rows - reported)
+                reported = rows
+        _write_block(batch, buffer, writer.writerows)
+        rows += len(batch)
+        batch.clear()
+        if buffer.tell():
+            yield buffer.getvalue().encode("utf-8", errors="replace")
+    finally:
+        # as _chunked: the rows formatted so far, also on failure or an early close
+        if progress is not None and rows + len(batch) > reported:
+            progress(rows + len(batch) - reported)
 
 
 def document_chunks(
@@ -346,9 +481,8 @@ def document_chunks(
     """
     _check_format(format)
     if format == "csv":
-        lines = _csv_text(map(document_csv_row, documents))
-    else:
-        lines = (dumps(document).decode("utf-8") + "\n" for document in documents)
+        return _document_csv(documents, bom, progress)
+    lines = (dumps(document).decode("utf-8") + "\n" for document in documents)
     return _chunked(lines, format, bom, progress)
 
 
@@ -365,10 +499,8 @@ def stored_document_chunks(
     """
     _check_format(format)
     if format == "csv":
-        lines = _csv_text(document_csv_row(loads(document)) for document in documents)
-    else:
-        lines = (document + "\n" for document in documents)
-    return _chunked(lines, format, bom, progress)
+        return _document_csv(map(loads, documents), bom, progress)
+    return _chunked((document + "\n" for document in documents), format, bom, progress)
 
 
 def write_documents(
@@ -395,10 +527,6 @@ def write_chunks(
     for chunk in chunks_of(tally):
         out.write(chunk)
     return tally.rows
-
-
-def _document_identity(user: Mapping[str, Any]) -> str:
-    return user.get("email") or user.get("name") or user.get("id") or ""
 
 
 def _original_id(stored: Mapping[str, Any] | None, originals: Mapping[str, Any] | None) -> str:

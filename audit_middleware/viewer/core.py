@@ -52,7 +52,7 @@ from audit_middleware.model.event import RequestFacts
 from audit_middleware.model.tenancy import NO_PROJECT
 from audit_middleware.model.timestamps import from_unix_ms
 from audit_middleware.processing.redaction import Redactor
-from audit_middleware.query.model import MAX_PAGE_SIZE, AuditQuery, QueryError
+from audit_middleware.query.model import MAX_PAGE_SIZE, AuditQuery, BoundedCount, Page, QueryError
 from audit_middleware.query.store import AuditStore
 from audit_middleware.reads import export_stream_audited, record_read
 from audit_middleware.sinks.base import Sink
@@ -230,6 +230,7 @@ class AuditViewer:
         filters = ViewFilters()
         entries: list[views.EntryView] = []
         next_cursor = None
+        total = None
         status = 200
         try:
             filters = ViewFilters.from_params(request.query)
@@ -239,6 +240,7 @@ class AuditViewer:
             page = self.store.search(query)
             entries = [views.EntryView(event, filters.zone) for event in page.events]
             next_cursor = page.next_cursor
+            total = self._total(query, page)
             self._record_list(request, reader, query, len(entries))
         except QueryError as exc:
             error, status = str(exc), 400
@@ -253,6 +255,7 @@ class AuditViewer:
             **self._context(request, reader, filters),
             entries=entries,
             next_cursor=next_cursor,
+            total=total,
             error=error,
             csrf=csrf.value,
         )
@@ -278,11 +281,14 @@ class AuditViewer:
             raise _Refused(503, "Not available", "The audit log is not available right now.") from None
         if not live:
             self._record_list(request, reader, query, len(page.events))
+        # "load more" and live polls keep the total the page shows (the script takes only rows)
+        total = None if live or query.cursor is not None else self._total(query, page)
         body = views.render(
             "results.html",
             **self._context(request, reader, filters),
             entries=[views.EntryView(event, filters.zone) for event in page.events],
             next_cursor=page.next_cursor,
+            total=total,
             error=None,
         )
         return ViewerResponse(200, [("Content-Type", _HTML), *self._headers()], body)
@@ -361,6 +367,19 @@ class AuditViewer:
         return ViewerResponse(200, headers, views.asset(name))
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _total(self, query: AuditQuery, page: Page) -> BoundedCount | None:
+        """How many entries match, shown beside them: the page itself when it is the whole
+        answer, else the store's bounded count (exact up to 10,000, then "10,000+"), which
+        reads at most that many index entries where an exact count would read every match.
+        None when the store cannot count now: the entries are still shown."""
+        if page.next_cursor is None and query.cursor is None:
+            return BoundedCount(len(page.events), more=False)
+        try:
+            return self.store.count_bounded(query)
+        except AuditError as exc:
+            logger.warning("the audit log viewer could not count the entries: %s", exc)
+            return None
 
     def _live(self, query: AuditQuery, since: str) -> AuditQuery:
         """A poll: entries at or after ``since`` (ms), never further back than ``LIVE_WINDOW``."""

@@ -27,6 +27,7 @@ from audit_middleware.query.export import (
     document_csv_row,
     export_chunks,
     neutralise,
+    stored_document_chunks,
     write_documents,
     write_export,
 )
@@ -479,3 +480,177 @@ def test_parsed_documents_export_like_their_json_text() -> None:
             assert [loads(line) for line in from_parsed.splitlines()] == [loads(t) for t in texts]
         else:
             assert from_parsed == from_texts.getvalue(), fmt
+
+
+# -- the batch path: rows formatted, neutralised and written a batch at a time ---------------
+
+
+def _per_row_export(documents: list[Mapping[str, Any]]) -> bytes:
+    """A CSV export as the per-row path writes it: ``document_csv_row``, one ``csv.writer`` line
+    each, encoded as ``_chunked`` encodes (written apart from the batch path it checks)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for document in documents:
+        writer.writerow(document_csv_row(document))
+    return out.getvalue().encode("utf-8", errors="replace")
+
+
+_TRICKY = _INVISIBLE + _TRIGGERS + ";,\"' \x01\ud800\u00e9\u6771\U0001f680"
+_tricky_text = st.text(
+    alphabet=st.one_of(st.sampled_from(_TRICKY), st.characters(blacklist_categories=("Cs",))), max_size=12
+)
+_scope = st.fixed_dictionaries({"id": _tricky_text}, optional={"original_id": _tricky_text})
+_user = st.fixed_dictionaries({}, optional={"id": _tricky_text, "name": _tricky_text, "email": _tricky_text})
+_json_object = st.dictionaries(_tricky_text, st.one_of(_tricky_text, st.integers(), st.none()), max_size=2)
+_documents = st.fixed_dictionaries(
+    {
+        "@timestamp": st.sampled_from(["2025-11-24T16:00:00.123Z", "2025-06-01T00:00:00+02:00"]),
+        "event": st.fixed_dictionaries(
+            {"id": _tricky_text, "action": st.one_of(st.sampled_from(["update", "login"]), _tricky_text)},
+            optional={"outcome": _tricky_text},
+        ),
+    },
+    optional={
+        "user": st.one_of(_user, st.builds(lambda u, acting: {**u, "effective": acting}, _user, _user)),
+        "organization": _scope,
+        "source": st.fixed_dictionaries({"ip": _tricky_text}),
+        "user_agent": st.fixed_dictionaries({"original": _tricky_text}),
+        "audit": st.fixed_dictionaries(
+            {},
+            optional={
+                "action": st.fixed_dictionaries({"label": _tricky_text}),
+                "resource": st.fixed_dictionaries(
+                    {}, optional={"type": _tricky_text, "id": _tricky_text, "name": _tricky_text}
+                ),
+                "project": _scope,
+                "organization": st.fixed_dictionaries({"original_id": _tricky_text}),
+                "changes": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "fields": st.lists(_tricky_text, max_size=3),
+                        "before": _json_object,
+                        "after": _json_object,
+                    },
+                ),
+                "details": st.dictionaries(_tricky_text, st.one_of(_tricky_text, _json_object), max_size=2),
+            },
+        ),
+    },
+)
+
+
+@given(documents=st.lists(_documents, min_size=1, max_size=4), copies=st.sampled_from([1, 60]))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_batches_write_what_the_per_row_path_writes(documents: list[dict[str, Any]], copies: int) -> None:
+    """Property: CSV from stored text and from parsed documents (batches of rows, one scan for
+    the cells to neutralise, one for the cells to quote) is byte for byte the per-row export,
+    for documents with missing parts, formula-like, invisible, non-ASCII and control text, NUL
+    and lone surrogates (in parsed documents; stored text holds U+FFFD) in every CSV field."""
+    documents = documents * copies  # 60 copies: several batches, some cells quoted in each
+    assert b"".join(document_chunks(documents, "csv")) == _per_row_export(documents)
+    texts = [dumps(document).decode("utf-8") for document in documents]
+    stored = b"".join(stored_document_chunks(texts, "csv", bom=True))
+    assert stored == UTF8_BOM + _per_row_export([loads(text) for text in texts])
+
+
+def _tricky_events() -> list[AuditEvent]:
+    """Events with missing parts, nested details, non-ASCII, formula-like and CSV-special text."""
+    return [
+        *_varied_events(),
+        make_event("login", tenant=None, user=Actor()),
+        make_event(
+            "update",
+            user=Actor(id="-u1", name="=cmd|' /C calc'!A0", email="ann@example.com"),
+            resource=Resource("pod", "@p", 'a,b "quoted"\r\nline two\nline three'),
+            project="Zürich 東京 🚀",
+            changes=ChangeSet({"a": {"b": [1, {"c": "=1"}]}}, {"a": None, "é": "\u3000+1"}, ("é", "\n-1")),
+            details={"nested": {"deeper": {"list": [1, 2.5, True, None, "x;=y"]}}, "emoji": "🚀"},
+            request=RequestFacts(client_ip="\t203.0.113.9", user_agent="Mozilla/5.0 (X11; =Linux)"),
+        ),
+        make_event("delete", resource=Resource("pod", "p;+1", "\ufeff@SUM(1)"), details={"k": ""}),
+        make_event("create", resource=Resource("pod", "", ""), details={"": {}}),
+    ]
+
+
+def test_stored_documents_export_like_their_events_in_many_batches() -> None:
+    """600 copies of tricky records: CSV from their stored text equals CSV from the events
+    (``csv_row``), and the progress and chunks add up."""
+    events = _tricky_events() * 60
+    from_events = io.BytesIO()
+    write_export(events, from_events, "csv")
+    texts = [dumps(event.to_document()).decode("utf-8") for event in events]
+    increments: list[int] = []
+    chunks = list(stored_document_chunks(texts, "csv", progress=increments.append))
+    assert b"".join(chunks) == from_events.getvalue()
+    assert chunks[0] == ",".join(CSV_COLUMNS).encode() + b"\r\n"  # the header alone, first
+    assert len(chunks) > 2
+    assert sum(increments) == len(events)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        pytest.param({"resource": {"name": 5}}, id="a number where text belongs"),
+        pytest.param({"resource": {"type": ["pod"]}}, id="a list where text belongs"),
+        pytest.param({"resource": {"id": True}}, id="true where text belongs"),
+    ],
+)
+def test_a_value_that_is_not_text_fails_as_the_per_row_path_does(odd: dict[str, Any]) -> None:
+    """Such a record stops the export with the per-row path's TypeError; progress counts the rows
+    before it."""
+    good = make_event("create").to_document()
+    bad = make_event("create").to_document()
+    bad["audit"].update(odd)
+    documents = [good] * 150 + [bad] + [good] * 5
+    with pytest.raises(TypeError) as expected:
+        _per_row_export(documents)
+    increments: list[int] = []
+    with pytest.raises(TypeError) as raised:
+        b"".join(document_chunks(documents, "csv", progress=increments.append))
+    assert str(raised.value) == str(expected.value)
+    assert sum(increments) == 150
+
+
+def test_stored_text_that_is_not_json_fails_as_before() -> None:
+    """A stored document orjson refuses (an escaped lone surrogate) raises its error; progress
+    counts the rows before it."""
+    good = dumps(make_event("create").to_document()).decode("utf-8")
+    bad = good.replace('"acme"', '"\\ud800"', 1)
+    with pytest.raises(ValueError, match="surrogate") as expected:
+        loads(bad)
+    increments: list[int] = []
+    with pytest.raises(type(expected.value)):
+        b"".join(stored_document_chunks([good] * 3 + [bad], "csv", progress=increments.append))
+    assert sum(increments) == 3
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "a\r=1",
+        "a\r",
+        "a;\t1",
+        "a; =1",
+        "a;  b",
+        ";",
+        "a;",
+        "a;;=1",
+        "\x00=1",
+        "x\x01=1",
+        "",
+        "=",
+        '"',
+        "é=1",
+        "-",
+    ],
+)
+def test_each_edge_of_the_batch_scan(cell: str) -> None:
+    """One cell at each edge of the scans (alone in its batch: no other line break or NUL), in
+    every text column a document feeds, writes what the per-row path writes."""
+    document = make_event("create").to_document()
+    document["audit"]["resource"] = {"type": cell, "id": cell, "name": cell}
+    document["user"] = {"id": cell, "email": cell}
+    document["user_agent"] = {"original": cell}
+    documents = [document, make_event("create").to_document()]
+    assert b"".join(document_chunks(documents, "csv")) == _per_row_export(documents)

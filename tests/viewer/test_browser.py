@@ -375,3 +375,19 @@ def test_another_tenants_records_are_never_visible(page, server, seeded, store):
     page.locator("#rows > tr").first.click()
     page.locator("#entry-dialog[open]").wait_for()
     assert "globex" in page.inner_text("#entry-dialog")
+
+
+def test_the_bounded_total_is_shown_beside_a_search(page, server, seeded, store):
+    """The page shows the store's bounded count of the entries (exact up to 10,000, then
+    "10,000+"), and a search from the box replaces it with the count of its matches."""
+    open_page(page, server)
+    assert len(shown(page)) == 50  # more than one page: the total is the store's count
+    total = store.count_bounded(without_reads(AuditQuery.build("acme")))
+    assert page.locator("#total").inner_text() == f"{total} entries"
+    change(page, lambda: page.get_by_label("Search").fill("web"))
+    matches = store.count_bounded(without_reads(AuditQuery.build("acme", search="web")))
+    assert shown(page) == expected(store, search="web")
+    assert (
+        page.locator("#total").inner_text()
+        == f"{matches} {'entry matches' if str(matches) == '1' else 'entries match'}"
+    )

@@ -238,3 +238,47 @@ def test_viewer_tokens_open_one_tenant_and_ride_in_every_link(viewer: Fixture):
     exported = web.post("/audit/export", data={"token": token})
     assert exported.status_code == 200, "the token is the export's proof"
     assert viewer.reads.events[-1].details["via"] == "viewer token"
+
+
+class _CappedCounts(SQLiteStore):
+    """A store whose bounded counts stop at 2 (as the real one stops at 10,000); no exact counts."""
+
+    def count(self, query):  # the page must not pay for an exact count
+        raise AssertionError("the viewer asked for an exact count")
+
+    def count_bounded(self, query, limit=10_000):
+        return super().count_bounded(query, limit=2)
+
+
+def _total(html: str) -> str | None:
+    match = re.search(r'<p class="total" id="total">([^<]*)</p>', html)
+    return match.group(1) if match else None
+
+
+def test_the_total_beside_the_entries_is_the_bounded_count(tmp_path: Path):
+    """A page that is the whole answer shows its own length; one with more pages shows the
+    store's bounded count ("2+" here, "10,000+" on a real store), for the page and for the
+    script's filter changes; "load more" fragments and live polls carry none."""
+    made = fixture(tmp_path)
+    whole = client(made.viewer).get("/audit/").get_data(as_text=True)
+    assert _total(whole) == "3 entries"
+    store = _CappedCounts(tmp_path / "audit.sqlite3")
+    web = client(
+        AuditViewer(authorize=lambda _r: Access("acme", ANN), store=store, sink=MemorySink(), page_size=1)
+    )
+    page = web.get("/audit/").get_data(as_text=True)
+    assert len(ids(page)) == 1
+    assert _total(page) == "2+ entries"
+    searched = web.get("/audit/entries?q=web", headers=SCRIPT).get_data(as_text=True)
+    assert ids(searched) == [made.events["update"].id]
+    assert _total(searched) == "1 entry matches"  # the whole answer: counted by the page
+    narrowed = web.get("/audit/entries?user=ann@acme.example", headers=SCRIPT).get_data(as_text=True)
+    assert _total(narrowed) == "2 entries match"
+    cursor = re.search(r'data-cursor="([^"]+)"', page)
+    assert cursor
+    more = web.get(f"/audit/entries?cursor={cursor.group(1)}", headers=SCRIPT).get_data(as_text=True)
+    assert ids(more)
+    assert _total(more) is None
+    assert _total(web.get("/audit/entries?live=1", headers=SCRIPT).get_data(as_text=True)) is None
+    store.close()
+    made.store.close()
