@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, OpenSearchException
 
+from audit_middleware.opensearch.chains import checkpoints_stream, checkpoints_template_name
 from audit_middleware.opensearch.provisioning import SetupConfig, apply
 from audit_middleware.opensearch.templates import component_template_name, index_template_name
 
@@ -69,12 +70,14 @@ def temporary_layout(client: OpenSearch, prefix: str) -> Iterator[SetupConfig]:
 
 
 def remove_layout(client: OpenSearch, prefix: str) -> None:
-    """Delete the data streams, templates and stray indices of ``prefix``."""
+    """Delete the data streams, templates and stray indices of ``prefix``, its checkpoints' too."""
     calls: tuple[Callable[[], object], ...] = (
         lambda: client.indices.delete_data_stream(name=f"{prefix}-*"),
         lambda: client.indices.delete(index=f"{prefix}-*", params={"expand_wildcards": "all"}),
         lambda: client.indices.delete_index_template(name=index_template_name(prefix)),
         lambda: client.cluster.delete_component_template(name=component_template_name(prefix)),
+        lambda: client.indices.delete_data_stream(name=checkpoints_stream(prefix)),
+        lambda: client.indices.delete_index_template(name=checkpoints_template_name(prefix)),
     )
     try:
         for call in calls:

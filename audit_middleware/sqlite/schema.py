@@ -3,6 +3,8 @@
 Shared by the writer (``sinks.sqlite``) and the reader (``query.sqlite_store``), which
 never import each other. ``sqlite.migrations`` builds a file up to the current version
 from these statements, step by step; a new version adds a step, never edits an old one.
+This module is long because it keeps every version's statements (a migration step is
+never edited once shipped) beside the one row format all writers share.
 
 Version 1 (``EVENTS_V1``):
 
