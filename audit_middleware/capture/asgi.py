@@ -82,19 +82,12 @@ def _location(message: Message) -> str | None:
 class ScopeRequest(LazyContext):
     """The request as the server handed it over: its context is built from it on first use."""
 
-    __slots__ = ("config", "kept", "scope")
-
-    def __init__(self, scope: ASGIScope, config: CaptureSettings) -> None:
-        LazyContext.__init__(self)
-        self.scope = scope  # the server's, handed to the resolvers
-        # a copy to read: an inner app replacing scope entries (proxy headers) changes no record
-        self.kept = dict(scope)
-        self.config = config
+    __slots__ = ()
 
     def build(self) -> RequestContext:
         """The context, read from the scope as it was when the request came in."""
         context = context_from_scope(self.kept, self.config)
-        context.native_request = self.scope
+        context.native_request = self.native
         return context
 
     def apply_start(self, context: RequestContext) -> None:
@@ -130,7 +123,8 @@ class ASGIAuditMiddleware:
             await self.app(scope, receive, send)
             return
         config = current_settings()
-        request = ScopeRequest(scope, config)
+        # a copy to read: an inner app replacing scope entries (proxy headers) changes no record
+        request = ScopeRequest(scope, dict(scope), config)
         if may_audit(str(scope.get("method", "GET")), config):
             request.open()
         token = bind(request)

@@ -35,6 +35,7 @@ from audit_middleware.capture.headers import (
     truncate_user_agent,
     valid_request_id,
 )
+from audit_middleware.capture.settings import CaptureSettings
 from audit_middleware.capture.tracing import active_span
 from audit_middleware.errors import AuditError
 from audit_middleware.model.event import Actor, AuditEvent, RequestFacts, Scope
@@ -166,18 +167,21 @@ class RequestContext:
 class LazyContext:
     """What a middleware binds for a request until something needs its :class:`RequestContext`.
 
-    The middleware's subclass keeps the request as the server handed it over (a copy of
-    the environ or scope, so an inner middleware rewriting it changes nothing) and the
-    raw response start; :meth:`open` builds the context from them on first use, on
+    The middleware's subclass keeps the request as the server handed it over (``kept``: a
+    copy of the environ or scope, so an inner middleware rewriting it changes nothing)
+    and the raw response start; :meth:`open` builds the context from them on first use, on
     whichever thread asks, and applies what the request has seen so far: the response
     start, its end (a context opened after the request answered is ``finished``, so its
     records are sent at once, as for any late ``record()``) and the adapters' hooks
     (:func:`when_open`).
     """
 
-    __slots__ = ("context", "failed", "finished", "headers", "hooks", "status")
+    __slots__ = ("config", "context", "failed", "finished", "headers", "hooks", "kept", "native", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, native: Any, kept: Any, config: CaptureSettings) -> None:
+        self.native = native  # the server's environ or scope, handed to the resolvers
+        self.kept = kept  # what the context is read from: a copy, taken when the request came in
+        self.config = config
         self.context: RequestContext | None = None
         # the raw response start (status, headers) in the middleware's own form
         self.status: Any = None
@@ -249,6 +253,11 @@ def opened() -> RequestContext | None:
     """The current request's context if it has been built, else None; never builds it."""
     value = _current.get()
     return value.context if isinstance(value, LazyContext) else value
+
+
+def in_request() -> bool:
+    """Whether a request is being handled (outside ``audit_context()``); never builds its context."""
+    return _current.get() is not None
 
 
 def when_open(hook: Callable[[RequestContext], None]) -> bool:

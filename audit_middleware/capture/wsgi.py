@@ -67,19 +67,12 @@ def context_from_environ(environ: WSGIEnvironment, config: CaptureSettings | Non
 class EnvironRequest(LazyContext):
     """The request as the server handed it over: its context is built from it on first use."""
 
-    __slots__ = ("config", "environ", "kept")
-
-    def __init__(self, environ: WSGIEnvironment, config: CaptureSettings) -> None:
-        LazyContext.__init__(self)
-        self.environ = environ  # the server's, handed to the resolvers
-        # a copy to read: an inner middleware that rewrites the environ (ProxyFix) changes no record
-        self.kept = environ.copy()
-        self.config = config
+    __slots__ = ()
 
     def build(self) -> RequestContext:
         """The context, read from the environ as it was when the request came in."""
         context = context_from_environ(self.kept, self.config)
-        context.native_request = self.environ
+        context.native_request = self.native
         return context
 
     def apply_start(self, context: RequestContext) -> None:
@@ -115,7 +108,8 @@ class AuditMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request."""
         config = current_settings()
-        request = EnvironRequest(environ, config)
+        # a copy to read: an inner middleware that rewrites the environ (ProxyFix) changes no record
+        request = EnvironRequest(environ, environ.copy(), config)
         if may_audit(environ.get("REQUEST_METHOD", "GET"), config):
             request.open()
         token = bind(request)
