@@ -123,10 +123,13 @@ class ASGIAuditMiddleware:
             await self.app(scope, receive, send)
             return
         config = current_settings()
-        # a copy to read: an inner app replacing scope entries (proxy headers) changes no record
-        request = ScopeRequest(scope, dict(scope), config)
         if may_audit(str(scope.get("method", "GET")), config):
-            request.open()
+            # built now, from the scope as it comes in: nothing else can see it yet, no lock
+            request = ScopeRequest(scope, scope, config)
+            request.context = request.build()
+        else:
+            # a copy to read later: an inner app replacing scope entries (proxy headers) changes no record
+            request = ScopeRequest(scope, dict(scope), config)
         token = bind(request)
 
         async def audited_send(message: Message) -> None:

@@ -108,10 +108,13 @@ class AuditMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request."""
         config = current_settings()
-        # a copy to read: an inner middleware that rewrites the environ (ProxyFix) changes no record
-        request = EnvironRequest(environ, environ.copy(), config)
         if may_audit(environ.get("REQUEST_METHOD", "GET"), config):
-            request.open()
+            # built now, from the environ as it comes in: nothing else can see it yet, no lock
+            request = EnvironRequest(environ, environ, config)
+            request.context = request.build()
+        else:
+            # a copy to read later: an inner middleware rewriting the environ (ProxyFix) changes no record
+            request = EnvironRequest(environ, environ.copy(), config)
         token = bind(request)
 
         def audited_start_response(
