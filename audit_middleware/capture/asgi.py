@@ -18,9 +18,10 @@ from typing import Any
 
 from audit_middleware import logs
 from audit_middleware.capture.active import current_settings, installed
-from audit_middleware.capture.context import RequestContext, bind, unbind
+from audit_middleware.capture.context import LazyContext, RequestContext, bind, unbind
 from audit_middleware.capture.headers import decode_header
-from audit_middleware.capture.recorder import finish_request, resolve_late
+from audit_middleware.capture.recorder import finish_request, may_audit, resolve_late
+from audit_middleware.capture.settings import CaptureSettings
 
 ASGIScope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,9 +40,9 @@ _WANTED = {
 }
 
 
-def context_from_scope(scope: ASGIScope) -> RequestContext:
+def context_from_scope(scope: ASGIScope, config: CaptureSettings | None = None) -> RequestContext:
     """Read what the audit record needs from an ASGI HTTP scope."""
-    config = current_settings()
+    config = config or current_settings()
     found: dict[str, str] = {}
     for name, value in scope.get("headers", ()):
         key = _WANTED.get(name.lower() if not name.islower() else name)
@@ -78,6 +79,29 @@ def _location(message: Message) -> str | None:
     return None
 
 
+class ScopeRequest(LazyContext):
+    """The request as the server handed it over: its context is built from it on first use."""
+
+    __slots__ = ()
+
+    def build(self) -> RequestContext:
+        """The context, read from the scope as it was when the request came in."""
+        context = context_from_scope(self.kept, self.config)
+        context.native_request = self.native
+        return context
+
+    def apply_start(self, context: RequestContext) -> None:
+        """The status and redirect target of the ``http.response.start`` kept so far."""
+        response_started(context, self.status)
+
+
+def response_started(context: RequestContext, message: Message) -> None:
+    """Note the status of ``http.response.start``, and where a redirect sends the client."""
+    status = context.status_code = int(message["status"])
+    if 300 <= status < 400:  # where it sends the client, for the outcome rules
+        context.location = _location(message)
+
+
 class ASGIAuditMiddleware:
     """Wrap an ASGI application so its HTTP requests produce audit records.
 
@@ -98,15 +122,23 @@ class ASGIAuditMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        context = context_from_scope(scope)
-        token = bind(context)
+        config = current_settings()
+        if may_audit(str(scope.get("method", "GET")), config):
+            # built now, from the scope as it comes in: nothing else can see it yet, no lock
+            request = ScopeRequest(scope, scope, config)
+            request.context = request.build()
+        else:
+            # a copy to read later: an inner app replacing scope entries (proxy headers) changes no record
+            request = ScopeRequest(scope, dict(scope), config)
+        token = bind(request)
 
         async def audited_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status = context.status_code = int(message["status"])
-                if 300 <= status < 400:  # where it sends the client, for the outcome rules
-                    context.location = _location(message)
-                resolve_late(context)
+                request.status = message  # first, then read context: see LazyContext.open
+                context = request.context
+                if context is not None:
+                    response_started(context, message)
+                    resolve_late(context)
             await send(message)
 
         failed = True
@@ -115,7 +147,9 @@ class ASGIAuditMiddleware:
             failed = False
         finally:
             # BaseException too: a cancelled task (client gone) still leaves its record
-            finish_request(context, failed=failed)
+            context = request.end(failed=failed)
+            if context is not None:
+                finish_request(context, failed=failed)
             unbind(token)
 
 

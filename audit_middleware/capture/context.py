@@ -1,14 +1,21 @@
 """Per-request audit context, held in a ContextVar, and the context of work outside requests.
 
-The middleware binds a ``RequestContext`` for each request; ``record()``, the structlog
-processors and the framework adapters read it. ContextVars keep it isolated across
-threads and asyncio tasks. Raw header values are stored as received and derived values
-(client IP, request id, trace id, truncated user agent) are computed on first use: for
-a record, on the background worker (``capture.derive``), so a request pays only for
-copying a few environ or scope fields.
+The middleware binds a ``LazyContext`` for each request: a copy of the environ or scope,
+from which the ``RequestContext`` is built the first time something asks for it
+(``current()``: ``record()``, ``set_actor()``, an ORM change, ``audit_context()``, a log
+line through ``add_audit_context``). A request that may be audited by its method is
+built at once; one that is not, and whose app never asks, ends without a context at all.
+ContextVars keep both isolated across threads and asyncio tasks. Raw header values are
+stored as received and derived values (client IP, request id, trace id, truncated user
+agent) are computed on first use: for a record, on the background worker
+(``capture.derive``).
 
 Jobs, scripts, management commands and tasks have no request: ``audit_context()`` says
 who acts there (an ``AmbientContext``), and what they record carries it.
+
+The module is long because the request's context, its lazy stand-in, the ambient context
+and the functions that set them share one ContextVar each: split, they would import
+each other.
 """
 
 from __future__ import annotations
@@ -28,12 +35,14 @@ from audit_middleware.capture.headers import (
     truncate_user_agent,
     valid_request_id,
 )
+from audit_middleware.capture.settings import CaptureSettings
 from audit_middleware.capture.tracing import active_span
 from audit_middleware.errors import AuditError
 from audit_middleware.model.event import Actor, AuditEvent, RequestFacts, Scope
 
 _UNSET: Any = object()
 _derive_lock = threading.Lock()
+_open_lock = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -155,20 +164,126 @@ class RequestContext:
         )
 
 
-_current: ContextVar[RequestContext | None] = ContextVar("audit_middleware_request", default=None)
+class LazyContext:
+    """What a middleware binds for a request until something needs its :class:`RequestContext`.
+
+    The middleware's subclass keeps the request as the server handed it over (``kept``: a
+    copy of the environ or scope, so an inner middleware rewriting it changes nothing)
+    and the raw response start; :meth:`open` builds the context from them on first use, on
+    whichever thread asks, and applies what the request has seen so far: the response
+    start, its end (a context opened after the request answered is ``finished``, so its
+    records are sent at once, as for any late ``record()``) and the adapters' hooks
+    (:func:`when_open`).
+    """
+
+    __slots__ = ("config", "context", "failed", "finished", "headers", "hooks", "kept", "native", "status")
+
+    def __init__(self, native: Any, kept: Any, config: CaptureSettings) -> None:
+        self.native = native  # the server's environ or scope, handed to the resolvers
+        self.kept = kept  # what the context is read from: a copy, taken when the request came in
+        self.config = config
+        self.context: RequestContext | None = None
+        # the raw response start (status, headers) in the middleware's own form
+        self.status: Any = None
+        self.headers: Any = None
+        self.finished = False
+        self.failed = False
+        self.hooks: list[Callable[[RequestContext], None]] | None = None
+
+    def build(self) -> RequestContext:
+        """The request's context, read from what the subclass kept."""
+        raise NotImplementedError
+
+    def apply_start(self, context: RequestContext) -> None:
+        """Put the kept response start (status, redirect target) on ``context``."""
+        raise NotImplementedError
+
+    def open(self) -> RequestContext:
+        """The request's context, built now if nothing has asked before."""
+        context = self.context
+        if context is not None:
+            return context
+        with _open_lock:  # two threads of one request asking at once get one context
+            context = self.context
+            if context is not None:
+                return context
+            context = self.context = self.build()
+        # Published first, then read what the request has seen: the middleware writes the
+        # raw value first and reads ``context`` after, so one of the two always applies it.
+        if self.status is not None:
+            self.apply_start(context)
+        if self.finished:
+            if self.failed and (context.status_code is None or context.status_code < 500):
+                context.status_code = 500
+            context.finished = True
+        for hook in self.hooks or ():
+            hook(context)
+        return context
+
+    def when_open(self, hook: Callable[[RequestContext], None]) -> RequestContext | None:
+        """Keep ``hook`` for when the context is built; if it is already, return it instead."""
+        with _open_lock:
+            if self.context is None:
+                if self.hooks is None:
+                    self.hooks = []
+                self.hooks.append(hook)
+                return None
+            return self.context
+
+    def end(self, *, failed: bool) -> RequestContext | None:
+        """The request has ended: its context if one was opened (to finish), else None."""
+        self.failed = failed
+        self.finished = True  # before reading ``context``: see ``open``
+        return self.context
+
+
+Bound = RequestContext | LazyContext | None
+_current: ContextVar[Bound] = ContextVar("audit_middleware_request", default=None)
 
 
 def current() -> RequestContext | None:
-    """The context of the request being handled, or None outside a request."""
-    return _current.get()
+    """The context of the request being handled (built now if nothing asked before), or None."""
+    value = _current.get()
+    if isinstance(value, LazyContext):
+        return value.context or value.open()
+    return value
 
 
-def bind(context: RequestContext | None) -> Token[RequestContext | None]:
+def opened() -> RequestContext | None:
+    """The current request's context if it has been built, else None; never builds it."""
+    value = _current.get()
+    return value.context if isinstance(value, LazyContext) else value
+
+
+def in_request() -> bool:
+    """Whether a request is being handled (outside ``audit_context()``); never builds its context."""
+    return _current.get() is not None
+
+
+def when_open(hook: Callable[[RequestContext], None]) -> bool:
+    """Run ``hook`` on the current request's context: now if it is built, else when it is.
+
+    Framework adapters hand over what they know (their request object, the route) without
+    building a context no record may need. False outside a request.
+    """
+    value = _current.get()
+    if value is None:
+        return False
+    if isinstance(value, LazyContext):
+        context = value.when_open(hook)
+        if context is not None:
+            hook(context)
+    else:
+        hook(value)
+    return True
+
+
+def bind(context: Bound) -> Token[Bound]:
     """Make ``context`` current; hand the token back to ``unbind``."""
     return _current.set(context)
 
 
-def unbind(token: Token[RequestContext | None]) -> None:
+def unbind(token: Token[Bound]) -> None:
     """Restore the context that was current before ``bind``.
 
     A token from another Context (a server that closes the response on another thread or
@@ -238,7 +353,7 @@ def audit_context(
     ...     pass  # record("delete", resource=...) here is by cron, in acme
     """
     outer = _ambient.get()
-    request = _current.get()
+    request = current()
     base = outer or (_from_request(request) if request is not None else AmbientContext())
     scope = AmbientContext(
         actor=base.actor if actor is _UNSET else actor,
@@ -277,46 +392,62 @@ def _outside_error(name: str) -> AuditError:
 
 def set_actor(actor: Actor | None) -> None:
     """Hand the authenticated actor to the current request (e.g. from a FastAPI dependency),
-    or to the :func:`audit_context` in force; raises ``AuditError`` outside both."""
-    context = _current.get()
-    if context is not None:
-        context.actor = actor
-        return
-    scope = _ambient.get()
-    if scope is None:
-        raise _outside_error("set_actor")
-    scope.actor = actor
+    or to the :func:`audit_context` in force; raises ``AuditError`` outside both.
+
+    A request's context is not built for it: the actor waits for the first thing that needs it.
+    """
+
+    def hand_over(target: RequestContext | AmbientContext) -> None:
+        target.actor = actor
+
+    _hand_over(hand_over, "set_actor")
 
 
 def set_tenant(tenant: Scope | str | None, project: Scope | str | None = _UNSET) -> None:
     """Set the tenant (organization), and optionally the project, of the current request or
     :func:`audit_context`; raises ``AuditError`` outside both."""
-    target: RequestContext | AmbientContext | None = _current.get() or _ambient.get()
-    if target is None:
-        raise _outside_error("set_tenant")
-    target.tenant = Scope.of(tenant)
-    if project is not _UNSET:
-        target.project = Scope.of(project)
+    tenant_scope = Scope.of(tenant)
+    project_scope = project if project is _UNSET else Scope.of(project)
+
+    def hand_over(target: RequestContext | AmbientContext) -> None:
+        target.tenant = tenant_scope
+        if project_scope is not _UNSET:
+            target.project = project_scope
+
+    _hand_over(hand_over, "set_tenant")
 
 
 def set_project(project: Scope | str | None) -> None:
     """Set the project of the current request or :func:`audit_context`; raises outside both."""
-    target: RequestContext | AmbientContext | None = _current.get() or _ambient.get()
-    if target is None:
-        raise _outside_error("set_project")
-    target.project = Scope.of(project)
+    project_scope = Scope.of(project)
+
+    def hand_over(target: RequestContext | AmbientContext) -> None:
+        target.project = project_scope
+
+    _hand_over(hand_over, "set_project")
+
+
+def _hand_over(hand_over: Callable[[RequestContext | AmbientContext], None], name: str) -> None:
+    if when_open(hand_over):
+        return
+    scope = _ambient.get()
+    if scope is None:
+        raise _outside_error(name)
+    hand_over(scope)
 
 
 def set_route(route: str | None) -> None:
-    """Record the route template that matched (adapters call this)."""
-    context = _current.get()
-    if context is not None:
+    """Record the route template that matched (adapters call this; builds no context)."""
+
+    def note(context: RequestContext) -> None:
         context.route = route
+
+    when_open(note)
 
 
 def audit_this_request(enabled: bool = True) -> None:
     """Force (or, with False, suppress) the automatic record of the current request."""
-    context = _current.get()
+    context = current()
     if context is not None:
         context.force_audit = enabled
         context.skip_audit = not enabled

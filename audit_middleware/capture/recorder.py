@@ -49,7 +49,7 @@ from audit_middleware.model.event import (
 )
 from audit_middleware.model.ids import uuid7
 
-__all__ = ["finish_request", "may_record", "record", "record_detected", "resolve_late"]
+__all__ = ["finish_request", "may_audit", "may_record", "record", "record_detected", "resolve_late"]
 
 
 def record(
@@ -207,6 +207,16 @@ def _request_job(context: RequestContext, config: CaptureSettings, *, failed: bo
 def _honest(config: CaptureSettings) -> bool:
     honest = config.honest_outcomes
     return REGISTRY.active if honest is None else honest
+
+
+def may_audit(method: str, config: CaptureSettings) -> bool:
+    """Whether a request of ``method`` (as the server gave it) may be audited whatever its app does.
+
+    Middlewares build such a request's context at once; any other request's context is
+    built only if something asks for it (``capture.context.LazyContext``). A method in
+    lower case is audited as its upper case, so it counts here.
+    """
+    return method in config.audit_methods or method in config.rules.methods or not method.isupper()
 
 
 def may_record(context: RequestContext, config: CaptureSettings | None = None) -> bool:

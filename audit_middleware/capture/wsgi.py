@@ -2,13 +2,16 @@
 
     app = AuditMiddleware(app)
 
-For each request it binds a ``RequestContext``, watches the status passed to
-``start_response``, and when the response is closed sends the request's audit record:
-the explicit ``record()`` calls made while handling it, or one automatic record for a
-state-changing request. An exception from the app is recorded as a 500 failure and
-re-raised untouched. A response dropped without ``close()`` (a test client that never
-reads the body) sends its record when it is garbage-collected; the Flask adapter sends
-it as soon as Flask has finished the request.
+For each request it binds a ``LazyContext`` (a copy of the environ; the ``RequestContext``
+is built from it at once for a method that may be audited, else when something asks),
+watches the status passed to ``start_response``, and when the response is closed sends
+the request's audit record: the explicit ``record()`` calls made while handling it, or
+one automatic record for a state-changing request. An unaudited request whose app never
+asked for its context costs a copy of the environ and a ContextVar set and reset. An
+exception from the app is recorded as a 500 failure and re-raised untouched. A response
+dropped without ``close()`` (a test client that never reads the body) sends its record
+when it is garbage-collected; the Flask adapter sends it as soon as Flask has finished
+the request.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from audit_middleware.capture.active import current_settings
-from audit_middleware.capture.context import RequestContext, bind, unbind
+from audit_middleware.capture.context import LazyContext, RequestContext, bind, unbind
 from audit_middleware.capture.headers import decode_header
-from audit_middleware.capture.recorder import finish_request, resolve_late
+from audit_middleware.capture.recorder import finish_request, may_audit, resolve_late
+
+if TYPE_CHECKING:
+    from audit_middleware.capture.settings import CaptureSettings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -37,9 +43,9 @@ def _text(value: str | None) -> str | None:
     return decode_header(value)
 
 
-def context_from_environ(environ: WSGIEnvironment) -> RequestContext:
+def context_from_environ(environ: WSGIEnvironment, config: CaptureSettings | None = None) -> RequestContext:
     """Read what the audit record needs from a WSGI environ (raw values, parsed later)."""
-    config = current_settings()
+    config = config or current_settings()
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     if not path.isascii():
         path = decode_header(path) or ""
@@ -58,11 +64,35 @@ def context_from_environ(environ: WSGIEnvironment) -> RequestContext:
     )
 
 
+class EnvironRequest(LazyContext):
+    """The request as the server handed it over: its context is built from it on first use."""
+
+    __slots__ = ()
+
+    def build(self) -> RequestContext:
+        """The context, read from the environ as it was when the request came in."""
+        context = context_from_environ(self.kept, self.config)
+        context.native_request = self.native
+        return context
+
+    def apply_start(self, context: RequestContext) -> None:
+        """The status and redirect target of the ``start_response`` kept so far."""
+        response_started(context, self.status, self.headers)
+
+
+def response_started(context: RequestContext, status: str, headers: list[tuple[str, str]]) -> None:
+    """Note the status ``start_response`` was given, and where a redirect sends the client."""
+    try:
+        code = context.status_code = int(status[:3])
+    except ValueError:
+        context.status_code = None
+    else:
+        if 300 <= code < 400:  # where it sends the client, for the outcome rules
+            context.location = next((v for k, v in headers if k.lower() == "location"), None)
+
+
 class AuditMiddleware:
     """Wrap a WSGI application so its requests produce audit records.
-
-    ``context_hook`` (used by framework adapters) is called with the new context and the
-    environ before the app runs.
 
     >>> def app(environ, start_response):
     ...     start_response("204 No Content", [])
@@ -77,42 +107,53 @@ class AuditMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request."""
-        context = context_from_environ(environ)
-        token = bind(context)
+        config = current_settings()
+        if may_audit(environ.get("REQUEST_METHOD", "GET"), config):
+            # built now, from the environ as it comes in: nothing else can see it yet, no lock
+            request = EnvironRequest(environ, environ, config)
+            request.context = request.build()
+        else:
+            # a copy to read later: an inner middleware rewriting the environ (ProxyFix) changes no record
+            request = EnvironRequest(environ, environ.copy(), config)
+        token = bind(request)
 
         def audited_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
-            try:
-                code = context.status_code = int(status[:3])
-            except ValueError:
-                context.status_code = None
-            else:
-                if 300 <= code < 400:  # where it sends the client, for the outcome rules
-                    context.location = next((v for k, v in headers if k.lower() == "location"), None)
-            # The app's authentication has run; the framework's request is still alive.
-            resolve_late(context)
+            # first the raw values, then read context: see LazyContext.open
+            request.status, request.headers = status, headers
+            context = request.context
+            if context is not None:
+                response_started(context, status, headers)
+                # The app's authentication has run; the framework's request is still alive.
+                resolve_late(context)
             return start_response(status, headers, exc_info)
 
         try:
             response = self.app(environ, audited_start_response)
         except BaseException:
-            finish_request(context, failed=True)
+            context = request.end(failed=True)
+            if context is not None:
+                finish_request(context, failed=True)
             raise
         finally:
             unbind(token)
-        return AuditedResponse(response, context)
+        if request.context is None and type(response) is list:
+            # Nothing asked for the context and no app code runs from here: nothing to record.
+            request.end(failed=False)
+            return response
+        return AuditedResponse(response, request)
 
 
 class AuditedResponse:
-    """The app's response iterable, re-binding the context while it is iterated and
+    """The app's response iterable, re-binding the request while it is iterated and
     sending the audit record once, when the server closes it (or iteration fails)."""
 
-    __slots__ = ("_context", "_finished", "_iterator", "_response")
+    __slots__ = ("_finished", "_iterator", "_request", "_response")
 
-    def __init__(self, response: Iterable[bytes], context: RequestContext) -> None:
+    def __init__(self, response: Iterable[bytes], request: LazyContext) -> None:
         self._response = response
-        self._context = context
+        self._request = request
         self._iterator: Iterator[bytes] | None = None
         self._finished = False
 
@@ -123,7 +164,7 @@ class AuditedResponse:
         return self
 
     def __next__(self) -> bytes:
-        token = bind(self._context)
+        token = bind(self._request)
         try:
             if self._iterator is None:
                 self._iterator = iter(self._response)
@@ -139,7 +180,7 @@ class AuditedResponse:
 
     def close(self) -> None:
         """Close the app's iterable (PEP 3333) and send the record."""
-        token = bind(self._context)
+        token = bind(self._request)
         try:
             close = getattr(self._response, "close", None)
             if close is not None:
@@ -154,7 +195,9 @@ class AuditedResponse:
     def _finish(self, *, failed: bool) -> None:
         if not self._finished:
             self._finished = True
-            finish_request(self._context, failed=failed)
+            context = self._request.end(failed=failed)
+            if context is not None:
+                finish_request(context, failed=failed)
 
     def __getattr__(self, name: str) -> Any:
         # Servers look for extras such as file_wrapper's attributes on the iterable.

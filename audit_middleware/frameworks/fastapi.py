@@ -43,7 +43,7 @@ except ImportError as exc:  # the one clear message this adapter's users need
     ) from exc
 
 from audit_middleware.capture.asgi import ASGIAuditMiddleware
-from audit_middleware.capture.context import current, set_actor
+from audit_middleware.capture.context import RequestContext, in_request, set_actor, when_open
 from audit_middleware.config import configure
 from audit_middleware.frameworks import users
 from audit_middleware.frameworks.auth import audit_login, audit_login_failed, audit_logout
@@ -120,11 +120,15 @@ class RouteTemplate:
 
 
 def _note_route(scope: Scope) -> None:
-    context = current()
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if context is not None and context.route is None and isinstance(path, str):
-        context.route = path
+    path = getattr(scope.get("route"), "path", None)
+    if not isinstance(path, str):
+        return
+
+    def note(context: RequestContext) -> None:
+        if context.route is None:
+            context.route = path
+
+    when_open(note)  # builds no context: an unaudited request may never need one
 
 
 def actor_from_user(user: Any) -> Actor | None:
@@ -163,7 +167,7 @@ def audit_actor(
         ) from exc
 
     async def audited_user(user: Any = Depends(dependency)) -> Any:  # noqa: B008 - FastAPI's idiom
-        if user is not None and current() is not None:  # an app run without install() is left alone
+        if user is not None and in_request():  # an app run without install() is left alone
             actor = users.guarded(mapper, user)
             if actor is not None:
                 set_actor(actor)

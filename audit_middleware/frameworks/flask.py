@@ -41,7 +41,7 @@ except ImportError:  # optional: without it the actor comes from actor_resolver
     flask_login = None
 
 from audit_middleware import logs
-from audit_middleware.capture.context import RequestContext, current, set_route
+from audit_middleware.capture.context import RequestContext, current, opened, when_open
 from audit_middleware.capture.outcomes import LOGIN_REQUIRED
 from audit_middleware.capture.recorder import finish_request, may_record, record_detected, resolve_late
 from audit_middleware.capture.wsgi import AuditMiddleware
@@ -127,15 +127,19 @@ class AuditExtension:
         app.extensions["audit_middleware"] = self
 
     def _before_request(self) -> None:
-        context = current()
-        if context is not None:
-            _bind(context)
-            context.actor_lookup = self._lookup
+        request = flask.request._get_current_object()  # type: ignore[attr-defined]
+        lookup = self._lookup
+
+        def adopt(context: RequestContext) -> None:
+            _bind(context, request)
+            context.actor_lookup = lookup
+
+        when_open(adopt)  # a request nothing audits gets no context built for it
 
     def _after_request(self, response: flask.Response) -> flask.Response:
         # Runs inside the request context, after the view and before start_response,
         # where the core resolves tenant and project with the configured resolvers.
-        context = current()
+        context = opened()
         if context is not None:
             self._identify(context)
             # a generator streams; any other body is complete, so its record need not wait for close()
@@ -145,8 +149,8 @@ class AuditExtension:
         return response
 
     def _teardown_request(self, exc: BaseException | None) -> None:
-        context = current()
-        if context is None:
+        context = opened()
+        if context is None:  # nothing asked for it: nothing to record
             return
         if exc is not None:
             # An exception that propagates (PROPAGATE_EXCEPTIONS, testing) skips after_request
@@ -159,8 +163,9 @@ class AuditExtension:
             finish_request(context)
 
     def _identify(self, context: RequestContext) -> None:
-        if context.native_request is not flask.request._get_current_object():  # type: ignore[attr-defined]
-            _bind(context)  # an earlier before_request hook answered before ours ran
+        request = flask.request._get_current_object()  # type: ignore[attr-defined]
+        if context.native_request is not request:
+            _bind(context, request)  # an earlier before_request hook answered before ours ran
         if context.actor is None and may_record(context):
             context.actor = users.guarded(self._find_actor)
             context.actor_lookup = None  # looked up: the answer (perhaps nobody) is known
@@ -244,10 +249,9 @@ def _login_page() -> str | None:
         return None
 
 
-def _bind(context: RequestContext) -> None:
-    request = flask.request._get_current_object()  # type: ignore[attr-defined]
+def _bind(context: RequestContext, request: flask.Request) -> None:
     # The real object, not the proxy: resolvers may run after the request context ends.
     context.native_request = request
     rule = request.url_rule
     if rule is not None:
-        set_route(rule.rule)
+        context.route = rule.rule

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from audit_middleware import Actor, ASGIAuditMiddleware, Resource, configure, current, record, set_actor
+from audit_middleware.capture.context import in_request, opened
 from audit_middleware.config import AuditConfig, use_config
 from audit_middleware.sinks import MemorySink
 
@@ -420,3 +421,105 @@ async def test_context_cleared_after_request():
     with pytest.raises(BoomError):
         await run(failing)
     assert current() is None
+
+
+# -- the lazy context of requests not audited by their method ------------------------------
+
+
+async def test_an_unaudited_get_that_asks_nothing_builds_no_context(audit_sink):
+    """A GET whose app never asks for the audit context gets none built, and no record."""
+    seen: list[object] = []
+    app = simple_app(action=lambda scope: seen.append((in_request(), opened())))
+    await run(app, http_scope("GET", "/pods"))
+    assert seen == [(True, None)]
+    assert current() is None
+    assert audit_sink.events == []
+
+
+async def test_a_get_that_records_after_the_response_started_is_audited_with_its_status(audit_sink):
+    """record() after http.response.start (a background task) builds the context then, with the status."""
+
+    async def app(scope, receive, send):
+        await receive()
+        await respond(send, 202)
+        assert opened() is None
+        record("audit_exported", resource=Resource("audit_log"))
+
+    await run(app, http_scope("GET", "/audit/export", headers=[(b"x-request-id", b"req-late")]))
+    (event,) = audit_sink.events
+    assert event.request is not None
+    facts = event.request
+    assert (facts.method, facts.path, facts.status_code) == ("GET", "/audit/export", 202)
+    assert event.request.request_id == "req-late"
+
+
+async def test_set_actor_in_a_get_waits_for_the_context_and_reaches_the_record(audit_sink):
+    """set_actor() in a GET builds no context; a record() after it names that actor."""
+    seen: list[object] = []
+
+    def handle(scope):
+        set_actor(Actor(id="ann"))
+        seen.append(opened())
+        record("read", resource=Resource("pod", "p-1"))
+
+    await run(simple_app(action=handle), http_scope("GET", "/pods/p-1"))
+    assert seen == [None]
+    (event,) = audit_sink.events
+    assert event.actor == Actor(id="ann")
+
+
+async def test_lazy_gets_on_tasks_each_keep_their_own_context(audit_sink):
+    """Concurrent GETs on one loop, each setting its actor and half recording: each record is its own."""
+
+    async def app(scope, receive, send):
+        await receive()
+        name = scope["path"][1:]
+        set_actor(Actor(id=name))
+        await asyncio.sleep(0)  # the other requests set theirs
+        if int(name[1:]) % 2 == 0:
+            record("read", resource=Resource("pod", name))
+        await asyncio.sleep(0)
+        await respond(send)
+
+    await asyncio.gather(*(run(app, http_scope("GET", f"/u{i}")) for i in range(20)))
+    events = sorted(audit_sink.events, key=lambda e: int((e.actor.id or "u0")[1:]))
+    assert [(e.actor.id, e.resource.id, e.request.path) for e in events] == [  # type: ignore[union-attr]
+        (f"u{i}", f"u{i}", f"/u{i}") for i in range(0, 20, 2)
+    ]
+
+
+async def test_a_task_spawned_by_a_get_that_records_after_it_ended_keeps_its_facts(audit_sink):
+    """A task created in a GET (it copies the context) recording after the request ended is sent at
+    once, with the request's path and status."""
+    go = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def later() -> None:
+        await go.wait()
+        record("restart", resource=Resource("pod", "p-1"))
+
+    async def app(scope, receive, send):
+        await receive()
+        tasks.append(asyncio.get_running_loop().create_task(later()))
+        await respond(send)
+
+    await run(app, http_scope("GET", "/pods/p-1"))
+    assert audit_sink.events == []
+    go.set()
+    await tasks[0]
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert (event.request.method, event.request.path, event.request.status_code) == ("GET", "/pods/p-1", 200)
+
+
+async def test_the_record_reads_the_scope_as_the_server_gave_it(audit_sink):
+    """An inner app replacing scope entries (proxy headers) before the GET records changes no fact."""
+
+    def handle(scope):
+        scope["client"] = ("198.51.100.99", 1)
+        record("read", resource=Resource("pod", "p-1"))
+
+    await run(simple_app(action=handle), http_scope("GET", "/pods/p-1"))
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert event.request.client_ip == "192.0.2.20"

@@ -8,12 +8,13 @@ import contextvars
 import re
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from audit_middleware import AuditError, Resource, audit_context, record
 from audit_middleware.capture import context as ctx
+from audit_middleware.capture.active import current_settings
 from audit_middleware.capture.changes import ChangeGroup, row_change
 from audit_middleware.capture.clientip import ProxyTrust
 from audit_middleware.capture.context import (
@@ -407,3 +408,119 @@ def test_the_context_ends_with_its_block(audit_sink):
     record("restart")
     assert audit_sink.events[0].actor == SYSTEM_ACTOR
     assert make_environ()  # the helpers still build requests normally
+
+
+# -- the lazy stand-in a middleware binds ---------------------------------------------------
+
+
+class CountingRequest(ctx.LazyContext):
+    """A stand-in whose context is a fixed GET, counting how often it is built."""
+
+    __slots__ = ()
+    builds: ClassVar[list[RequestContext]] = []
+
+    def build(self) -> RequestContext:
+        context = RequestContext(method="GET", path=self.kept["path"])
+        CountingRequest.builds.append(context)
+        return context
+
+    def apply_start(self, context: RequestContext) -> None:
+        context.status_code = self.status
+
+
+def lazy(path: str = "/pods") -> CountingRequest:
+    CountingRequest.builds.clear()
+    return CountingRequest(None, {"path": path}, current_settings())
+
+
+def test_a_lazy_context_is_built_once_on_first_use_and_takes_the_response_start():
+    """current() builds the context the first time, with the status kept so far; later calls get the same."""
+    stand_in = lazy()
+    stand_in.status = 204
+    token = bind(stand_in)
+    try:
+        assert ctx.opened() is None
+        first = current()
+        assert first is not None
+        assert (first.path, first.status_code) == ("/pods", 204)
+        assert current() is first
+        assert ctx.opened() is first
+    finally:
+        unbind(token)
+    assert CountingRequest.builds == [first]
+
+
+def test_hooks_and_setters_wait_for_the_context_and_apply_in_order():
+    """set_actor, set_tenant, set_project, set_route and when_open hooks build nothing; on first use
+    they apply in the order they were called."""
+    stand_in = lazy()
+    token = bind(stand_in)
+    try:
+        set_actor(Actor(id="first"))
+        set_tenant("acme", project="web")
+        set_route("/pods/<pod_id>")
+        set_actor(Actor(id="ann"))
+        set_project("api")
+        assert ctx.when_open(lambda context: setattr(context, "login_path", "/login")) is True
+        assert CountingRequest.builds == []
+        context = current()
+        assert context is not None
+        assert context.actor == Actor(id="ann")
+        assert (context.tenant, context.project) == (Scope("acme"), Scope("api"))
+        assert (context.route, context.login_path) == ("/pods/<pod_id>", "/login")
+        ctx.when_open(lambda built: setattr(built, "route", "/now"))  # built already: runs at once
+        assert context.route == "/now"
+    finally:
+        unbind(token)
+
+
+def test_a_lazy_context_built_after_its_request_failed_is_finished_with_a_500():
+    """A context first asked for after the request ended (a thread it started) is finished, so its
+    records go out at once, and a failed request reads as 500."""
+    stand_in = lazy()
+    stand_in.status = 200
+    assert stand_in.end(failed=True) is None
+    context = stand_in.open()
+    assert context.finished is True
+    assert context.status_code == 500
+
+
+def test_threads_asking_at_once_get_one_context():
+    """Several threads of one request building its context at the same moment all get the same one."""
+    stand_in = lazy()
+    barrier = threading.Barrier(8, timeout=10)
+    got: list[RequestContext] = []
+
+    def ask() -> None:
+        barrier.wait()
+        got.append(stand_in.open())
+
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(ask,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 8
+    assert all(context is got[0] for context in got)
+    assert len(CountingRequest.builds) == 1
+
+
+def test_outside_a_request_nothing_is_bound():
+    """opened() and in_request() say there is no request, and when_open runs nothing."""
+    ran: list[object] = []
+    assert ctx.opened() is None
+    assert ctx.in_request() is False
+    assert ctx.when_open(ran.append) is False
+    assert ran == []
+
+
+def test_audit_context_in_a_lazy_request_starts_from_what_was_set():
+    """audit_context() inside an unbuilt request builds it and starts from its actor."""
+    token = bind(lazy())
+    try:
+        set_actor(Actor(id="ann"))
+        with audit_context() as scope:
+            assert scope.actor == Actor(id="ann")
+            assert ctx.in_request() is False
+    finally:
+        unbind(token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import sys
 import threading
@@ -11,8 +12,10 @@ from wsgiref.validate import WSGIWarning
 
 import pytest
 
+import audit_middleware
 from audit_middleware import Actor, Resource, Rule, config, configure, current, record, set_actor
 from audit_middleware.capture.clientip import ProxyTrust
+from audit_middleware.capture.context import in_request, opened
 from audit_middleware.capture.wsgi import AuditMiddleware
 from tests.wsgi_support import make_environ, request, serve, serve_unguarded, simple_app, wrap
 
@@ -495,3 +498,182 @@ def test_a_dropped_generator_response_is_recorded_once(audit_sink):
     del result
     gc.collect()
     assert len(audit_sink.events) == 1
+
+
+# -- the lazy context of requests not audited by their method ------------------------------
+
+
+def test_an_unaudited_get_that_asks_nothing_builds_no_context(audit_sink):
+    """A GET whose app never asks for the audit context gets none built, and its list comes back as is."""
+    seen: list[object] = []
+    body = [b"ok"]
+
+    def app(environ, start_response):
+        seen.append((in_request(), opened()))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body
+
+    result = AuditMiddleware(app)(make_environ("GET", "/pods"), lambda status, headers, exc_info=None: None)
+    assert result is body
+    assert seen == [(True, None)]
+    assert current() is None
+    audit_middleware.flush()
+    assert audit_sink.events == []
+
+
+def test_a_get_that_records_while_streaming_is_audited_with_its_status(audit_sink):
+    """record() in a streamed GET, after start_response, builds the context then, with the status."""
+
+    def app(environ, start_response):
+        start_response("203 Non-Authoritative Information", [("Content-Type", "text/plain")])
+        yield b"part"
+        assert opened() is None  # nothing asked yet
+        record("audit_exported", resource=Resource("audit_log"))
+        yield b"rest"
+
+    response = request(app, "GET", "/audit/export", headers={"X-Request-ID": "req-late"})
+    assert response.body == b"partrest"
+    (event,) = audit_sink.events
+    assert event.action.id == "audit_exported"
+    assert event.outcome == "success"
+    assert event.request is not None
+    facts = event.request
+    assert (facts.method, facts.path, facts.status_code) == ("GET", "/audit/export", 203)
+    assert event.request.request_id == "req-late"
+
+
+def test_set_actor_in_a_get_waits_for_the_context_and_reaches_the_record(audit_sink):
+    """set_actor() in a GET builds no context; a record() after it names that actor, the last one set."""
+    seen: list[object] = []
+
+    def handle(environ):
+        set_actor(Actor(id="first"))
+        set_actor(Actor(id="ann"))
+        seen.append(opened())
+        record("read", resource=Resource("pod", "p-1"))
+        seen.append(opened().actor)  # type: ignore[union-attr]
+
+    request(simple_app(action=handle), "GET", "/pods/p-1")
+    assert seen == [None, Actor(id="ann")]
+    (event,) = audit_sink.events
+    assert event.actor == Actor(id="ann")
+
+
+def test_a_get_that_records_then_raises_is_a_500_failure(audit_sink):
+    """The late-built context of a GET still records the app's exception as a 500 failure."""
+
+    def app(environ, start_response):
+        record("read", resource=Resource("pod", "p-1"))
+        raise BoomError
+
+    with pytest.raises(BoomError):
+        request(app, "GET", "/pods/p-1")
+    (event,) = audit_sink.events
+    assert event.outcome == "failure"
+    assert event.request is not None
+    assert event.request.status_code == 500
+
+
+def test_a_record_from_a_thread_after_a_get_answered_is_sent_with_the_requests_facts(audit_sink):
+    """A thread started by a GET (on a copy of its context) that records after the response
+    gets the context built then, finished: the record is sent at once, with status and path."""
+    started = threading.Event()
+    go = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def later() -> None:
+        started.set()
+        go.wait(10)
+        record("restart", resource=Resource("pod", "p-1"))
+
+    def handle(environ):
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(later,))
+        threads.append(thread)
+        thread.start()
+        started.wait(10)
+
+    request(simple_app(action=handle), "GET", "/pods/p-1")
+    audit_middleware.flush()
+    assert audit_sink.events == []
+    go.set()
+    threads[0].join(10)
+    (event,) = audit_sink.events
+    assert event.action.id == "restart"
+    assert event.request is not None
+    assert (event.request.method, event.request.path, event.request.status_code) == ("GET", "/pods/p-1", 200)
+
+
+def test_a_nested_get_records_only_its_own_request(audit_sink):
+    """An inner wrapped app that records in a GET gets its own context; the outer GET stays unbuilt."""
+    outer_saw: list[object] = []
+    inner = AuditMiddleware(simple_app(action=lambda environ: record("read", resource=Resource("pod", "in"))))
+
+    def outer(environ, start_response):
+        inner_environ = make_environ("GET", "/inner")
+        result = inner(inner_environ, lambda status, headers, exc_info=None: None)
+        b"".join(result)
+        result.close()  # type: ignore[attr-defined]
+        outer_saw.append(opened())
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    request(outer, "GET", "/outer")
+    assert outer_saw == [None]
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert event.request.path == "/inner"
+
+
+def test_lazy_gets_on_threads_each_keep_their_own_context(audit_sink):
+    """Concurrent GETs, each setting its actor and half of them recording: each record is its own."""
+    all_inside = threading.Barrier(8, timeout=10)
+
+    def handle(environ):
+        name = environ["PATH_INFO"][1:]
+        set_actor(Actor(id=name))
+        all_inside.wait()
+        if int(name[1:]) % 2 == 0:
+            record("read", resource=Resource("pod", name))
+
+    stack = wrap(simple_app(action=handle))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)
+        threads = [
+            threading.Thread(target=serve_unguarded, args=(stack, make_environ("GET", f"/u{i}")))
+            for i in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    events = sorted(audit_sink.events, key=lambda e: e.actor.id or "")
+    assert [(e.actor.id, e.resource.id, e.request.path) for e in events] == [  # type: ignore[union-attr]
+        (f"u{i}", f"u{i}", f"/u{i}") for i in (0, 2, 4, 6)
+    ]
+
+
+def test_the_record_reads_the_environ_as_the_server_gave_it(audit_sink):
+    """An inner middleware rewriting the environ (ProxyFix-like) before the GET records changes no fact."""
+
+    def handle(environ):
+        environ["REMOTE_ADDR"] = "198.51.100.99"
+        environ["PATH_INFO"] = "/rewritten"
+        record("read", resource=Resource("pod", "p-1"))
+
+    request(simple_app(action=handle), "GET", "/pods/p-1")
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert (event.request.client_ip, event.request.path) == ("192.0.2.10", "/pods/p-1")
+
+
+def test_the_actor_resolver_gets_the_servers_environ_in_a_lazy_get(audit_sink):
+    """The resolvers of a late-built context receive the live environ, with what the app put there."""
+    configure(sink=audit_sink, actor_resolver=lambda environ: Actor(id=environ.get("app.user")))
+
+    def handle(environ):
+        environ["app.user"] = "ann"
+        record("read", resource=Resource("pod", "p-1"))
+
+    request(simple_app(action=handle), "GET", "/pods/p-1")
+    (event,) = audit_sink.events
+    assert event.actor.id == "ann"

@@ -12,7 +12,8 @@ flask_login = pytest.importorskip("flask_login")
 
 from flask.testing import FlaskClient  # noqa: E402
 
-from audit_middleware import Actor, configure, record, set_actor  # noqa: E402
+from audit_middleware import Actor, Resource, configure, record, set_actor  # noqa: E402
+from audit_middleware.capture.context import in_request, opened  # noqa: E402
 from audit_middleware.capture.wsgi import AuditMiddleware  # noqa: E402
 from audit_middleware.frameworks.flask import (  # noqa: E402
     AuditExtension,
@@ -465,3 +466,40 @@ def test_a_streamed_response_is_recorded_when_it_ends(stock_client: FlaskClient)
         assert response.get_data() == b"ab"
         response.close()
     assert len(events) == 1
+
+
+def test_a_get_that_records_gets_the_route_request_and_user(app: flask.Flask, events: CapturedEvents) -> None:
+    """A GET view that records builds its context then: the record has the URL rule, flask-login's
+    (token) user and the tenant, as a POST would."""
+    seen: list[object] = []
+
+    @app.get("/pods/<pod_id>/logs")
+    def logs(pod_id: str) -> str:
+        seen.append(opened())
+        record("audit_exported", resource=Resource("pod", pod_id))
+        return "ok"
+
+    assert app.test_client().get("/pods/p-9/logs", headers=ALICE_TOKEN).status_code == 200
+    assert seen == [None]  # nothing had asked before the view
+    document = only(events)
+    assert document["audit"]["http"]["route"] == "/pods/<pod_id>/logs"
+    assert document["user"]["id"] == "u-1"
+    assert document["organization"] == {"id": "acme"}
+    assert document["http"]["response"]["status_code"] == 200
+
+
+def test_an_unaudited_get_builds_no_context_through_the_extension(
+    app: flask.Flask, events: CapturedEvents
+) -> None:
+    """The extension's hooks leave a GET nobody audits without a context, from the first hook to teardown."""
+    seen: list[object] = []
+
+    @app.get("/quiet")
+    def quiet() -> str:
+        seen.append((in_request(), opened()))
+        return "ok"
+
+    app.teardown_request(lambda exc: seen.append(opened()))
+    assert app.test_client().get("/quiet", headers=ALICE_TOKEN).status_code == 200
+    assert seen == [(True, None), None]
+    assert events == []

@@ -14,7 +14,7 @@ from django.middleware.common import CommonMiddleware
 from django.shortcuts import resolve_url
 
 from audit_middleware.capture.changes import settle
-from audit_middleware.capture.context import RequestContext, bind, current, unbind
+from audit_middleware.capture.context import Bound, RequestContext, bind, current, unbind
 from audit_middleware.capture.recorder import finish_request, may_record, resolve_late
 from audit_middleware.capture.wsgi import context_from_environ
 from audit_middleware.frameworks import users
@@ -137,7 +137,7 @@ class AuditMiddleware:
         else:
             finish_request(context, failed=failed)
 
-    def _begin(self, request: Any) -> tuple[RequestContext, Token[RequestContext | None] | None]:
+    def _begin(self, request: Any) -> tuple[RequestContext, Token[Bound] | None]:
         context = current()
         token = None
         if context is None:
