@@ -28,6 +28,7 @@ COUNTERS = (
     "already_stored",
     "fallback",
     "refused",
+    "checkpoints_delivered",
 )
 
 
@@ -47,6 +48,8 @@ class DeliveryMetrics:
     """Re-sent records found in an earlier backing index, and not written again."""
     fallback: int = 0
     refused: int = 0
+    checkpoints_delivered: int = 0
+    """The chains' checkpoints stored (``delivered`` counts audit records only)."""
     healthy: bool = True
     last_error: str | None = None
     degraded_since: float | None = None

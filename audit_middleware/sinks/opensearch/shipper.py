@@ -68,6 +68,7 @@ class Shipper(BackgroundWorker[AuditEvent]):
         fallback: LastResort,
         durable: bool = False,
         extra: Callable[[bool], list[Item]] | None = None,
+        checkpoint_index: str | None = None,
     ) -> None:
         super().__init__(
             "audit-middleware-shipper",
@@ -86,6 +87,8 @@ class Shipper(BackgroundWorker[AuditEvent]):
         self._durable = durable
         # more items to send with each batch (the chains' checkpoints); True: the process is ending
         self._extra = extra or (lambda _final: [])
+        # items sent there are checkpoints: counted apart, so "delivered" counts audit records
+        self._checkpoint_index = checkpoint_index
         self._ready_error: str | None = "not checked yet"
         self._failures = 0
         self._in_flight: list[Item] = []
@@ -289,9 +292,14 @@ class Shipper(BackgroundWorker[AuditEvent]):
         if not stored:
             return items
         found = [item for item in items if item.uncertain and item.id in stored]
-        self._metrics.add("delivered", len(found))
+        self._count_delivered(found)
         self._metrics.add("already_stored", len(found))
         return [item for item in items if not (item.uncertain and item.id in stored)]
+
+    def _count_delivered(self, items: list[Item]) -> None:
+        checkpoints = sum(1 for item in items if item.index == self._checkpoint_index)
+        self._metrics.add("delivered", len(items) - checkpoints)
+        self._metrics.add("checkpoints_delivered", checkpoints)
 
     def _send_splitting(self, items: list[Item], timeout: float | None = None) -> list[Item]:
         """One bulk request; a 413 splits the batch in halves. Returns items to retry."""
@@ -306,7 +314,8 @@ class Shipper(BackgroundWorker[AuditEvent]):
             middle = len(items) // 2
             halves = items[:middle], items[middle:]
             return self._send_splitting(halves[0], timeout) + self._send_splitting(halves[1], timeout)
-        self._metrics.add("delivered", len(outcome.delivered) + len(outcome.conflicts))
+        self._count_delivered(outcome.delivered)
+        self._count_delivered(outcome.conflicts)
         self._metrics.add("conflicts", len(outcome.conflicts))
         for rejection in outcome.rejected:
             self._dead_letter(rejection.item, rejection.status, rejection.reason)

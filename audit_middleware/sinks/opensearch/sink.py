@@ -155,6 +155,7 @@ class OpenSearchSink(Sink):
             fallback=self.fallback,
             durable=self.durable,
             extra=lambda final: self.chains.take_items(final=final),
+            checkpoint_index=checkpoints_stream(self.settings.prefix),
         )
         shipper.start()
         # a forked worker (gunicorn) replaced the signal handlers its parent had: chain again
