@@ -674,7 +674,9 @@ def _sqlite_plan(path: Path, query: AuditQuery, counting: bool) -> tuple[str, in
         return "(matches nothing: no query)", 0
     select, params = where.select("1" if counting else "document")
     if counting:
-        sql, params = f"SELECT count(*) FROM ({select} LIMIT ?)", [*params, BOUNDED_COUNT_LIMIT]
+        # as SQLiteStore._count: a count reads along its first full-text set
+        counted = sqlite_store._by_full_text(where, select)
+        sql, params = f"SELECT count(*) FROM ({counted} LIMIT ?)", [*params, BOUNDED_COUNT_LIMIT + 1]
     else:
         sql = f"{select} ORDER BY unix_ms DESC, event_id DESC LIMIT ?"
         params = [*params, query.page_size + 1]
