@@ -194,9 +194,8 @@ class SQLiteChain:
     clock: Callable[[], float] = time.time
     _unpublished: list[Checkpoint] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _last_written: tuple[int, int, int] | None = (
-        None  # (seq, checkpoint seq, checkpoint ms) of this process's last write
-    )
+    # (seq, checkpoint seq, checkpoint ms) of the head this process last wrote
+    _last_written: tuple[int, int, int] | None = None
 
     def insert(
         self,

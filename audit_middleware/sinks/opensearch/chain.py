@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audit_middleware.model.chain import GENESIS, with_link
+from audit_middleware.model.chain import GENESIS, prepared_for_link, set_link
 from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.model.timestamps import format_timestamp
 from audit_middleware.sinks.chain import ChainPolicy
@@ -124,14 +124,19 @@ class ShipperChains:
 
     # -- linking ----------------------------------------------------------------
 
-    def link(self, document: dict[str, Any], stream: str, tier: str) -> None:
-        """Give ``document`` (bound for ``stream``) its place in this process's chain of ``tier``."""
+    def link(self, document: dict[str, Any], stream: str, tier: str) -> dict[str, Any]:
+        """Give ``document`` (bound for ``stream``) its place in this process's chain of ``tier``;
+        returns it as it is to be sent (``model.chain.prepared_for_link``: a document holding
+        values JSON does not have, a ``Decimal`` say, is replaced by what its JSON reads back
+        as, so its digest is of what ``verify`` will read)."""
+        document, digest = prepared_for_link(document)  # outside the lock: no head needed
         with self._lock:
             head = self._head(tier, stream)
-            link = with_link(document, head.chain, head.seq + 1, head.hash)
+            link = set_link(document, head.chain, head.seq + 1, head.hash, digest)
             head.seq, head.hash = link.seq, link.hash
             self._checkpoint_if_due(head, force=False)
             self._persist(head)  # one pwrite: it survives the process, as the spool does
+        return document
 
     def _head(self, tier: str, stream: str) -> _Head:
         key = f"{tier}"

@@ -171,9 +171,8 @@ class OpenSearchSink(Sink):
         tier = self.router.tier_for(tenant)
         document["audit"]["tier"] = tier
         stream = self.router.data_stream_for(tier)
-        self.chains.link(
-            document, stream, tier
-        )  # after redaction, on the shipper (see sinks.opensearch.chain)
+        # after redaction, on the shipper (see sinks.opensearch.chain)
+        document = self.chains.link(document, stream, tier)
         return Item(stream, event.id, dumps(document))
 
     def emit(self, event: AuditEvent) -> None:

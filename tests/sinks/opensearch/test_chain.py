@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
 import pytest
 
-from audit_middleware.model.chain import link_of
+from audit_middleware.model.chain import content_digest, link_hash, link_of
 from audit_middleware.model.checkpoints import Signer, generate_key_pem
+from audit_middleware.model.encoding import dumps
 from audit_middleware.sinks.anchor import FileAnchor
 from audit_middleware.sinks.chain import ChainPolicy
 from audit_middleware.sinks.opensearch.chain import ShipperChains
@@ -112,3 +114,16 @@ def test_the_final_take_checkpoints_every_chain_end(tmp_path: Path):
     ]
     assert chains.take_items(final=True) == []  # nothing new: no empty checkpoint
     assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 3  # each one anchored when made
+
+
+def test_a_document_with_values_json_lacks_is_linked_as_it_will_be_read(tmp_path: Path):
+    """A Decimal (an ORM change's price, say) neither stops the link nor breaks it: the document
+    sent is what its JSON reads back as, and its hash follows from that."""
+    chains = _chains(tmp_path)
+    document = {"event": {"id": "e"}, "audit": {"details": {"price": Decimal("9.90")}}}
+    sent = chains.link(document, "audit-standard", "standard")
+    read_back = orjson.loads(dumps(sent))
+    link = link_of(read_back)
+    assert link is not None
+    assert read_back["audit"]["details"]["price"] == "9.90"
+    assert link.hash == link_hash(link.prev, content_digest(read_back))
