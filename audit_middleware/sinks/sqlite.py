@@ -40,9 +40,10 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from audit_middleware import logs
 from audit_middleware.errors import AuditDeliveryError
@@ -61,6 +62,8 @@ from audit_middleware.sqlite.retention import SQLiteRetention
 from audit_middleware.sqlite.schema import insert_only
 
 __all__ = ["SQLiteSink"]
+
+T = TypeVar("T")
 
 _WRITE_BATCH = 1000  # rows per transaction
 _IDLE_EVERY = 1.0  # seconds without records before the writer asks whether a checkpoint is due
@@ -301,15 +304,7 @@ class SQLiteSink(Sink):
         if self._pool_closed:
             return
         with self._pool.borrow() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self.chain.checkpoint(conn, force=force)
-            except BaseException:
-                conn.rollback()
-                self.chain.rolled_back()
-                raise
-            conn.execute("COMMIT")
-        self.chain.committed()
+            _chain_transaction(conn, self.chain, lambda: self.chain.checkpoint(conn, force=force))
 
     def __enter__(self) -> SQLiteSink:
         return self
@@ -342,16 +337,23 @@ def _write_transaction(conn: sqlite3.Connection, rows: Sequence[Row], chain: SQL
     """Store one batch in one transaction, linked to the store's hash chain; returns how
     many rows were new.
 
-    The only place the writer opens a transaction: work that must commit or roll back
-    with a batch belongs here, between the insert and the commit.
+    The only place the writer opens a transaction for rows: work that must commit or roll
+    back with a batch belongs here, between the insert and the commit.
     """
+    # links the rows to the chain in this transaction
+    return _chain_transaction(conn, chain, lambda: chain.insert(conn, rows))
+
+
+def _chain_transaction(conn: sqlite3.Connection, chain: SQLiteChain, work: Callable[[], T]) -> T:
+    """Run ``work`` in one write transaction; the chain's checkpoints of it are published
+    after the commit, or forgotten when it rolls back."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        inserted = chain.insert(conn, rows)  # links the rows to the chain in this transaction
+        result = work()
         conn.execute("COMMIT")
     except BaseException:
         conn.rollback()
         chain.rolled_back()
         raise
     chain.committed()
-    return inserted
+    return result
