@@ -431,40 +431,40 @@ def _document_csv(
 ) -> Iterator[bytes]:
     """The CSV export of ``documents`` as ``_chunked`` would make it from ``document_csv_row``
     lines, byte for byte, formatted and written ``_BATCH_ROWS`` rows at a time."""
+    yield (UTF8_BOM if bom else b"") + next(_csv_text(())).encode("utf-8")
+    yield from _joined(_csv_blocks(documents), progress)
+
+
+def _csv_blocks(documents: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, int]]:
+    """The CSV text of ``documents`` ``_BATCH_ROWS`` rows at a time, with its row count.
+
+    On a failure the rows formatted before it are counted (with no text), as ``_chunked``
+    counts the lines made before one fails.
+    """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    yield (UTF8_BOM if bom else b"") + buffer.getvalue().encode("utf-8")
-    buffer.seek(0)
-    buffer.truncate()
+    writerows = csv.writer(buffer, lineterminator="\r\n").writerows
     labels: dict[Any, str] = {}
     batch: list[list[str]] = []
-    rows = 0
-    reported = 0
     try:
         for document in documents:
             batch.append(_document_cells(document, labels))
-            if len(batch) < _BATCH_ROWS:
-                continue
-            _write_block(batch, buffer, writer.writerows)
-            rows += len(batch)
-            batch.clear()
-            if buffer.tell() >= _CHUNK_CHARS:
-                yield buffer.getvalue().encode("utf-8", errors="replace")
-                buffer.seek(0)
-                buffer.truncate()
-            if progress is not None and rows - reported >= _PROGRESS_EVERY:
-                progress(rows - reported)
-                reported = rows
-        _write_block(batch, buffer, writer.writerows)
-        rows += len(batch)
-        batch.clear()
-        if buffer.tell():
-            yield buffer.getvalue().encode("utf-8", errors="replace")
-    finally:
-        # as _chunked: the rows formatted so far, also on failure or an early close
-        if progress is not None and rows + len(batch) > reported:
-            progress(rows + len(batch) - reported)
+            if len(batch) >= _BATCH_ROWS:
+                yield _block(batch, buffer, writerows), len(batch)
+                batch.clear()
+        if batch:
+            yield _block(batch, buffer, writerows), len(batch)
+    except Exception:
+        yield "", len(batch)  # _write_block left the rows done before the failing one
+        raise
+
+
+def _block(rows: list[list[str]], buffer: io.StringIO, writerows: Callable[[list[list[str]]], object]) -> str:
+    """``rows`` written as CSV (``_write_block``), and the buffer emptied."""
+    _write_block(rows, buffer, writerows)
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text
 
 
 def document_chunks(
@@ -548,15 +548,21 @@ def _chunked(
     """``lines`` (the CSV header first) joined into chunks of about ``_CHUNK_CHARS``."""
     if format == "csv":
         yield (UTF8_BOM if bom else b"") + next(lines).encode("utf-8")
+    yield from _joined(((line, 1) for line in lines), progress)
+
+
+def _joined(pieces: Iterable[tuple[str, int]], progress: Callable[[int], None] | None) -> Iterator[bytes]:
+    """Texts, each with the rows it holds, joined into chunks of about ``_CHUNK_CHARS``;
+    ``progress`` is told of the rows every ``_PROGRESS_EVERY``."""
     rows = 0
     reported = 0
     chunk: list[str] = []
     size = 0
     try:
-        for line in lines:
-            chunk.append(line)
-            size += len(line)
-            rows += 1
+        for text, count in pieces:
+            chunk.append(text)
+            size += len(text)
+            rows += count
             if size >= _CHUNK_CHARS:
                 yield "".join(chunk).encode("utf-8", errors="replace")
                 chunk.clear()
