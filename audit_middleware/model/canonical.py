@@ -60,15 +60,14 @@ def canonical_bytes(value: Any) -> bytes:
     Raises ``CanonicalizationError`` for NaN, infinities and lone surrogates, which no
     JSON document read back from a store contains.
     """
-    try:
-        fast = orjson.dumps(value, option=_SORTED)
-    except (orjson.JSONEncodeError, TypeError):  # a huge integer, a lone surrogate, an odd type
-        fast = None
-    if fast is not None:
-        if _plain_output(fast):
-            return fast
-        if _plain(value):  # null, or text that only looks like a float: the walk decides
-            return fast
+    plain = plain_canonical_bytes(value)
+    if plain is not None:
+        return plain
+    if _plain(value):  # null, or text that only looks like a float: the walk decides
+        try:
+            return orjson.dumps(value, option=_SORTED)
+        except orjson.JSONEncodeError:  # a lone surrogate: the reference encoder says why
+            pass
     try:
         return rfc8785.dumps(value)
     except rfc8785.IntegerDomainError:
