@@ -16,9 +16,13 @@ digit has nothing to look for, and text made only of such words matches nothing.
 The pattern ``{prefix}-*`` covers every tier's data stream; pick prefixes so that one
 is not the start of another (``audit`` and ``audit-eu`` would overlap).
 
-Results are newest first (``@timestamp`` then ``event.id``, both descending) and pages
-continue with ``search_after``; the backing indices are sorted the same way
-(``opensearch.templates``), so a page stops at the first matches of each segment.
+Results are newest first (``@timestamp`` then ``event.id``, both descending); the
+backing indices are sorted the same way (``opensearch.templates``). A page asks the node
+for its hits sorted by ``@timestamp`` alone: a sort on the index sort's first key lets
+each segment stop at its first matches, which a keyword second key prevents (measured
+4 ms against 1 ms of ``took`` for a tenant's first page at a million records). The
+store orders the hits of one millisecond by ``event.id`` itself, and asks again, for
+that millisecond only, when the page ends inside it (see ``_page_hits``).
 ``iterate()`` and the export pin a point in time so a long export sees one consistent
 snapshot, and fall back to plain ``search_after`` on clusters without the point-in-time
 API. The export reads the stored documents themselves, whole: ``_source`` includes
@@ -96,6 +100,8 @@ SORT: list[dict[str, Any]] = [
     {"@timestamp": {"order": "desc", "unmapped_type": "date"}},
     {"event.id": {"order": "desc", "unmapped_type": "keyword"}},
 ]
+# A page's sort: the index sort's first key alone, so each segment stops early.
+_TIME_SORT: list[dict[str, Any]] = [SORT[0]]
 _ASCENDING: list[dict[str, Any]] = [
     {"@timestamp": {"order": "asc", "unmapped_type": "date"}},
     {"event.id": {"order": "asc", "unmapped_type": "keyword"}},
@@ -262,19 +268,39 @@ def filter_query(query: AuditQuery) -> dict[str, Any]:
 
 
 def search_body(query: AuditQuery) -> dict[str, Any]:
-    """The body of the ``_search`` request for one page of ``query``.
+    """The body of the main ``_search`` request for one page of ``query``.
 
-    One hit more than the page size is asked for, so the page knows whether another follows.
+    Sorted by ``@timestamp`` alone (see the module docstring), after the cursor's
+    millisecond when there is one. Two hits more than the page size are asked for: one
+    tells whether another page follows, the other whether the page ends inside a
+    millisecond whose other records the answer may lack.
     """
     body: dict[str, Any] = {
         "query": filter_query(query),
-        "sort": SORT,
-        "size": query.page_size + 1,
+        "sort": _TIME_SORT,
+        "size": query.page_size + 2,
         "track_total_hits": False,
     }
     if query.cursor is not None:
-        body["search_after"] = [query.cursor.unix_ms, query.cursor.event_id]
+        body["search_after"] = [query.cursor.unix_ms]
     return body
+
+
+def _millisecond_body(
+    filters: list[dict[str, Any]], unix_ms: int, size: int, below: str | None
+) -> dict[str, Any]:
+    """The records of one millisecond, by ``event.id`` descending (those below ``below`` only)."""
+    moment = {"gte": unix_ms, "lte": unix_ms, "format": "epoch_millis"}
+    clauses = [*filters, {"range": {"@timestamp": moment}}]
+    if below is not None:
+        clauses.append({"range": {"event.id": {"lt": below}}})
+    return {"query": {"bool": {"filter": clauses}}, "sort": SORT, "size": size, "track_total_hits": False}
+
+
+def _page_key(hit: Mapping[str, Any]) -> tuple[int, str]:
+    """(unix ms, event id) of a hit sorted by ``@timestamp`` alone or by both keys."""
+    event = hit.get("_source", {}).get("event") or {}
+    return int(hit["sort"][0]), str(event.get("id") or "")
 
 
 def _checked(answer: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -384,11 +410,39 @@ class OpenSearchStore(AuditStore):
 
     def search(self, query: AuditQuery) -> Page:
         """One page of matching events, newest first; ``next_cursor`` is None on the last page."""
-        hits = _hits(self._request(search_body(query), "search audit events"))
+        hits = self._page_hits(query)
         page, more = hits[: query.page_size], len(hits) > query.page_size
         events = [AuditEvent.from_document(hit["_source"]) for hit in page]
-        cursor = Cursor(*_sort_key(page[-1])).encode() if more and page else None
+        cursor = Cursor(*_page_key(page[-1])).encode() if more and page else None
         return Page(events=events, next_cursor=cursor)
+
+    def _page_hits(self, query: AuditQuery) -> list[dict[str, Any]]:
+        """The first ``page_size + 1`` hits of ``query`` in (``@timestamp``, ``event.id``)
+        descending order, as one sort on both keys would give them.
+
+        The main request sorts by time alone. Its hits after the cursor's millisecond
+        come after the records of that millisecond with a smaller id (asked first, when
+        there is a cursor). Ordered here by both keys, its first ``n`` are exact unless
+        the last of them shares its millisecond with the last hit answered: that
+        millisecond may hold records the answer lacks, so it is asked for on its own.
+        """
+        wanted = query.page_size + 1
+        hits: list[dict[str, Any]] = []
+        if query.cursor is not None:
+            ties = _millisecond_body(_filters(query), query.cursor.unix_ms, wanted, query.cursor.event_id)
+            hits = _hits(self._request(ties, "search audit events"))
+            if len(hits) >= wanted:
+                return hits[:wanted]
+        older = _hits(self._request(search_body(query), "search audit events"))
+        older.sort(key=_page_key, reverse=True)
+        needed = wanted - len(hits)
+        if len(older) == query.page_size + 2:  # a full answer: the node may hold more of its last millisecond
+            boundary = _page_key(older[needed - 1])[0]
+            if _page_key(older[-1])[0] == boundary:
+                same = _millisecond_body(_filters(query), boundary, needed, None)
+                newer = [hit for hit in older[:needed] if _page_key(hit)[0] > boundary]
+                older = newer + _hits(self._request(same, "search audit events"))
+        return hits + older[:needed]
 
     def get(self, tenant: TenantSelector, event_id: str) -> AuditEvent | None:
         """The event ``event_id`` of ``tenant``; None when absent or another tenant's.
