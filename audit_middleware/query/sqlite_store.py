@@ -281,7 +281,6 @@ class _Filter:
 
 _FTS_SEQS = "SELECT rowid FROM events_fts WHERE events_fts MATCH ?"
 _FTS_PROBE = _FTS_SEQS + " LIMIT ?"
-_PROBE_ROWS = 1024  # rowids a probe fetches before it counts the rest
 
 
 def drive_limit(conn: sqlite3.Connection, query: AuditQuery) -> int:
@@ -328,16 +327,13 @@ def _by_full_text(where: _Filter, sql: str) -> str:
 def _small_set(conn: sqlite3.Connection, match: str, limit: int) -> list[int] | None:
     """The rows of the full-text set ``match`` if it has at most ``limit``, else None.
 
-    A first look fetches up to ``_PROBE_ROWS``; a bigger set is counted before it is
-    fetched, so one too big to drive costs no list of rowids (10,000 of them: 6 ms).
+    SQLite hands the rowids over as one JSON array: three times cheaper than a Python
+    row per rowid (10,000 of them: 2.3 against 6.5 ms).
     """
-    first = min(limit, _PROBE_ROWS)
-    seqs = [int(row[0]) for row in conn.execute(_FTS_PROBE, (match, first + 1))]
-    if len(seqs) <= first:
-        return seqs
-    if first == limit or _set_size(conn, match, limit + 1) > limit:
-        return None
-    return [int(row[0]) for row in conn.execute(_FTS_SEQS, (match,))]
+    probe = f"SELECT json_group_array(rowid) FROM ({_FTS_PROBE})"  # noqa: S608 - a constant
+    text = conn.execute(probe, (match, limit + 1)).fetchone()[0]
+    seqs: list[int] = loads(text)
+    return seqs if len(seqs) <= limit else None
 
 
 def _set_size(conn: sqlite3.Connection, match: str, limit: int | None) -> int:
