@@ -23,9 +23,10 @@ from django.test import AsyncClient, Client, RequestFactory, override_settings  
 from django.urls import path  # noqa: E402
 from werkzeug.test import Client as WSGIClient  # noqa: E402
 
-from audit_middleware import Actor, configure, record  # noqa: E402
+from audit_middleware import Actor, Resource, configure, record  # noqa: E402
 from audit_middleware import AuditMiddleware as WSGIAuditMiddleware  # noqa: E402
 from audit_middleware.capture.changes import REGISTRY, Tracking  # noqa: E402
+from audit_middleware.capture.context import opened  # noqa: E402
 from audit_middleware.config import get_config  # noqa: E402
 from audit_middleware.frameworks.django import AuditMiddleware  # noqa: E402
 from audit_middleware.frameworks.django.conf import apply_settings  # noqa: E402
@@ -71,6 +72,17 @@ def ping(request: Any) -> HttpResponse:
     return HttpResponse("pong")
 
 
+def peek(request: Any) -> HttpResponse:
+    """Whether this request's audit context has been built by the time the view runs."""
+    return HttpResponse("built" if opened() is not None else "not built")
+
+
+def noted(request: Any, pod_id: str) -> HttpResponse:
+    """A GET that records an action of its own."""
+    record("restart", resource=Resource("pod", pod_id))
+    return HttpResponse("noted")
+
+
 def _urlpatterns() -> list[Any]:
     from integrations.django_app.urls import urlpatterns  # noqa: PLC0415 - needs the app registry
 
@@ -80,6 +92,8 @@ def _urlpatterns() -> list[Any]:
         path("broken-stream", broken_stream),
         path("async-stream", async_stream),
         path("ping", ping),
+        path("peek", peek),
+        path("pods/<str:pod_id>/noted", noted),
     ]
 
 
@@ -198,6 +212,29 @@ async def test_unaudited_request_leaves_the_user_unloaded(call: Caller, events: 
     assert response.content == b"pong"
     assert "Vary" not in response
     assert events == []
+
+
+@with_test_urls
+async def test_an_unaudited_request_builds_no_context(call: Caller, events: CapturedEvents) -> None:
+    """A GET nothing records in gets no audit context at all; a POST gets one at once."""
+    assert (await call("get", "/peek", **ALICE_TOKEN)).content == b"not built"
+    assert (await call("post", "/peek", **ALICE_TOKEN)).content == b"built"
+    assert [event.action.id for event in events] == ["create"]
+
+
+@with_test_urls
+async def test_a_record_in_a_get_has_its_request(call: Caller, events: CapturedEvents) -> None:
+    """The context a record() builds in a GET still gets the route, the status and the actor."""
+    await call.login("bob", "builder")
+    events.clear()
+    assert (await call("get", "/pods/p-7/noted")).status_code == 200
+    document = only(events)
+    assert document["event"]["action"] == "restart"
+    assert document["audit"]["http"]["route"] == "/pods/<str:pod_id>/noted"
+    assert document["http"]["response"]["status_code"] == 200
+    assert document["http"]["request"]["method"] == "GET"
+    assert document["user"]["name"] == "bob"
+    assert document["organization"] == {"id": "globex"}
 
 
 @with_test_urls

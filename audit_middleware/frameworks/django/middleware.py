@@ -1,9 +1,16 @@
-"""The Django middleware: binds the audit context, finds route and actor, sends the record."""
+"""The Django middleware: binds the audit context, finds route and actor, sends the record.
+
+Like the WSGI and ASGI middlewares it binds a lazy stand-in (``DjangoRequest``): a request
+whose method may be audited gets its context at once; any other gets one only if something
+asks (a ``record()``, an ORM change), so an unaudited GET costs a copy of ``request.META``
+and a ContextVar set and reset.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import Token
+from functools import partial
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -13,9 +20,20 @@ from django.core.exceptions import ImproperlyConfigured
 from django.middleware.common import CommonMiddleware
 from django.shortcuts import resolve_url
 
+from audit_middleware.capture.active import current_settings
 from audit_middleware.capture.changes import settle
-from audit_middleware.capture.context import Bound, RequestContext, bind, current, unbind
-from audit_middleware.capture.recorder import finish_request, may_record, resolve_late
+from audit_middleware.capture.context import (
+    Bound,
+    LazyContext,
+    RequestContext,
+    bind,
+    in_request,
+    opened,
+    unbind,
+    when_open,
+)
+from audit_middleware.capture.recorder import finish_request, may_audit, may_record, resolve_late
+from audit_middleware.capture.settings import CaptureSettings
 from audit_middleware.capture.wsgi import context_from_environ
 from audit_middleware.frameworks import users
 from audit_middleware.frameworks.django.apps import APP_NAMES
@@ -25,6 +43,46 @@ from audit_middleware.frameworks.users import UserMapper
 from audit_middleware.model.event import Actor
 
 __all__ = ["AuditMiddleware", "UserMapper", "actor_from_user"]
+
+# What the response tells a record: status, redirect target, login page, route.
+Outcome = tuple[int | None, str | None, str | None, str | None]
+
+
+class DjangoRequest(LazyContext):
+    """A request this middleware owns; its context is built from ``request.META`` on first use.
+
+    ``status`` holds the ``Outcome`` once the response is known, for a context built later.
+    """
+
+    __slots__ = ("lookup",)
+
+    def __init__(
+        self, request: Any, kept: Any, config: CaptureSettings, lookup: Callable[[], Actor | None]
+    ) -> None:
+        super().__init__(request, kept, config)
+        self.lookup = lookup
+
+    def build(self) -> RequestContext:
+        """The context, read from the request's META as it was when the request came in."""
+        # Under ASGI Django fills request.META like a WSGI environ, so one reader serves both.
+        context = context_from_environ(self.kept, self.config)
+        _adopt(self.native, self.lookup, context)
+        return context
+
+    def apply_start(self, context: RequestContext) -> None:
+        """The outcome of the response, kept by ``_settle`` before anything asked for the context."""
+        context.status_code, context.location, context.login_path, context.route = self.status
+
+
+def _adopt(request: Any, lookup: Callable[[], Actor | None], context: RequestContext) -> None:
+    context.native_request = request
+    # for code that needs the actor before the response (a task queued by the view)
+    context.actor_lookup = lookup
+
+
+def _apply_route(outcome: Outcome, context: RequestContext) -> None:
+    # an outer middleware's context: its own start_response tells the status
+    _, context.location, context.login_path, context.route = outcome
 
 
 class AuditMiddleware:
@@ -68,87 +126,108 @@ class AuditMiddleware:
         """Handle one request (returns a coroutine when the chain is async)."""
         if self._async:
             return self._acall(request)
-        context, token = self._begin(request)
+        lazy, token = self._begin(request)
         try:
             response = self.get_response(request)
         except BaseException:
-            self._settle(request, context, owned=token is not None, failed=True)
+            self._settle(request, lazy, failed=True)
             raise
         else:
-            self._settle(request, context, owned=token is not None, response=response)
+            self._settle(request, lazy, response=response)
             return response
         finally:
             if token is not None:
                 unbind(token)
 
     async def _acall(self, request: Any) -> Any:
-        context, token = self._begin(request)
+        lazy, token = self._begin(request)
         try:
             response = await self.get_response(request)
         except BaseException:  # CancelledError too: a client that left still leaves a record
-            await self._asettle(request, context, owned=token is not None, failed=True)
+            await self._asettle(request, lazy, failed=True)
             raise
         else:
-            await self._asettle(request, context, owned=token is not None, response=response)
+            await self._asettle(request, lazy, response=response)
             return response
         finally:
             if token is not None:
                 unbind(token)
 
-    async def _asettle(self, request: Any, context: RequestContext, **outcome: Any) -> None:
+    async def _asettle(self, request: Any, lazy: DjangoRequest | None, **outcome: Any) -> None:
         settle()  # reads only connection state, no query: fine on the loop
-        if may_record(context):
+        context = lazy.context if lazy is not None else opened()
+        if context is not None and may_record(context):
             # request.user and the app's resolvers may query the database: not on the loop.
-            await sync_to_async(self._settle)(request, context, **outcome)
+            await sync_to_async(self._settle)(request, lazy, **outcome)
         else:
-            self._settle(request, context, **outcome)  # touches neither user nor resolvers
+            self._settle(request, lazy, **outcome)  # touches neither user nor resolvers
+
+    def _outcome(self, request: Any, response: Any) -> Outcome:
+        """Status, redirect target and login page (for the outcome rules) and route of the response."""
+        match = getattr(request, "resolver_match", None)
+        route = None
+        if match is not None and match.route:
+            route = match.route if match.route.startswith("/") else "/" + match.route
+        if response is None:
+            return None, None, None, route
+        status, location, login_path = response.status_code, None, None
+        if status == 404 and self._slash_outside:
+            target = _slash_redirect(request)
+            if target is not None:  # what the client will get: a redirect that adds a slash
+                status, location = 301, target
+        elif 300 <= status < 400:
+            location, login_path = response.get("Location"), _login_path()
+        return status, location, login_path, route
 
     def _settle(
-        self,
-        request: Any,
-        context: RequestContext,
-        *,
-        owned: bool,
-        response: Any = None,
-        failed: bool = False,
+        self, request: Any, lazy: DjangoRequest | None, *, response: Any = None, failed: bool = False
     ) -> None:
-        match = getattr(request, "resolver_match", None)
-        if match is not None and match.route:
-            context.route = match.route if match.route.startswith("/") else "/" + match.route
-        if response is not None:
-            context.status_code = response.status_code
-            if response.status_code == 404 and self._slash_outside:
-                target = _slash_redirect(request)
-                if target is not None:  # what the client will get: a redirect that adds a slash
-                    context.status_code, context.location = 301, target
-            elif 300 <= response.status_code < 400:  # for the outcome rules
-                context.location = response.get("Location")
-                context.login_path = _login_path()
+        outcome = self._outcome(request, response)
         settle()  # changes made in a test case's transaction join the request before it is judged
+        context = lazy.context if lazy is not None else opened()
+        if context is None:  # nothing asked for it: nothing to record, unless something asks later
+            if lazy is None:
+                when_open(partial(_apply_route, outcome))
+            else:
+                lazy.status = outcome
+                lazy.end(failed=failed)
+            return
+        status, location, login_path, route = outcome
+        if route is not None:
+            context.route = route
+        if status is not None:
+            context.status_code = status
+            context.location = location or context.location
+            context.login_path = login_path or context.login_path
         if may_record(context):
             if context.actor is None:
                 context.actor = self._guarded(getattr(request, "user", None))
                 context.actor_lookup = None  # looked up: the answer (perhaps nobody) is known
             resolve_late(context)
-        if not owned:
+        if lazy is None:  # the outer middleware finishes the request
             return
         if response is not None and response.streaming:
             _finish_when_closed(response, context)
         else:
             finish_request(context, failed=failed)
 
-    def _begin(self, request: Any) -> tuple[RequestContext, Token[Bound] | None]:
-        context = current()
-        token = None
-        if context is None:
-            # Under ASGI Django fills request.META like a WSGI environ, so one reader serves both.
-            context = context_from_environ(request.META)
-            token = bind(context)
-        # else an outer audit middleware binds, finishes and unbinds
-        context.native_request = request
-        # for code that needs the actor before the response (a task queued by the view)
-        context.actor_lookup = lambda: self._guarded(getattr(request, "user", None))
-        return context, token
+    def _begin(self, request: Any) -> tuple[DjangoRequest | None, Token[Bound] | None]:
+        lookup = partial(self._user_actor, request)
+        if in_request():  # an outer audit middleware binds, finishes and unbinds
+            when_open(partial(_adopt, request, lookup))
+            return None, None
+        config = current_settings()
+        if may_audit(request.method or "GET", config):
+            # built now, from META as it comes in: nothing else can see it yet
+            lazy = DjangoRequest(request, request.META, config, lookup)
+            lazy.context = lazy.build()
+        else:
+            # a copy to read later: a middleware after this one rewriting META changes no record
+            lazy = DjangoRequest(request, dict(request.META), config, lookup)
+        return lazy, bind(lazy)
+
+    def _user_actor(self, request: Any) -> Actor | None:
+        return self._guarded(getattr(request, "user", None))
 
     def _guarded(self, user: Any) -> Actor | None:
         # An app's mapper bug (or a failing user query) must cost neither the request nor its record.
