@@ -406,7 +406,8 @@ def _scope_from(stored: Mapping[str, Any] | None, originals: Mapping[str, Any] |
 
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None and v != ()}
+    # Callers pass text or None only: the test is `is not None`, the cheapest there is.
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _identity(actor: Actor) -> dict[str, Any]:
