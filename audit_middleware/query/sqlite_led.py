@@ -15,9 +15,10 @@ records), so before the page is trusted one more read looks for what this missed
 of the filter newer than the page's last entry with a rowid below the part of the set
 read so far (one range of the covering time index). Those few are tested against the
 set and join the candidates; anything else newer than the last entry was read already.
-The answer is therefore exactly the one the other plans give. When the set runs out of
-budget before a page is full, or too many such late rows turn up, the plan gives up and
-the caller uses the usual one.
+The answer is therefore exactly the one the other plans give. When the rows read so far
+say the page would need more of the set than its budget (a small tenant's rows in a set
+of all tenants), or too many such late rows turn up, the plan gives up, early, and the
+caller uses the usual one.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def led_first_page(
             return [seq for *_, seq in sorted(found, reverse=True)[:wanted]]
         # the next chunk from the share of rows that passed so far (a quarter more), else 4x
         guess = (wanted - len(found)) * read * 5 // (4 * len(found)) + 16 if found else chunk * 4
+        if read + guess > LEAD_BUDGET if found else read >= 4 * _FIRST_CHUNK:
+            return None  # a rare match (a small tenant in a big set): the walk does better, give up early
         chunk = max(1, min(max(guess, _FIRST_CHUNK), LEAD_BUDGET - read))
     found.sort(reverse=True)
     last_ms, last_id, _ = found[wanted - 1]

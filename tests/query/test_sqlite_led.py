@@ -125,6 +125,25 @@ def test_a_lead_that_gives_up_leaves_the_answer_to_the_walk(
     assert [event.id for event in sqlite_store.search(query).events] == _walked(conn, query)[:50]
 
 
+def test_a_rare_tenant_in_a_big_set_gives_up_early(
+    sqlite_store: SQLiteStore, sqlite_sink: SQLiteSink
+) -> None:
+    """A tenant with one row in a hundred of the set: the lead stops after a few hundred set
+    rows (not its whole budget) and the walk answers."""
+    sqlite_sink.write(
+        make_event(tenant="acme" if n % 100 == 0 else "other", ago_ms=n * MINUTE, user=BUSY)
+        for n in range(6000)
+    )
+    conn = sqlite3.connect(sqlite_store.path)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    query = AuditQuery.build("acme", page_size=50, now=NOW, user="busy")
+    assert _led(conn, query) is None
+    chunks = [sql for sql in statements if "ORDER BY rowid DESC" in sql]
+    assert len(chunks) == 2, "64 rows, then 256, then it gives up"
+    assert [event.id for event in sqlite_store.search(query).events] == _walked(conn, query)[:50]
+
+
 def test_a_set_read_to_its_end_needs_no_second_look(
     sqlite_store: SQLiteStore, sqlite_sink: SQLiteSink
 ) -> None:
