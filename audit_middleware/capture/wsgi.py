@@ -168,26 +168,21 @@ class AuditedResponse:
     def _chunks(self) -> Iterator[bytes]:
         # A generator, and next() with a default: the end of the body raises no StopIteration
         # through Python code (a raise and a catch per response cost about 2 µs).
-        request = self._request
-        token = bind(request)
-        try:
-            iterator = iter(self._response)
-            chunk = next(iterator, _END)
-        except BaseException:
-            self._finish(failed=True)
-            raise
-        finally:
-            unbind(token)
-        while chunk is not _END:
-            yield chunk
-            token = bind(request)  # app code (a generator's) may run for the next chunk
+        request, iterator = self._request, None
+        while True:
+            token = bind(request)  # app code (a generator's) may run for each chunk
             try:
+                if iterator is None:
+                    iterator = iter(self._response)
                 chunk = next(iterator, _END)
             except BaseException:
                 self._finish(failed=True)
                 raise
             finally:
                 unbind(token)
+            if chunk is _END:
+                return
+            yield chunk
 
     def close(self) -> None:
         """Close the app's iterable (PEP 3333) and send the record."""
