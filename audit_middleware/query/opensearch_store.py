@@ -102,6 +102,7 @@ SORT: list[dict[str, Any]] = [
 ]
 # A page's sort: the index sort's first key alone, so each segment stops early.
 _TIME_SORT: list[dict[str, Any]] = [SORT[0]]
+_SHOWN_ROOM = 8  # hits a cursor page asks for beyond its own: the cursor's millisecond, shown already
 _ASCENDING: list[dict[str, Any]] = [
     {"@timestamp": {"order": "asc", "unmapped_type": "date"}},
     {"event.id": {"order": "asc", "unmapped_type": "keyword"}},
@@ -268,12 +269,13 @@ def filter_query(query: AuditQuery) -> dict[str, Any]:
 
 
 def search_body(query: AuditQuery) -> dict[str, Any]:
-    """The body of the main ``_search`` request for one page of ``query``.
+    """The body of the ``_search`` request for one page of ``query``.
 
-    Sorted by ``@timestamp`` alone (see the module docstring), after the cursor's
-    millisecond when there is one. Two hits more than the page size are asked for: one
-    tells whether another page follows, the other whether the page ends inside a
-    millisecond whose other records the answer may lack.
+    Sorted by ``@timestamp`` alone (see the module docstring); after a cursor, from the
+    cursor's own millisecond on, whose records earlier pages showed are left out by the
+    store. Two hits more than the page size are asked for, and a few more after a
+    cursor for those shown ones: one tells whether another page follows, the other
+    whether the page ends inside a millisecond whose other records the answer may lack.
     """
     body: dict[str, Any] = {
         "query": filter_query(query),
@@ -282,7 +284,21 @@ def search_body(query: AuditQuery) -> dict[str, Any]:
         "track_total_hits": False,
     }
     if query.cursor is not None:
-        body["search_after"] = [query.cursor.unix_ms]
+        body["size"] += _SHOWN_ROOM
+        body["search_after"] = [query.cursor.unix_ms + 1]  # the cursor's millisecond included
+    return body
+
+
+def _two_key_body(query: AuditQuery) -> dict[str, Any]:
+    """A page in the (``@timestamp``, ``event.id``) order asked of the node itself: slower, always exact."""
+    body: dict[str, Any] = {
+        "query": filter_query(query),
+        "sort": SORT,
+        "size": query.page_size + 1,
+        "track_total_hits": False,
+    }
+    if query.cursor is not None:
+        body["search_after"] = [query.cursor.unix_ms, query.cursor.event_id]
     return body
 
 
@@ -420,29 +436,32 @@ class OpenSearchStore(AuditStore):
         """The first ``page_size + 1`` hits of ``query`` in (``@timestamp``, ``event.id``)
         descending order, as one sort on both keys would give them.
 
-        The main request sorts by time alone. Its hits after the cursor's millisecond
-        come after the records of that millisecond with a smaller id (asked first, when
-        there is a cursor). Ordered here by both keys, its first ``n`` are exact unless
-        the last of them shares its millisecond with the last hit answered: that
-        millisecond may hold records the answer lacks, so it is asked for on its own.
+        One request sorted by time alone (``search_body``), its hits ordered here by both
+        keys, those an earlier page showed (the cursor's millisecond, up to the cursor)
+        left out. The answer holds every record newer than its oldest millisecond, so the
+        first ``n`` are exact unless the ``n``-th is of that millisecond: then that
+        millisecond, which may hold records the answer lacks, is asked for on its own.
+        When the shown records left too few, the node is asked in the two-key order.
         """
         wanted = query.page_size + 1
-        hits: list[dict[str, Any]] = []
-        if query.cursor is not None:
-            ties = _millisecond_body(_filters(query), query.cursor.unix_ms, wanted, query.cursor.event_id)
-            hits = _hits(self._request(ties, "search audit events"))
-            if len(hits) >= wanted:
-                return hits[:wanted]
-        older = _hits(self._request(search_body(query), "search audit events"))
-        older.sort(key=_page_key, reverse=True)
-        needed = wanted - len(hits)
-        if len(older) == query.page_size + 2:  # a full answer: the node may hold more of its last millisecond
-            boundary = _page_key(older[needed - 1])[0]
-            if _page_key(older[-1])[0] == boundary:
-                same = _millisecond_body(_filters(query), boundary, needed, None)
-                newer = [hit for hit in older[:needed] if _page_key(hit)[0] > boundary]
-                older = newer + _hits(self._request(same, "search audit events"))
-        return hits + older[:needed]
+        body = search_body(query)
+        answer = _hits(self._request(body, "search audit events"))
+        hits = sorted(answer, key=_page_key, reverse=True)
+        cursor = query.cursor
+        if cursor is not None:
+            after = (cursor.unix_ms, cursor.event_id)
+            hits = [hit for hit in hits if _page_key(hit) < after]
+        if len(answer) < body["size"]:  # everything that matches is here
+            return hits[:wanted]
+        if len(hits) < wanted:  # records shown already took the room
+            return _hits(self._request(_two_key_body(query), "search audit events"))
+        boundary = _page_key(hits[wanted - 1])[0]
+        if boundary > min(int(hit["sort"][0]) for hit in answer):
+            return hits[:wanted]
+        newer = [hit for hit in hits[:wanted] if _page_key(hit)[0] > boundary]
+        below = cursor.event_id if cursor is not None and cursor.unix_ms == boundary else None
+        same = _millisecond_body(_filters(query), boundary, wanted - len(newer), below)
+        return newer + _hits(self._request(same, "search audit events"))
 
     def get(self, tenant: TenantSelector, event_id: str) -> AuditEvent | None:
         """The event ``event_id`` of ``tenant``; None when absent or another tenant's.
