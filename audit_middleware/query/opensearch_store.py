@@ -277,28 +277,31 @@ def search_body(query: AuditQuery) -> dict[str, Any]:
     cursor for those shown ones: one tells whether another page follows, the other
     whether the page ends inside a millisecond whose other records the answer may lack.
     """
-    body: dict[str, Any] = {
-        "query": filter_query(query),
-        "sort": _TIME_SORT,
-        "size": query.page_size + 2,
-        "track_total_hits": False,
-    }
-    if query.cursor is not None:
-        body["size"] += _SHOWN_ROOM
-        body["search_after"] = [query.cursor.unix_ms + 1]  # the cursor's millisecond included
-    return body
+    cursor = query.cursor
+    if cursor is None:
+        return _page_body(query, _TIME_SORT, query.page_size + 2, None)
+    # the cursor's millisecond included: search_after one millisecond later
+    return _page_body(query, _TIME_SORT, query.page_size + 2 + _SHOWN_ROOM, [cursor.unix_ms + 1])
 
 
 def _two_key_body(query: AuditQuery) -> dict[str, Any]:
     """A page in the (``@timestamp``, ``event.id``) order asked of the node itself: slower, always exact."""
+    cursor = query.cursor
+    after = None if cursor is None else [cursor.unix_ms, cursor.event_id]
+    return _page_body(query, SORT, query.page_size + 1, after)
+
+
+def _page_body(
+    query: AuditQuery, sort: list[dict[str, Any]], size: int, after: list[Any] | None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "query": filter_query(query),
-        "sort": SORT,
-        "size": query.page_size + 1,
+        "sort": sort,
+        "size": size,
         "track_total_hits": False,
     }
-    if query.cursor is not None:
-        body["search_after"] = [query.cursor.unix_ms, query.cursor.event_id]
+    if after is not None:
+        body["search_after"] = after
     return body
 
 
