@@ -33,7 +33,11 @@ LEAD_BUDGET: Final = 4096  # set rows read before the plan gives up (about 4-15 
 _FIRST_CHUNK: Final = 64
 _LATE_LIMIT: Final = 1024  # late rows (newer, stored earlier) tested before giving up
 
-_SET_CHUNK = "SELECT rowid FROM events_fts WHERE events_fts MATCH ? AND rowid < ? ORDER BY rowid DESC LIMIT ?"
+# A chunk of the set as SQLite hands it to the next statement: a JSON array, its size, its last rowid.
+_SET_CHUNK = (
+    "SELECT json_group_array(rowid), count(*), min(rowid) FROM ("
+    "SELECT rowid FROM events_fts WHERE events_fts MATCH ? AND rowid < ? ORDER BY rowid DESC LIMIT ?)"
+)
 _IN_SET = (
     "SELECT rowid FROM events_fts WHERE events_fts MATCH ? AND rowid IN (SELECT value FROM json_each(?))"
 )
@@ -59,12 +63,12 @@ def led_first_page(
     while len(found) < wanted:
         if read >= LEAD_BUDGET:
             return None
-        seqs = [int(row[0]) for row in conn.execute(_SET_CHUNK, (match, below, chunk))]
-        read += len(seqs)
-        if seqs:
-            below = seqs[-1]
-            found.extend(conn.execute(rows_sql, [json.dumps(seqs), *params]))
-        if len(seqs) < chunk:  # the whole set is read: every match is in hand
+        seqs, size, smallest = conn.execute(_SET_CHUNK, (match, below, chunk)).fetchone()
+        read += size
+        if size:
+            below = smallest
+            found.extend(conn.execute(rows_sql, [seqs, *params]))
+        if size < chunk:  # the whole set is read: every match is in hand
             return [seq for *_, seq in sorted(found, reverse=True)[:wanted]]
         # the next chunk from the share of rows that passed so far (a quarter more), else 4x
         guess = (wanted - len(found)) * read * 5 // (4 * len(found)) + 16 if found else chunk * 4

@@ -71,7 +71,7 @@ class DjangoRequest(LazyContext):
 
     def apply_start(self, context: RequestContext) -> None:
         """The outcome of the response, kept by ``_settle`` before anything asked for the context."""
-        context.status_code, context.location, context.login_path, context.route = self.status
+        _apply(self.status, context)
 
 
 def _adopt(request: Any, lookup: Callable[[], Actor | None], context: RequestContext) -> None:
@@ -80,9 +80,18 @@ def _adopt(request: Any, lookup: Callable[[], Actor | None], context: RequestCon
     context.actor_lookup = lookup
 
 
-def _apply_route(outcome: Outcome, context: RequestContext) -> None:
-    # an outer middleware's context: its own start_response tells the status
-    _, context.location, context.login_path, context.route = outcome
+def _apply(outcome: Outcome, context: RequestContext, *, status: bool = True) -> None:
+    """Put what ``outcome`` knows on ``context``, keeping what it already holds for the rest.
+
+    ``status=False`` for an outer middleware's context: its own ``start_response`` tells the status.
+    """
+    code, location, login_path, route = outcome
+    if route is not None:
+        context.route = route
+    if status and code is not None:
+        context.status_code = code
+    context.location = location or context.location
+    context.login_path = login_path or context.login_path
 
 
 class AuditMiddleware:
@@ -187,18 +196,12 @@ class AuditMiddleware:
         context = lazy.context if lazy is not None else opened()
         if context is None:  # nothing asked for it: nothing to record, unless something asks later
             if lazy is None:
-                when_open(partial(_apply_route, outcome))
+                when_open(partial(_apply, outcome, status=False))
             else:
                 lazy.status = outcome
                 lazy.end(failed=failed)
             return
-        status, location, login_path, route = outcome
-        if route is not None:
-            context.route = route
-        if status is not None:
-            context.status_code = status
-            context.location = location or context.location
-            context.login_path = login_path or context.login_path
+        _apply(outcome, context)
         if may_record(context):
             if context.actor is None:
                 context.actor = self._guarded(getattr(request, "user", None))
