@@ -8,6 +8,7 @@ session, and these tests check its milestones (the session summary prints their 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -134,11 +135,18 @@ def test_status_shows_each_backing_index_ism_state(retention_run):
     rows = [line for line in lines if f".ds-{retention_run.prefix}-" in line]
     assert rows, result.output
     assert any(f"{retention_run.prefix}-standard-retention: " in line for line in rows)
-    report = json.loads(
-        CliRunner()
-        .invoke(main, ["status", "--url", OPENSEARCH_URL, "--prefix", retention_run.prefix, "--json"])
-        .output
-    )
-    states = {row["index"]: row for row in report["indices"]}
+    # The scenario rolls its streams over meanwhile: a backing index ISM has not yet
+    # picked up shows no policy for a moment, so the report is read until it settles.
+    deadline = time.monotonic() + 60
+    while True:
+        report = json.loads(
+            CliRunner()
+            .invoke(main, ["status", "--url", OPENSEARCH_URL, "--prefix", retention_run.prefix, "--json"])
+            .output
+        )
+        states = {row["index"]: row for row in report["indices"]}
+        if all(row["policy"] for row in states.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert all(row["policy"] == f"{row['stream']}-retention" for row in states.values())
     assert {row["state"] for row in states.values()} & {"hot", "archive"}
