@@ -20,7 +20,7 @@ from audit_middleware import logs
 from audit_middleware.capture.active import current_settings, installed
 from audit_middleware.capture.context import LazyContext, RequestContext, bind, unbind
 from audit_middleware.capture.headers import decode_header
-from audit_middleware.capture.recorder import finish_request, may_audit, resolve_late
+from audit_middleware.capture.recorder import finish_bound, may_audit, response_begun
 from audit_middleware.capture.settings import CaptureSettings
 
 ASGIScope = MutableMapping[str, Any]
@@ -123,22 +123,18 @@ class ASGIAuditMiddleware:
             await self.app(scope, receive, send)
             return
         config = current_settings()
-        if may_audit(str(scope.get("method", "GET")), config):
-            # built now, from the scope as it comes in: nothing else can see it yet, no lock
-            request = ScopeRequest(scope, scope, config)
-            request.context = request.build()
-        else:
-            # a copy to read later: an inner app replacing scope entries (proxy headers) changes no record
-            request = ScopeRequest(scope, dict(scope), config)
+        audited = may_audit(str(scope.get("method", "GET")), config)
+        # a copy to read later: an inner app replacing scope entries (proxy headers) changes no record
+        kept = dict(scope)
+        if audited:  # its record reads the headers: a list an inner app may change in place
+            kept["headers"] = list(scope.get("headers", ()))
+        request = ScopeRequest(scope, kept, config, audited)
         token = bind(request)
 
         async def audited_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 request.status = message  # first, then read context: see LazyContext.open
-                context = request.context
-                if context is not None:
-                    response_started(context, message)
-                    resolve_late(context)
+                response_begun(request)
             await send(message)
 
         failed = True
@@ -147,9 +143,7 @@ class ASGIAuditMiddleware:
             failed = False
         finally:
             # BaseException too: a cancelled task (client gone) still leaves its record
-            context = request.end(failed=failed)
-            if context is not None:
-                finish_request(context, failed=failed)
+            finish_bound(request, failed=failed)
             unbind(token)
 
 

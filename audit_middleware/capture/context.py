@@ -3,8 +3,10 @@
 The middleware binds a ``LazyContext`` for each request: a copy of the environ or scope,
 from which the ``RequestContext`` is built the first time something asks for it
 (``current()``: ``record()``, ``set_actor()``, an ORM change, ``audit_context()``, a log
-line through ``add_audit_context``). A request that may be audited by its method is
-built at once; one that is not, and whose app never asks, ends without a context at all.
+line through ``add_audit_context``, an adapter's hand-over). A request that may be
+audited by its method and that nothing asks about is built on the background worker
+from those raw values (``capture.derive.RawRequestJob``); one that may not be audited,
+and whose app never asks, ends without a context at all.
 ContextVars keep both isolated across threads and asyncio tasks. Raw header values are
 stored as received and derived values (client IP, request id, trace id, truncated user
 agent) are computed on first use: for a record, on the background worker
@@ -173,15 +175,32 @@ class LazyContext:
     whichever thread asks, and applies what the request has seen so far: the response
     start, its end (a context opened after the request answered is ``finished``, so its
     records are sent at once, as for any late ``record()``) and the adapters' hooks
-    (:func:`when_open`).
+    (:func:`when_open`). The worker opens it for a request that ended with no context
+    (``kept`` is the middleware's own copy, so reading it there races with nothing).
     """
 
-    __slots__ = ("config", "context", "failed", "finished", "headers", "hooks", "kept", "native", "status")
+    __slots__ = (
+        "audited",
+        "config",
+        "context",
+        "failed",
+        "finished",
+        "headers",
+        "hooks",
+        "kept",
+        "native",
+        "span",
+        "status",
+    )
 
-    def __init__(self, native: Any, kept: Any, config: CaptureSettings) -> None:
+    def __init__(self, native: Any, kept: Any, config: CaptureSettings, audited: bool = False) -> None:
         self.native = native  # the server's environ or scope, handed to the resolvers
         self.kept = kept  # what the context is read from: a copy, taken when the request came in
         self.config = config
+        # its method may be audited: the first thing that touches the context builds it, on
+        # this thread; if nothing does, the worker builds it from ``kept`` (capture.derive)
+        self.audited = audited
+        self.span: tuple[str, str] | None = None  # the OpenTelemetry span seen when the response began
         self.context: RequestContext | None = None
         # the raw response start (status, headers) in the middleware's own form
         self.status: Any = None
@@ -212,6 +231,8 @@ class LazyContext:
         # raw value first and reads ``context`` after, so one of the two always applies it.
         if self.status is not None:
             self.apply_start(context)
+        if self.span is not None and context._span is None:
+            context._span = self.span
         if self.finished:
             if self.failed and (context.status_code is None or context.status_code < 500):
                 context.status_code = 500
@@ -221,7 +242,13 @@ class LazyContext:
         return context
 
     def when_open(self, hook: Callable[[RequestContext], None]) -> RequestContext | None:
-        """Keep ``hook`` for when the context is built; if it is already, return it instead."""
+        """Keep ``hook`` for when the context is built; if it is already, return it instead.
+
+        A request that may be audited is built now: what an adapter hands over (its request,
+        the user lookup) is then read on the request thread, never on the worker.
+        """
+        if self.audited:
+            return self.context or self.open()
         with _open_lock:
             if self.context is None:
                 if self.hooks is None:

@@ -10,6 +10,11 @@ decision, the action, and the records by precedence: explicit ``record()`` calls
 a route rule's action (enriched with the committed changes), else the changes
 themselves, else the generic record of a state-changing method.
 
+A request that nothing asked about while it ran (no ``record()``, no adapter, no
+resolver, no ORM change) hands over even less: the middleware's copy of the environ or
+scope and the raw response start (a :class:`RawRequestJob`); its ``RequestContext`` is
+built here too.
+
 Nothing here reads an app object, a framework request or an ORM session, and no
 resolver is called: those belong to the request thread.
 """
@@ -21,8 +26,8 @@ from dataclasses import dataclass
 
 from audit_middleware.capture.change_records import Description, describe
 from audit_middleware.capture.changes import ChangeLog
-from audit_middleware.capture.completion import ANONYMOUS, action_for, apply
-from audit_middleware.capture.context import PendingRecord, RequestContext
+from audit_middleware.capture.completion import ANONYMOUS, action_for, apply, failed_status
+from audit_middleware.capture.context import LazyContext, PendingRecord, RequestContext
 from audit_middleware.capture.outcomes import judge
 from audit_middleware.capture.rules import Decision
 from audit_middleware.capture.settings import CaptureSettings
@@ -30,7 +35,7 @@ from audit_middleware.model.actions import Action
 from audit_middleware.model.event import Actor, AuditEvent, Outcome, RequestFacts, Resource, Scope
 from audit_middleware.model.ids import uuid7
 
-__all__ = ["RequestJob"]
+__all__ = ["RawRequestJob", "RequestJob"]
 
 
 @dataclass(slots=True)
@@ -176,3 +181,28 @@ class RequestJob:
         if isinstance(what, Description):
             apply(event, what)
         return event
+
+
+@dataclass(slots=True)
+class RawRequestJob:
+    """A request that may be audited and that nothing asked about while it ran.
+
+    Its middleware kept the raw request and response start (``capture.context.LazyContext``);
+    the context is built here from them. Nothing on the request thread knew more: with an
+    adapter, a resolver, ``record()`` or an ORM change the context is built there and a
+    :class:`RequestJob` is handed over instead.
+    """
+
+    request: LazyContext
+    ended_ms: int
+    honest: bool
+
+    def events(self, config: CaptureSettings) -> list[AuditEvent]:
+        """The request's finished records (none when nothing is to be audited)."""
+        request = self.request
+        context = request.open()  # finished, with the status the response started with
+        failure = request.failed or failed_status(context)
+        actor = context.actor or ANONYMOUS
+        return RequestJob(
+            context, failure, self.ended_ms, actor, context.tenant, context.project, self.honest
+        ).events(config)

@@ -29,10 +29,11 @@ from audit_middleware.capture.completion import (
     resolve_scope,
     send,
 )
-from audit_middleware.capture.context import PendingRecord, RequestContext, ambient, current
-from audit_middleware.capture.derive import RequestJob
+from audit_middleware.capture.context import LazyContext, PendingRecord, RequestContext, ambient, current
+from audit_middleware.capture.derive import RawRequestJob, RequestJob
 from audit_middleware.capture.settings import CaptureSettings
 from audit_middleware.capture.snapshots import snapshot
+from audit_middleware.capture.tracing import active_span
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.actions import CATALOG, Action
 from audit_middleware.model.changes import diff
@@ -49,7 +50,16 @@ from audit_middleware.model.event import (
 )
 from audit_middleware.model.ids import uuid7
 
-__all__ = ["finish_request", "may_audit", "may_record", "record", "record_detected", "resolve_late"]
+__all__ = [
+    "finish_bound",
+    "finish_request",
+    "may_audit",
+    "may_record",
+    "record",
+    "record_detected",
+    "resolve_late",
+    "response_begun",
+]
 
 
 def record(
@@ -176,6 +186,55 @@ def finish_request(context: RequestContext, *, failed: bool = False) -> None:
         logs.warn(f"audit record of {context.method} {context.path[:200]} could not be built: {exc!r}")
 
 
+def response_begun(request: LazyContext) -> None:
+    """The response of a middleware's request has started (its raw start is on ``request``).
+
+    What needs the request thread happens now: with a built context, the status and the
+    late resolution (:func:`resolve_late`). A request that may be audited and that nothing
+    asked about stays raw, unless resolvers are configured (they read the framework's
+    request, reachable only now); its OpenTelemetry span is noted for the worker.
+    """
+    context = request.context
+    if context is None:
+        if not request.audited:
+            return
+        if not _has_resolvers(request.config):
+            request.span = active_span()
+            return
+        context = request.open()  # applies the response start
+    else:
+        request.apply_start(context)
+    resolve_late(context)
+
+
+def _has_resolvers(config: CaptureSettings) -> bool:
+    resolvers = (config.actor_resolver, config.tenant_resolver, config.project_resolver)
+    return resolvers != (None, None, None)
+
+
+def finish_bound(request: LazyContext, *, failed: bool = False) -> None:
+    """End a middleware's request: finish its context, or hand its raw values to the worker.
+
+    Called once, when the response has ended (``failed`` as for :func:`finish_request`).
+    A request that may be audited and whose context nothing built is queued as it is
+    (``capture.derive.RawRequestJob``); one that may not be audited ends here.
+    """
+    if request.context is None and request.audited:
+        settle()  # an adapter's hand-over of a change may build the context still
+    context = request.end(failed=failed)
+    if context is not None:
+        finish_request(context, failed=failed)
+        return
+    if not request.audited:
+        return
+    config = request.config
+    request.native = None  # the queued job holds no framework request (its body, say) alive
+    try:
+        config.submit(RawRequestJob(request, time.time_ns() // 1_000_000, _honest(config)))
+    except Exception as exc:  # noqa: BLE001 - auditing must never break the host app's response
+        logs.warn(f"audit record of a request could not be queued: {exc!r}")
+
+
 def _request_job(context: RequestContext, config: CaptureSettings, *, failed: bool) -> RequestJob | None:
     status = context.status_code
     if failed and (status is None or status < 500):
@@ -212,9 +271,10 @@ def _honest(config: CaptureSettings) -> bool:
 def may_audit(method: str, config: CaptureSettings) -> bool:
     """Whether a request of ``method`` (as the server gave it) may be audited whatever its app does.
 
-    Middlewares build such a request's context at once; any other request's context is
-    built only if something asks for it (``capture.context.LazyContext``). A method in
-    lower case is audited as its upper case, so it counts here.
+    Such a request ends with a record even when nothing asked for its context: the worker
+    builds it (``capture.derive.RawRequestJob``); any other request's context is built only
+    if something asks for it (``capture.context.LazyContext``). A method in lower case is
+    audited as its upper case, so it counts here.
     """
     return method in config.audit_methods or method in config.rules.methods or not method.isupper()
 

@@ -2,11 +2,12 @@
 
     app = AuditMiddleware(app)
 
-For each request it binds a ``LazyContext`` (a copy of the environ; the ``RequestContext``
-is built from it at once for a method that may be audited, else when something asks),
-watches the status passed to ``start_response``, and when the response is closed sends
-the request's audit record: the explicit ``record()`` calls made while handling it, or
-one automatic record for a state-changing request. An unaudited request whose app never
+For each request it binds a ``LazyContext`` (a copy of the environ, and the status
+passed to ``start_response``); the ``RequestContext`` is built from it when something
+asks (``record()``, an adapter, a resolver, an ORM change), else, for a method that may
+be audited, on the background worker. When the response is closed it sends the
+request's audit record: the explicit ``record()`` calls made while handling it, or one
+automatic record for a state-changing request. An unaudited request whose app never
 asked for its context costs a copy of the environ and a ContextVar set and reset. An
 exception from the app is recorded as a 500 failure and re-raised untouched. A response
 dropped without ``close()`` (a test client that never reads the body) sends its record
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from audit_middleware.capture.active import current_settings
 from audit_middleware.capture.context import LazyContext, RequestContext, bind, unbind
 from audit_middleware.capture.headers import decode_header
-from audit_middleware.capture.recorder import finish_request, may_audit, resolve_late
+from audit_middleware.capture.recorder import finish_bound, may_audit, response_begun
 
 if TYPE_CHECKING:
     from audit_middleware.capture.settings import CaptureSettings
@@ -108,13 +109,9 @@ class AuditMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request."""
         config = current_settings()
-        if may_audit(environ.get("REQUEST_METHOD", "GET"), config):
-            # built now, from the environ as it comes in: nothing else can see it yet, no lock
-            request = EnvironRequest(environ, environ, config)
-            request.context = request.build()
-        else:
-            # a copy to read later: an inner middleware rewriting the environ (ProxyFix) changes no record
-            request = EnvironRequest(environ, environ.copy(), config)
+        audited = may_audit(environ.get("REQUEST_METHOD", "GET"), config)
+        # a copy to read later: an inner middleware rewriting the environ (ProxyFix) changes no record
+        request = EnvironRequest(environ, environ.copy(), config, audited)
         token = bind(request)
 
         def audited_start_response(
@@ -122,23 +119,18 @@ class AuditMiddleware:
         ) -> Callable[[bytes], object]:
             # first the raw values, then read context: see LazyContext.open
             request.status, request.headers = status, headers
-            context = request.context
-            if context is not None:
-                response_started(context, status, headers)
-                # The app's authentication has run; the framework's request is still alive.
-                resolve_late(context)
+            # The app's authentication has run; the framework's request is still alive.
+            response_begun(request)
             return start_response(status, headers, exc_info)
 
         try:
             response = self.app(environ, audited_start_response)
         except BaseException:
-            context = request.end(failed=True)
-            if context is not None:
-                finish_request(context, failed=True)
+            finish_bound(request, failed=True)
             raise
         finally:
             unbind(token)
-        if request.context is None and type(response) is list:
+        if not audited and request.context is None and type(response) is list:
             # Nothing asked for the context and no app code runs from here: nothing to record.
             request.end(failed=False)
             return response
@@ -201,9 +193,7 @@ class AuditedResponse:
     def _finish(self, *, failed: bool) -> None:
         if not self._finished:
             self._finished = True
-            context = self._request.end(failed=failed)
-            if context is not None:
-                finish_request(context, failed=failed)
+            finish_bound(self._request, failed=failed)
 
     def __getattr__(self, name: str) -> Any:
         # Servers look for extras such as file_wrapper's attributes on the iterable.

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from audit_middleware import Actor, ASGIAuditMiddleware, Resource, configure, current, record, set_actor
+from audit_middleware.capture import asgi
 from audit_middleware.capture.context import in_request, opened
 from audit_middleware.config import AuditConfig, use_config
 from audit_middleware.sinks import MemorySink
+from audit_middleware.sinks.delivery import PIPELINE
 
 Message = dict[str, Any]
 
@@ -523,3 +525,61 @@ async def test_the_record_reads_the_scope_as_the_server_gave_it(audit_sink):
     (event,) = audit_sink.events
     assert event.request is not None
     assert event.request.client_ip == "192.0.2.20"
+
+
+# -- the raw hand-over of audited requests nothing asked about --------------------------
+
+
+async def test_a_post_nothing_asks_about_is_built_on_the_worker_with_its_facts(audit_sink, monkeypatch):
+    """The request keeps the scope's copy and the response start; the worker builds the record."""
+
+    on_worker: list[bool] = []
+    read = asgi.context_from_scope
+
+    def watched(scope, config=None):
+        on_worker.append(PIPELINE.on_worker())
+        return read(scope, config)
+
+    monkeypatch.setattr(asgi, "context_from_scope", watched)
+    seen: list[object] = []
+    headers = [(b"host", b"testserver"), (b"user-agent", b"curl/8.5"), (b"x-request-id", b"req-raw-2")]
+    app = simple_app(status=202, action=lambda scope: seen.append(opened()))
+    await run(app, http_scope("PATCH", "/pods/p-1", headers=headers))
+    (event,) = audit_sink.events
+    assert seen == [None]
+    assert on_worker == [True]
+    assert (event.action.id, event.outcome) == ("update", "success")
+    assert event.request is not None
+    facts = event.request
+    assert (facts.method, facts.path, facts.status_code) == ("PATCH", "/pods/p-1", 202)
+    assert (facts.client_ip, facts.user_agent, facts.request_id) == ("192.0.2.20", "curl/8.5", "req-raw-2")
+
+
+async def test_a_raw_post_reads_the_headers_as_the_server_gave_them(audit_sink):
+    """An inner app changing the scope's header list in place (a proxy-headers fix) changes no fact."""
+
+    def handle(scope):
+        scope["headers"][:] = [(b"user-agent", b"forged/1"), (b"x-request-id", b"forged-id")]
+        scope["client"] = ("198.51.100.99", 1)
+
+    headers = [(b"host", b"testserver"), (b"user-agent", b"curl/8.5"), (b"x-request-id", b"req-raw-3")]
+    await run(simple_app(action=handle), http_scope("POST", "/pods", headers=headers))
+    (event,) = audit_sink.events
+    assert event.request is not None
+    facts = event.request
+    assert (facts.client_ip, facts.user_agent, facts.request_id) == ("192.0.2.20", "curl/8.5", "req-raw-3")
+
+
+async def test_a_raw_post_cancelled_is_a_failure(audit_sink):
+    """A POST whose task is cancelled before answering (client gone) leaves a failed record."""
+
+    async def app(scope, receive, send):
+        await receive()
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await run(app, http_scope("POST", "/pods"))
+    (event,) = audit_sink.events
+    assert event.outcome == "failure"
+    assert event.request is not None
+    assert event.request.status_code == 500

@@ -14,9 +14,12 @@ import pytest
 
 import audit_middleware
 from audit_middleware import Actor, Resource, Rule, config, configure, current, record, set_actor
+from audit_middleware.capture import wsgi
 from audit_middleware.capture.clientip import ProxyTrust
 from audit_middleware.capture.context import in_request, opened
+from audit_middleware.capture.derive import RawRequestJob
 from audit_middleware.capture.wsgi import AuditMiddleware
+from audit_middleware.sinks.delivery import PIPELINE
 from tests.wsgi_support import make_environ, request, serve, serve_unguarded, simple_app, wrap
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -677,3 +680,127 @@ def test_the_actor_resolver_gets_the_servers_environ_in_a_lazy_get(audit_sink):
     request(simple_app(action=handle), "GET", "/pods/p-1")
     (event,) = audit_sink.events
     assert event.actor.id == "ann"
+
+
+# -- the raw hand-over of audited requests nothing asked about --------------------------
+
+
+def _building_threads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each build of a WSGI request's context ran on the delivery worker."""
+
+    on_worker: list[bool] = []
+    read = wsgi.context_from_environ
+
+    def watched(environ, config=None):
+        on_worker.append(PIPELINE.on_worker())
+        return read(environ, config)
+
+    monkeypatch.setattr(wsgi, "context_from_environ", watched)
+    return on_worker
+
+
+def test_a_post_nothing_asks_about_is_built_on_the_worker_with_its_facts(audit_sink, monkeypatch):
+    """The request thread keeps the environ's copy and the status; the worker builds the record."""
+    on_worker = _building_threads(monkeypatch)
+    seen: list[object] = []
+    app = simple_app(status="201 Created", action=lambda environ: seen.append(opened()))
+    request(app, "POST", "/pods", headers={"User-Agent": "curl/8.5", "X-Request-ID": "req-raw-1"})
+    (event,) = audit_sink.events
+    assert seen == [None]
+    assert on_worker == [True]
+    assert (event.action.id, event.outcome) == ("create", "success")
+    assert event.request is not None
+    facts = event.request
+    assert (facts.method, facts.path, facts.status_code) == ("POST", "/pods", 201)
+    assert (facts.client_ip, facts.user_agent, facts.request_id) == ("192.0.2.10", "curl/8.5", "req-raw-1")
+
+
+def test_a_raw_post_that_raises_is_a_500_failure(audit_sink, monkeypatch):
+    """The worker-built record of a POST whose app raised says 500 and failure."""
+    on_worker = _building_threads(monkeypatch)
+
+    def app(environ, start_response):
+        raise BoomError
+
+    with pytest.raises(BoomError):
+        request(app, "DELETE", "/pods/p-1")
+    (event,) = audit_sink.events
+    assert on_worker == [True]
+    assert (event.action.id, event.outcome) == ("delete", "failure")
+    assert event.request is not None
+    assert event.request.status_code == 500
+
+
+def test_a_raw_post_reads_the_environ_as_the_server_gave_it(audit_sink):
+    """An inner middleware rewriting the environ of a POST that records nothing changes no fact."""
+
+    def handle(environ):
+        environ["REMOTE_ADDR"] = "198.51.100.99"
+        environ["PATH_INFO"] = "/rewritten"
+        environ["HTTP_USER_AGENT"] = "forged/1"
+
+    request(simple_app(action=handle), "POST", "/pods", headers={"User-Agent": "curl/8.5"})
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert (event.request.client_ip, event.request.path, event.request.user_agent) == (
+        "192.0.2.10",
+        "/pods",
+        "curl/8.5",
+    )
+
+
+def test_a_post_with_resolvers_builds_its_context_on_the_request_thread(audit_sink, monkeypatch):
+    """Resolvers read the live environ while the response starts, on the request thread."""
+    on_worker = _building_threads(monkeypatch)
+    resolved_on: list[str] = []
+
+    def actor_of(environ):
+        resolved_on.append(threading.current_thread().name)
+        return Actor(id=environ.get("app.user"))
+
+    configure(sink=audit_sink, actor_resolver=actor_of)
+
+    def handle(environ):
+        environ["app.user"] = "ann"
+
+    request(simple_app(action=handle), "POST", "/pods")
+    (event,) = audit_sink.events
+    assert on_worker == [False]
+    assert resolved_on == [threading.current_thread().name]
+    assert event.actor.id == "ann"
+
+
+def test_set_actor_in_a_post_builds_the_context_at_once(audit_sink, monkeypatch):
+    """A hand-over in a request that may be audited builds its context there and then, on this thread."""
+    on_worker = _building_threads(monkeypatch)
+    seen: list[object] = []
+
+    def handle(environ):
+        set_actor(Actor(id="ann"))
+        context = opened()
+        seen.append(None if context is None else context.actor)
+
+    request(simple_app(action=handle), "POST", "/pods")
+    (event,) = audit_sink.events
+    assert seen == [Actor(id="ann")]
+    assert on_worker == [False]
+    assert event.actor == Actor(id="ann")
+
+
+def test_a_raw_post_queued_holds_no_environ(audit_sink, monkeypatch):
+    """The queued hand-over of a raw POST drops the live environ (its body, say): only the copy stays."""
+
+    queued: list[object] = []
+    submit = config.AuditConfig.submit
+
+    def watched(self, job):
+        queued.append(job)
+        submit(self, job)
+
+    monkeypatch.setattr(config.AuditConfig, "submit", watched)
+    request(simple_app(), "POST", "/pods")
+    (job,) = queued
+    assert isinstance(job, RawRequestJob)
+    assert job.request.native is None
+    assert job.request.kept["PATH_INFO"] == "/pods"
+    assert len(audit_sink.events) == 1
