@@ -130,9 +130,10 @@ class AuditMiddleware:
             raise
         finally:
             unbind(token)
-        if not audited and request.context is None and type(response) is list:
-            # Nothing asked for the context and no app code runs from here: nothing to record.
-            request.end(failed=False)
+        if request.context is None and type(response) is list:
+            # Nothing asked for the context and no app code runs from here: the response is
+            # known in full, so its record (if its method is audited) is handed over now.
+            finish_bound(request, failed=False)
             return response
         return AuditedResponse(response, request)
 

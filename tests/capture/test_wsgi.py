@@ -476,12 +476,29 @@ def test_a_response_dropped_without_close_still_sends_its_record(audit_sink):
     not cost the record: it is sent when the response is garbage-collected."""
     from werkzeug.test import Client  # noqa: PLC0415 - only this test uses it
 
-    client = Client(AuditMiddleware(simple_app(status="201 Created")))
+    def app(environ, start_response):
+        start_response("201 Created", [("Content-Type", "text/plain")])
+        return ClosingBody([b"ok"])  # not a list: the record waits for the end of the body
+
+    client = Client(AuditMiddleware(app))
     response = client.post("/pods")
     assert response.status_code == 201
     assert audit_sink.events == []  # not read, not closed: still pending
     del response
     gc.collect()
+    (event,) = audit_sink.events
+    assert event.request is not None
+    assert event.request.status_code == 201
+
+
+def test_a_list_response_nothing_asked_about_sends_its_record_before_close(audit_sink):
+    """A list body runs no app code while it is sent: its record is handed over as the app returns it."""
+    body = [b"ok"]
+    result = AuditMiddleware(simple_app(status="201 Created"))(
+        make_environ("POST", "/pods"), lambda status, headers, exc_info=None: None
+    )
+    assert result == body
+    assert type(result) is list  # the app's own list, not a wrapper
     (event,) = audit_sink.events
     assert event.request is not None
     assert event.request.status_code == 201
