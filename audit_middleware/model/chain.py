@@ -33,8 +33,10 @@ __all__ = [
     "content_digest",
     "link_hash",
     "link_of",
+    "linked_text",
     "prepared_for_link",
     "set_link",
+    "unlinked_text",
     "with_link",
 ]
 
@@ -89,6 +91,39 @@ def set_link(document: dict[str, Any], chain: str, seq: int, prev: str, digest: 
     link = Link(chain, seq, prev, link_hash(prev, digest))
     document.setdefault("audit", {})[CHAIN_FIELD] = link.as_field()
     return link
+
+
+def unlinked_text(document: Mapping[str, Any]) -> str | None:
+    """The stored JSON text of ``document`` cut where its link goes, or None when it cannot be.
+
+    A writer encodes the document once, before it knows its place in the chain, and
+    ``linked_text`` splices the link in: the result is exactly ``dumps`` of the document
+    with ``audit.chain`` set (``set_link``). That holds when ``audit`` is the document's last
+    key and a non-empty object without ``chain`` (what ``AuditEvent.to_document`` builds):
+    ``audit.chain`` is then the last member of the last member, so its text ends the
+    document's text but for the two closing braces. Any other document returns None
+    and is linked, then encoded whole.
+    """
+    if type(document) is not dict or not document:
+        return None
+    audit = document.get("audit")
+    if type(audit) is not dict or not audit or CHAIN_FIELD in audit or next(reversed(document)) != "audit":
+        return None
+    encoded = dumps(document)
+    if not encoded.endswith(b"}}"):  # defensive: dumps of such a document always ends so
+        return None
+    return encoded[:-2].decode("utf-8")
+
+
+def linked_text(unlinked: str, chain_json: str, seq: int, prev: str, hash_: str) -> str:
+    """The stored text of a document linked as ``Link(chain, seq, prev, hash_)``, from its
+    ``unlinked_text``; ``chain_json`` is the chain id as JSON (``dumps(chain)``).
+
+    The link is written as ``dumps(Link.as_field())`` writes it: the same members in
+    the same order, ``seq`` an integer, the hashes hex.
+    """
+    link = f'{{"id":{chain_json},"seq":{seq},"prev":"{prev}","hash":"{hash_}"}}'
+    return f'{unlinked},"{CHAIN_FIELD}":{link}}}}}'
 
 
 def link_hash(prev: str, digest: bytes) -> str:

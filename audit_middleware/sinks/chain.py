@@ -24,7 +24,15 @@ from typing import Any, NamedTuple, Protocol
 
 from audit_middleware import env
 from audit_middleware.errors import AuditValidationError
-from audit_middleware.model.chain import link_of, prepared_for_link, set_link, with_link
+from audit_middleware.model.chain import (
+    link_hash,
+    link_of,
+    linked_text,
+    prepared_for_link,
+    set_link,
+    unlinked_text,
+    with_link,
+)
 from audit_middleware.model.checkpoints import Checkpoint, Signer
 from audit_middleware.model.encoding import dumps, loads
 from audit_middleware.model.event import AuditEvent
@@ -43,18 +51,23 @@ class PendingRow(NamedTuple):
     transaction, with the part of the link that does not depend on the chain's head.
 
     ``columns`` is the row without its document text, ``document`` the document as it
-    will be stored, ``digest`` its content digest (``model.chain.prepared_for_link``).
+    will be stored, ``digest`` its content digest (``model.chain.prepared_for_link``),
+    ``unlinked`` its stored text cut where the link goes (``model.chain.unlinked_text``),
+    so the transaction splices the link in rather than encode the document again; None
+    when it cannot be cut (the document is then linked and encoded in the transaction).
     """
 
     columns: tuple[Any, ...]
     document: dict[str, Any]
     digest: bytes
+    unlinked: str | None = None
 
 
 def pending_row(event: AuditEvent) -> PendingRow:
     """``event``'s row, ready to be linked (raises as ``schema.row_of`` does for a bad event)."""
     document, digest = prepared_for_link(event.to_document())
-    return PendingRow(row_of_document(document, "", event.unix_ms)[:_DOCUMENT], document, digest)
+    columns = row_of_document(document, "", event.unix_ms)[:_DOCUMENT]
+    return PendingRow(columns, document, digest, unlinked_text(document))
 
 
 Row = tuple[Any, ...] | PendingRow
@@ -257,7 +270,13 @@ class SQLiteChain:
 
     def _link(self, head: ChainHead, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
         linked: list[tuple[Any, ...]] = []
+        chain_json = dumps(head.chain).decode("utf-8")
         for row in rows:
+            if isinstance(row, PendingRow) and row.unlinked is not None:  # the writer's rows
+                seq, prev = head.seq + 1, head.hash
+                head.seq, head.hash = seq, link_hash(prev, row.digest)
+                linked.append((*row.columns, linked_text(row.unlinked, chain_json, seq, prev, head.hash)))
+                continue
             if isinstance(row, PendingRow):
                 columns, document = row.columns, row.document
                 link = set_link(document, head.chain, head.seq + 1, head.hash, row.digest)

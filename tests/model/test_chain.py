@@ -8,6 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audit_middleware.model.canonical import canonical_bytes
 from audit_middleware.model.chain import (
@@ -16,8 +18,10 @@ from audit_middleware.model.chain import (
     content_digest,
     link_hash,
     link_of,
+    linked_text,
     prepared_for_link,
     set_link,
+    unlinked_text,
     with_link,
 )
 from audit_middleware.model.encoding import dumps
@@ -93,3 +97,45 @@ def test_a_document_that_carries_a_link_is_prepared_without_it():
     with_link(document, "old", 9, GENESIS)
     _, digest = prepared_for_link(document)
     assert digest == content_digest({"event": {"id": "e1"}, "audit": {"details": {"a": 1}}})
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300)
+@given(
+    before=st.dictionaries(_TEXT.filter(lambda key: key != "audit"), _VALUES, max_size=4),
+    audit=st.dictionaries(_TEXT.filter(lambda key: key != "chain"), _VALUES, min_size=1, max_size=4),
+    chain=_TEXT,
+    seq=st.integers(1, 2**53),
+)
+def test_a_spliced_link_is_the_text_of_the_linked_document(
+    before: dict[str, object], audit: dict[str, object], chain: str, seq: int
+):
+    """The link spliced into the unlinked text gives the bytes ``dumps`` gives the linked document."""
+    document = {**before, "audit": audit}
+    unlinked = unlinked_text(document)
+    assert unlinked is not None
+    digest = hashlib.sha256(b"content").digest()
+    prev = hashlib.sha256(b"prev").hexdigest()
+    link = set_link(document, chain, seq, prev, digest)
+    spliced = linked_text(unlinked, dumps(chain).decode("utf-8"), seq, prev, link.hash)
+    assert spliced == dumps(document).decode("utf-8")
+
+
+def test_a_document_whose_link_is_not_its_last_member_is_not_cut():
+    """Only a document ending with a non-empty ``audit`` that has no link yet can take a spliced link."""
+    assert unlinked_text({"event": {"id": "e1"}, "audit": {"a": 1}}) == '{"event":{"id":"e1"},"audit":{"a":1'
+    assert unlinked_text({"audit": {"a": 1}, "event": {"id": "e1"}}) is None  # audit is not last
+    assert unlinked_text({"event": {"id": "e1"}, "audit": {}}) is None
+    assert unlinked_text({"event": {"id": "e1"}, "audit": "text"}) is None
+    assert unlinked_text({"event": {"id": "e1"}}) is None
+    assert unlinked_text({}) is None
+    linked = {"event": {"id": "e1"}, "audit": {"a": 1}}
+    with_link(linked, "c1", 1, GENESIS)
+    assert unlinked_text(linked) is None  # setting the link again keeps its old place

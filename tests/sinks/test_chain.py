@@ -14,7 +14,9 @@ import orjson
 import pytest
 
 from audit_middleware.errors import AuditValidationError
-from audit_middleware.sinks.chain import ChainPolicy, SQLiteChain
+from audit_middleware.model.chain import GENESIS, set_link
+from audit_middleware.model.encoding import dumps
+from audit_middleware.sinks.chain import ChainPolicy, PendingRow, SQLiteChain, pending_row
 from audit_middleware.sqlite.chains import read_head
 from audit_middleware.sqlite.connection import ConnectionPool
 from audit_middleware.sqlite.schema import row_of
@@ -27,7 +29,9 @@ import sys
 from pathlib import Path
 from audit_middleware.model.checkpoints import Signer
 from audit_middleware.sinks.anchor import FileAnchor
-from audit_middleware.sinks.chain import ChainPolicy, SQLiteChain
+from audit_middleware.model.chain import GENESIS, set_link
+from audit_middleware.model.encoding import dumps
+from audit_middleware.sinks.chain import ChainPolicy, PendingRow, SQLiteChain, pending_row
 from audit_middleware.sinks.sqlite import SQLiteSink
 from tests.query.conftest import make_event
 
@@ -170,3 +174,29 @@ def test_the_writer_rows_and_parsed_rows_link_alike(tmp_path: Path):
     assert links(pending_store) == links(parsed_store)
     assert len(links(pending_store)) == 5
     assert pending_store.verify().intact
+
+
+def test_the_writer_stores_the_text_of_each_linked_document(tmp_path: Path):
+    """The writer splices each link into text encoded before the transaction: what it stores is
+    exactly what encoding the linked document gives, for rows it cannot splice as well."""
+    odd = {"price": Decimal("1.50"), "name": "Zoë \u2028 \U0001f600"}
+    events = [make_event("create", ago_ms=index, details={**odd, "n": index}) for index in range(6)]
+    rows = [pending_row(event) for event in events]
+    assert all(row.unlinked is not None for row in rows)
+    unlinked = [orjson.loads(dumps(row.document)) for row in rows]
+    whole = PendingRow(rows[3].columns, rows[3].document, rows[3].digest)  # linked, then encoded whole
+    store = chained_store(tmp_path)
+    with store.sink():
+        pass  # creates the file at the current version
+    chain = SQLiteChain(store.policy())
+    with closing(sqlite3.connect(store.path, isolation_level=None)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        chain.insert(conn, [*rows[:3], whole, *rows[4:]])
+        conn.execute("COMMIT")
+        chain_id = read_head(conn).chain
+    expected, prev = [], GENESIS
+    for seq, (row, document) in enumerate(zip(rows, unlinked, strict=True), 1):
+        prev = set_link(document, chain_id, seq, prev, row.digest).hash
+        expected.append(dumps(document).decode("utf-8"))
+    assert [text for _, text in documents(store)] == expected
+    assert store.verify().intact
