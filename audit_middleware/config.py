@@ -67,17 +67,14 @@ class AuditConfig(CaptureSettings):
 
     def submit(self, job: Deferred) -> None:
         """Derive and deliver a finished request's records on the delivery worker."""
-        if self._inline():
+        # a durable sink promises the record is safe when the response ends: no hand-off
+        if getattr(self.sink, "durable", False) is True:
             self._process(job)
         else:
             PIPELINE.submit(self._process, job)
 
     def _process(self, work: Work) -> None:
         derive_and_deliver(work, self, self.sink, self.redactor)
-
-    def _inline(self) -> bool:
-        # a durable sink promises the record is safe when the response ends: no hand-off
-        return getattr(self.sink, "durable", False) is True
 
     def drain(self, timeout: float | None = None) -> bool:
         """Persist and deliver what every buffering sink holds (``sinks.shutdown.drain``)."""

@@ -305,9 +305,14 @@ def when_open(hook: Callable[[RequestContext], None]) -> bool:
     return True
 
 
-def bind(context: Bound) -> Token[Bound]:
-    """Make ``context`` current; hand the token back to ``unbind``."""
-    return _current.set(context)
+bind: Callable[[Bound], Token[Bound]] = _current.set
+"""Make a context current; hand the token back to ``unbind`` (the ContextVar's own ``set``:
+the response iterable binds for each chunk, and a Python call per chunk shows)."""
+
+
+unbind_here: Callable[[Token[Bound]], None] = _current.reset
+"""``unbind`` for a token bound earlier in the same call, with no ``await`` or ``yield``
+between (a chunk of a response body): no other Context can hold it, so no fallback."""
 
 
 def unbind(token: Token[Bound]) -> None:

@@ -63,23 +63,20 @@ class Decision:
 class RouteRules:
     """Matches requests against the app's declared rules, with a generic fallback."""
 
-    __slots__ = ("_by_template", "_map", "_methods", "_rules")
+    __slots__ = ("_by_template", "_map", "_rules", "methods")
 
     def __init__(self, rules: Iterable[Rule] = ()) -> None:
         self._rules = tuple(rules)
         self._map = _url_map(self._rules) if self._rules else None
         # Adapters report the framework's route template: an exact lookup skips URL matching.
         self._by_template = {(r.method.upper(), _werkzeug_path(r.path)): r for r in self._rules}
-        self._methods = frozenset(r.method.upper() for r in self._rules)
-
-    @property
-    def methods(self) -> frozenset[str]:
-        """Methods that some rule names (GET is audited only through a rule)."""
-        return self._methods
+        # Methods that some rule names (GET is audited only through a rule); a plain attribute,
+        # not a property: every request reads it.
+        self.methods: frozenset[str] = frozenset(r.method.upper() for r in self._rules)
 
     def match(self, method: str, path: str, route: str | None = None) -> tuple[Rule, dict[str, str]] | None:
         """The rule for this request and its path parameters, or None."""
-        if not self._rules or method not in self._methods:
+        if not self._rules or method not in self.methods:
             return None
         if route is not None:
             rule = self._by_template.get((method, _werkzeug_path(route)))

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from audit_middleware.capture.active import current_settings
-from audit_middleware.capture.context import LazyContext, RequestContext, bind, unbind
+from audit_middleware.capture.context import LazyContext, RequestContext, bind, unbind, unbind_here
 from audit_middleware.capture.headers import decode_header
 from audit_middleware.capture.recorder import finish_bound, may_audit, response_begun
 
@@ -172,7 +172,7 @@ class AuditedResponse:
                 self._finish(failed=True)
                 raise
             finally:
-                unbind(token)
+                unbind_here(token)
             if chunk is _END:
                 return
             yield chunk
@@ -188,7 +188,7 @@ class AuditedResponse:
             self._finish(failed=True)
             raise
         finally:
-            unbind(token)
+            unbind_here(token)
         self._finish(failed=False)
 
     def _finish(self, *, failed: bool) -> None:

@@ -87,7 +87,8 @@ class BackgroundWorker(Generic[T]):
         """Fresh queue, locks and thread: at start, and in a forked child."""
         self._generation = _generation
         self._queue: deque[T] = deque()
-        self._wake = threading.Condition(threading.Lock())  # never re-entered: a plain lock is cheaper
+        self._lock = threading.Lock()  # never re-entered: a plain lock is cheaper
+        self._wake = threading.Condition(self._lock)
         self._unfinished = 0  # offered and not yet reported done by the thread
         self._offered = 0  # ever offered in this process, and ever done: see wait_for_earlier
         self._handled = 0
@@ -107,7 +108,7 @@ class BackgroundWorker(Generic[T]):
             self._reset()
         if self._thread is None:
             self._start()
-        with self._wake:
+        with self._lock:  # the condition's own lock, without the condition's Python-level __enter__
             if len(self._queue) >= self.max_queue or self.stopping.is_set():
                 return False
             self._queue.append(item)
