@@ -93,6 +93,7 @@ class BackgroundWorker(Generic[T]):
         self._offered = 0  # ever offered in this process, and ever done: see wait_for_earlier
         self._handled = 0
         self._flush_requested = False
+        self._taking = False  # the thread waits in take() for items: an offer may wake it
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -114,7 +115,9 @@ class BackgroundWorker(Generic[T]):
             self._queue.append(item)
             self._unfinished += 1
             self._offered += 1
-            if self.linger <= 0 or len(self._queue) >= self.batch_size:
+            # only while the thread waits: a busy thread takes the next batch unasked, and
+            # under load the queue stays past batch_size for many offers
+            if self._taking and (self.linger <= 0 or len(self._queue) >= self.batch_size):
                 self._wake.notify()
         return True
 
@@ -225,7 +228,11 @@ class BackgroundWorker(Generic[T]):
                     if time.monotonic() >= idle_until:
                         break  # empty for idle_every: an empty batch, and run_once calls idle()
                     remaining = min(remaining, idle_until - time.monotonic())
-                self._wake.wait(remaining)
+                self._taking = True
+                try:
+                    self._wake.wait(remaining)
+                finally:
+                    self._taking = False
                 if not self._queue and not self._flush_requested and not self.stopping.is_set():
                     deadline = time.monotonic() + linger  # the linger counts from the first item
             return [self._queue.popleft() for _ in range(min(count, len(self._queue)))]

@@ -392,3 +392,34 @@ def test_an_idle_worker_is_told_so_and_a_busy_one_is_not():
     for worker in (idle, sleeper):
         assert worker.stop(5) == []
     assert idle.items == sleeper.items == ["a"]
+
+
+def test_offers_while_the_thread_is_busy_wake_nobody_and_are_taken_next(make_worker):
+    """A thread handling a batch is not notified of each offer (under load the queue stays
+    past batch_size); it takes the waiting items when it is done, without lingering."""
+    gate = threading.Event()
+    worker = make_worker(batch_size=2, linger=30.0)
+    worker.gate = gate
+    notified: list[int] = []
+    notify = worker._wake.notify
+
+    def counting_notify(n: int = 1) -> None:
+        notified.append(n)
+        notify(n)
+
+    worker._wake.notify = counting_notify  # type: ignore[method-assign]
+    worker.offer("a")
+    worker.offer("b")
+    deadline = time.monotonic() + 10
+    while worker.unfinished() == 2 and worker.depth() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert worker.depth() == 0  # taken: the thread is held in handle() by the gate
+    before = len(notified)
+    for item in "cdefg":
+        worker.offer(item)
+    assert len(notified) == before  # busy: no offer notified it
+    started = time.monotonic()
+    gate.set()
+    assert worker.flush(timeout=10)
+    assert time.monotonic() - started < 5  # full batches were taken at once, not after the 30 s linger
+    assert worker.items == list("abcdefg")
