@@ -17,14 +17,15 @@ import binascii
 import re
 from typing import Final
 
-__all__ = ["is_authorization_value", "mask_url_password"]
+__all__ = ["SCHEME_CHARS", "is_authorization_value", "mask_url_password"]
 
 _TOKEN68_SCHEME: Final = re.compile(r"\s*(?:bearer|negotiate|ntlm)\s+[A-Za-z0-9._~+/-]+=*\s*", re.IGNORECASE)
 _BASIC_SCHEME: Final = re.compile(r"\s*basic\s+([A-Za-z0-9+/]+=*)\s*", re.IGNORECASE)
 _DIGEST_SCHEME: Final = re.compile(r"\s*digest\s+[A-Za-z_]+\s*=", re.IGNORECASE)
 # scheme://user:password@host: the password part (userinfo holds no '/', '@' or white space).
 _URL_PASSWORD: Final = re.compile(r"(?<=://)([^/@\s:]*):([^/@\s]+)@")
-_SCHEME_CHARS: Final = 16  # a scheme name and its space start within this many characters
+SCHEME_CHARS: Final = 16
+"""A scheme name and its space start within this many characters of an Authorization value."""
 
 
 def is_authorization_value(text: str) -> bool:
@@ -33,7 +34,7 @@ def is_authorization_value(text: str) -> bool:
     >>> is_authorization_value("Bearer abc.def"), is_authorization_value("Basic information")
     (True, False)
     """
-    if " " not in text[:_SCHEME_CHARS]:
+    if " " not in text[:SCHEME_CHARS]:
         return False
     if _TOKEN68_SCHEME.fullmatch(text) or _DIGEST_SCHEME.match(text):
         return True

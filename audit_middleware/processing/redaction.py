@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from audit_middleware.capture.clientip import truncate_forwarded_element, truncate_ip
 from audit_middleware.model.changes import join_path, split_path
-from audit_middleware.processing.credentials import is_authorization_value, mask_url_password
+from audit_middleware.processing.credentials import SCHEME_CHARS, is_authorization_value, mask_url_password
 from audit_middleware.processing.keys import (
     DEFAULT_DENYLIST,
     DENIED_SUBSTRINGS,
@@ -241,10 +241,24 @@ class Redactor:
 
     def _mapping(self, data: Mapping[Any, Any], depth: int, walked: list[int]) -> dict[Any, Any]:
         """Redact one mapping whose id is already on ``walked``."""
-        return {
-            key: self._mask if self.is_denied(key) else self._value(value, depth + 1, walked)
-            for key, value in data.items()
-        }
+        # Every record passes here on the delivery thread: the cached decision and the common
+        # leaves (text, numbers) are handled inline, without a method call each.
+        decisions, mask, text_of_value = self._decisions, self._mask, self._text
+        redacted: dict[Any, Any] = {}
+        for key, value in data.items():
+            denied = decisions.get(key)
+            if denied is None:
+                denied = self.is_denied(key)
+            kind = type(value)
+            if denied:
+                redacted[key] = mask
+            elif kind is str:
+                redacted[key] = text_of_value(value)
+            elif kind in _SCALARS:
+                redacted[key] = value
+            else:
+                redacted[key] = self._value(value, depth + 1, walked)
+        return redacted
 
     def _value(self, value: Any, depth: int, walked: list[int]) -> Any:
         """Redact a value found at ``depth``: containers and objects are rebuilt, text checked."""
@@ -296,6 +310,8 @@ class Redactor:
 
     def _text(self, text: str) -> str:
         """``text``, or the mask when it is an Authorization value; a URL's password is masked."""
+        if " " not in text[:SCHEME_CHARS] and ("://" not in text or "@" not in text):
+            return text  # neither form fits: a scheme needs its space, a URL password "://" and "@"
         if is_authorization_value(text):
             return self._mask
         return mask_url_password(text, self._mask)

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from audit_middleware import record
 from audit_middleware.model.changes import diff
 from audit_middleware.model.encoding import dumps
+from audit_middleware.processing.credentials import is_authorization_value, mask_url_password
 from audit_middleware.processing.redaction import (
     CYCLE_MARKER,
     DEFAULT_DENYLIST,
@@ -802,3 +803,15 @@ def test_name_value_pairs_are_judged_by_their_name(redactor: Redactor) -> None:
     assert redactor.redact_mapping({"headers": headers}) == {
         "headers": [("Cookie", MASK), ("Accept", "*/*"), ["X-Api-Key", MASK], ("n", 1, 2)]
     }
+
+
+_CREDENTIAL_PIECES = st.sampled_from(
+    ("Bearer ", "basic ", "Digest ", "NTLM ", " ", "\t", "://", "@", ":", "/", "dXNlcjpwdw==", "=", "x" * 17)
+)
+
+
+@given(st.lists(_CREDENTIAL_PIECES, max_size=8).map("".join))
+def test_text_without_a_scheme_space_or_a_url_skips_the_patterns_and_loses_nothing(text):
+    """The cheap test in front of the credential patterns never lets a credential through."""
+    expected = "[REDACTED]" if is_authorization_value(text) else mask_url_password(text, "[REDACTED]")
+    assert Redactor().redact_mapping({"note": text}) == {"note": expected}
