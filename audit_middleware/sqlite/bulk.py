@@ -35,6 +35,13 @@ BATCH = 1000
 """Rows per transaction when loading into a store that holds records already."""
 _CHUNK = 20_000  # rows per executemany inside the one bulk transaction
 _REJECTS_KEPT = 20
+KEPT_INDEXES = frozenset({"events_by_chain"})
+"""Indexes a load keeps up as it inserts, rather than drop and build after the rows.
+
+``events_by_chain``'s key is read from each document (``json_extract``): building it
+after the rows parses every stored document again and sorts the keys, while keeping it
+up costs the insert little, since a chain's rows arrive in order and each entry goes to
+the end of the index."""
 
 
 Row = Any  # a ``schema.row_of`` tuple, or whatever the caller's ``insert`` and ``load`` take
@@ -80,6 +87,7 @@ def _load_then_index(conn: sqlite3.Connection, rows: Iterator[Row], load: Store)
             "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events' "
             "AND sql IS NOT NULL"  # the UNIQUE constraint's index stays: it skips duplicates
         )
+        if name not in KEPT_INDEXES
     ]
     for name, _ in indexes:
         conn.execute(f"DROP INDEX {name}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.sinks.sqlite import SQLiteSink
 from audit_middleware.sqlite.bulk import import_lines, load_rows
 from audit_middleware.sqlite.connection import ConnectionPool
-from audit_middleware.sqlite.schema import row_of
+from audit_middleware.sqlite.schema import insert_only, row_of
 from tests.query.conftest import MINUTE, make_event
 
 
@@ -112,3 +113,29 @@ def test_import_lines_counts_what_it_stored_skipped_and_refused(tmp_path: Path) 
     pool.close()
     assert (report.read, report.inserted, report.duplicates, report.rejected) == (7, 4, 1, 2)
     assert [example.split(":")[0] for example in report.examples] == ["line 6", "line 8"]
+
+
+def test_a_bulk_load_keeps_the_chain_index_up_and_builds_the_others(tmp_path: Path) -> None:
+    """The chain index is kept up row by row (its key grows with the chain), the read index is
+    built after the rows; the file ends with the same layout, and verify reads the chain in order."""
+    path = tmp_path / "bulk.sqlite3"
+    with SQLiteSink(path, install_signal_handlers=False) as sink:
+        statements: list[str] = []
+        with sink._pool.borrow() as conn:
+            conn.set_trace_callback(statements.append)
+            try:
+                chained = partial(sink.chain.insert, store=insert_only)  # as SQLiteSink.load
+                assert load_rows(conn, [row_of(event) for event in _events(50)], load=chained) == 50
+            finally:
+                conn.set_trace_callback(None)
+    dropped = {statement.split()[-1] for statement in statements if statement.startswith("DROP INDEX")}
+    assert dropped == {"events_by_time"}
+    with sqlite3.connect(path) as conn:
+        indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
+        assert {"events_by_time", "events_by_chain"} <= indexes
+        order = conn.execute(
+            "SELECT chain_seq FROM events INDEXED BY events_by_chain WHERE chain_id IS NOT NULL "
+            "ORDER BY chain_id, chain_seq"
+        ).fetchall()
+    assert [seq for (seq,) in order] == list(range(1, 51))
+    _integrity(path)
