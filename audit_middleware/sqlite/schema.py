@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from audit_middleware.errors import AuditError
@@ -282,18 +282,28 @@ FEED_SEARCH: Final[tuple[str, ...]] = (
 )
 """Index the rows stored after ``seq`` (the caller's transaction added them) for search."""
 
+_ADD_ACTIONS: Final = "INSERT OR IGNORE INTO actions (id, label) VALUES (?, ?)"
+_ACTION, _ACTION_LABEL = 3, 4  # their places in a row (row_of_document)
+
 
 def insert_rows(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
     """Insert ``rows`` (``row_of``) and index them for search; returns how many were new.
 
     Call it inside a write transaction (``BEGIN IMMEDIATE``): every writer of the file
     stores rows through this, so the full-text index and ``actions`` stay complete.
+    When every row was new, ``actions`` gets the batch's few distinct pairs from the rows
+    at hand rather than from a scan of the stored rows (``FEED_SEARCH``'s second statement).
     """
+    batch = rows if isinstance(rows, Sequence) else list(rows)
     top = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-    inserted = max(conn.executemany(INSERT, rows).rowcount, 0)
-    if inserted:
-        for statement in FEED_SEARCH:
-            conn.execute(statement, (top,))
+    inserted = max(conn.executemany(INSERT, batch).rowcount, 0)
+    if not inserted:
+        return 0
+    conn.execute(FEED_SEARCH[0], (top,))
+    if inserted == len(batch):
+        conn.executemany(_ADD_ACTIONS, {(row[_ACTION], row[_ACTION_LABEL]) for row in batch})
+    else:  # some were stored already: only the stored rows' actions
+        conn.execute(FEED_SEARCH[1], (top,))
     return inserted
 
 

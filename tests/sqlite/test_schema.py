@@ -11,7 +11,7 @@ from audit_middleware.model.event import Actor
 from audit_middleware.query.sqlite_store import SQLiteStore, SQLiteStoreError
 from audit_middleware.sinks.sqlite import SQLiteSink
 from audit_middleware.sqlite.migrations import SCHEMA_VERSION
-from audit_middleware.sqlite.schema import email_key, id_key
+from audit_middleware.sqlite.schema import email_key, id_key, insert_rows, row_of
 from tests.query.conftest import make_event
 
 
@@ -63,6 +63,29 @@ def test_user_keys_hold_one_token_per_user_value(sqlite_store: SQLiteStore, sqli
         id_key("7"),
         email_key("ann@example.com"),
     ]  # FTS5 folds case
+
+
+def test_inserted_rows_add_their_actions_and_duplicates_add_none(tmp_path: Path) -> None:
+    """``actions`` holds the id and label of every stored row: a batch of new rows adds its own
+    pairs, a batch with rows stored already adds only the pairs of the rows it stored."""
+    with SQLiteSink(tmp_path / "a.sqlite3", install_signal_handlers=False) as sink:
+        path = sink.path
+    stored = [row_of(make_event("create", ago_ms=1)), row_of(make_event("delete", ago_ms=2))]
+    replay = list(stored[0])
+    replay[3:5] = ["renamed", "Renamed"]  # a replayed id is ignored, and so is its action
+    fresh = row_of(make_event("login", ago_ms=3))
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for batch in (stored, [tuple(replay), fresh]):
+            conn.execute("BEGIN IMMEDIATE")
+            insert_rows(conn, iter(batch))
+            conn.execute("COMMIT")
+        actions = set(conn.execute("SELECT id, label FROM actions").fetchall())
+        in_rows = set(conn.execute("SELECT DISTINCT action, action_label FROM events").fetchall())
+    finally:
+        conn.close()
+    assert actions == in_rows
+    assert len(actions) == 3
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
