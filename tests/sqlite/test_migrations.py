@@ -12,7 +12,14 @@ import pytest
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
 from audit_middleware.sinks.sqlite import SQLiteSink
-from audit_middleware.sqlite.migrations import SCHEMA_VERSION, STEPS, Migration, ensure_schema, upgrade
+from audit_middleware.sqlite.migrations import (
+    PAGE_SIZE,
+    SCHEMA_VERSION,
+    STEPS,
+    Migration,
+    ensure_schema,
+    upgrade,
+)
 from audit_middleware.sqlite.schema import SQLiteStoreError
 
 V1_FILE = Path(__file__).parent / "data" / "schema-v1.sqlite3"
@@ -178,3 +185,19 @@ def test_an_upgraded_version_2_file_has_the_layout_of_a_new_one(v2_copy: Path, t
     SQLiteStore(v2_copy).close()
     SQLiteStore(tmp_path / "new.sqlite3").close()
     assert _schema(v2_copy) == _schema(tmp_path / "new.sqlite3")
+
+
+def test_a_new_file_gets_the_larger_page_size_and_an_old_one_keeps_its_own(tmp_path: Path, v1_copy: Path):
+    """The page size is set only while a file has no page yet: an upgraded file keeps the size it
+    was written with, and every page of it stays readable."""
+    with sqlite3.connect(v1_copy) as conn:
+        old_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    assert old_size != PAGE_SIZE
+    for path in (tmp_path / "new.sqlite3", v1_copy):
+        SQLiteSink(path, install_signal_handlers=False).close()
+    with sqlite3.connect(tmp_path / "new.sqlite3") as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    with sqlite3.connect(v1_copy) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == old_size
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 12
