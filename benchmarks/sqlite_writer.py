@@ -4,7 +4,7 @@ The rows are the query benchmark's synthetic records (``benchmarks.query_stores`
 tenants, ~5,000 users, 1.2-1.4 KB documents), built once with ``schema.row_of``.
 
 1. **Sustained writes, interleaved.** The rows go, 10,000 at a time, alternately into a
-   raw file (the same columns, no index, no constraint, no full-text search: the floor)
+   raw file (the same columns and page size, no index, no constraint, no full-text search: the floor)
    and into a real store (``SQLiteSink``'s ``_write_transaction``: schema version 4,
    ``events_by_time``, the UNIQUE key, FTS5, ``actions``, ``events_by_chain`` and the hash
    chain's link of every row), both in 1,000-row transactions, so both files grow alike
@@ -43,6 +43,7 @@ from audit_middleware.sinks.chain import ChainPolicy, PendingRow, SQLiteChain, p
 from audit_middleware.sinks.sqlite import SQLiteSink
 from audit_middleware.sqlite.bulk import load_rows
 from audit_middleware.sqlite.connection import ConnectionPool
+from audit_middleware.sqlite.migrations import PAGE_SIZE
 from audit_middleware.sqlite.schema import insert_only, row_of
 from benchmarks.common import Result, Row, Settings, Table, fmt, median, percentile, render
 from benchmarks.query_stores import SEED, EventStream, Population
@@ -71,6 +72,8 @@ RAW_TABLE = (
 
 def _raw_file(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
+    # the store's page size: the floor must not be slower for a setting the store chose differently
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute(RAW_TABLE)
