@@ -12,7 +12,7 @@ from audit_middleware.capture import asgi
 from audit_middleware.capture.context import in_request, opened
 from audit_middleware.config import AuditConfig, use_config
 from audit_middleware.sinks import MemorySink
-from audit_middleware.sinks.delivery import PIPELINE
+from tests.worker_support import building_threads
 
 Message = dict[str, Any]
 
@@ -532,15 +532,7 @@ async def test_the_record_reads_the_scope_as_the_server_gave_it(audit_sink):
 
 async def test_a_post_nothing_asks_about_is_built_on_the_worker_with_its_facts(audit_sink, monkeypatch):
     """The request keeps the scope's copy and the response start; the worker builds the record."""
-
-    on_worker: list[bool] = []
-    read = asgi.context_from_scope
-
-    def watched(scope, config=None):
-        on_worker.append(PIPELINE.on_worker())
-        return read(scope, config)
-
-    monkeypatch.setattr(asgi, "context_from_scope", watched)
+    on_worker = building_threads(monkeypatch, asgi, "context_from_scope")
     seen: list[object] = []
     headers = [(b"host", b"testserver"), (b"user-agent", b"curl/8.5"), (b"x-request-id", b"req-raw-2")]
     app = simple_app(status=202, action=lambda scope: seen.append(opened()))

@@ -19,7 +19,7 @@ from audit_middleware.capture.clientip import ProxyTrust
 from audit_middleware.capture.context import in_request, opened
 from audit_middleware.capture.derive import RawRequestJob
 from audit_middleware.capture.wsgi import AuditMiddleware
-from audit_middleware.sinks.delivery import PIPELINE
+from tests.worker_support import building_threads
 from tests.wsgi_support import make_environ, request, serve, serve_unguarded, simple_app, wrap
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -702,23 +702,9 @@ def test_the_actor_resolver_gets_the_servers_environ_in_a_lazy_get(audit_sink):
 # -- the raw hand-over of audited requests nothing asked about --------------------------
 
 
-def _building_threads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Whether each build of a WSGI request's context ran on the delivery worker."""
-
-    on_worker: list[bool] = []
-    read = wsgi.context_from_environ
-
-    def watched(environ, config=None):
-        on_worker.append(PIPELINE.on_worker())
-        return read(environ, config)
-
-    monkeypatch.setattr(wsgi, "context_from_environ", watched)
-    return on_worker
-
-
 def test_a_post_nothing_asks_about_is_built_on_the_worker_with_its_facts(audit_sink, monkeypatch):
     """The request thread keeps the environ's copy and the status; the worker builds the record."""
-    on_worker = _building_threads(monkeypatch)
+    on_worker = building_threads(monkeypatch, wsgi, "context_from_environ")
     seen: list[object] = []
     app = simple_app(status="201 Created", action=lambda environ: seen.append(opened()))
     request(app, "POST", "/pods", headers={"User-Agent": "curl/8.5", "X-Request-ID": "req-raw-1"})
@@ -734,7 +720,7 @@ def test_a_post_nothing_asks_about_is_built_on_the_worker_with_its_facts(audit_s
 
 def test_a_raw_post_that_raises_is_a_500_failure(audit_sink, monkeypatch):
     """The worker-built record of a POST whose app raised says 500 and failure."""
-    on_worker = _building_threads(monkeypatch)
+    on_worker = building_threads(monkeypatch, wsgi, "context_from_environ")
 
     def app(environ, start_response):
         raise BoomError
@@ -768,7 +754,7 @@ def test_a_raw_post_reads_the_environ_as_the_server_gave_it(audit_sink):
 
 def test_a_post_with_resolvers_builds_its_context_on_the_request_thread(audit_sink, monkeypatch):
     """Resolvers read the live environ while the response starts, on the request thread."""
-    on_worker = _building_threads(monkeypatch)
+    on_worker = building_threads(monkeypatch, wsgi, "context_from_environ")
     resolved_on: list[str] = []
 
     def actor_of(environ):
@@ -789,7 +775,7 @@ def test_a_post_with_resolvers_builds_its_context_on_the_request_thread(audit_si
 
 def test_set_actor_in_a_post_builds_the_context_at_once(audit_sink, monkeypatch):
     """A hand-over in a request that may be audited builds its context there and then, on this thread."""
-    on_worker = _building_threads(monkeypatch)
+    on_worker = building_threads(monkeypatch, wsgi, "context_from_environ")
     seen: list[object] = []
 
     def handle(environ):
