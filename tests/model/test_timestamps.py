@@ -142,3 +142,12 @@ def test_rounding_brackets_the_instant(moment: datetime) -> None:
     down, up = unix_ms(moment), unix_ms(moment, round_up=True)
     assert from_unix_ms(down) <= moment <= from_unix_ms(up)
     assert up - down == (0 if moment.microsecond % 1000 == 0 else 1)
+
+
+@given(st.lists(st.integers(min_value=-62_135_596_799_999, max_value=253_402_300_798_999), max_size=20))
+def test_the_formatted_second_is_reused_only_for_its_own_second(values: list[int]) -> None:
+    """A run of timestamps, some in the same second and some not, each reads as its own instant."""
+    for value in values:
+        for near in (value, value + 1, value - 1, value + 1000):
+            expected = (EPOCH + timedelta(milliseconds=near)).isoformat(timespec="milliseconds")
+            assert format_timestamp(near) == expected.replace("+00:00", "Z")
