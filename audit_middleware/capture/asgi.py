@@ -40,6 +40,10 @@ _WANTED = {
 }
 
 
+SCOPE_KEYS = ("method", "path", "root_path", "client", "headers")
+"""The scope keys :func:`context_from_scope` reads (and all a queued request keeps)."""
+
+
 def context_from_scope(scope: ASGIScope, config: CaptureSettings | None = None) -> RequestContext:
     """Read what the audit record needs from an ASGI HTTP scope."""
     config = config or current_settings()
@@ -93,6 +97,11 @@ class ScopeRequest(LazyContext):
     def apply_start(self, context: RequestContext) -> None:
         """The status and redirect target of the ``http.response.start`` kept so far."""
         response_started(context, self.status)
+
+    def trim(self) -> None:
+        """Keep only the scope keys the context is read from (not the app's state, say)."""
+        kept = self.kept
+        self.kept = {key: kept[key] for key in SCOPE_KEYS if key in kept}
 
 
 def response_started(context: RequestContext, message: Message) -> None:

@@ -44,6 +44,20 @@ def _text(value: str | None) -> str | None:
     return decode_header(value)
 
 
+ENVIRON_KEYS = (
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "REMOTE_ADDR",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_FORWARDED",
+    "HTTP_USER_AGENT",
+    "HTTP_X_REQUEST_ID",
+    "HTTP_TRACEPARENT",
+)
+"""The environ keys :func:`context_from_environ` reads (and all a queued request keeps)."""
+
+
 def context_from_environ(environ: WSGIEnvironment, config: CaptureSettings | None = None) -> RequestContext:
     """Read what the audit record needs from a WSGI environ (raw values, parsed later)."""
     config = config or current_settings()
@@ -79,6 +93,11 @@ class EnvironRequest(LazyContext):
     def apply_start(self, context: RequestContext) -> None:
         """The status and redirect target of the ``start_response`` kept so far."""
         response_started(context, self.status, self.headers)
+
+    def trim(self) -> None:
+        """Keep only the environ keys the context is read from (not ``wsgi.input``, say)."""
+        kept = self.kept
+        self.kept = {key: kept[key] for key in ENVIRON_KEYS if key in kept}
 
 
 def response_started(context: RequestContext, status: str, headers: list[tuple[str, str]]) -> None:

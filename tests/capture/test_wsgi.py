@@ -806,4 +806,23 @@ def test_a_raw_post_queued_holds_no_environ(audit_sink, monkeypatch):
     assert isinstance(job, RawRequestJob)
     assert job.request.native is None
     assert job.request.kept["PATH_INFO"] == "/pods"
+    assert "wsgi.input" not in job.request.kept
+    assert set(job.request.kept) <= set(wsgi.ENVIRON_KEYS)
     assert len(audit_sink.events) == 1
+
+
+def test_the_trimmed_environ_gives_the_same_context_as_the_whole_one():
+    """What a queued request keeps is all the context is read from, header by header."""
+    headers = {
+        "User-Agent": "curl/8.5",
+        "X-Forwarded-For": "198.51.100.7, 203.0.113.1",
+        "Forwarded": "for=198.51.100.7",
+        "X-Request-ID": "req-trim-1",
+        "Traceparent": TRACEPARENT,
+    }
+    environ = make_environ("PATCH", "/pods/p-1", headers=headers, SCRIPT_NAME="/api")
+    stand_in = wsgi.EnvironRequest(environ, environ.copy(), config.get_config(), True)
+    whole = stand_in.build()
+    stand_in.trim()
+    assert "wsgi.input" not in stand_in.kept
+    assert stand_in.build().facts() == whole.facts()
