@@ -44,6 +44,14 @@ SCOPE_KEYS = ("method", "path", "root_path", "client", "headers")
 """The scope keys :func:`context_from_scope` reads (and all a queued request keeps)."""
 
 
+def raw_scope(scope: ASGIScope) -> dict[str, Any]:
+    """What an audited request keeps of its scope: a copy of the keys its context reads,
+    the header list copied too (an inner app may change it in place); see ``wsgi.raw_environ``."""
+    kept = {key: scope[key] for key in SCOPE_KEYS if key in scope}
+    kept["headers"] = list(kept.get("headers", ()))
+    return kept
+
+
 def context_from_scope(scope: ASGIScope, config: CaptureSettings | None = None) -> RequestContext:
     """Read what the audit record needs from an ASGI HTTP scope."""
     config = config or current_settings()
@@ -98,11 +106,6 @@ class ScopeRequest(LazyContext):
         """The status and redirect target of the ``http.response.start`` kept so far."""
         response_started(context, self.status)
 
-    def trim(self) -> None:
-        """Keep only the scope keys the context is read from (not the app's state, say)."""
-        kept = self.kept
-        self.kept = {key: kept[key] for key in SCOPE_KEYS if key in kept}
-
 
 def response_started(context: RequestContext, message: Message) -> None:
     """Note the status of ``http.response.start``, and where a redirect sends the client."""
@@ -133,10 +136,9 @@ class ASGIAuditMiddleware:
             return
         config = current_settings()
         audited = may_audit(str(scope.get("method", "GET")), config)
-        # a copy to read later: an inner app replacing scope entries (proxy headers) changes no record
-        kept = dict(scope)
-        if audited:  # its record reads the headers: a list an inner app may change in place
-            kept["headers"] = list(scope.get("headers", ()))
+        # a copy to read later: an inner app replacing scope entries (proxy headers) changes no
+        # record; a request that is not audited is never queued, and a whole copy is cheaper
+        kept = raw_scope(scope) if audited else dict(scope)
         request = ScopeRequest(scope, kept, config, audited)
         token = bind(request)
 

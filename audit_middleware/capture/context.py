@@ -217,10 +217,6 @@ class LazyContext:
         """Put the kept response start (status, redirect target) on ``context``."""
         raise NotImplementedError
 
-    def trim(self) -> None:
-        """Keep of ``kept`` only what :meth:`build` reads: the request is queued as it is, and
-        the copy must not hold its body stream or the server's objects while it waits."""
-
     def open(self) -> RequestContext:
         """The request's context, built now if nothing has asked before."""
         context = self.context

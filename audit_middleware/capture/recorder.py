@@ -230,7 +230,6 @@ def finish_bound(request: LazyContext, *, failed: bool = False) -> None:
     config = request.config
     request.native = None  # the queued job holds no framework request (its body, say) alive
     try:
-        request.trim()
         config.submit(RawRequestJob(request, time.time_ns() // 1_000_000, _honest(config)))
     except Exception as exc:  # noqa: BLE001 - auditing must never break the host app's response
         logs.warn(f"audit record of a request could not be queued: {exc!r}")

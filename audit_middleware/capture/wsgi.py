@@ -58,6 +58,16 @@ ENVIRON_KEYS = (
 """The environ keys :func:`context_from_environ` reads (and all a queued request keeps)."""
 
 
+def raw_environ(environ: WSGIEnvironment) -> dict[str, Any]:
+    """What an audited request keeps of its environ: a copy of the keys its context reads.
+
+    Taken when the request comes in (an inner middleware rewriting the environ changes no
+    record), and no more: the request may be queued as it is, and must not hold its body
+    stream or the server's objects while it waits.
+    """
+    return {key: environ[key] for key in ENVIRON_KEYS if key in environ}
+
+
 def context_from_environ(environ: WSGIEnvironment, config: CaptureSettings | None = None) -> RequestContext:
     """Read what the audit record needs from a WSGI environ (raw values, parsed later)."""
     config = config or current_settings()
@@ -94,11 +104,6 @@ class EnvironRequest(LazyContext):
         """The status and redirect target of the ``start_response`` kept so far."""
         response_started(context, self.status, self.headers)
 
-    def trim(self) -> None:
-        """Keep only the environ keys the context is read from (not ``wsgi.input``, say)."""
-        kept = self.kept
-        self.kept = {key: kept[key] for key in ENVIRON_KEYS if key in kept}
-
 
 def response_started(context: RequestContext, status: str, headers: list[tuple[str, str]]) -> None:
     """Note the status ``start_response`` was given, and where a redirect sends the client."""
@@ -129,8 +134,10 @@ class AuditMiddleware:
         """Handle one request."""
         config = current_settings()
         audited = may_audit(environ.get("REQUEST_METHOD", "GET"), config)
-        # a copy to read later: an inner middleware rewriting the environ (ProxyFix) changes no record
-        request = EnvironRequest(environ, environ.copy(), config, audited)
+        # a copy to read later: an inner middleware rewriting the environ (ProxyFix) changes no
+        # record; a request that is not audited is never queued, and a whole copy is cheaper
+        kept = raw_environ(environ) if audited else environ.copy()
+        request = EnvironRequest(environ, kept, config, audited)
         token = bind(request)
 
         def audited_start_response(
