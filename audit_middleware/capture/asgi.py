@@ -40,16 +40,17 @@ _WANTED = {
 }
 
 
-SCOPE_KEYS = ("method", "path", "root_path", "client", "headers")
-"""The scope keys :func:`context_from_scope` reads (and all a queued request keeps)."""
-
-
 def raw_scope(scope: ASGIScope) -> dict[str, Any]:
-    """What an audited request keeps of its scope: a copy of the keys its context reads,
-    the header list copied too (an inner app may change it in place); see ``wsgi.raw_environ``."""
-    kept = {key: scope[key] for key in SCOPE_KEYS if key in scope}
-    kept["headers"] = list(kept.get("headers", ()))
-    return kept
+    """What an audited request keeps of its scope: a copy of the keys its context reads, the
+    header list copied too (an inner app may change it in place); see ``wsgi.raw_environ``."""
+    get = scope.get
+    return {
+        "method": get("method", "GET"),
+        "path": get("path", ""),
+        "root_path": get("root_path", ""),
+        "client": get("client"),
+        "headers": list(get("headers", ())),
+    }
 
 
 def context_from_scope(scope: ASGIScope, config: CaptureSettings | None = None) -> RequestContext:

@@ -807,7 +807,6 @@ def test_a_raw_post_queued_holds_no_environ(audit_sink, monkeypatch):
     assert job.request.native is None
     assert job.request.kept["PATH_INFO"] == "/pods"
     assert "wsgi.input" not in job.request.kept
-    assert set(job.request.kept) <= set(wsgi.ENVIRON_KEYS)
     assert len(audit_sink.events) == 1
 
 
