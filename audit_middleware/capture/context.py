@@ -226,9 +226,20 @@ class LazyContext:
             context = self.context
             if context is not None:
                 return context
-            context = self.context = self.build()
-        # Published first, then read what the request has seen: the middleware writes the
-        # raw value first and reads ``context`` after, so one of the two always applies it.
+            context = self.build()
+            # Everything the request has seen goes on before the context is published: a
+            # thread that finds it (a late record(), the worker) sees it whole. The hooks
+            # are adapters' value hand-overs; none of them asks for the context again.
+            self._apply_seen(context)
+            for hook in self.hooks or ():
+                hook(context)
+            self.context = context
+        # The middleware writes the raw value first and reads ``context`` after: what it
+        # wrote while the context was being built is applied again now (idempotent).
+        self._apply_seen(context)
+        return context
+
+    def _apply_seen(self, context: RequestContext) -> None:
         if self.status is not None:
             self.apply_start(context)
         if self.span is not None and context._span is None:
@@ -237,9 +248,6 @@ class LazyContext:
             if self.failed and (context.status_code is None or context.status_code < 500):
                 context.status_code = 500
             context.finished = True
-        for hook in self.hooks or ():
-            hook(context)
-        return context
 
     def when_open(self, hook: Callable[[RequestContext], None]) -> RequestContext | None:
         """Keep ``hook`` for when the context is built; if it is already, return it instead.
@@ -280,6 +288,16 @@ def opened() -> RequestContext | None:
     """The current request's context if it has been built, else None; never builds it."""
     value = _current.get()
     return value.context if isinstance(value, LazyContext) else value
+
+
+def current_if_audited() -> RequestContext | None:
+    """The current request's context if it is built, or built now when its method may be
+    audited (so a hand-over reaches its record); None in a request nothing audits that
+    nothing asked about, and outside requests."""
+    value = _current.get()
+    if isinstance(value, LazyContext):
+        return value.context or (value.open() if value.audited else None)
+    return value
 
 
 def in_request() -> bool:

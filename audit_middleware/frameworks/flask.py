@@ -41,7 +41,7 @@ except ImportError:  # optional: without it the actor comes from actor_resolver
     flask_login = None
 
 from audit_middleware import logs
-from audit_middleware.capture.context import RequestContext, current, opened, when_open
+from audit_middleware.capture.context import RequestContext, current, current_if_audited, when_open
 from audit_middleware.capture.outcomes import LOGIN_REQUIRED
 from audit_middleware.capture.recorder import finish_request, may_record, record_detected, resolve_late
 from audit_middleware.capture.wsgi import AuditMiddleware
@@ -139,7 +139,7 @@ class AuditExtension:
     def _after_request(self, response: flask.Response) -> flask.Response:
         # Runs inside the request context, after the view and before start_response,
         # where the core resolves tenant and project with the configured resolvers.
-        context = opened()
+        context = current_if_audited()
         if context is not None:
             self._identify(context)
             # a generator streams; any other body is complete, so its record need not wait for close()
@@ -149,7 +149,7 @@ class AuditExtension:
         return response
 
     def _teardown_request(self, exc: BaseException | None) -> None:
-        context = opened()
+        context = current_if_audited()
         if context is None:  # nothing asked for it: nothing to record
             return
         if exc is not None:

@@ -93,7 +93,7 @@ class BackgroundWorker(Generic[T]):
         self._offered = 0  # ever offered in this process, and ever done: see wait_for_earlier
         self._handled = 0
         self._flush_requested = False
-        self._taking = False  # the thread waits in take() for items: an offer may wake it
+        self._waiting = False  # the thread waits (take(), wait()) for items: an offer may wake it
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -117,7 +117,7 @@ class BackgroundWorker(Generic[T]):
             self._offered += 1
             # only while the thread waits: a busy thread takes the next batch unasked, and
             # under load the queue stays past batch_size for many offers
-            if self._taking and (self.linger <= 0 or len(self._queue) >= self.batch_size):
+            if self._waiting and (self.linger <= 0 or len(self._queue) >= self.batch_size):
                 self._wake.notify()
         return True
 
@@ -228,11 +228,11 @@ class BackgroundWorker(Generic[T]):
                     if time.monotonic() >= idle_until:
                         break  # empty for idle_every: an empty batch, and run_once calls idle()
                     remaining = min(remaining, idle_until - time.monotonic())
-                self._taking = True
+                self._waiting = True
                 try:
                     self._wake.wait(remaining)
                 finally:
-                    self._taking = False
+                    self._waiting = False
                 if not self._queue and not self._flush_requested and not self.stopping.is_set():
                     deadline = time.monotonic() + linger  # the linger counts from the first item
             return [self._queue.popleft() for _ in range(min(count, len(self._queue)))]
@@ -254,7 +254,11 @@ class BackgroundWorker(Generic[T]):
     def wait(self, seconds: float, until: Callable[[], bool]) -> None:
         """Sleep up to ``seconds``, waking early when stopping or when ``until()`` holds."""
         with self._wake:
-            self._wake.wait_for(lambda: self.stopping.is_set() or until(), timeout=seconds)
+            self._waiting = True  # an offer's notification re-checks ``until`` (a queue filling up)
+            try:
+                self._wake.wait_for(lambda: self.stopping.is_set() or until(), timeout=seconds)
+            finally:
+                self._waiting = False
 
     # -- hooks --------------------------------------------------------------------------
 

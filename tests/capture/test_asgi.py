@@ -592,3 +592,17 @@ def test_the_kept_scope_gives_the_same_context_as_the_whole_one(audit_sink):
     assert kept["headers"] == headers
     assert kept["headers"] is not scope["headers"]
     assert asgi.context_from_scope(kept).facts() == asgi.context_from_scope(scope).facts()
+
+
+async def test_resolvers_run_when_the_app_raises_before_answering(audit_sink):
+    """No http.response.start: the resolvers still read the scope at the end of the request."""
+    configure(sink=audit_sink, actor_resolver=lambda scope: Actor(id=scope.get("user")))
+
+    async def app(scope, receive, send):
+        scope["user"] = "ann"
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await run(app, http_scope("POST", "/pods"))
+    (event,) = audit_sink.events
+    assert (event.actor.id, event.outcome) == ("ann", "failure")

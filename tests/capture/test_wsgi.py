@@ -823,3 +823,50 @@ def test_the_kept_environ_gives_the_same_context_as_the_whole_one():
     kept = wsgi.raw_environ(environ)
     assert "wsgi.input" not in kept
     assert wsgi.context_from_environ(kept).facts() == wsgi.context_from_environ(environ).facts()
+
+
+def test_resolvers_run_on_the_request_thread_when_the_app_raises_before_answering(audit_sink):
+    """No start_response: the resolvers still read the live environ, at the end, on this thread."""
+    configure(
+        sink=audit_sink,
+        actor_resolver=lambda environ: Actor(id=environ.get("app.user")),
+        tenant_resolver=lambda environ: "acme",
+    )
+
+    def app(environ, start_response):
+        environ["app.user"] = "ann"
+        raise BoomError
+
+    with pytest.raises(BoomError):
+        request(app, "POST", "/pods")
+    (event,) = audit_sink.events
+    assert (event.actor.id, event.outcome) == ("ann", "failure")
+    assert event.tenant is not None
+    assert event.tenant.id == "acme"
+
+
+def test_a_context_is_published_only_whole(audit_sink, monkeypatch):
+    """A thread that finds the context while another builds it never sees it without the
+    response's status (the late record()'s outcome, the worker's job read it)."""
+    entered, release = threading.Event(), threading.Event()
+    apply_start = wsgi.EnvironRequest.apply_start
+
+    def slow_apply_start(self, context):
+        if threading.current_thread().name == "builder":
+            entered.set()
+            release.wait(5)
+        apply_start(self, context)
+
+    monkeypatch.setattr(wsgi.EnvironRequest, "apply_start", slow_apply_start)
+    environ = make_environ("POST", "/pods")
+    stand_in = wsgi.EnvironRequest(environ, wsgi.raw_environ(environ), config.get_config(), True)
+    stand_in.status, stand_in.headers = "403 Forbidden", []
+    builder = threading.Thread(target=stand_in.open, name="builder")
+    builder.start()
+    assert entered.wait(5)
+    assert stand_in.context is None  # being built: not published yet
+    release.set()
+    builder.join(5)
+    context = stand_in.context
+    assert context is not None
+    assert context.status_code == 403

@@ -503,3 +503,33 @@ def test_an_unaudited_get_builds_no_context_through_the_extension(
     assert app.test_client().get("/quiet", headers=ALICE_TOKEN).status_code == 200
     assert seen == [(True, None), None]
     assert events == []
+
+
+def test_an_earlier_hook_that_answers_still_leaves_the_user_and_route(sink: MemorySink) -> None:
+    """A before_request hook registered before the extension's (a CSRF check) answers 403: the
+    record still names flask-login's user and the route, read on the request thread."""
+    app = flask.Flask("guarded")
+    app.secret_key = "test"
+    manager = flask_login.LoginManager(app)
+
+    class User(flask_login.UserMixin):
+        def __init__(self, user_id: str) -> None:
+            self.id = user_id
+
+    manager.request_loader(lambda request: User("alice"))
+
+    @app.before_request
+    def guard() -> Any:
+        return ("no", 403) if flask.request.path == "/blocked" else None
+
+    AuditExtension(app)
+
+    @app.post("/blocked")
+    def blocked() -> str:
+        return "never"
+
+    assert app.test_client().post("/blocked").status_code == 403
+    (event,) = sink.events
+    assert (event.actor.id, event.outcome) == ("alice", "failure")
+    assert event.request is not None
+    assert (event.request.route, event.request.status_code) == ("/blocked", 403)

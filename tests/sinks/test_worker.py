@@ -423,3 +423,27 @@ def test_offers_while_the_thread_is_busy_wake_nobody_and_are_taken_next(make_wor
     assert worker.flush(timeout=10)
     assert time.monotonic() - started < 5  # full batches were taken at once, not after the 30 s linger
     assert worker.items == list("abcdefg")
+
+
+def test_a_thread_waiting_on_a_condition_is_woken_by_offers(make_worker):
+    """wait(seconds, until) ends as soon as offers make ``until`` hold (the shipper's back-off
+    ends when the queue fills up halfway), not after the whole pause."""
+    woke: list[float] = []
+
+    class Pausing(Recorder):
+        def run_once(self) -> bool:
+            started = time.monotonic()
+            self.wait(10.0, lambda: self.depth() >= 50)
+            woke.append(time.monotonic() - started)
+            return False
+
+    worker = Pausing(max_queue=100, batch_size=10, linger=1.0)
+    worker.start()
+    time.sleep(0.1)
+    for item in range(60):
+        worker.offer(str(item))
+    assert worker._thread is not None
+    worker._thread.join(10)
+    assert len(woke) == 1
+    assert woke[0] < 5
+    worker.stop(timeout=1)
