@@ -223,8 +223,8 @@ def finish_bound(request: LazyContext, *, failed: bool = False) -> None:
         settle()  # an adapter's hand-over of a change may build the context still
         if _has_resolvers(request.config):
             # the response never started (the app raised first): the resolvers read the
-            # framework's request, which only this thread has
-            resolve_late(request.open())
+            # framework's request, which only this thread has (finish_request calls them)
+            request.open()
     context = request.end(failed=failed)
     if context is not None:
         finish_request(context, failed=failed)

@@ -34,6 +34,7 @@ __all__ = [
     "link_hash",
     "link_of",
     "linked_text",
+    "next_link",
     "prepared_for_link",
     "set_link",
     "unlinked_text",
@@ -86,9 +87,14 @@ def prepared_for_link(document: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     return stored, content_digest(stored)
 
 
+def next_link(chain: str, seq: int, prev: str, digest: bytes) -> Link:
+    """The link of the record whose content digest is ``digest``, at ``seq`` after ``prev``."""
+    return Link(chain, seq, prev, link_hash(prev, digest))
+
+
 def set_link(document: dict[str, Any], chain: str, seq: int, prev: str, digest: bytes) -> Link:
     """Chain ``document`` (whose content digest is ``digest``) in place after ``prev``."""
-    link = Link(chain, seq, prev, link_hash(prev, digest))
+    link = next_link(chain, seq, prev, digest)
     document.setdefault("audit", {})[CHAIN_FIELD] = link.as_field()
     return link
 
@@ -115,15 +121,9 @@ def unlinked_text(document: Mapping[str, Any]) -> str | None:
     return encoded[:-2].decode("utf-8")
 
 
-def linked_text(unlinked: str, chain_json: str, seq: int, prev: str, hash_: str) -> str:
-    """The stored text of a document linked as ``Link(chain, seq, prev, hash_)``, from its
-    ``unlinked_text``; ``chain_json`` is the chain id as JSON (``dumps(chain)``).
-
-    The link is written as ``dumps(Link.as_field())`` writes it: the same members in
-    the same order, ``seq`` an integer, the hashes hex.
-    """
-    link = f'{{"id":{chain_json},"seq":{seq},"prev":"{prev}","hash":"{hash_}"}}'
-    return f'{unlinked},"{CHAIN_FIELD}":{link}}}}}'
+def linked_text(unlinked: str, link: Link) -> str:
+    """The stored text of a document linked as ``link``, from its ``unlinked_text``."""
+    return f'{unlinked},"{CHAIN_FIELD}":{dumps(link.as_field()).decode("utf-8")}}}}}'
 
 
 def link_hash(prev: str, digest: bytes) -> str:

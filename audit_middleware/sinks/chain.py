@@ -25,9 +25,9 @@ from typing import Any, NamedTuple, Protocol
 from audit_middleware import env
 from audit_middleware.errors import AuditValidationError
 from audit_middleware.model.chain import (
-    link_hash,
     link_of,
     linked_text,
+    next_link,
     prepared_for_link,
     set_link,
     unlinked_text,
@@ -270,21 +270,21 @@ class SQLiteChain:
 
     def _link(self, head: ChainHead, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
         linked: list[tuple[Any, ...]] = []
-        chain_json = dumps(head.chain).decode("utf-8")
         for row in rows:
+            seq, prev = head.seq + 1, head.hash
             if isinstance(row, PendingRow) and row.unlinked is not None:  # the writer's rows
-                seq, prev = head.seq + 1, head.hash
-                head.seq, head.hash = seq, link_hash(prev, row.digest)
-                linked.append((*row.columns, linked_text(row.unlinked, chain_json, seq, prev, head.hash)))
-                continue
-            if isinstance(row, PendingRow):
-                columns, document = row.columns, row.document
-                link = set_link(document, head.chain, head.seq + 1, head.hash, row.digest)
+                link = next_link(head.chain, seq, prev, row.digest)
+                columns, text = row.columns, linked_text(row.unlinked, link)
             else:
-                columns, document = row[:_DOCUMENT], loads(row[_DOCUMENT])
-                link = with_link(document, head.chain, head.seq + 1, head.hash)
+                if isinstance(row, PendingRow):
+                    columns, document = row.columns, row.document
+                    link = set_link(document, head.chain, seq, prev, row.digest)
+                else:
+                    columns, document = row[:_DOCUMENT], loads(row[_DOCUMENT])
+                    link = with_link(document, head.chain, seq, prev)
+                text = dumps(document).decode("utf-8")
             head.seq, head.hash = link.seq, link.hash
-            linked.append((*columns, dumps(document).decode("utf-8")))
+            linked.append((*columns, text))
         return linked
 
     def _checkpoint_if_due(self, conn: sqlite3.Connection, head: ChainHead, *, force: bool) -> bool:

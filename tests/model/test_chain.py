@@ -124,7 +124,7 @@ def test_a_spliced_link_is_the_text_of_the_linked_document(
     digest = hashlib.sha256(b"content").digest()
     prev = hashlib.sha256(b"prev").hexdigest()
     link = set_link(document, chain, seq, prev, digest)
-    spliced = linked_text(unlinked, dumps(chain).decode("utf-8"), seq, prev, link.hash)
+    spliced = linked_text(unlinked, link)
     assert spliced == dumps(document).decode("utf-8")
 
 
