@@ -84,8 +84,6 @@ class RequestContext:
     project: Scope | None = None
     native_request: Any = None
     status_code: int | None = None
-    # the response is known in full (not streamed): an adapter may send the record before close()
-    complete: bool = False
     # a redirect's Location, and the app's login page (adapters know it), for the outcome rules
     location: str | None = None
     login_path: str | None = None
@@ -181,10 +179,12 @@ class LazyContext:
 
     __slots__ = (
         "audited",
+        "complete",
         "config",
         "context",
         "failed",
         "finished",
+        "handed",
         "headers",
         "hooks",
         "kept",
@@ -207,7 +207,13 @@ class LazyContext:
         self.headers: Any = None
         self.finished = False
         self.failed = False
+        # an adapter saw the whole response body (not a stream): it may end the request
+        # when the framework does, before the server closes the body
+        self.complete = False
+        # adapters' hand-overs: ``hooks`` read the framework's request (run on the request
+        # thread only), ``handed`` only write values they hold (run wherever it is built)
         self.hooks: list[Callable[[RequestContext], None]] | None = None
+        self.handed: list[Callable[[RequestContext], None]] | None = None
 
     def build(self) -> RequestContext:
         """The request's context, read from what the subclass kept."""
@@ -233,6 +239,8 @@ class LazyContext:
             self._apply_seen(context)
             for hook in self.hooks or ():
                 hook(context)
+            for hook in self.handed or ():
+                hook(context)
             self.context = context
         # The middleware writes the raw value first and reads ``context`` after: what it
         # wrote while the context was being built is applied again now (idempotent).
@@ -249,21 +257,50 @@ class LazyContext:
                 context.status_code = 500
             context.finished = True
 
-    def when_open(self, hook: Callable[[RequestContext], None]) -> RequestContext | None:
+    def when_open(
+        self, hook: Callable[[RequestContext], None], *, build: bool = True
+    ) -> RequestContext | None:
         """Keep ``hook`` for when the context is built; if it is already, return it instead.
 
         A request that may be audited is built now: what an adapter hands over (its request,
-        the user lookup) is then read on the request thread, never on the worker.
+        the user lookup) is then read on the request thread, never on the worker. With
+        ``build=False`` it is not: the hook runs only if the context is built on the
+        request thread, and is dropped if the request is handed to the worker raw (the
+        adapter then hands its findings over as values, :meth:`hand_over`).
         """
-        if self.audited:
+        if build and self.audited:
             return self.context or self.open()
+        return self._keep(hook, handed=False)
+
+    def hand_over(self, hook: Callable[[RequestContext], None]) -> None:
+        """Run ``hook`` on the context when it is built, on whichever thread builds it (the
+        worker, for a request handed over raw); now, if it is built already.
+
+        The hook must only write values it holds (a route, an actor found on the request
+        thread): it may run after the request, where no framework object may be read.
+        """
+        context = self._keep(hook, handed=True)
+        if context is not None:
+            hook(context)
+
+    def _keep(self, hook: Callable[[RequestContext], None], *, handed: bool) -> RequestContext | None:
         with _open_lock:
-            if self.context is None:
+            if self.context is not None:
+                return self.context
+            if handed:
+                if self.handed is None:
+                    self.handed = []
+                self.handed.append(hook)
+            else:
                 if self.hooks is None:
                     self.hooks = []
                 self.hooks.append(hook)
-                return None
-            return self.context
+            return None
+
+    def drop_thread_hooks(self) -> None:
+        """Forget the hooks that read the framework's request: the request is handed to the
+        worker raw, and they must not run there."""
+        self.hooks = None
 
     def end(self, *, failed: bool) -> RequestContext | None:
         """The request has ended: its context if one was opened (to finish), else None."""
@@ -300,22 +337,31 @@ def current_if_audited() -> RequestContext | None:
     return value
 
 
+def lazy_request() -> LazyContext | None:
+    """What a middleware bound for the current request (its context may not be built yet),
+    or None: framework adapters hand it values (:meth:`LazyContext.hand_over`) rather than
+    build a context on the request thread."""
+    value = _current.get()
+    return value if isinstance(value, LazyContext) else None
+
+
 def in_request() -> bool:
     """Whether a request is being handled (outside ``audit_context()``); never builds its context."""
     return _current.get() is not None
 
 
-def when_open(hook: Callable[[RequestContext], None]) -> bool:
+def when_open(hook: Callable[[RequestContext], None], *, build: bool = True) -> bool:
     """Run ``hook`` on the current request's context: now if it is built, else when it is.
 
     Framework adapters hand over what they know (their request object, the route) without
-    building a context no record may need. False outside a request.
+    building a context no record may need (see :meth:`LazyContext.when_open` for
+    ``build``). False outside a request.
     """
     value = _current.get()
     if value is None:
         return False
     if isinstance(value, LazyContext):
-        context = value.when_open(hook)
+        context = value.when_open(hook, build=build)
         if context is not None:
             hook(context)
     else:

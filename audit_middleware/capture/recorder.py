@@ -198,7 +198,7 @@ def response_begun(request: LazyContext) -> None:
     if context is None:
         if not request.audited:
             return
-        if not _has_resolvers(request.config):
+        if not request.config.has_resolvers():
             request.span = active_span()
             return
         context = request.open()  # applies the response start
@@ -207,21 +207,19 @@ def response_begun(request: LazyContext) -> None:
     resolve_late(context)
 
 
-def _has_resolvers(config: CaptureSettings) -> bool:
-    resolvers = (config.actor_resolver, config.tenant_resolver, config.project_resolver)
-    return resolvers != (None, None, None)
-
-
 def finish_bound(request: LazyContext, *, failed: bool = False) -> None:
     """End a middleware's request: finish its context, or hand its raw values to the worker.
 
-    Called once, when the response has ended (``failed`` as for :func:`finish_request`).
+    Called when the response has ended (``failed`` as for :func:`finish_request`); a
+    second call (the middleware's, after an adapter ended the request early) does nothing.
     A request that may be audited and whose context nothing built is queued as it is
     (``capture.derive.RawRequestJob``); one that may not be audited ends here.
     """
+    if request.finished:
+        return
     if request.context is None and request.audited:
         settle()  # an adapter's hand-over of a change may build the context still
-        if _has_resolvers(request.config):
+        if request.config.has_resolvers():
             # the response never started (the app raised first): the resolvers read the
             # framework's request, which only this thread has (finish_request calls them)
             request.open()
@@ -233,6 +231,7 @@ def finish_bound(request: LazyContext, *, failed: bool = False) -> None:
         return
     config = request.config
     request.native = None  # the queued job holds no framework request (its body, say) alive
+    request.drop_thread_hooks()
     try:
         config.submit(RawRequestJob(request, time.time_ns() // 1_000_000, _honest(config)))
     except Exception as exc:  # noqa: BLE001 - auditing must never break the host app's response

@@ -59,6 +59,11 @@ class CaptureSettings:
     honest_outcomes: bool | None = None
     login_paths: frozenset[str] = frozenset()
 
+    def has_resolvers(self) -> bool:
+        """Whether the app resolves actor, tenant or project itself (from the framework's
+        request, which only the request thread can read)."""
+        return (self.actor_resolver, self.tenant_resolver, self.project_resolver) != (None, None, None)
+
     def drain(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - implemented by config
         """Deliver what is buffered before the process ends (the ASGI lifespan shutdown calls it)."""
         return True

@@ -122,12 +122,19 @@ class AuditMiddleware:
     ...     start_response("204 No Content", [])
     ...     return []
     >>> wrapped = AuditMiddleware(app)
+
+    ``on_open`` is for framework adapters: it runs on each request's context when the
+    context is built on the request thread (never on the worker), to hand over what the
+    framework knows there (its request object, how to find the user).
     """
 
-    __slots__ = ("app",)
+    __slots__ = ("app", "on_open")
 
-    def __init__(self, app: WSGIApplication) -> None:
+    def __init__(
+        self, app: WSGIApplication, *, on_open: Callable[[RequestContext], None] | None = None
+    ) -> None:
         self.app = app
+        self.on_open = on_open
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request."""
@@ -137,6 +144,8 @@ class AuditMiddleware:
         # record; a request that is not audited is never queued, and a whole copy is cheaper
         kept = raw_environ(environ) if audited else environ.copy()
         request = EnvironRequest(environ, kept, config, audited)
+        if self.on_open is not None:
+            request.hooks = [self.on_open]
         token = bind(request)
 
         def audited_start_response(

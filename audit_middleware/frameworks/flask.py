@@ -41,9 +41,14 @@ except ImportError:  # optional: without it the actor comes from actor_resolver
     flask_login = None
 
 from audit_middleware import logs
-from audit_middleware.capture.context import RequestContext, current, current_if_audited, when_open
+from audit_middleware.capture.context import (
+    LazyContext,
+    RequestContext,
+    current,
+    lazy_request,
+)
 from audit_middleware.capture.outcomes import LOGIN_REQUIRED
-from audit_middleware.capture.recorder import finish_request, may_record, record_detected, resolve_late
+from audit_middleware.capture.recorder import finish_bound, may_record, record_detected, resolve_late
 from audit_middleware.capture.wsgi import AuditMiddleware
 from audit_middleware.frameworks import auth, users
 from audit_middleware.frameworks.auth import SESSION, audit_login_failed
@@ -61,7 +66,6 @@ __all__ = [
 ]
 
 FlaskActorResolver = Callable[[flask.Request], "Actor | None"]
-# Set on the environ by after_request: a streamed body is recorded when it ends, as before.
 
 
 def actor_from_user(user: Any) -> Actor | None:
@@ -115,8 +119,9 @@ class AuditExtension:
         """Install the middleware and the request hooks on ``app`` (once per app)."""
         if app.extensions.get("audit_middleware") is not None:
             return
-        app.wsgi_app = AuditMiddleware(app.wsgi_app)  # type: ignore[method-assign]
-        app.before_request(self._before_request)
+        # No before_request hook (each costs Flask's dispatch): if the view asks for the
+        # context, _adopt runs then; if nothing does, after_request hands values over.
+        app.wsgi_app = AuditMiddleware(app.wsgi_app, on_open=self._adopt)  # type: ignore[method-assign]
         app.after_request(self._after_request)
         app.teardown_request(self._teardown_request)
         if flask_login is not None:
@@ -126,46 +131,68 @@ class AuditExtension:
             flask_login.user_unauthorized.connect(self._on_unauthorized, app)
         app.extensions["audit_middleware"] = self
 
-    def _before_request(self) -> None:
-        request = flask.request._get_current_object()  # type: ignore[attr-defined]
-        lookup = self._lookup
-
-        def adopt(context: RequestContext) -> None:
-            _bind(context, request)
-            context.actor_lookup = lookup
-
-        when_open(adopt)  # a request nothing audits gets no context built for it
+    def _adopt(self, context: RequestContext) -> None:
+        # the context is being built on the request thread: inside Flask's request, if any
+        if flask.has_request_context():
+            _bind(context, flask.request._get_current_object())  # type: ignore[attr-defined]
+            context.actor_lookup = self._lookup
 
     def _after_request(self, response: flask.Response) -> flask.Response:
         # Runs inside the request context, after the view and before start_response,
         # where the core resolves tenant and project with the configured resolvers.
-        context = current_if_audited()
-        if context is not None:
+        request = _audited_request()
+        if request is None:
+            return response
+        # a generator streams; any other body is complete, so its record need not wait for close()
+        request.complete = not inspect.isgenerator(response.response)
+        login_path = _login_page() if 300 <= response.status_code < 400 else None
+        if _stays_raw(request):
+            self._hand_over(request, login_path)
+        else:
+            context = request.open()
             self._identify(context)
-            # a generator streams; any other body is complete, so its record need not wait for close()
-            context.complete = not inspect.isgenerator(response.response)
-            if 300 <= response.status_code < 400:
-                context.login_path = _login_page()
+            context.login_path = login_path
         return response
 
     def _teardown_request(self, exc: BaseException | None) -> None:
-        context = current_if_audited()
-        if context is None:  # nothing asked for it: nothing to record
+        request = _audited_request()
+        if request is None:
             return
         if exc is not None:
             # An exception that propagates (PROPAGATE_EXCEPTIONS, testing) skips after_request
             # and start_response: teardown is the last moment the request context is alive.
-            self._identify(context)
-            resolve_late(context)
-        if context.complete and context.status_code is not None:
+            if _stays_raw(request):
+                self._hand_over(request, None)
+            else:
+                context = request.open()
+                self._identify(context)
+                resolve_late(context)
+        if request.complete and request.status is not None:
             # The whole response is known: send the record now rather than when the server
             # closes the body (test clients that never read a body never close it).
-            finish_request(context)
+            finish_bound(request)
+
+    def _hand_over(self, request: LazyContext, login_path: str | None) -> None:
+        # what the context would be told here, as values: the worker may be the one to build it
+        rule = flask.request.url_rule
+        route = None if rule is None else rule.rule
+        actor = users.guarded(self._find_actor)
+
+        def found(context: RequestContext) -> None:
+            if route is not None:
+                context.route = route
+            if context.actor is None:
+                context.actor = actor
+                context.actor_lookup = None  # looked up: the answer (perhaps nobody) is known
+            if login_path is not None:
+                context.login_path = login_path
+
+        request.hand_over(found)
 
     def _identify(self, context: RequestContext) -> None:
         request = flask.request._get_current_object()  # type: ignore[attr-defined]
         if context.native_request is not request:
-            _bind(context, request)  # an earlier before_request hook answered before ours ran
+            _bind(context, request)  # built outside Flask's request (a WSGI middleware's record())
         if context.actor is None and may_record(context):
             context.actor = users.guarded(self._find_actor)
             context.actor_lookup = None  # looked up: the answer (perhaps nobody) is known
@@ -175,7 +202,9 @@ class AuditExtension:
         return users.guarded(self._find_actor) if flask.has_request_context() else None
 
     def _find_actor(self) -> Actor | None:
-        if flask_login is not None and hasattr(flask.current_app, "login_manager"):
+        # the app itself, not the proxy: a proxy's missing attribute costs a raised exception
+        app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
+        if flask_login is not None and getattr(app, "login_manager", None) is not None:
             user = flask_login.current_user
             if user.is_authenticated:
                 actor = self.user_mapper(user._get_current_object())
@@ -247,6 +276,20 @@ def _login_page() -> str | None:
         return flask.url_for(view)
     except Exception:  # noqa: BLE001 - a login view that cannot be built leaves the path heuristics
         return None
+
+
+def _audited_request() -> LazyContext | None:
+    # the middleware's request, when it may be audited or something asked for its context
+    request = lazy_request()
+    if request is None or (request.context is None and not request.audited):
+        return None
+    return request
+
+
+def _stays_raw(request: LazyContext) -> bool:
+    # Nothing built its context, and no resolvers need it here: what the extension knows
+    # is handed over as values, and the context is built where the record is derived.
+    return request.context is None and not request.config.has_resolvers()
 
 
 def _bind(context: RequestContext, request: flask.Request) -> None:

@@ -474,6 +474,62 @@ def test_hooks_and_setters_wait_for_the_context_and_apply_in_order():
         unbind(token)
 
 
+def audited_lazy(path: str = "/pods") -> CountingRequest:
+    stand_in = lazy(path)
+    stand_in.audited = True
+    return stand_in
+
+
+def test_a_hook_that_may_not_build_waits_even_in_an_audited_request():
+    """when_open(build=False) builds nothing for a request that may be audited; its hook runs
+    when the request thread builds the context."""
+    stand_in = audited_lazy()
+    token = bind(stand_in)
+    try:
+        assert ctx.when_open(lambda context: setattr(context, "route", "/pods/<pod_id>"), build=False)
+        assert CountingRequest.builds == []
+        context = current()
+        assert context is not None
+        assert context.route == "/pods/<pod_id>"
+    finally:
+        unbind(token)
+    # the default still builds an audited request's context at once
+    stand_in = audited_lazy()
+    token = bind(stand_in)
+    try:
+        assert ctx.when_open(lambda context: setattr(context, "route", "/now"))
+        assert len(CountingRequest.builds) == 1
+        assert CountingRequest.builds[0].route == "/now"
+    finally:
+        unbind(token)
+
+
+def test_values_handed_over_reach_the_context_wherever_it_is_built():
+    """hand_over() builds nothing; the request-thread hooks are dropped when the request is handed
+    to the worker raw, while the handed values still apply when the context is built there."""
+    stand_in = audited_lazy()
+    ran: list[str] = []
+    stand_in.when_open(lambda context: ran.append("reads the framework"), build=False)
+    stand_in.hand_over(lambda context: setattr(context, "actor", Actor(id="ann")))
+    stand_in.hand_over(lambda context: setattr(context, "route", "/pods/<pod_id>"))
+    assert CountingRequest.builds == []
+    stand_in.end(failed=False)
+    stand_in.drop_thread_hooks()
+    context = stand_in.open()
+    assert (context.actor, context.route) == (Actor(id="ann"), "/pods/<pod_id>")
+    assert ran == []
+    stand_in.hand_over(lambda built: setattr(built, "login_path", "/login"))  # built: applied at once
+    assert context.login_path == "/login"
+
+
+def test_hooks_run_before_the_handed_values():
+    """A request-thread hook (an adapter's user lookup) runs first; values handed over win."""
+    stand_in = audited_lazy()
+    stand_in.hand_over(lambda context: setattr(context, "route", "/handed"))
+    stand_in.when_open(lambda context: setattr(context, "route", "/hook"), build=False)
+    assert stand_in.open().route == "/handed"
+
+
 def test_a_lazy_context_built_after_its_request_failed_is_finished_with_a_500():
     """A context first asked for after the request ended (a thread it started) is finished, so its
     records go out at once, and a failed request reads as 500."""

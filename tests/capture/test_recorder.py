@@ -24,12 +24,15 @@ from audit_middleware import (
     record,
     set_actor,
 )
+from audit_middleware.capture.active import current_settings
 from audit_middleware.capture.changes import ChangeGroup, row_change
+from audit_middleware.capture.recorder import finish_bound
 from audit_middleware.capture.rules import RouteRules
 from audit_middleware.capture.staging import commit, stage
+from audit_middleware.capture.wsgi import EnvironRequest, raw_environ
 from audit_middleware.model.event import SYSTEM_ACTOR
 from audit_middleware.sinks import MemorySink, Sink
-from tests.wsgi_support import request, simple_app
+from tests.wsgi_support import make_environ, request, simple_app
 
 
 def test_record_outside_a_request_is_emitted_at_once(audit_sink):
@@ -553,3 +556,18 @@ def test_a_broken_commit_never_raises(audit_sink):
     with capture_logs() as logs:
         commit(broken)
     assert any("committed changes" in entry["event"] for entry in logs)
+
+
+def test_a_request_ended_early_is_not_queued_again(audit_sink):
+    """An adapter that ends a request when the framework does (Flask's teardown, the body being
+    complete) leaves the middleware's own end at close() nothing to do: one record."""
+    environ = make_environ("POST", "/pods")
+    stand_in = EnvironRequest(environ, raw_environ(environ), current_settings(), True)
+    stand_in.status, stand_in.headers = "201 Created", []
+    finish_bound(stand_in)
+    finish_bound(stand_in, failed=True)  # the server closes the body afterwards
+    audit_middleware.flush()
+    (event,) = audit_sink.events
+    assert (event.action.id, event.outcome) == ("create", "success")
+    assert event.request is not None
+    assert event.request.status_code == 201

@@ -12,7 +12,8 @@ flask_login = pytest.importorskip("flask_login")
 
 from flask.testing import FlaskClient  # noqa: E402
 
-from audit_middleware import Actor, Resource, configure, record, set_actor  # noqa: E402
+from audit_middleware import Actor, Resource, Scope, configure, current, record, set_actor  # noqa: E402
+from audit_middleware.capture import wsgi  # noqa: E402
 from audit_middleware.capture.context import in_request, opened  # noqa: E402
 from audit_middleware.capture.wsgi import AuditMiddleware  # noqa: E402
 from audit_middleware.frameworks.flask import (  # noqa: E402
@@ -26,6 +27,7 @@ from audit_middleware.testing import CapturedEvents, capture_events  # noqa: E40
 from integrations import pods  # noqa: E402
 from integrations.flask_app import create_app  # noqa: E402
 from tests.frameworks.support import ALICE_TOKEN, only  # noqa: E402
+from tests.worker_support import building_threads  # noqa: E402
 
 
 @pytest.fixture
@@ -533,3 +535,103 @@ def test_an_earlier_hook_that_answers_still_leaves_the_user_and_route(sink: Memo
     assert (event.actor.id, event.outcome) == ("alice", "failure")
     assert event.request is not None
     assert (event.request.route, event.request.status_code) == ("/blocked", 403)
+
+
+# -- the extension hands values over: an audited request nothing asks about stays raw ----
+
+
+def logged_in_app(name: str) -> flask.Flask:
+    """A Flask app whose every request is flask-login's ``alice``, with the extension."""
+    app = flask.Flask(name)
+    app.secret_key = "test"
+    app.config["TESTING"] = True
+    manager = flask_login.LoginManager(app)
+
+    class User(flask_login.UserMixin):
+        def __init__(self, user_id: str) -> None:
+            self.id = user_id
+
+    manager.request_loader(lambda request: User("alice"))
+    AuditExtension(app)
+    return app
+
+
+def test_an_audited_post_nothing_asks_about_is_built_on_the_worker(
+    sink: MemorySink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The extension finds the user and the URL rule on the request thread and hands them over
+    as values; the context itself is built on the delivery worker."""
+    on_worker = building_threads(monkeypatch, wsgi, "context_from_environ")
+    app = logged_in_app("raw")
+    seen: list[object] = []
+
+    @app.post("/pods/<pod_id>/start")
+    def start(pod_id: str) -> str:
+        return pod_id
+
+    app.teardown_request(lambda exc: seen.append(opened()))
+    assert app.test_client().post("/pods/p-1/start").status_code == 200
+    (event,) = sink.events
+    assert seen == [None]
+    assert on_worker == [True]
+    assert event.actor.id == "alice"
+    assert event.request is not None
+    assert (event.request.route, event.request.status_code) == ("/pods/<pod_id>/start", 200)
+
+
+def test_a_view_that_asks_gets_the_request_and_the_user_lookup(sink: MemorySink) -> None:
+    """A view asking for its context gets one built there, holding the Flask request and the
+    extension's user lookup."""
+    app = logged_in_app("asks")
+    seen: list[object] = []
+
+    @app.post("/pods/<pod_id>/restart")
+    def restart(pod_id: str) -> str:
+        context = current()
+        assert context is not None
+        seen.append((context.native_request is flask.request._get_current_object(), context.route))
+        seen.append(context.actor_lookup() if context.actor_lookup is not None else None)
+        record("restart", resource=Resource("pod", pod_id))
+        return pod_id
+
+    assert app.test_client().post("/pods/p-2/restart").status_code == 200
+    assert seen[0] == (True, "/pods/<pod_id>/restart")
+    assert isinstance(seen[1], Actor)
+    assert seen[1].id == "alice"
+    (event,) = sink.events
+    assert (event.action.id, event.actor.id) == ("restart", "alice")
+
+
+def test_a_raw_post_that_raises_keeps_its_user_and_route(sink: MemorySink) -> None:
+    """An exception that propagates skips after_request: teardown hands the values over, and
+    the record is a 500 failure by the user, on the view's route."""
+    app = logged_in_app("raises")
+
+    @app.post("/pods/<pod_id>/explode")
+    def explode(pod_id: str) -> str:
+        raise RuntimeError(pod_id)
+
+    with pytest.raises(RuntimeError):
+        app.test_client().post("/pods/p-3/explode")
+    (event,) = sink.events
+    assert (event.actor.id, event.outcome) == ("alice", "failure")
+    assert event.request is not None
+    assert (event.request.route, event.request.status_code) == ("/pods/<pod_id>/explode", 500)
+
+
+def test_with_resolvers_the_extension_builds_the_context_on_the_request_thread(
+    sink: MemorySink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenant resolver reads the Flask request: the context is built while it is alive."""
+    on_worker = building_threads(monkeypatch, wsgi, "context_from_environ")
+    configure(sink=sink, tenant_resolver=lambda request: request.headers.get("X-Tenant"))
+    app = logged_in_app("resolved")
+
+    @app.post("/pods")
+    def create() -> str:
+        return "made"
+
+    assert app.test_client().post("/pods", headers={"X-Tenant": "acme"}).status_code == 200
+    (event,) = sink.events
+    assert on_worker == [False]
+    assert (event.actor.id, event.tenant) == ("alice", Scope("acme"))
