@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from audit_middleware.capture.active import current_settings
-from audit_middleware.capture.context import LazyContext, RequestContext, bind, unbind, unbind_here
+from audit_middleware.capture.context import LazyContext, RequestContext, bind, unbind_here
 from audit_middleware.capture.headers import decode_header
 from audit_middleware.capture.recorder import finish_bound, may_audit, response_begun
 
@@ -163,7 +163,7 @@ class AuditMiddleware:
             finish_bound(request, failed=True)
             raise
         finally:
-            unbind(token)
+            unbind_here(token)  # bound in this very call: the fallback of unbind() is never needed
         if request.context is None and type(response) is list:
             # Nothing asked for the context and no app code runs from here: the response is
             # known in full, so its record (if its method is audited) is handed over now.
@@ -223,7 +223,9 @@ class AuditedResponse:
             raise
         finally:
             unbind_here(token)
-        self._finish(failed=False)
+        if not self._finished:  # _finish written out: every non-list response ends here
+            self._finished = True
+            finish_bound(self._request, failed=False)
 
     def _finish(self, *, failed: bool) -> None:
         if not self._finished:

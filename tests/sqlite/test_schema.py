@@ -10,6 +10,7 @@ import pytest
 from audit_middleware.model.event import Actor
 from audit_middleware.query.sqlite_store import SQLiteStore, SQLiteStoreError
 from audit_middleware.sinks.sqlite import SQLiteSink
+from audit_middleware.sqlite import schema
 from audit_middleware.sqlite.migrations import SCHEMA_VERSION
 from audit_middleware.sqlite.schema import email_key, id_key, insert_rows, row_of
 from tests.query.conftest import make_event
@@ -121,3 +122,27 @@ def test_an_unusable_path_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(OSError, match="file"):
         SQLiteStore(blocker / "audit.sqlite3")
+
+
+@pytest.mark.parametrize("count", [1, 9, 1000, 1311])
+@pytest.mark.parametrize("variables", [None, 999])
+def test_a_batch_goes_in_whole_and_in_order_through_multi_row_statements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int, variables: int | None
+) -> None:
+    """Every row of a batch is stored once, in the batch's order, whatever its size and however
+    few variables the SQLite build allows a statement; a row stored already is skipped."""
+    if variables is not None:  # a build with SQLite's old default limit (and Python 3.10)
+        monkeypatch.setattr(schema, "_variables_allowed", lambda conn: variables)
+    with SQLiteSink(tmp_path / "a.sqlite3", install_signal_handlers=False) as sink:
+        path = sink.path
+    rows = [row_of(make_event("create", unix_ms=1_700_000_000_000 + n)) for n in range(count)]
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        assert insert_rows(conn, rows) == count
+        assert insert_rows(conn, [rows[0], *rows[: count // 2]]) == 0  # replays, none stored twice
+        conn.execute("COMMIT")
+        stored = [event_id for (event_id,) in conn.execute("SELECT event_id FROM events ORDER BY seq")]
+    finally:
+        conn.close()
+    assert stored == [row[2] for row in rows]
