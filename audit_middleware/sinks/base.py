@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -10,9 +11,62 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from audit_middleware.model.event import AuditEvent
 
-__all__ = ["Sink", "before_flush", "drain_pending"]
+__all__ = [
+    "BatchEnd",
+    "Sink",
+    "Unwritten",
+    "before_flush",
+    "begin_batch",
+    "drain_pending",
+    "end_batch",
+    "hold",
+    "release",
+]
 
 _before_flush: list[Callable[[float | None], bool]] = []
+_batch = threading.local()  # the items sinks hold for the delivery batch open on this thread
+
+Unwritten = tuple[list["AuditEvent"], Exception]
+"""Records a sink held for a batch and could not write, and why: the last resort keeps them."""
+BatchEnd = Callable[[list[Any]], "Unwritten | None"]
+
+
+def begin_batch() -> None:
+    """A batch of deliveries starts on this thread (the delivery worker's): a sink may hold
+    what it writes until :func:`end_batch` (:func:`hold`), one write or hand-over instead of
+    one a record. A write is a system call that releases the GIL, and beside a busy request
+    thread getting it back can cost a switch interval (5 ms): one a batch, not one a record.
+    """
+    _batch.held = {}
+
+
+def end_batch() -> list[Unwritten]:
+    """The batch ends: each sink's held items go to its ``end``; what could not be written."""
+    held: dict[int, tuple[BatchEnd, list[Any]]] = getattr(_batch, "held", None) or {}
+    _batch.held = None
+    unwritten = (end(items) for end, items in held.values())
+    return [failure for failure in unwritten if failure is not None]
+
+
+def hold(owner: object, item: Any, end: BatchEnd) -> bool:
+    """Hold ``item`` for ``owner`` until this thread's delivery batch ends, when ``end`` gets
+    all of them in order; False when no batch is open, and the caller writes now."""
+    held: dict[int, tuple[BatchEnd, list[Any]]] | None = getattr(_batch, "held", None)
+    if held is None:
+        return False
+    entry = held.get(id(owner))
+    if entry is None:
+        held[id(owner)] = (end, [item])
+    else:
+        entry[1].append(item)
+    return True
+
+
+def release(owner: object) -> list[Any]:
+    """What ``owner`` holds in this thread's open batch, taken out of it (a flush mid-batch)."""
+    held: dict[int, tuple[BatchEnd, list[Any]]] | None = getattr(_batch, "held", None)
+    entry = None if held is None else held.pop(id(owner), None)
+    return [] if entry is None else entry[1]
 
 
 def before_flush(hook: Callable[[float | None], bool]) -> None:

@@ -100,8 +100,13 @@ class Pipeline(BackgroundWorker[Item]):
             process(work)
 
     def handle(self, batch: list[Item]) -> None:
-        for process, work in batch:
-            process(work)  # guarded by derive_and_deliver: one item never costs the others
+        base.begin_batch()  # sinks may write the batch's records at its end, at once
+        try:
+            for process, work in batch:
+                process(work)  # guarded by derive_and_deliver: one item never costs the others
+        finally:
+            for events, exc in base.end_batch():
+                shared().keep(events, exc)
 
     def on_worker(self) -> bool:
         """Whether the calling thread is this process's pipeline thread."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from audit_middleware.model.encoding import dumps, loads
-from audit_middleware.sinks.base import Sink
+from audit_middleware.sinks.base import Sink, Unwritten, hold, release
 
 if TYPE_CHECKING:
     from audit_middleware.model.event import AuditEvent
@@ -43,7 +43,8 @@ class JsonLinesSink(Sink):
     """Appends each event as one JSON line.
 
     With a path the file is opened in append mode (safe to share between worker
-    processes: each line is one ``write`` of a whole record, under ``O_APPEND``).
+    processes: each ``write`` holds whole lines, under ``O_APPEND``; the delivery worker
+    writes the lines of a batch in one, when the batch ends).
     ``fsync=True`` makes every record durable before ``emit`` returns.
 
     >>> import io; stream = io.StringIO(); sink = JsonLinesSink(stream=stream)
@@ -79,26 +80,52 @@ class JsonLinesSink(Sink):
     def emit(self, event: AuditEvent) -> None:
         """Write the event as one line (after ``close()`` too: a late record is still appended)."""
         line = dumps(event.to_document()) + b"\n"
+        if self._fd is not None and not self._fsync and hold(self, (event, line), self._write_held):
+            return  # the delivery worker's batch: written when it ends, in one write
         with self._lock:
             if self._fd is not None:
                 self._append(self._fd, line)
             elif self.path is not None:
-                # closed, and a record still arrives (another thread, at shutdown): keep it
-                fd = self._open(self.path)
-                try:
-                    self._append(fd, line)
-                finally:
-                    os.close(fd)
+                self._append_closed(line)
             elif self._stream is not None:
                 self._stream.write(line.decode("utf-8"))
 
-    def _append(self, fd: int, line: bytes) -> None:
-        os.write(fd, line)
+    def _append_closed(self, lines: bytes) -> None:
+        # closed, and a record still arrives (another thread, at shutdown): keep it
+        assert self.path is not None
+        fd = self._open(self.path)
+        try:
+            self._append(fd, lines)
+        finally:
+            os.close(fd)
+
+    def _write_held(self, held: list[tuple[AuditEvent, bytes]]) -> Unwritten | None:
+        lines = b"".join(line for _, line in held)
+        try:
+            with self._lock:
+                if self._fd is not None:
+                    self._append(self._fd, lines)
+                else:
+                    self._append_closed(lines)
+        except OSError as exc:  # a full disk: the last resort keeps them, as for a failed emit
+            return [event for event, _ in held], exc
+        return None
+
+    def _append(self, fd: int, lines: bytes) -> None:
+        view = memoryview(lines)
+        while view:  # a regular file takes it all at once, unless a signal or a full disk cuts it
+            view = view[os.write(fd, view) :]
         if self._fsync:
             os.fsync(fd)
 
     def flush(self, timeout: float | None = None) -> bool:  # noqa: ARG002 - a local write is quick
         """Flush the stream or fsync the file."""
+        held = release(self)  # flushed from the delivery worker itself, mid-batch
+        unwritten = self._write_held(held) if held else None
+        if unwritten is not None:
+            for item in held:  # held again, for the batch's end to hand to the last resort
+                hold(self, item, self._write_held)
+            raise unwritten[1]
         with self._lock:
             if self._fd is not None:
                 os.fsync(self._fd)

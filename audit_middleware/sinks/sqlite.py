@@ -50,7 +50,7 @@ from audit_middleware.errors import AuditDeliveryError
 from audit_middleware.model.alerts import AlertRule
 from audit_middleware.model.event import AuditEvent
 from audit_middleware.sinks import shutdown
-from audit_middleware.sinks.base import Sink
+from audit_middleware.sinks.base import Sink, hold, release
 from audit_middleware.sinks.chain import ChainPolicy, PendingRow, Row, SQLiteChain, pending_row, row_key
 from audit_middleware.sinks.housekeeping import Housekeeping
 from audit_middleware.sinks.lastresort import LastResort, destination_directory
@@ -194,6 +194,8 @@ class SQLiteSink(Sink):
         With a full queue (the disk cannot keep up), or once closed, the caller stores
         the event itself.
         """
+        if not self._closed and hold(self, event, self._offer_held):
+            return  # the delivery worker's batch: handed to the writer when it ends, at once
         try:
             if not self._closed and self._writer.offer(event):
                 self.housekeeping.start()
@@ -201,6 +203,20 @@ class SQLiteSink(Sink):
             self.write([event])
         except Exception as exc:  # noqa: BLE001 - a sink must not raise into the request
             self._report_undelivered([event], exc)
+
+    def _offer_held(self, events: list[AuditEvent]) -> None:
+        # one hand-over (one wake-up of the writer) for a batch; what finds no room is written here
+        rest = events
+        try:
+            if not self._closed:
+                taken = self._writer.offer_many(events)
+                rest = events[taken:]
+                if taken:
+                    self.housekeeping.start()
+            if rest:
+                self.write(rest)
+        except Exception as exc:  # noqa: BLE001 - a sink must not raise into the request
+            self._report_undelivered(rest, exc)
 
     def store(self, event: AuditEvent) -> None:
         """Durable: write ``event`` now, or raise ``AuditDeliveryError``. Otherwise ``emit``."""
@@ -259,6 +275,9 @@ class SQLiteSink(Sink):
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued event is stored; False if ``timeout`` ran out first."""
+        held = release(self)  # flushed from the delivery worker itself, mid-batch
+        if held:
+            self._offer_held(held)
         return self._writer.flush(timeout)
 
     def close(self, timeout: float | None = None) -> None:

@@ -121,6 +121,24 @@ class BackgroundWorker(Generic[T]):
                 self._wake.notify()
         return True
 
+    def offer_many(self, items: list[T]) -> int:
+        """Queue ``items`` in order under one lock, as far as there is room; how many were taken
+        (the caller keeps the rest another way). The thread is woken once, not once an item."""
+        if self._generation != _generation:
+            self._reset()
+        if self._thread is None:
+            self._start()
+        with self._lock:
+            if self.stopping.is_set():
+                return 0
+            taken = max(0, min(len(items), self.max_queue - len(self._queue)))
+            self._queue.extend(items[:taken])
+            self._unfinished += taken
+            self._offered += taken
+            if taken and self._waiting and (self.linger <= 0 or len(self._queue) >= self.batch_size):
+                self._wake.notify()
+        return taken
+
     def start(self) -> None:
         """Start this process's thread now (``offer`` does it too), e.g. to drain a spool."""
         self._this_process()

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from audit_middleware.sinks import JsonLinesSink
+from audit_middleware import configure
+from audit_middleware.sinks import JsonLinesSink, base
+from audit_middleware.sinks.delivery import PIPELINE
 from tests.conftest import ROOT
 from tests.query.conftest import make_event
+from tests.wsgi_support import request, simple_app
 
 # Each child process appends records of about 20 kB (more than a pipe's atomic write size),
 # so interleaved writes would show as broken lines.
@@ -212,3 +215,96 @@ def test_stdout_writes_to_the_current_standard_output(capsys: pytest.CaptureFixt
     event = make_event("create")
     JsonLinesSink.stdout().emit(event)
     assert json.loads(capsys.readouterr().out) == event.to_document()
+
+
+# -- the delivery worker's batches: one write a batch ----------------------------------
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every os.write."""
+    sizes: list[int] = []
+    real = os.write
+
+    def counting(fd: int, data: bytes) -> int:
+        sizes.append(len(data))
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", counting)
+    return sizes
+
+
+def test_a_delivery_batch_is_written_in_one_write(tmp_path: Path, writes: list[int]) -> None:
+    """Records emitted inside a delivery batch are held and written at its end, in order, in one
+    write; outside a batch each record is written at once."""
+    sink = JsonLinesSink(tmp_path / "audit.jsonl")
+    events = [make_event("create", ago_ms=n) for n in range(5)]
+    base.begin_batch()
+    for event in events:
+        sink.emit(event)
+    assert writes == []
+    assert base.end_batch() == []
+    assert len(writes) == 1
+    late = make_event("delete")
+    sink.emit(late)
+    assert len(writes) == 2
+    sink.close()
+    assert [line["event"]["id"] for line in lines(tmp_path / "audit.jsonl")] == [  # type: ignore[index]
+        event.id for event in [*events, late]
+    ]
+
+
+def test_a_flush_inside_a_batch_writes_what_it_holds(tmp_path: Path) -> None:
+    """flush() from the delivery worker itself, mid-batch, leaves nothing held."""
+    sink = JsonLinesSink(tmp_path / "audit.jsonl")
+    base.begin_batch()
+    try:
+        sink.emit(make_event("create"))
+        sink.flush()
+        assert len(lines(tmp_path / "audit.jsonl")) == 1
+    finally:
+        assert base.end_batch() == []
+    sink.close()
+    assert len(lines(tmp_path / "audit.jsonl")) == 1
+
+
+def test_a_batch_that_cannot_be_written_is_handed_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed write at the batch's end names every held record, for the last resort."""
+    sink = JsonLinesSink(tmp_path / "audit.jsonl")
+    events = [make_event("create", ago_ms=n) for n in range(3)]
+    base.begin_batch()
+    for event in events:
+        sink.emit(event)
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    [(unwritten, error)] = base.end_batch()
+    assert unwritten == events
+    assert isinstance(error, OSError)
+    monkeypatch.undo()
+    sink.close()
+    assert not (tmp_path / "audit.jsonl").read_bytes()
+
+
+def test_the_pipeline_hands_an_unwritten_batch_to_the_last_resort(
+    tmp_path: Path, fallback_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the delivery worker a batch the disk refused ends in the private last-resort file."""
+    sink = JsonLinesSink(tmp_path / "audit.jsonl")
+    configure(sink=sink)
+
+    def full(fd: int, lines: bytes) -> None:
+        raise OSError(28, "disk full")
+
+    monkeypatch.setattr(sink, "_append", full)
+    for n in range(3):
+        request(simple_app(), "POST", f"/pods/p-{n}")
+    PIPELINE.flush(10)
+    files = (fallback_dir / "other").glob("*.jsonl")
+    kept = [line for path in files for line in path.read_text().splitlines()]
+    assert len(kept) == 3
+    assert all("disk full" in line for line in kept)

@@ -14,6 +14,7 @@ import pytest
 from audit_middleware.model.event import Actor, Resource
 from audit_middleware.query.model import AuditQuery
 from audit_middleware.query.sqlite_store import SQLiteStore
+from audit_middleware.sinks import base
 from audit_middleware.sinks import sqlite as sqlite_sink_module
 from audit_middleware.sinks.sqlite import SQLiteSink
 from tests.query.conftest import make_event
@@ -221,3 +222,32 @@ def test_persist_stops_the_housekeeping_and_writes_through(tmp_path: Path, sqlit
         assert sqlite_store.get("acme", late.id) is not None, "written through, not queued"
     finally:
         sink.close()
+
+
+def test_a_delivery_batch_reaches_the_writer_in_one_hand_over(
+    tmp_path: Path, sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events emitted in the delivery worker's batch are handed to the writer when it ends, in
+    one offer; what finds the queue full is stored by the caller; a flush mid-batch lets none wait."""
+    sink = SQLiteSink(tmp_path / "audit.sqlite3", queue_size=2)
+    offers: list[int] = []
+    original = sink._writer.offer_many
+
+    def counted(items: list[object]) -> int:
+        offers.append(len(items))
+        return original(items)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sink._writer, "offer_many", counted)
+    events = [make_event("create", ago_ms=n) for n in range(5)]
+    base.begin_batch()
+    for event in events[:4]:
+        sink.emit(event)
+    assert offers == []
+    assert base.end_batch() == []
+    assert offers == [4]  # two queued, two written by the caller
+    base.begin_batch()
+    sink.emit(events[4])
+    assert sink.flush(timeout=10)
+    assert base.end_batch() == []
+    assert sqlite_store.count(AuditQuery(tenant="acme")) == 5
+    sink.close()

@@ -447,3 +447,18 @@ def test_a_thread_waiting_on_a_condition_is_woken_by_offers(make_worker):
     assert len(woke) == 1
     assert woke[0] < 5
     worker.stop(timeout=1)
+
+
+def test_offer_many_takes_what_fits_in_order_and_wakes_the_thread_once(
+    make_worker: Callable[..., Recorder],
+) -> None:
+    """Items go in under one lock, as far as there is room; the thread takes them as one batch."""
+    gate = threading.Event()
+    worker = make_worker(gate=gate, max_queue=3, batch_size=10)
+    busy_with_first_item(worker)
+    assert worker.offer_many(["b", "c", "d", "e"]) == 3  # "e" finds no room: the caller keeps it
+    assert worker.depth() == 3
+    gate.set()
+    assert worker.flush(timeout=10)
+    assert worker.batches == [["first"], ["b", "c", "d"]]
+    assert worker.offer_many([]) == 0
