@@ -257,18 +257,16 @@ class LazyContext:
                 context.status_code = 500
             context.finished = True
 
-    def when_open(
-        self, hook: Callable[[RequestContext], None], *, build: bool = True
-    ) -> RequestContext | None:
+    def when_open(self, hook: Callable[[RequestContext], None]) -> RequestContext | None:
         """Keep ``hook`` for when the context is built; if it is already, return it instead.
 
         A request that may be audited is built now: what an adapter hands over (its request,
-        the user lookup) is then read on the request thread, never on the worker. With
-        ``build=False`` it is not: the hook runs only if the context is built on the
-        request thread, and is dropped if the request is handed to the worker raw (the
-        adapter then hands its findings over as values, :meth:`hand_over`).
+        the user lookup) is then read on the request thread, never on the worker. Hooks kept
+        for later (and a middleware's ``on_open``) run only where the request thread builds
+        the context: they are dropped when the request is handed to the worker raw, and an
+        adapter hands its findings over as values instead (:meth:`hand_over`).
         """
-        if build and self.audited:
+        if self.audited:
             return self.context or self.open()
         return self._keep(hook, handed=False)
 
@@ -327,16 +325,6 @@ def opened() -> RequestContext | None:
     return value.context if isinstance(value, LazyContext) else value
 
 
-def current_if_audited() -> RequestContext | None:
-    """The current request's context if it is built, or built now when its method may be
-    audited (so a hand-over reaches its record); None in a request nothing audits that
-    nothing asked about, and outside requests."""
-    value = _current.get()
-    if isinstance(value, LazyContext):
-        return value.context or (value.open() if value.audited else None)
-    return value
-
-
 def lazy_request() -> LazyContext | None:
     """What a middleware bound for the current request (its context may not be built yet),
     or None: framework adapters hand it values (:meth:`LazyContext.hand_over`) rather than
@@ -350,18 +338,17 @@ def in_request() -> bool:
     return _current.get() is not None
 
 
-def when_open(hook: Callable[[RequestContext], None], *, build: bool = True) -> bool:
+def when_open(hook: Callable[[RequestContext], None]) -> bool:
     """Run ``hook`` on the current request's context: now if it is built, else when it is.
 
     Framework adapters hand over what they know (their request object, the route) without
-    building a context no record may need (see :meth:`LazyContext.when_open` for
-    ``build``). False outside a request.
+    building a context no record may need. False outside a request.
     """
     value = _current.get()
     if value is None:
         return False
     if isinstance(value, LazyContext):
-        context = value.when_open(hook, build=build)
+        context = value.when_open(hook)
         if context is not None:
             hook(context)
     else:

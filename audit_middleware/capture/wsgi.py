@@ -223,9 +223,7 @@ class AuditedResponse:
             raise
         finally:
             unbind_here(token)
-        if not self._finished:  # _finish written out: every non-list response ends here
-            self._finished = True
-            finish_bound(self._request, failed=False)
+        self._finish(failed=False)
 
     def _finish(self, *, failed: bool) -> None:
         if not self._finished:

@@ -196,16 +196,10 @@ class SQLiteSink(Sink):
         """
         if not self._closed and hold(self, event, self._offer_held):
             return  # the delivery worker's batch: handed to the writer when it ends, at once
-        try:
-            if not self._closed and self._writer.offer(event):
-                self.housekeeping.start()
-                return
-            self.write([event])
-        except Exception as exc:  # noqa: BLE001 - a sink must not raise into the request
-            self._report_undelivered([event], exc)
+        self._offer_held([event])
 
     def _offer_held(self, events: list[AuditEvent]) -> None:
-        # one hand-over (one wake-up of the writer) for a batch; what finds no room is written here
+        # one hand-over (one wake-up of the writer) for the events; what finds no room is written here
         rest = events
         try:
             if not self._closed:

@@ -480,20 +480,20 @@ def audited_lazy(path: str = "/pods") -> CountingRequest:
     return stand_in
 
 
-def test_a_hook_that_may_not_build_waits_even_in_an_audited_request():
-    """when_open(build=False) builds nothing for a request that may be audited; its hook runs
-    when the request thread builds the context."""
+def test_a_middlewares_hook_waits_even_in_an_audited_request():
+    """A request-thread hook (a middleware's ``on_open``) builds nothing for a request that may be
+    audited; it runs when the request thread builds the context."""
     stand_in = audited_lazy()
+    stand_in.hooks = [lambda context: setattr(context, "route", "/pods/<pod_id>")]
     token = bind(stand_in)
     try:
-        assert ctx.when_open(lambda context: setattr(context, "route", "/pods/<pod_id>"), build=False)
         assert CountingRequest.builds == []
         context = current()
         assert context is not None
         assert context.route == "/pods/<pod_id>"
     finally:
         unbind(token)
-    # the default still builds an audited request's context at once
+    # when_open itself builds an audited request's context at once
     stand_in = audited_lazy()
     token = bind(stand_in)
     try:
@@ -509,7 +509,7 @@ def test_values_handed_over_reach_the_context_wherever_it_is_built():
     to the worker raw, while the handed values still apply when the context is built there."""
     stand_in = audited_lazy()
     ran: list[str] = []
-    stand_in.when_open(lambda context: ran.append("reads the framework"), build=False)
+    stand_in.hooks = [lambda context: ran.append("reads the framework")]
     stand_in.hand_over(lambda context: setattr(context, "actor", Actor(id="ann")))
     stand_in.hand_over(lambda context: setattr(context, "route", "/pods/<pod_id>"))
     assert CountingRequest.builds == []
@@ -526,7 +526,7 @@ def test_hooks_run_before_the_handed_values():
     """A request-thread hook (an adapter's user lookup) runs first; values handed over win."""
     stand_in = audited_lazy()
     stand_in.hand_over(lambda context: setattr(context, "route", "/handed"))
-    stand_in.when_open(lambda context: setattr(context, "route", "/hook"), build=False)
+    stand_in.hooks = [lambda context: setattr(context, "route", "/hook")]
     assert stand_in.open().route == "/handed"
 
 
