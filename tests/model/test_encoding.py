@@ -54,6 +54,12 @@ def test_keys_that_are_not_text_become_text(key: object, text: str) -> None:
     assert loads(dumps({key: "v"})) == {text: "v"}
 
 
+def test_a_key_that_is_not_text_deep_in_a_document_keeps_the_rest_as_it_was() -> None:
+    """Text keys are tried first; one other key anywhere takes the whole document the slower way."""
+    document = {"event": {"id": "e1"}, "audit": {"details": {"rows": {3: "x", "b": [1, 2]}}}}
+    assert dumps(document) == b'{"event":{"id":"e1"},"audit":{"details":{"rows":{"3":"x","b":[1,2]}}}}'
+
+
 @pytest.mark.parametrize("innermost", [1, "\udc80"], ids=["plain", "needs-sanitising"])
 def test_nesting_deeper_than_orjson_allows_is_cut(innermost: object) -> None:
     """A document nested past orjson's limit encodes, with the deepest part replaced by a marker."""
