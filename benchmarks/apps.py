@@ -10,7 +10,9 @@ The servers started by ``server_throughput`` import this module in their workers
 the default store, ``AUDIT_SQLITE_PATH``, exactly as an app that only adds the
 middleware gets it), ``jsonl`` (records appended to the file ``BENCH_AUDIT_JSONL``) or
 ``opensearch`` (an ``OpenSearchSink`` to ``BENCH_AUDIT_OPENSEARCH_URL`` with prefix
-``BENCH_AUDIT_PREFIX``, spooling under ``BENCH_AUDIT_STATE_DIR``).
+``BENCH_AUDIT_PREFIX``, spooling under ``BENCH_AUDIT_STATE_DIR``), or ``floor`` (not
+audit-middleware: ``benchmarks.floor``'s minimal recorder appending to ``BENCH_AUDIT_FLOOR_JSONL``,
+the least any audit middleware must do, as a reference).
 """
 
 from __future__ import annotations
@@ -32,14 +34,16 @@ from audit_middleware.model.event import AuditEvent
 from audit_middleware.opensearch.connection import ConnectionSettings
 from audit_middleware.sinks import JsonLinesSink, Sink
 from audit_middleware.sinks.opensearch.sink import OpenSearchSink
+from benchmarks.floor import FloorASGI, FloorJsonLines, FloorWSGI
 
 HELLO = "Hello, World!"
-VARIANTS = ("bare", "sqlite", "jsonl", "opensearch")
+VARIANTS = ("bare", "floor", "sqlite", "jsonl", "opensearch")
 ENV_VARIANT = "BENCH_AUDIT_VARIANT"
 ENV_JSONL = "BENCH_AUDIT_JSONL"
 ENV_URL = "BENCH_AUDIT_OPENSEARCH_URL"
 ENV_PREFIX = "BENCH_AUDIT_PREFIX"
 ENV_STATE_DIR = "BENCH_AUDIT_STATE_DIR"
+ENV_FLOOR = "BENCH_AUDIT_FLOOR_JSONL"
 
 
 class NullSink(Sink):
@@ -79,13 +83,20 @@ def starlette_app() -> Starlette:
 
 def wrapped_variant() -> bool:
     """Whether the environment asks for the audited app."""
-    return os.environ.get(ENV_VARIANT, "bare") != "bare"
+    return os.environ.get(ENV_VARIANT, "bare") not in ("bare", "floor")
+
+
+def floor_writer() -> FloorJsonLines | None:
+    """The floor's writer when the environment asks for the floor variant, else None."""
+    if os.environ.get(ENV_VARIANT) != "floor":
+        return None
+    return FloorJsonLines(os.environ[ENV_FLOOR])
 
 
 def sink_from_env() -> Sink | None:
     """The sink named by the environment; None for the bare variant and for the default store."""
     variant = os.environ.get(ENV_VARIANT, "bare")
-    if variant in ("bare", "sqlite"):
+    if variant in ("bare", "sqlite", "floor"):
         return None
     if variant == "jsonl":
         return JsonLinesSink(os.environ[ENV_JSONL])
@@ -98,15 +109,21 @@ def sink_from_env() -> Sink | None:
 def wsgi_server_app() -> Flask:
     """The Flask app for gunicorn, wrapped the README's way unless the variant is ``bare``."""
     app = flask_app()
+    floor = floor_writer()
+    if floor is not None:
+        app.wsgi_app = FloorWSGI(app.wsgi_app, floor)  # type: ignore[method-assign]
     if wrapped_variant():
         _configure()
         app.wsgi_app = AuditMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
-def asgi_server_app() -> Starlette | ASGIAuditMiddleware:
+def asgi_server_app() -> Starlette | ASGIAuditMiddleware | FloorASGI:
     """The Starlette app for uvicorn, wrapped unless the variant is ``bare``."""
     app = starlette_app()
+    floor = floor_writer()
+    if floor is not None:
+        return FloorASGI(app, floor)
     if not wrapped_variant():
         return app
     _configure()
@@ -127,7 +144,7 @@ urlpatterns = [path("", _django_index), path("items", _django_index)]
 """The Django app's two routes (``ROOT_URLCONF`` is this module)."""
 
 
-def django_server_app() -> WSGIHandler:
+def django_server_app() -> WSGIHandler | FloorWSGI:
     """The same routes on Django for gunicorn: the audit app and middleware unless ``bare``."""
     from django.conf import settings  # noqa: PLC0415 - configured here, in the server's worker
     from django.core.wsgi import get_wsgi_application  # noqa: PLC0415
@@ -145,4 +162,5 @@ def django_server_app() -> WSGIHandler:
     application = get_wsgi_application()
     if wrapped:
         _configure()
-    return application
+    floor = floor_writer()
+    return application if floor is None else FloorWSGI(application, floor)

@@ -2,10 +2,12 @@
 
 gunicorn (2 sync workers) serves the Flask and the Django hello-world apps, and uvicorn
 (2 workers with uvicorn[standard]'s uvloop and httptools, run by gunicorn's
-``UvicornWorker``, see ``_command``) the Starlette one, each in up to four variants
-started side by side: ``bare``; wrapped with no ``configure()``, so records go to the
-default SQLite store; wrapped with records appended to a JSON-lines file; and wrapped
-with records shipped by ``OpenSearchSink`` into the local node (when it answers).
+``UvicornWorker``, see ``_command``) the Starlette one, each in up to five variants
+started side by side: ``bare``; ``floor``, the least any audit middleware must do
+(``benchmarks.floor``: raw facts in a dict on a queue, one thread appending JSON lines),
+the reference a target is read against; wrapped with no ``configure()``, so records go
+to the default SQLite store; wrapped with records appended to a JSON-lines file; and
+wrapped with records shipped by ``OpenSearchSink`` into the local node (when it answers).
 ``wrk`` POSTs to ``/items`` (so every request makes a record) in short fixed-duration
 runs, the variants taking turns. Besides requests/s it reports p50/p99 latency and the
 servers' CPU time per request, read from /proc, which other work on the machine
@@ -247,7 +249,9 @@ def _suite(
         env.pop(name, None)
     env["AUDIT_SQLITE_PATH"] = str(work / f"{kind}-audit.sqlite3")
     env["AUDIT_FALLBACK_DIR"] = str(work / f"{kind}-fallback")
-    variants = ["bare", "sqlite", "jsonl"]
+    floor = work / f"{kind}-floor.jsonl"
+    env[apps.ENV_FLOOR] = str(floor)
+    variants = ["bare", "floor", "sqlite", "jsonl"]
     already_stored = 0
     if prefix is not None:
         already_stored = count_documents(client, prefix)
@@ -267,6 +271,8 @@ def _suite(
         "sqlite_requests": totals["sqlite"],
         "jsonl_records": _count_lines(jsonl),
         "jsonl_requests": totals["jsonl"],
+        "floor_records": _count_lines(floor),
+        "floor_requests": totals["floor"],
     }
     if prefix is not None:
         checks["opensearch_documents"] = count_documents(client, prefix) - already_stored
@@ -374,7 +380,7 @@ def run(settings: Settings) -> Result:
             result.data[f"{kind} checks"] = checks
             result.notes.append(f"{kind}: records written {checks}")
             in_flight = WRK_CONNECTIONS * (rounds + 1)  # one request per connection when each run stops
-            for sink in ("sqlite", "jsonl", "opensearch"):
+            for sink in ("floor", "sqlite", "jsonl", "opensearch"):
                 if f"{sink}_requests" in checks:
                     stored = checks.get(f"{sink}_records", checks.get(f"{sink}_documents", 0))
                     answered = checks[f"{sink}_requests"]
@@ -413,6 +419,9 @@ def run(settings: Settings) -> Result:
         f"{rounds} rounds of {seconds} s per variant, variants taking turns; all variants of a server "
         "run side by side, idle when not loaded",
         "gunicorn sync workers close the connection after each response (no keep-alive); uvicorn keeps it",
+        "floor: not audit-middleware but benchmarks/floor.py, the least any audit middleware must do "
+        "(a changing request's raw facts in a dict on a queue, one thread appending them as JSON lines in "
+        "batches): the ratio a target can be read against on this machine",
         "records vs wrk: when a wrk run ends, each of its connections may have one request the server "
         "answers (and records) after wrk stopped counting, so stored - counted is 0 to connections x runs; "
         "fewer stored than counted would be a lost record",
