@@ -7,16 +7,17 @@ needs no byte-identical storage: key order, whitespace and number spelling (``1.
 
 The reference encoder is the ``rfc8785`` package. It is pure Python and spends most of
 its time per value, so orjson with sorted keys writes the bytes first, and they are kept
-when they can only be the JCS bytes: no float and no ``null`` anywhere (a float's spelling
-differs, and orjson writes NaN as ``null`` where JCS refuses it), integers within
-±(2**53 - 1) (orjson's strict-integer option refuses the rest), and no character beyond
-the Basic Multilingual Plane (JCS sorts keys by UTF-16 code units, orjson by code points;
-the two orders differ only there). Those are found by scanning the output bytes, which is
-about ten times cheaper than walking the value, and a false alarm (text that looks like a
-number, such as ``"a,1.5"``) only costs the walk. Almost every audit record passes. The
-property tests in ``tests/model/test_canonical.py`` compare the result with the reference
-on generated documents, and golden vectors pin both. The scan trusts orjson for the types
-it knows beyond JSON (a UUID, an enum), which no document read back from a store holds.
+when they can only be the JCS bytes: no float anywhere (a float's spelling differs, and
+orjson writes NaN as ``null`` where JCS refuses it), integers within ±(2**53 - 1)
+(orjson's strict-integer option refuses the rest), and no character beyond the Basic
+Multilingual Plane (JCS sorts keys by UTF-16 code units, orjson by code points; the two
+orders differ only there). orjson itself refuses every type beyond JSON's own; a float is
+found by a walk that reads only each value's type (measured about half the cost of
+scanning the output's bytes outside text, and never misled by text that looks like a
+number); a character beyond the BMP by its UTF-8 lead byte anywhere in the output. Almost
+every audit record passes. The property tests in ``tests/model/test_canonical.py``
+compare the result with the reference on generated documents, and golden vectors pin
+both.
 
 One extension: an integer beyond ±(2**53 - 1), which JCS cannot represent (I-JSON numbers
 are doubles), is encoded as the JSON string of its decimal digits, the form I-JSON
@@ -25,7 +26,6 @@ recommends for such numbers, instead of failing the record.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 import orjson
@@ -37,9 +37,8 @@ CanonicalizationError = rfc8785.CanonicalizationError
 
 _SAFE: Final = 2**53  # exclusive bound of the integers JCS represents exactly
 _SORTED: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
-# Outside text, orjson writes a float with a fraction or an exponent (always signed: 1e+16,
-# 1e-7), and NaN or an infinity as null; the letters of true and false never form these.
-_FLOAT_OR_NULL: Final = re.compile(rb"[.E]|e[-+0-9]|null")
+_LEAVES: Final = frozenset((str, int, bool, type(None)))  # exactly these types, not subclasses
+_CONTAINERS: Final = frozenset((dict, list, tuple))
 # Only JSON's own types: datetimes, dataclasses and subclasses of str, int, dict and list
 # raise instead of being written as orjson writes them.
 _STRICT: Final = (
@@ -63,7 +62,7 @@ def canonical_bytes(value: Any) -> bytes:
     plain = plain_canonical_bytes(value)
     if plain is not None:
         return plain
-    if _plain(value):  # null, or text that only looks like a float: the walk decides
+    if _plain(value):  # text beyond the BMP outside keys: orjson sorts as JCS does then
         try:
             return orjson.dumps(value, option=_SORTED)
         except orjson.JSONEncodeError:  # a lone surrogate: the reference encoder says why
@@ -76,29 +75,42 @@ def canonical_bytes(value: Any) -> bytes:
 
 def plain_canonical_bytes(value: Any) -> bytes | None:
     """The canonical bytes of ``value`` if it holds only plain JSON values (see the module
-    docstring: no float, no null, str keys, safe integers, nothing beyond the BMP), else None.
+    docstring: no float, str keys, safe integers, nothing beyond the BMP), else None.
 
-    It never walks the value and never calls the reference encoder: a writer uses it to
-    skip a round trip through JSON text that only the other values need.
+    It never calls the reference encoder: a writer uses it to skip a round trip through
+    JSON text that only the other values need.
     """
     try:
         encoded = orjson.dumps(value, option=_STRICT)
     except TypeError:  # orjson.JSONEncodeError is one: an odd type, a huge integer, a lone surrogate
         return None
-    return encoded if _plain_output(encoded) else None
+    if not (encoded.isascii() or not any(lead in encoded for lead in _BEYOND_BMP)):
+        return None
+    return encoded if _holds_no_float(value) else None
 
 
-def _plain_output(encoded: bytes) -> bool:
-    """Whether orjson's sorted ``encoded`` bytes hold no float, no null and nothing beyond the BMP.
+def _holds_no_float(value: Any) -> bool:
+    """Whether ``value`` holds only text, integers, booleans, nulls and containers of them.
 
-    Splitting at the quotes leaves the bytes outside text at the even places, unless text
-    holds an escaped quote (then the walk decides).
+    Only types are read, without recursion (orjson has refused the subclasses and the
+    integers JCS cannot represent already).
     """
-    if b'\\"' in encoded:
-        return False
-    if _FLOAT_OR_NULL.search(b"".join(encoded.split(b'"')[::2])) is not None:
-        return False
-    return encoded.isascii() or not any(lead in encoded for lead in _BEYOND_BMP)
+    pending = [value]
+    while pending:
+        container = pending.pop()
+        kind = type(container)
+        if kind in _LEAVES:
+            continue
+        if kind not in _CONTAINERS:
+            return False
+        for item in container.values() if kind is dict else container:
+            item_kind = type(item)
+            if item_kind in _LEAVES:
+                continue
+            if item_kind not in _CONTAINERS:
+                return False
+            pending.append(item)
+    return True
 
 
 def _plain(value: Any) -> bool:  # noqa: PLR0911 - one answer per kind of value
