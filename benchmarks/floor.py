@@ -45,6 +45,7 @@ class FloorWriter:
         self._wake = threading.Condition()
         self._pending = 0
         self._closed = False
+        self._idle = False
         self._thread = threading.Thread(target=self._loop, name="floor-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -54,7 +55,10 @@ class FloorWriter:
         with self._wake:
             self._queue.append(facts)
             self._pending += 1
-            self._wake.notify()
+            # a wake-up only when the thread waits for a first item or a batch is full, as
+            # audit-middleware's worker does: one per request would cost more than the rest
+            if self._idle or len(self._queue) >= _BATCH:
+                self._wake.notify()
 
     def flush(self) -> None:
         """Wait until everything queued so far is written."""
@@ -79,7 +83,9 @@ class FloorWriter:
     def _loop(self) -> None:
         while True:
             with self._wake:
+                self._idle = True
                 self._wake.wait_for(lambda: self._queue or self._closed)
+                self._idle = False
                 self._wake.wait_for(lambda: len(self._queue) >= _BATCH or self._closed, _LINGER)
                 batch = [self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))]
             if batch:
