@@ -19,7 +19,6 @@ lines or inserting them into an unindexed SQLite table, measured the same way.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from audit_middleware.sinks import JsonLinesSink, Sink, SQLiteSink
 from audit_middleware.sinks.opensearch.sink import OpenSearchSink
 from benchmarks.apps import flask_app, starlette_app
 from benchmarks.capture_inprocess import AsgiDriver, asgi_scope, wsgi_environ, wsgi_runner
-from benchmarks.common import Result, Row, Settings, Table, fmt, median
+from benchmarks.common import Result, Row, Settings, Table, count_lines, count_rows, fmt, median
 from benchmarks.floor import FloorASGI, FloorJsonLines, FloorSQLite, FloorWriter, FloorWSGI
 from benchmarks.node import count_documents, plain_client, temporary_layout, unavailable, unique_prefix
 
@@ -91,9 +90,9 @@ def _sinks(work: Path, opensearch: tuple[str, str] | None) -> dict[str, Callable
 
 def _stored(name: str, work: Path, client: Any, prefix: str) -> int:
     if name == "default SQLite store":
-        return _rows(work / "audit.sqlite3", "events")
+        return count_rows(work / "audit.sqlite3")
     if name == "JSON lines":
-        return _lines(work / "audit.jsonl")
+        return count_lines(work / "audit.jsonl")
     return count_documents(client, prefix)
 
 
@@ -148,11 +147,11 @@ def _floors(result: Result, split: list[list[str]], work: Path, calls: int, repe
     writers: dict[str, tuple[Callable[[], FloorWriter], Callable[[], int]]] = {
         "floor, JSON lines": (
             lambda: FloorJsonLines(work / "floor.jsonl"),
-            lambda: _lines(work / "floor.jsonl"),
+            lambda: count_lines(work / "floor.jsonl"),
         ),
         "floor, unindexed SQLite table": (
             lambda: FloorSQLite(work / "floor.sqlite3"),
-            lambda: _rows(work / "floor.sqlite3", "floor"),
+            lambda: count_rows(work / "floor.sqlite3", "floor"),
         ),
     }
     for floor_name, (make_writer, stored) in writers.items():
@@ -163,7 +162,7 @@ def _floors(result: Result, split: list[list[str]], work: Path, calls: int, repe
             for case, bare, wrapped in _cases(
                 driver, partial(FloorASGI, writer=writer), partial(FloorWSGI, writer=writer)
             ):
-                runs = measure(bare, wrapped, calls, repeats, settle=writer.flush)
+                runs = measure(bare, wrapped, calls, repeats, settle=partial(writer.flush, None))
                 made += (repeats + 2) * calls
                 _add_case(result, split, f"{case}, {floor_name}", runs, held=False)
         finally:
@@ -171,17 +170,6 @@ def _floors(result: Result, split: list[list[str]], work: Path, calls: int, repe
             writer.close()
         checks.append(f"{floor_name}: {stored()} records stored for {made} requests")
     return checks
-
-
-def _lines(path: Path) -> int:
-    with path.open("rb") as lines:
-        return sum(1 for _ in lines)
-
-
-def _rows(path: Path, table: str) -> int:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        count: int = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # our own table name
-    return count
 
 
 def run(settings: Settings) -> Result:

@@ -96,7 +96,7 @@ def floor_writer() -> FloorJsonLines | None:
 def sink_from_env() -> Sink | None:
     """The sink named by the environment; None for the bare variant and for the default store."""
     variant = os.environ.get(ENV_VARIANT, "bare")
-    if variant in ("bare", "sqlite", "floor"):
+    if variant in ("bare", "sqlite"):
         return None
     if variant == "jsonl":
         return JsonLinesSink(os.environ[ENV_JSONL])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import os
+import sqlite3
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -266,6 +269,23 @@ def describe_load(load: dict[str, Any]) -> str:
 
 
 # -- memory ----------------------------------------------------------------------------
+
+
+def count_lines(path: Path) -> int:
+    """The lines of a file (0 when it does not exist): the records a JSON-lines writer stored."""
+    if not path.exists():
+        return 0
+    with open(path, "rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+def count_rows(path: Path, table: str = "events") -> int:
+    """The rows of ``table`` in a SQLite file (0 when it does not exist)."""
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        count: int = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # our own table names
+    return count
 
 
 def rss_bytes(pid: int | str = "self") -> int:

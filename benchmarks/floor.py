@@ -6,7 +6,9 @@ recording costs at its barest on the same machine. :class:`FloorWSGI` and
 they copy the raw facts a record needs (time, method, path, client address, user
 agent, status) into a dict and put it on a queue; one thread per process takes what is
 queued and appends it as JSON lines (:class:`FloorJsonLines`) or inserts it into an
-unindexed SQLite table (:class:`FloorSQLite`).
+unindexed SQLite table (:class:`FloorSQLite`). The queue and the thread are the project's
+own (``sinks.worker.BackgroundWorker``), so the floor wakes its thread as rarely as the
+sinks do: a wake-up per request costs more than a record.
 
 Nothing else: no record model, no actor or scope, no route decision, no redaction, no
 hash chain, no indexes or full-text search, no back-pressure, no durability at exit
@@ -17,14 +19,14 @@ from __future__ import annotations
 
 import atexit
 import sqlite3
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from audit_middleware.sinks.worker import BackgroundWorker
 
 __all__ = ["FloorASGI", "FloorJsonLines", "FloorSQLite", "FloorWSGI", "FloorWriter"]
 
@@ -36,66 +38,30 @@ _BATCH = 1000
 _LINGER = 0.02  # as audit-middleware's delivery worker: batches, not a transaction per request
 
 
-class FloorWriter:
-    """A queue drained by one thread, which hands each batch (up to 1,000, waiting up to
-    20 ms to fill) to :meth:`write`."""
+class FloorWriter(BackgroundWorker[Facts]):
+    """The project's own queue and thread (``sinks.worker.BackgroundWorker``: batches of up to
+    1,000, lingering 20 ms to fill, woken only when it waits and a batch is due), handing
+    each batch to :meth:`handle`; only what is done with a batch is the floor's."""
 
     def __init__(self) -> None:
-        self._queue: deque[Facts] = deque()
-        self._wake = threading.Condition()
-        self._pending = 0
-        self._closed = False
-        self._idle = False
-        self._thread = threading.Thread(target=self._loop, name="floor-writer", daemon=True)
-        self._thread.start()
+        super().__init__("floor-writer", max_queue=1_000_000, batch_size=_BATCH, linger=_LINGER)
         atexit.register(self.close)
 
     def put(self, facts: Facts) -> None:
         """Queue one request's facts (the request thread's only step besides copying them)."""
-        with self._wake:
-            self._queue.append(facts)
-            self._pending += 1
-            # a wake-up only when the thread waits for a first item or a batch is full, as
-            # audit-middleware's worker does: one per request would cost more than the rest
-            if self._idle or len(self._queue) >= _BATCH:
-                self._wake.notify()
-
-    def flush(self) -> None:
-        """Wait until everything queued so far is written."""
-        with self._wake:
-            self._wake.wait_for(lambda: self._pending == 0)
+        if not self.offer(facts):
+            self.handle([facts])
 
     def close(self) -> None:
-        """Write what is queued and stop the thread."""
-        with self._wake:
-            self._closed = True
-            self._wake.notify_all()
-        self._thread.join()
+        """Write what is queued, stop the thread and release what the writer holds."""
+        left = self.stop(None)  # the thread drains the queue; left is what it never started on
+        if left:
+            self.handle(left)
+        self.finish()
         atexit.unregister(self.close)
 
-    def write(self, batch: list[Facts]) -> None:
-        """Store one batch (on the writer thread)."""
-        raise NotImplementedError
-
     def finish(self) -> None:
-        """The last batch is written (on the writer thread): release what it held."""
-
-    def _loop(self) -> None:
-        while True:
-            with self._wake:
-                self._idle = True
-                self._wake.wait_for(lambda: self._queue or self._closed)
-                self._idle = False
-                self._wake.wait_for(lambda: len(self._queue) >= _BATCH or self._closed, _LINGER)
-                batch = [self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))]
-            if batch:
-                self.write(batch)
-            with self._wake:
-                self._pending -= len(batch)
-                self._wake.notify_all()
-                if self._closed and not self._queue:
-                    break
-        self.finish()
+        """The last batch is written and the thread has ended: release what it held."""
 
 
 class FloorJsonLines(FloorWriter):
@@ -105,7 +71,7 @@ class FloorJsonLines(FloorWriter):
         self._file = open(path, "ab")  # noqa: SIM115 - open for the writer's life, closed by close()
         super().__init__()
 
-    def write(self, batch: list[Facts]) -> None:
+    def handle(self, batch: list[Facts]) -> None:
         """Encode the batch and append it."""
         self._file.write(b"".join(orjson.dumps(facts) + b"\n" for facts in batch))
         self._file.flush()
@@ -123,10 +89,10 @@ class FloorSQLite(FloorWriter):
         self._conn: sqlite3.Connection | None = None
         super().__init__()
 
-    def write(self, batch: list[Facts]) -> None:
+    def handle(self, batch: list[Facts]) -> None:
         """Insert the batch with one ``executemany``."""
-        if self._conn is None:  # made on the writer thread, which alone uses it
-            self._conn = sqlite3.connect(self._path, isolation_level=None)
+        if self._conn is None:  # made on the writer thread; closed by close() once it has ended
+            self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute(

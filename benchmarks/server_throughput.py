@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from typing import Any
 
 from benchmarks import apps
 from benchmarks.capture_inprocess import BODY
-from benchmarks.common import Result, Row, Settings, Table, fmt, median
+from benchmarks.common import Result, Row, Settings, Table, count_lines, count_rows, fmt, median
 from benchmarks.node import (
     count_documents,
     node_cpu_seconds,
@@ -267,11 +266,11 @@ def _suite(
     # after the servers stopped: their sinks flushed on exit
     totals = {server.variant: server.requests_total for server in servers}
     checks: dict[str, Any] = {
-        "sqlite_records": _count_rows(Path(env["AUDIT_SQLITE_PATH"])),
+        "sqlite_records": count_rows(Path(env["AUDIT_SQLITE_PATH"])),
         "sqlite_requests": totals["sqlite"],
-        "jsonl_records": _count_lines(jsonl),
+        "jsonl_records": count_lines(jsonl),
         "jsonl_requests": totals["jsonl"],
-        "floor_records": _count_lines(floor),
+        "floor_records": count_lines(floor),
         "floor_requests": totals["floor"],
     }
     if prefix is not None:
@@ -279,21 +278,6 @@ def _suite(
         checks["opensearch_requests"] = totals["opensearch"]
         checks["spool_bytes_left"] = _dir_bytes(work / f"{kind}-state" / "spool")
     return servers, checks
-
-
-def _count_lines(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with open(path, "rb") as handle:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-
-
-def _count_rows(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        count: int = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-    return count
 
 
 def _dir_bytes(path: Path) -> int:

@@ -62,10 +62,10 @@ def canonical_bytes(value: Any) -> bytes:
     plain = plain_canonical_bytes(value)
     if plain is not None:
         return plain
-    if _plain(value):  # text beyond the BMP outside keys: orjson sorts as JCS does then
+    if _json_only(value, ascii_keys=True):  # text beyond the BMP outside keys: orjson sorts as JCS does
         try:
             return orjson.dumps(value, option=_SORTED)
-        except orjson.JSONEncodeError:  # a lone surrogate: the reference encoder says why
+        except orjson.JSONEncodeError:  # a lone surrogate or a huge integer: the reference encoder
             pass
     try:
         return rfc8785.dumps(value)
@@ -86,14 +86,16 @@ def plain_canonical_bytes(value: Any) -> bytes | None:
         return None
     if not (encoded.isascii() or not any(lead in encoded for lead in _BEYOND_BMP)):
         return None
-    return encoded if _holds_no_float(value) else None
+    return encoded if _json_only(value, ascii_keys=False) else None
 
 
-def _holds_no_float(value: Any) -> bool:
-    """Whether ``value`` holds only text, integers, booleans, nulls and containers of them.
+def _json_only(value: Any, *, ascii_keys: bool) -> bool:
+    """Whether ``value`` holds only text, integers, booleans, nulls and dicts, lists and tuples
+    of them (no float anywhere), and with ``ascii_keys`` only ASCII text keys.
 
-    Only types are read, without recursion (orjson has refused the subclasses and the
-    integers JCS cannot represent already).
+    Only types are read, without recursion. The writers' shortcut leaves keys and integers
+    to orjson, which has refused the other key types, the subclasses and the integers JCS
+    cannot represent before this runs.
     """
     pending = [value]
     while pending:
@@ -103,7 +105,14 @@ def _holds_no_float(value: Any) -> bool:
             continue
         if kind not in _CONTAINERS:
             return False
-        for item in container.values() if kind is dict else container:
+        if kind is dict:
+            # JCS sorts keys by UTF-16 code units, orjson by code points: equal for ASCII keys
+            if ascii_keys and not all(type(key) is str and key.isascii() for key in container):
+                return False
+            items = container.values()
+        else:
+            items = container
+        for item in items:
             item_kind = type(item)
             if item_kind in _LEAVES:
                 continue
@@ -111,28 +120,6 @@ def _holds_no_float(value: Any) -> bool:
                 return False
             pending.append(item)
     return True
-
-
-def _plain(value: Any) -> bool:  # noqa: PLR0911 - one answer per kind of value
-    """Whether orjson's sorted output is the JCS output: no floats, ASCII keys, safe integers."""
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or not key.isascii():
-                return False  # JCS sorts by UTF-16 code units, orjson by code points
-            item_kind = type(item)
-            if item_kind is str or item_kind is bool or item is None:
-                continue
-            if not _plain(item):
-                return False
-        return True
-    if kind is int:
-        return bool(-_SAFE < value < _SAFE)
-    if kind is list:
-        return all(_plain(item) for item in value)
-    return False  # floats (ECMAScript number spelling), tuples, anything else: the reference encoder
 
 
 def _big_integers_as_text(value: Any) -> Any:
