@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from werkzeug.test import EnvironBuilder
@@ -41,12 +44,14 @@ from benchmarks.common import (
     Row,
     Settings,
     Table,
+    count_lines,
     fmt,
     interleave,
     median,
     paired_deltas,
     quartiles,
 )
+from benchmarks.floor import FloorASGI, FloorJsonLines, FloorWSGI
 
 NAME = "capture_inprocess"
 TARGETS_US = {  # µs the middleware may add per request, by case (issue 12's table)
@@ -306,12 +311,14 @@ def breakdown(environ: dict[str, Any], calls: int, repeats: int) -> Table:
 # -- the benchmark ---------------------------------------------------------------------
 
 
-def settled(runner: Callable[[int], int]) -> Callable[[int], int]:
-    """``runner``, then the delivery worker drained (untimed): each run starts with no backlog."""
+def settled(
+    runner: Callable[[int], int], drain: Callable[[], object] = audit_middleware.flush
+) -> Callable[[int], int]:
+    """``runner``, then its background thread drained (untimed): each run starts with no backlog."""
 
     def run(n: int) -> int:
         elapsed = runner(n)
-        audit_middleware.flush()
+        drain()
         return elapsed
 
     return run
@@ -330,6 +337,7 @@ def _row(name: str, runs: dict[str, list[float]], *, audited: bool) -> Row:
     low, high = quartiles(deltas)
     delta = median(deltas)
     base = median(bare)
+    floor = median(paired_deltas(bare, runs["floor"]))
     return Row(
         name=name,
         unit="µs",
@@ -339,7 +347,8 @@ def _row(name: str, runs: dict[str, list[float]], *, audited: bool) -> Row:
         ratio=median(wrapped) / base,
         target=f"<= {target:g} µs added",
         met=delta <= target,
-        note=f"delta IQR {low:.1f}..{high:.1f} µs" + ("" if audited else ", no record"),
+        note=f"delta IQR {low:.1f}..{high:.1f} µs, floor {floor:+.2f} µs"
+        + ("" if audited else ", no record"),
     )
 
 
@@ -357,6 +366,10 @@ def run(settings: Settings) -> Result:
     sink = NullSink()
     audit_middleware.configure(sink=sink)
     checks: list[str] = []
+    work = tempfile.TemporaryDirectory(prefix="capture-floor-")
+    floor_writer = FloorJsonLines(Path(work.name) / "floor.jsonl")
+    floor_made = 0  # requests the floor should have written a line for
+    drain_floor = partial(floor_writer.flush, None)
     try:
         flask = flask_app()
         flask_ext = flask_app()
@@ -373,18 +386,24 @@ def run(settings: Settings) -> Result:
             if memory is not None:  # the issue's "plain WSGI POST, memory sink" row
                 audit_middleware.configure(sink=memory)
             wrapped = given if given is not None else AuditMiddleware(bare)
+            floor = FloorWSGI(bare, floor_writer)
             environ = wsgi_environ(method, path)
-            for app in (bare, wrapped):
+            for app in (bare, wrapped, floor):
                 status = wsgi_status(app, environ)
                 if not status.startswith("200"):
                     raise RuntimeError(f"{name}: the app answered {status!r}")
             audit_middleware.flush()  # the status checks' records first
             sink.count = 0
             runs = interleave(
-                {"bare": wsgi_runner(bare, environ), "wrapped": settled(wsgi_runner(wrapped, environ))},
+                {
+                    "bare": wsgi_runner(bare, environ),
+                    "wrapped": settled(wsgi_runner(wrapped, environ)),
+                    "floor": settled(wsgi_runner(floor, environ), drain_floor),
+                },
                 calls=calls,
                 repeats=repeats,
             )
+            floor_made += (repeats + 2) * calls + 1 if audited else 0  # and its status check
             got = sink.count if memory is None else len(memory.events) - 1  # less the status check's
             expected = (repeats + 2) * calls if audited else 0
             checks.append(f"{name}: {got} records for {(repeats + 2) * calls} wrapped calls")
@@ -399,12 +418,13 @@ def run(settings: Settings) -> Result:
         try:
             starlette = starlette_app()
             wrapped_asgi = ASGIAuditMiddleware(starlette)
+            floor_asgi = FloorASGI(starlette, floor_writer)
             for name, method, path, audited in (
                 ("ASGI Starlette POST /items (audited)", "POST", "/items", True),
                 ("ASGI Starlette GET / (not audited)", "GET", "/", False),
             ):
                 scope = asgi_scope(method, path)
-                for app in (starlette, wrapped_asgi):
+                for app in (starlette, wrapped_asgi, floor_asgi):
                     if driver.status(app, scope) != 200:
                         raise RuntimeError(f"{name}: the app did not answer 200")
                 audit_middleware.flush()  # the status checks' records first
@@ -413,10 +433,12 @@ def run(settings: Settings) -> Result:
                     {
                         "bare": driver.runner(starlette, scope),
                         "wrapped": settled(driver.runner(wrapped_asgi, scope)),
+                        "floor": settled(driver.runner(floor_asgi, scope), drain_floor),
                     },
                     calls=calls,
                     repeats=repeats,
                 )
+                floor_made += (repeats + 2) * calls + 1 if audited else 0  # and its status check
                 expected = (repeats + 2) * calls if audited else 0
                 checks.append(f"{name}: {sink.count} records for {(repeats + 2) * calls} wrapped calls")
                 if sink.count != expected:
@@ -437,7 +459,14 @@ def run(settings: Settings) -> Result:
             )
         )
         result.tables.append(Table("published references (not measured here)", ["tool", "cost"], REFERENCES))
+        floor_writer.close()
+        floor_stored = count_lines(Path(work.name) / "floor.jsonl")
+        checks.append(f"floor: {floor_stored} lines written for {floor_made} changing requests")
+        if floor_stored != floor_made:
+            raise RuntimeError(f"the floor wrote {floor_stored} lines for {floor_made} requests")
     finally:
+        floor_writer.close()
+        work.cleanup()
         audit_config.reset()
     result.notes += [
         f"{repeats} runs of {calls} calls per variant, bare and wrapped alternating; figures are medians "
@@ -445,6 +474,9 @@ def run(settings: Settings) -> Result:
         "time = CPU time of the calling thread (time.thread_time_ns): time slices taken by other "
         "processes on this shared 2-core machine are not counted, their cache and core sharing still is",
         "ASGI POST and GET (not audited) rows show the same middleware without Flask's cost",
+        "floor: benchmarks/floor.py around the same bare app, interleaved with it (the least any audit "
+        "middleware must do on the request thread: a changing request's raw facts in a dict on a queue; "
+        "its thread's JSON-lines writing is not timed here, as the delivery worker's is not)",
         *checks,
     ]
     return result

@@ -364,6 +364,50 @@ def test_offer_after_stop_is_refused(make_worker: Callable[..., Recorder]) -> No
     assert worker.depth() == 0
 
 
+def race_offers_with_stop(
+    worker: Recorder, producers: int, pause: float
+) -> tuple[list[str], list[str], list[str]]:
+    """Offer distinct items from ``producers`` threads, stop the worker after ``pause``; return
+    (accepted, refused, kept: handled by the thread, handed back by stop() or still queued)."""
+    accepted: list[str] = []
+    refused: list[str] = []
+    go = threading.Event()
+
+    def produce(slot: int) -> None:
+        go.wait(5)
+        for n in range(100_000):
+            item = f"{slot}-{n}"
+            if not worker.offer(item):
+                refused.append(item)
+                return  # stopped: refused from here on
+            accepted.append(item)
+
+    threads = [threading.Thread(target=produce, args=(slot,)) for slot in range(producers)]
+    for thread in threads:
+        thread.start()
+    go.set()
+    assert wait_until(lambda: bool(accepted))  # the race starts with offers under way
+    time.sleep(pause)
+    left = worker.stop(timeout=5)
+    for thread in threads:
+        thread.join(10)
+    return accepted, refused, worker.items + left + list(worker._queue)
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.002, 0.005, 0.01])
+def test_offers_racing_stop_are_each_handled_once_or_refused(
+    make_worker: Callable[..., Recorder], pause: float
+) -> None:
+    """An offer that races ``stop()`` is either accepted, and then handled by the thread or
+    handed back by ``stop()``, or refused; never lost, never kept twice."""
+    for _ in range(5):
+        worker = make_worker(max_queue=100_000, batch_size=7, linger=0.0)
+        accepted, refused, kept = race_offers_with_stop(worker, producers=4, pause=pause)
+        assert sorted(kept) == sorted(accepted)
+        assert not set(kept) & set(refused)
+        assert worker.depth() == 0
+
+
 class IdleCounter(Recorder):
     """Counts the idle rounds, and the queue depth seen in each."""
 
