@@ -9,6 +9,10 @@ the request thread's part of a record, not shipping it. Times are the calling th
 CPU time, so other processes' time slices do not count, nor does the delivery worker's
 (``allin_cpu`` adds that); the worker is drained after each wrapped run, outside the
 timing, so its backlog never grows.
+
+Beside bare and wrapped, each case runs a third variant, interleaved: the same bare app
+inside ``benchmarks.floor`` (the least any audit middleware must do), whose writer thread
+is drained the same way and whose lines are counted against the requests.
 """
 
 from __future__ import annotations
